@@ -1,0 +1,32 @@
+# Two commands do all the set-up (see README.md):
+#   make run    create .venv, install the project, run the main job (a backtest with reports)
+#   make test   install the test tools (and Debian's chromium for the browser test), run the suite
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: run test install browser lint bench
+
+run: install
+	$(VENV)/bin/btc-backtest data info
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: setup.cfg pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[test]'
+	touch $@
+
+browser:
+	bash scripts/install-chromium.sh
+
+test: install browser
+	$(PY) -m ruff check .
+	$(PY) -m pytest
+
+lint: install
+	$(PY) -m ruff check .
+
+bench: install
+	$(PY) -m pytest benchmarks --benchmark-only

@@ -1,0 +1,1 @@
+"""Backtest runner, engines, results, reports and the ``btc-backtest`` command line."""

@@ -1,0 +1,64 @@
+"""The ``btc-backtest`` command line (a click group).
+
+Sub-commands live in their own modules and are attached here, so that each stays small:
+``data`` (:mod:`backtests.cli_data`), and later ``run``, ``outlook``, ``strategies``, ``report``,
+``sweep`` and ``audit``.
+
+Errors are one clear line plus a hint; ``--verbose`` shows the traceback. Exit codes: 0 ok,
+2 usage or bad input, 1 failure.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+
+import click
+
+from data.frame import DataError
+
+# (module, attribute) of each sub-command; a module that fails to import is a bug, not optional.
+_COMMANDS: tuple[tuple[str, str], ...] = (("backtests.cli_data", "data"),)
+
+
+class _Group(click.Group):
+    """A click group that turns known errors into one line and the right exit code."""
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except DataError as exc:
+            _fail(ctx, exc, code=2)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:
+            _fail(ctx, exc, code=1)
+        return None
+
+
+def _fail(ctx: click.Context, exc: BaseException, code: int) -> None:
+    verbose = bool(ctx.find_root().params.get("verbose"))
+    if verbose:
+        traceback.print_exception(exc)
+    click.secho(f"error: {exc}", fg="red", err=True)
+    if not verbose and code == 1:
+        click.echo("hint: run again with --verbose to see the traceback", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--verbose", "-v", is_flag=True, help="Show tracebacks and debug messages.")
+@click.version_option(package_name="btc-backtest")
+@click.pass_context
+def main(ctx: click.Context, verbose: bool) -> None:
+    """Bitcoin technical analysis and backtesting."""
+    ctx.ensure_object(dict)
+    ctx.obj["verbose"] = verbose
+
+
+for _module, _attr in _COMMANDS:
+    main.add_command(getattr(importlib.import_module(_module), _attr))

@@ -1,0 +1,129 @@
+"""Resampling canonical candles to a coarser timeframe.
+
+Bins follow exchange conventions: intraday and daily bins are aligned to the Unix epoch (00:00
+UTC), weekly bins (and multiples of a week) open on **Monday 00:00 UTC** as on Binance and
+TradingView. Each output bar is labelled with its open time.
+
+The last output bar is usually still forming when the input ends mid-period (a weekly bar built
+from Monday to Wednesday). Such a bar is *marked*, never silently passed off as final:
+``result.attrs["incomplete_last"]`` is ``True`` and :func:`drop_incomplete` removes it. This is
+the place where most look-ahead bugs are born: an indicator that uses an incomplete weekly close
+on Monday is using Friday's price.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from data.frame import MONTHLY, DataError, check_canonical, infer_timeframe, parse_timeframe
+
+# 1970-01-05 was a Monday: weekly bins are counted from there so that they open on Mondays.
+_MONDAY_ORIGIN_NS = pd.Timestamp("1970-01-05", tz="UTC").value
+_WEEK = pd.Timedelta(weeks=1)
+
+
+def source_timeframe(df: pd.DataFrame) -> str:
+    """Return the timeframe of ``df``: ``attrs["timeframe"]`` if set, else inferred from the index."""
+    tf = df.attrs.get("timeframe")
+    return str(tf) if tf else infer_timeframe(df.index)
+
+
+def period_start(index: pd.DatetimeIndex, timeframe: str | pd.Timedelta) -> pd.DatetimeIndex:
+    """Return, for each timestamp in ``index``, the open time of the ``timeframe`` bin holding it.
+
+    Weekly (and multi-week) bins open on Monday 00:00 UTC; others are aligned to the epoch.
+    """
+    td = parse_timeframe(timeframe)
+    step = td.value
+    origin = _MONDAY_ORIGIN_NS if td % _WEEK == pd.Timedelta(0) else 0
+    ns = index.as_unit("ns").asi8
+    starts = (ns - origin) // step * step + origin
+    return pd.DatetimeIndex(pd.to_datetime(starts, unit="ns", utc=True), name=index.name)
+
+
+def resample(
+    df: pd.DataFrame,
+    timeframe: str,
+    *,
+    incomplete: Literal["mark", "drop"] = "mark",
+) -> pd.DataFrame:
+    """Aggregate canonical candles into ``timeframe`` bars.
+
+    open = first open, high = max, low = min, close = last close, volume = sum. Bins that contain
+    no input bar are absent from the output (a gap stays a gap: no candle is invented).
+
+    Args:
+        df: canonical frame (see :mod:`data.frame`).
+        timeframe: target timeframe, e.g. ``"4h"``, ``"1d"``, ``"1w"``; a whole multiple of the
+            input timeframe.
+        incomplete: ``"mark"`` keeps a still-forming last bar and sets
+            ``attrs["incomplete_last"] = True``; ``"drop"`` removes it.
+
+    Returns:
+        A canonical frame with ``attrs["timeframe"]`` set to ``timeframe`` and
+        ``attrs["incomplete_last"]`` (bool).
+
+    Raises:
+        DataError: when the target is not a whole multiple of the input timeframe.
+    """
+    check_canonical(df)
+    src_tf = source_timeframe(df)
+    if src_tf == MONTHLY:
+        raise DataError(
+            f"cannot resample monthly bars to {timeframe}",
+            hint="monthly bars are the coarsest supported; load daily or intraday data",
+        )
+    src = parse_timeframe(src_tf)
+    dst = parse_timeframe(timeframe)
+    if dst < src or dst % src != pd.Timedelta(0):
+        raise DataError(
+            f"cannot resample {src_tf} bars to {timeframe}",
+            hint=f"choose a timeframe that is a whole multiple of {src_tf}",
+        )
+    if df.empty:
+        out = df.copy()
+        out.attrs.update(timeframe=timeframe, incomplete_last=False)
+        return out
+
+    starts = period_start(df.index, dst)
+    keys = starts.asi8
+    # Group boundaries: input is strictly increasing, so equal keys are contiguous.
+    first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    last = np.r_[first[1:] - 1, len(keys) - 1]
+    o = df["open"].to_numpy()
+    h = df["high"].to_numpy()
+    lo = df["low"].to_numpy()
+    c = df["close"].to_numpy()
+    v = df["volume"].to_numpy()
+    out = pd.DataFrame(
+        {
+            "open": o[first],
+            "high": np.maximum.reduceat(h, first),
+            "low": np.minimum.reduceat(lo, first),
+            "close": c[last],
+            "volume": np.add.reduceat(v, first),
+        },
+        index=pd.DatetimeIndex(pd.to_datetime(keys[first], unit="ns", utc=True), name="timestamp"),
+    )
+    # The last bin is complete only if the input reaches the end of it.
+    input_end = df.index[-1] + src
+    incomplete_last = bool(out.index[-1] + dst > input_end)
+    if incomplete_last and incomplete == "drop":
+        out = out.iloc[:-1]
+        incomplete_last = False
+    out.attrs.update({k: v for k, v in df.attrs.items() if k not in ("timeframe",)})
+    out.attrs["timeframe"] = timeframe
+    out.attrs["incomplete_last"] = incomplete_last
+    return out
+
+
+def drop_incomplete(df: pd.DataFrame) -> pd.DataFrame:
+    """Return ``df`` without its last bar when :func:`resample` marked that bar as still forming."""
+    if df.attrs.get("incomplete_last"):
+        out = df.iloc[:-1].copy()
+        out.attrs["incomplete_last"] = False
+        return out
+    return df
