@@ -1,8 +1,8 @@
 """The ``btc-backtest`` command line (a click group).
 
 Sub-commands live in their own modules and are attached here, so that each stays small:
-``data`` (:mod:`backtests.cli_data`), and later ``run``, ``outlook``, ``strategies``, ``report``,
-``sweep`` and ``audit``.
+``data`` (:mod:`backtests.cli_data`); ``run``, ``outlook``, ``strategies``, ``report``
+(:mod:`backtests.cli_run`); ``sweep``, ``audit`` (:mod:`backtests.cli_sweep`).
 
 Errors are one clear line plus a hint; ``--verbose`` shows the traceback. Exit codes: 0 ok,
 2 usage or bad input, 1 failure.
@@ -11,6 +11,7 @@ Errors are one clear line plus a hint; ``--verbose`` shows the traceback. Exit c
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 import traceback
 
@@ -18,8 +19,13 @@ import click
 
 from data.frame import DataError
 
-# (module, attribute) of each sub-command; a module that fails to import is a bug, not optional.
-_COMMANDS: tuple[tuple[str, str], ...] = (("backtests.cli_data", "data"),)
+# Modules holding sub-commands; each exposes ``COMMANDS: list[click.Command]``. A module that
+# exists but fails to import is a bug and must fail loudly, so only absence is tolerated.
+_COMMAND_MODULES: tuple[str, ...] = (
+    "backtests.cli_data",
+    "backtests.cli_run",
+    "backtests.cli_sweep",
+)
 
 
 class _Group(click.Group):
@@ -60,5 +66,7 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
-for _module, _attr in _COMMANDS:
-    main.add_command(getattr(importlib.import_module(_module), _attr))
+for _module in _COMMAND_MODULES:
+    if importlib.util.find_spec(_module) is not None:
+        for _command in importlib.import_module(_module).COMMANDS:
+            main.add_command(_command)

@@ -26,7 +26,7 @@ _WEEK = pd.Timedelta(weeks=1)
 
 
 def source_timeframe(df: pd.DataFrame) -> str:
-    """Return the timeframe of ``df``: ``attrs["timeframe"]`` if set, else inferred from the index."""
+    """Return the timeframe of ``df``: ``attrs["timeframe"]`` if set, else inferred."""
     tf = df.attrs.get("timeframe")
     return str(tf) if tf else infer_timeframe(df.index)
 

@@ -25,7 +25,7 @@ def shared_path(name: str) -> Path:
     """Path of a real data file, skipping the test when ../shared/data is not there."""
     path = SHARED_DATA / name
     if not path.exists():
-        pytest.skip(f"real BTC data not found at {path} (set BTC_SHARED_DATA or add ../shared/data)")
+        pytest.skip(f"real BTC data not found at {path} (set BTC_SHARED_DATA)")
     return path
 
 
