@@ -1,0 +1,345 @@
+"""Overfitting statistics: probabilistic and deflated Sharpe ratios, and the probability of
+backtest overfitting (PBO) by combinatorially symmetric cross-validation (CSCV).
+
+References:
+
+* D. H. Bailey, M. López de Prado (2012), "The Sharpe Ratio Efficient Frontier" (PSR).
+* D. H. Bailey, M. López de Prado (2014), "The Deflated Sharpe Ratio: Correcting for Selection
+  Bias, Backtest Overfitting and Non-Normality", Journal of Portfolio Management 40(5).
+* D. H. Bailey, J. Borwein, M. López de Prado, Q. J. Zhu (2015), "The Probability of Backtest
+  Overfitting", Journal of Computational Finance 20(4).
+
+Units: every Sharpe ratio here is **per observation** (per bar: not annualised), because that is
+what the PSR/DSR formulas are written in. Divide an annualised Sharpe by ``sqrt(periods per year)``
+before passing it (:func:`deannualise`). Kurtosis is the ordinary (non-excess) kurtosis: 3 for a
+normal distribution.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+EULER_GAMMA = 0.5772156649015329
+
+
+def deannualise(sharpe_annual: float, periods_per_year: float) -> float:
+    """Per-observation Sharpe ratio from an annualised one (``SR / sqrt(periods_per_year)``)."""
+    return float(sharpe_annual) / math.sqrt(float(periods_per_year))
+
+
+def sharpe_ratio(returns: np.ndarray | pd.Series) -> float:
+    """Per-observation Sharpe ratio ``mean / std`` (ddof=1) of simple returns, not annualised.
+
+    A series without variance (e.g. a strategy that never trades) has Sharpe 0: it took no risk
+    and carries no information. NaNs are ignored.
+    """
+    r = np.asarray(returns, dtype=float)
+    r = r[np.isfinite(r)]
+    if r.size < 2:
+        return float("nan")
+    sd = r.std(ddof=1)
+    return float(r.mean() / sd) if sd > 0 else 0.0
+
+
+def return_moments(returns: np.ndarray | pd.Series) -> dict[str, float]:
+    """Per-observation Sharpe, skewness, (non-excess) kurtosis and count of a return series.
+
+    Returns ``{"sharpe": ..., "skew": ..., "kurtosis": ..., "n_obs": ...}`` with the population
+    (biased) moment estimators the DSR paper uses; a flat series gets skew 0 and kurtosis 3.
+    """
+    r = np.asarray(returns, dtype=float)
+    r = r[np.isfinite(r)]
+    n = int(r.size)
+    if n < 2 or r.std() == 0:
+        return {"sharpe": sharpe_ratio(r) if n >= 2 else float("nan"), "skew": 0.0,
+                "kurtosis": 3.0, "n_obs": float(n)}
+    return {
+        "sharpe": sharpe_ratio(r),
+        "skew": float(stats.skew(r, bias=True)),
+        "kurtosis": float(stats.kurtosis(r, fisher=False, bias=True)),
+        "n_obs": float(n),
+    }
+
+
+def probabilistic_sharpe_ratio(
+    sharpe: float,
+    n_obs: int,
+    skew: float = 0.0,
+    kurtosis: float = 3.0,
+    sharpe_benchmark: float = 0.0,
+) -> float:
+    """Probabilistic Sharpe ratio: P(true Sharpe > ``sharpe_benchmark``), a probability in [0, 1].
+
+    ``PSR = Φ[(SR − SR*)·sqrt(T − 1) / sqrt(1 − γ3·SR + (γ4 − 1)/4·SR²)]`` with per-observation
+    Sharpe ratios, ``T = n_obs`` returns, skewness γ3 and non-excess kurtosis γ4.
+    """
+    if n_obs < 2:
+        raise ValueError(f"PSR needs at least 2 observations, got n_obs={n_obs}")
+    var = 1.0 - skew * sharpe + (kurtosis - 1.0) / 4.0 * sharpe**2
+    if var <= 0:
+        # Only reachable with inconsistent moments (kurtosis < 1 + skew² is impossible).
+        raise ValueError(
+            f"inconsistent moments: 1 - skew*SR + (kurtosis-1)/4*SR^2 = {var:.4g} <= 0 "
+            f"(skew={skew}, kurtosis={kurtosis}, sharpe={sharpe}); kurtosis is the non-excess one"
+        )
+    z = (sharpe - sharpe_benchmark) * math.sqrt(n_obs - 1) / math.sqrt(var)
+    return float(stats.norm.cdf(z))
+
+
+def expected_max_sharpe(n_trials: float, sharpe_variance: float, sharpe_mean: float = 0.0) -> float:
+    """Expected maximum per-observation Sharpe of ``n_trials`` independent zero-skill trials.
+
+    ``E[max SR] ≈ mean + sqrt(V)·((1 − γ)·Φ⁻¹(1 − 1/N) + γ·Φ⁻¹(1 − 1/(N·e)))`` (γ: Euler–
+    Mascheroni), where ``V`` is the variance of the trials' Sharpe ratios. One trial: no selection,
+    so the mean itself.
+    """
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if sharpe_variance < 0:
+        raise ValueError(f"sharpe_variance must be >= 0, got {sharpe_variance}")
+    if n_trials == 1:
+        return float(sharpe_mean)
+    z = (1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / n_trials) + EULER_GAMMA * stats.norm.ppf(
+        1 - 1 / (n_trials * math.e)
+    )
+    return float(sharpe_mean + math.sqrt(sharpe_variance) * z)
+
+
+def deflated_sharpe_ratio(
+    sharpe: float,
+    n_obs: int,
+    n_trials: float,
+    sharpe_variance: float,
+    skew: float = 0.0,
+    kurtosis: float = 3.0,
+) -> float:
+    """Deflated Sharpe ratio: the PSR against the expected maximum Sharpe of ``n_trials`` trials.
+
+    All Sharpe inputs are per observation. Returns a probability in [0, 1]: the chance that the
+    selected strategy's true Sharpe is above what the best of ``n_trials`` skill-less trials would
+    show. Values below 0.95 mean the selection is not significant at 5%.
+    """
+    sr0 = expected_max_sharpe(n_trials, sharpe_variance)
+    return probabilistic_sharpe_ratio(sharpe, n_obs, skew, kurtosis, sharpe_benchmark=sr0)
+
+
+@dataclass
+class DSRResult:
+    """The deflated Sharpe ratio of a selection, with everything that went into it."""
+
+    dsr: float                   # probability in [0, 1]
+    psr: float                   # PSR against 0 (no multiple-testing correction)
+    sharpe: float                # selected trial's per-bar Sharpe
+    sharpe_benchmark: float      # expected max per-bar Sharpe under the null (SR0)
+    n_trials: int
+    sharpe_variance: float       # variance of the trials' per-bar Sharpes
+    n_obs: int
+    skew: float
+    kurtosis: float
+
+    def to_dict(self) -> dict[str, float]:
+        """Plain floats/ints, JSON-ready."""
+        return {k: (float(v) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
+
+
+def deflated_sharpe_from_trials(
+    trial_sharpes: np.ndarray | pd.Series,
+    best_returns: np.ndarray | pd.Series,
+    n_trials: int | None = None,
+) -> DSRResult:
+    """DSR of the best trial given all trials' per-bar Sharpes and the best trial's returns.
+
+    ``n_trials`` defaults to the number of finite trial Sharpes (an upper bound on the number of
+    *independent* trials; correlated parameter sets make the DSR conservative).
+    """
+    srs = np.asarray(trial_sharpes, dtype=float)
+    srs = srs[np.isfinite(srs)]
+    if srs.size == 0:
+        raise ValueError("no finite trial Sharpe ratios: nothing to deflate")
+    n = int(n_trials if n_trials is not None else srs.size)
+    var = float(srs.var(ddof=1)) if srs.size > 1 else 0.0
+    m = return_moments(best_returns)
+    n_obs = int(m["n_obs"])
+    sr0 = expected_max_sharpe(n, var)
+    return DSRResult(
+        dsr=probabilistic_sharpe_ratio(m["sharpe"], n_obs, m["skew"], m["kurtosis"], sr0),
+        psr=probabilistic_sharpe_ratio(m["sharpe"], n_obs, m["skew"], m["kurtosis"], 0.0),
+        sharpe=m["sharpe"],
+        sharpe_benchmark=sr0,
+        n_trials=n,
+        sharpe_variance=var,
+        n_obs=n_obs,
+        skew=m["skew"],
+        kurtosis=m["kurtosis"],
+    )
+
+
+# --- Probability of backtest overfitting (CSCV) ---------------------------------------------
+
+
+@dataclass
+class PBOResult:
+    """Outcome of combinatorially symmetric cross-validation.
+
+    ``logits[c]`` is ``ln(ω/(1−ω))`` where ω is the relative out-of-sample rank (in (0, 1), 1 =
+    best) of the trial that was best in-sample in combination ``c``; ``pbo`` is the share of
+    logits ≤ 0 (the IS winner was at or below the OOS median). ``is_performance`` and
+    ``oos_performance`` are the degradation pairs (the IS winner's metric in and out of sample),
+    ``prob_loss`` the share of combinations where that OOS metric is negative, and
+    ``degradation_slope``/``degradation_intercept`` the least-squares line OOS ~ IS.
+    """
+
+    pbo: float
+    logits: np.ndarray
+    is_performance: np.ndarray
+    oos_performance: np.ndarray
+    best_is_trial: np.ndarray          # column index chosen in-sample, per combination
+    prob_loss: float
+    degradation_slope: float
+    degradation_intercept: float
+    n_splits: int
+    n_combinations: int
+    n_trials: int
+    n_obs: int                         # rows used (T rounded down to a multiple of n_splits)
+    metric: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready summary (arrays as lists)."""
+        return {
+            "pbo": self.pbo,
+            "prob_loss": self.prob_loss,
+            "degradation_slope": self.degradation_slope,
+            "degradation_intercept": self.degradation_intercept,
+            "n_splits": self.n_splits,
+            "n_combinations": self.n_combinations,
+            "n_trials": self.n_trials,
+            "n_obs": self.n_obs,
+            "metric": self.metric,
+            "logits": self.logits.tolist(),
+            "is_performance": self.is_performance.tolist(),
+            "oos_performance": self.oos_performance.tolist(),
+            "best_is_trial": self.best_is_trial.tolist(),
+        }
+
+
+def _block_metric(
+    sums: np.ndarray, sumsq: np.ndarray, counts: np.ndarray, metric: str
+) -> np.ndarray:
+    """Per-column metric from summed block statistics (rows: combinations, cols: trials)."""
+    if metric == "mean":
+        return sums / counts
+    mean = sums / counts
+    var = (sumsq - sums * mean) / (counts - 1)
+    sd = np.sqrt(np.clip(var, 0.0, None))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        sr = mean / sd
+    # No variance (never traded, or constant): Sharpe 0, consistent with sharpe_ratio().
+    # Relative tolerance: the summed-moment variance of a constant column is not exactly 0.
+    flat = sd <= 1e-12 * np.maximum(np.abs(mean), 1e-300)
+    return np.where(flat, 0.0, sr)
+
+
+def probability_of_backtest_overfitting(
+    returns: np.ndarray | pd.DataFrame,
+    n_splits: int = 16,
+    metric: str | Callable[[np.ndarray], np.ndarray] = "sharpe",
+) -> PBOResult:
+    """Probability of backtest overfitting by CSCV (Bailey, Borwein, López de Prado, Zhu 2015).
+
+    Args:
+        returns: ``T x N`` matrix of per-bar returns, one column per trial (parameter set), rows in
+            time order. NaNs are not allowed (fill a flat period with 0).
+        n_splits: ``S``, an even number of contiguous, equal-sized row blocks. The oldest
+            ``T mod S`` rows are dropped so that blocks are equal. All ``C(S, S/2)`` halves are
+            used as in-sample sets, their complements as out-of-sample sets.
+        metric: ``"sharpe"`` (per-bar mean/std, default), ``"mean"`` (mean return), or a
+            callable mapping a ``rows x N`` array to ``N`` scores (slower: evaluated per half).
+
+    Returns:
+        :class:`PBOResult`. OOS ranks use average ranks for ties; the IS winner is the first
+        column with the highest IS metric.
+    """
+    m = np.asarray(returns, dtype=float)
+    if m.ndim != 2:
+        raise ValueError(f"returns must be a 2-D T x N matrix, got shape {m.shape}")
+    t, n = m.shape
+    if n < 2:
+        raise ValueError(f"PBO needs at least 2 trials (columns), got {n}")
+    if n_splits < 2 or n_splits % 2:
+        raise ValueError(f"n_splits must be an even number >= 2, got {n_splits}")
+    if t < 2 * n_splits:
+        raise ValueError(
+            f"{t} rows are too few for n_splits={n_splits}: need at least 2 rows per block"
+        )
+    if not np.isfinite(m).all():
+        bad = np.argwhere(~np.isfinite(m))[0]
+        raise ValueError(
+            f"returns contain NaN/inf (first at row {bad[0]}, column {bad[1]}); "
+            "use 0 for bars out of the market"
+        )
+    used = t - t % n_splits
+    m = m[t - used:]
+    size = used // n_splits
+    blocks = m.reshape(n_splits, size, n)
+
+    combos = np.array(list(combinations(range(n_splits), n_splits // 2)), dtype=np.intp)
+    n_comb = len(combos)
+    sel = np.zeros((n_comb, n_splits))
+    sel[np.arange(n_comb)[:, None], combos] = 1.0
+
+    if callable(metric):
+        name = getattr(metric, "__name__", "custom")
+        is_perf = np.empty((n_comb, n))
+        oos_perf = np.empty((n_comb, n))
+        for c in range(n_comb):
+            mask = sel[c].astype(bool)
+            is_perf[c] = metric(blocks[mask].reshape(-1, n))
+            oos_perf[c] = metric(blocks[~mask].reshape(-1, n))
+    else:
+        if metric not in ("sharpe", "mean"):
+            raise ValueError(f"unknown metric {metric!r}: use 'sharpe', 'mean' or a callable")
+        name = metric
+        # Sum per block once, then combine blocks by a matrix product: all halves at once.
+        bsum = blocks.sum(axis=1)
+        bsq = (blocks**2).sum(axis=1)
+        half = float(size * n_splits // 2)
+        is_perf = _block_metric(sel @ bsum, sel @ bsq, half, metric)
+        oos_perf = _block_metric((1 - sel) @ bsum, (1 - sel) @ bsq, half, metric)
+
+    best = np.argmax(is_perf, axis=1)
+    ranks = stats.rankdata(oos_perf, method="average", axis=1)  # 1 = worst, N = best
+    omega = ranks[np.arange(n_comb), best] / (n + 1)
+    logits = np.log(omega / (1 - omega))
+    is_best = is_perf[np.arange(n_comb), best]
+    oos_best = oos_perf[np.arange(n_comb), best]
+    if np.ptp(is_best) > 0:
+        slope, intercept = np.polyfit(is_best, oos_best, 1)
+    else:
+        slope, intercept = float("nan"), float(np.mean(oos_best))
+    return PBOResult(
+        pbo=float(np.mean(logits <= 0)),
+        logits=logits,
+        is_performance=is_best,
+        oos_performance=oos_best,
+        best_is_trial=best,
+        prob_loss=float(np.mean(oos_best < 0)),
+        degradation_slope=float(slope),
+        degradation_intercept=float(intercept),
+        n_splits=n_splits,
+        n_combinations=n_comb,
+        n_trials=n,
+        n_obs=used,
+        metric=name,
+    )
+
+
+pbo = probability_of_backtest_overfitting

@@ -1,0 +1,200 @@
+"""Overfitting statistics against the papers' worked example, an independent reference and
+hand-checked cases."""
+
+from __future__ import annotations
+
+import math
+from itertools import combinations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from backtests.overfit import (
+    deannualise,
+    deflated_sharpe_from_trials,
+    deflated_sharpe_ratio,
+    expected_max_sharpe,
+    probabilistic_sharpe_ratio,
+    probability_of_backtest_overfitting,
+    return_moments,
+    sharpe_ratio,
+)
+
+# Bailey & López de Prado (2014), "The Deflated Sharpe Ratio", numerical example: 100 trials,
+# best annualised SR 2.5 over 5 years of daily data (T = 1250, 250 days a year), variance of the
+# trials' annualised Sharpes 1/2, skewness -3, kurtosis 10 -> SR0 ≈ 0.1132 (per day), DSR ≈ 0.9004.
+PAPER = dict(sr_annual=2.5, years=5, per_year=250, n_trials=100, var_annual=0.5, skew=-3.0,
+             kurtosis=10.0)
+
+
+def test_dsr_paper_numerical_example() -> None:
+    p = PAPER
+    sr = deannualise(p["sr_annual"], p["per_year"])
+    var = p["var_annual"] / p["per_year"]
+    t = p["years"] * p["per_year"]
+    assert expected_max_sharpe(p["n_trials"], var) == pytest.approx(0.1132, abs=5e-5)
+    dsr = deflated_sharpe_ratio(sr, t, p["n_trials"], var, p["skew"], p["kurtosis"])
+    assert dsr == pytest.approx(0.9004, abs=5e-4)
+
+
+def test_dsr_matches_vectorbt_reference() -> None:
+    vbt_metrics = pytest.importorskip("vectorbt.returns.metrics")
+    for sr, t, n, var, sk, ku in [(0.1, 1000, 50, 0.002, -0.5, 6.0), (0.05, 3000, 240, 4e-4,
+                                                                        0.3, 12.0)]:
+        ref = vbt_metrics.deflated_sharpe_ratio(
+            est_sharpe=sr, var_sharpe=var, nb_trials=n, backtest_horizon=t, skew=sk, kurtosis=ku
+        )
+        assert deflated_sharpe_ratio(sr, t, n, var, sk, ku) == pytest.approx(float(ref), rel=1e-12)
+
+
+def test_psr_hand_value_and_monotonicity() -> None:
+    # SR 0.1 over 101 normal returns: z = 0.1 * 10 / sqrt(1 + 0.5 * 0.01)
+    z = 1.0 / math.sqrt(1.005)
+    assert probabilistic_sharpe_ratio(0.1, 101) == pytest.approx(stats.norm.cdf(z), rel=1e-12)
+    # Negative skew and fat tails lower confidence in the same Sharpe.
+    assert probabilistic_sharpe_ratio(0.1, 101, -1.0, 8.0) < probabilistic_sharpe_ratio(0.1, 101)
+    assert probabilistic_sharpe_ratio(0.0, 500) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least 2"):
+        probabilistic_sharpe_ratio(0.1, 1)
+
+
+def test_expected_max_sharpe_grows_with_trials_and_one_trial_is_no_selection() -> None:
+    assert expected_max_sharpe(1, 0.01) == 0.0
+    vals = [expected_max_sharpe(n, 0.01) for n in (2, 10, 100, 1000)]
+    assert vals == sorted(vals)
+    # Against a Monte Carlo of the max of N standard normals (the formula is an approximation).
+    rng = np.random.default_rng(0)
+    mc = rng.standard_normal((20_000, 100)).max(axis=1).mean()
+    assert expected_max_sharpe(100, 1.0) == pytest.approx(mc, rel=0.01)
+    with pytest.raises(ValueError):
+        expected_max_sharpe(0, 1.0)
+
+
+def test_moments_and_sharpe() -> None:
+    r = np.array([0.01, -0.02, 0.03, 0.0, 0.015])
+    assert sharpe_ratio(r) == pytest.approx(r.mean() / r.std(ddof=1))
+    assert sharpe_ratio(np.zeros(10)) == 0.0
+    m = return_moments(r)
+    assert m["skew"] == pytest.approx(stats.skew(r))
+    assert m["kurtosis"] == pytest.approx(stats.kurtosis(r, fisher=False))
+    assert m["n_obs"] == 5
+
+
+def test_dsr_from_trials_deflates_a_lucky_noise_winner() -> None:
+    rng = np.random.default_rng(7)
+    trials = rng.normal(0, 0.01, size=(1000, 200))  # 200 skill-less strategies
+    srs = trials.mean(0) / trials.std(0, ddof=1)
+    best = trials[:, np.argmax(srs)]
+    res = deflated_sharpe_from_trials(srs, best)
+    assert res.psr > 0.95          # alone, the winner looks significant...
+    assert res.dsr < 0.5           # ...but not once 200 trials are accounted for
+    assert res.n_trials == 200 and res.n_obs == 1000
+    # A real edge survives deflation.
+    strong = rng.normal(0.004, 0.01, size=1000)
+    assert deflated_sharpe_from_trials(np.append(srs, sharpe_ratio(strong)), strong).dsr > 0.99
+
+
+# --- PBO -----------------------------------------------------------------------------------
+
+
+def _reference_pbo(m: np.ndarray, s: int) -> tuple[float, np.ndarray]:
+    """Straightforward CSCV, written independently: slice, score, rank per combination."""
+    t, n = m.shape
+    m = m[t % s:]
+    blocks = np.array_split(m, s)
+    logits = []
+    for comb in combinations(range(s), s // 2):
+        is_rows = np.vstack([blocks[i] for i in comb])
+        oos_rows = np.vstack([blocks[i] for i in range(s) if i not in comb])
+        is_sr = is_rows.mean(0) / is_rows.std(0, ddof=1)
+        oos_sr = oos_rows.mean(0) / oos_rows.std(0, ddof=1)
+        star = int(np.argmax(is_sr))
+        rank = 1 + np.sum(oos_sr < oos_sr[star]) + 0.5 * (np.sum(oos_sr == oos_sr[star]) - 1)
+        w = rank / (n + 1)
+        logits.append(math.log(w / (1 - w)))
+    lg = np.array(logits)
+    return float(np.mean(lg <= 0)), lg
+
+
+def test_pbo_matches_independent_reference_on_fixed_random_matrix() -> None:
+    rng = np.random.default_rng(42)
+    m = rng.normal(0.0002, 0.01, size=(1003, 12)) + rng.normal(0, 0.0005, size=12)
+    res = probability_of_backtest_overfitting(m, n_splits=8)
+    ref_pbo, ref_logits = _reference_pbo(m, 8)
+    assert res.n_combinations == 70 and res.n_obs == 1000 and res.n_trials == 12
+    np.testing.assert_allclose(res.logits, ref_logits, rtol=1e-12)
+    assert res.pbo == ref_pbo
+
+
+def test_pbo_hand_worked_two_trials_always_reverse() -> None:
+    # S=2: two halves. Trial 0 wins the first half and loses the second, trial 1 the opposite:
+    # the IS winner is always the OOS loser: rank 1 of 2 -> ω = 1/3 -> logit = ln(1/2).
+    m = np.array([[0.02, -0.01], [0.01, -0.02], [-0.01, 0.02], [-0.02, 0.01]])
+    res = probability_of_backtest_overfitting(m, n_splits=2)
+    np.testing.assert_allclose(res.logits, [math.log(0.5)] * 2)
+    assert res.pbo == 1.0
+    assert res.prob_loss == 1.0
+    np.testing.assert_allclose(res.is_performance, [0.015 / np.std([0.02, 0.01], ddof=1)] * 2)
+
+
+def test_pbo_dominant_trial_is_zero() -> None:
+    rng = np.random.default_rng(1)
+    m = rng.normal(0, 0.01, size=(800, 20))
+    m[:, 5] += 0.01  # one trial with a large, persistent edge
+    res = probability_of_backtest_overfitting(m, n_splits=10)
+    assert res.pbo == 0.0
+    assert (res.best_is_trial == 5).all()
+    assert res.logits.min() == pytest.approx(math.log(20 / 1))  # rank N of N: ω = N/(N+1)
+    assert res.prob_loss == 0.0
+
+
+def test_pbo_pure_noise_is_near_one_half() -> None:
+    pbos = []
+    for seed in range(40):
+        m = np.random.default_rng(seed).normal(0, 0.01, size=(400, 10))
+        pbos.append(probability_of_backtest_overfitting(m, n_splits=8).pbo)
+    assert 0.4 < np.mean(pbos) < 0.6
+
+
+def test_pbo_callable_metric_equals_vectorised_path() -> None:
+    rng = np.random.default_rng(3)
+    m = rng.normal(0.0001, 0.01, size=(320, 7))
+    fast = probability_of_backtest_overfitting(m, n_splits=6, metric="sharpe")
+    slow = probability_of_backtest_overfitting(
+        m, n_splits=6, metric=lambda x: x.mean(0) / x.std(0, ddof=1)
+    )
+    np.testing.assert_allclose(fast.logits, slow.logits, rtol=1e-12)
+    mean = probability_of_backtest_overfitting(m, n_splits=6, metric="mean")
+    slow_mean = probability_of_backtest_overfitting(m, n_splits=6, metric=lambda x: x.mean(0))
+    np.testing.assert_allclose(mean.logits, slow_mean.logits, rtol=1e-12)
+
+
+def test_pbo_flat_columns_score_zero_sharpe() -> None:
+    rng = np.random.default_rng(4)
+    m = rng.normal(0, 0.01, size=(200, 4))
+    m[:, 2] = 0.0  # never traded
+    res = probability_of_backtest_overfitting(m, n_splits=4)
+    assert np.isfinite(res.logits).all()
+
+
+@pytest.mark.parametrize(
+    ("shape", "kw", "msg"),
+    [
+        ((100,), {}, "2-D"),
+        ((100, 1), {}, "at least 2 trials"),
+        ((100, 3), {"n_splits": 5}, "even"),
+        ((10, 3), {"n_splits": 16}, "too few"),
+        ((100, 3), {"metric": "sortino"}, "unknown metric"),
+    ],
+)
+def test_pbo_bad_input(shape: tuple, kw: dict, msg: str) -> None:
+    with pytest.raises(ValueError, match=msg):
+        probability_of_backtest_overfitting(np.zeros(shape), **kw)
+
+
+def test_pbo_rejects_nan_with_location() -> None:
+    m = np.zeros((100, 3))
+    m[17, 2] = np.nan
+    with pytest.raises(ValueError, match="row 17, column 2"):
+        probability_of_backtest_overfitting(m, n_splits=4)
