@@ -1,0 +1,364 @@
+"""Performance metrics of a backtest, annualised the crypto way (365 days a year).
+
+Conventions (checked against empyrical-reloaded and quantstats in tests/test_metrics.py):
+
+* Per-bar simple returns ``r_i = equity_i / equity_{i-1} - 1`` for bars 1..n-1 (bar 0 is the
+  start: neither engine can hold a position before bar 1's open). A bar after the account reached
+  zero has return 0.
+* Periods per year = 365 days / bar length: 1d -> 365, 1h -> 8,760, 1w -> 52.142857, 1m ->
+  525,600 (monthly bars -> 12).
+* CAGR uses the calendar span from the first to the last bar (``(t_last - t_first) / 365 days``).
+  On gap-free data this equals empyrical's ``len(returns) / periods``; with missing bars (the
+  hourly file lacks 7 hours) the calendar is the honest clock.
+* Volatility and Sharpe use the sample standard deviation (ddof=1); risk-free rate 0.
+* Sortino: annualised mean return over the downside deviation
+  ``sqrt(mean(min(r, 0)^2)) * sqrt(periods)`` (mean over *all* bars, as empyrical and quantstats
+  define it). ``inf`` when there is no losing bar and the mean is positive.
+* Max drawdown: the lowest ``equity / running max - 1`` (negative %). Its duration is the longest
+  time from a peak to the bar that regains it (or to the last bar if never regained), in days.
+* Calmar = CAGR / |max drawdown| (NaN without a drawdown).
+* Profit factor = gross profit / gross loss over closed trades: ``inf`` with winners and no losing
+  trade, NaN with no trade or only break-even trades. Both are valid Python floats; write metrics
+  with :func:`backtests.results.to_jsonable` (or ``BacktestResult.save``) to get strict JSON.
+* Exposure = share of bars during which a position was open: bars ``entry_bar..exit_bar-1`` for
+  exits at the open (signal, time, reverse) and ``entry_bar..exit_bar`` for exits inside or at the
+  close of the exit bar (stop, target, liquidation, end).
+* VaR/CVaR 95 %: historical, on per-bar returns (the 5 % quantile, linear interpolation, and the
+  mean of returns at or below it).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from data.frame import DataError, parse_timeframe
+
+DAYS_PER_YEAR = 365.0
+_YEAR = pd.Timedelta(days=DAYS_PER_YEAR)
+_OPEN_EXITS = ("signal", "time", "reverse")  # filled at the exit bar's open
+MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+#: Keys every ``compute_metrics`` result has (the contract's list first, then extras).
+METRIC_KEYS: tuple[str, ...] = (
+    "total_return_pct", "cagr_pct", "max_drawdown_pct", "max_drawdown_duration_days",
+    "volatility_pct", "sharpe", "sortino", "calmar", "win_rate_pct", "profit_factor",
+    "expectancy", "avg_win", "avg_loss", "avg_trade_pct", "best_trade_pct", "worst_trade_pct",
+    "exposure_pct", "n_trades", "n_long", "n_short", "n_liquidations", "buy_hold_return_pct",
+    "final_equity", "fees_paid", "funding_paid",
+    # extras
+    "payoff_ratio", "avg_bars_held", "var_95_pct", "cvar_95_pct", "best_day_pct", "worst_day_pct",
+    "years", "periods_per_year",
+)
+
+
+def periods_per_year(timeframe: str | pd.Timedelta) -> float:
+    """Bars per 365-day year for a timeframe ("1d" -> 365.0, "1h" -> 8760.0, "1M" -> 12.0)."""
+    if isinstance(timeframe, str) and timeframe.strip() == "1M":
+        return 12.0
+    return _YEAR / parse_timeframe(timeframe)
+
+
+def _check_equity(equity: pd.Series, name: str = "equity") -> np.ndarray:
+    if not isinstance(equity, pd.Series) or not isinstance(equity.index, pd.DatetimeIndex):
+        raise DataError(f"{name} must be a pandas Series with a DatetimeIndex",
+                        hint="pass BacktestResult.equity")
+    if len(equity) == 0:
+        raise DataError(f"{name} is empty: no bars to measure")
+    eq = equity.to_numpy(dtype=np.float64)
+    if not np.isfinite(eq).all():
+        bad = equity.index[~np.isfinite(eq)][0]
+        raise DataError(f"{name} has a non-finite value", timestamp=bad,
+                        hint="equity must be a finite amount of quote currency at every bar")
+    return eq
+
+
+def bar_returns(equity: pd.Series) -> pd.Series:
+    """Per-bar simple returns of an equity curve (fraction), indexed by bars 1..n-1.
+
+    A bar whose previous equity is <= 0 (account wiped out) has return 0.
+    """
+    eq = _check_equity(equity)
+    prev, cur = eq[:-1], eq[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(prev > 0, cur / prev - 1.0, 0.0)
+    return pd.Series(r, index=equity.index[1:], name="returns")
+
+
+def _nan_if_empty(x: np.ndarray, fn) -> float:
+    return float(fn(x)) if len(x) else math.nan
+
+
+def _underwater_runs(eq: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drawdown series and the [start, end] bar positions of each underwater run."""
+    peak = np.maximum.accumulate(eq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.where(peak > 0, eq / peak - 1.0, 0.0)
+    under = dd < 0
+    edges = np.diff(np.concatenate(([False], under, [False])).astype(np.int8))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1) - 1
+    return dd, starts, ends
+
+
+def _run_durations(index: pd.DatetimeIndex, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Days from each run's peak bar (start - 1) to its recovery bar (end + 1, or the last bar)."""
+    if len(starts) == 0:
+        return np.zeros(0)
+    t = index.as_unit("ns").asi8
+    stop = np.minimum(ends + 1, len(t) - 1)
+    return (t[stop] - t[np.maximum(starts - 1, 0)]) / 86_400e9
+
+
+def trade_stats(trades: pd.DataFrame) -> dict[str, float]:
+    """Closed-trade statistics (quote currency and %): see the module docstring.
+
+    Returns win_rate_pct, profit_factor, expectancy (mean net PnL per trade), avg_win, avg_loss
+    (negative), payoff_ratio (avg_win / |avg_loss|), avg_trade_pct / best_trade_pct /
+    worst_trade_pct (of ``return_pct``), avg_bars_held, n_trades, n_long, n_short,
+    n_liquidations, fees_paid, funding_paid, gross_profit, gross_loss, net_pnl.
+    """
+    pnl = trades["pnl"].to_numpy(dtype=np.float64)
+    ret = trades["return_pct"].to_numpy(dtype=np.float64)
+    side = trades["side"].to_numpy()
+    n = len(pnl)
+    wins, losses = pnl[pnl > 0], pnl[pnl < 0]
+    gross_profit, gross_loss = float(wins.sum()), float(-losses.sum())
+    if gross_loss > 0:
+        pf = gross_profit / gross_loss
+    else:
+        pf = math.inf if gross_profit > 0 else math.nan
+    avg_win = _nan_if_empty(wins, np.mean)
+    avg_loss = _nan_if_empty(losses, np.mean)
+    bars = trades["exit_bar"].to_numpy(dtype=np.int64) - trades["entry_bar"].to_numpy(np.int64)
+    return {
+        "win_rate_pct": 100.0 * len(wins) / n if n else math.nan,
+        "profit_factor": pf,
+        "expectancy": _nan_if_empty(pnl, np.mean),
+        "avg_win": avg_win,
+        "avg_loss": avg_loss,
+        "payoff_ratio": avg_win / -avg_loss if len(wins) and len(losses) else math.nan,
+        "avg_trade_pct": _nan_if_empty(ret, np.mean),
+        "best_trade_pct": _nan_if_empty(ret, np.max),
+        "worst_trade_pct": _nan_if_empty(ret, np.min),
+        "avg_bars_held": _nan_if_empty(bars, np.mean),
+        "n_trades": n,
+        "n_long": int((side > 0).sum()),
+        "n_short": int((side < 0).sum()),
+        "n_liquidations": int((trades["exit_reason"] == "liquidation").sum()),
+        "fees_paid": float(trades["entry_fee"].sum() + trades["exit_fee"].sum()),
+        "funding_paid": float(trades["funding"].sum()),
+        "gross_profit": gross_profit,
+        "gross_loss": gross_loss,
+        "net_pnl": float(pnl.sum()),
+    }
+
+
+def exposure(trades: pd.DataFrame, n_bars: int) -> np.ndarray:
+    """Boolean per bar: True while a position is open (rules in the module docstring)."""
+    if n_bars == 0:
+        return np.zeros(0, dtype=bool)
+    start = trades["entry_bar"].to_numpy(dtype=np.int64)
+    stop = trades["exit_bar"].to_numpy(dtype=np.int64)
+    at_open = trades["exit_reason"].isin(_OPEN_EXITS).to_numpy()
+    stop = np.where(at_open, stop, stop + 1)  # exclusive end
+    if len(start) and (start.min() < 0 or stop.max() > n_bars or (stop < start).any()):
+        raise DataError(f"trade bar positions fall outside the {n_bars} equity bars",
+                        hint="entry_bar/exit_bar must be positions in the price frame")
+    # Difference array: +1 at entry, -1 after the last held bar; overlapping trades stay > 0.
+    diff = np.zeros(n_bars + 1, dtype=np.int64)
+    np.add.at(diff, start, 1)
+    np.add.at(diff, stop, -1)
+    return np.cumsum(diff[:-1]) > 0
+
+
+def compute_metrics(
+    equity: pd.Series,
+    trades: pd.DataFrame,
+    benchmark: pd.Series | None,
+    timeframe: str | pd.Timedelta,
+    *,
+    cash: float | None = None,
+) -> dict[str, Any]:
+    """All metrics of a run, keyed as in :data:`METRIC_KEYS`.
+
+    Args:
+        equity: account equity (quote currency) at each bar's close.
+        trades: closed trades (``backtests.results.TRADE_COLUMNS``).
+        benchmark: buy-and-hold equity on the same bars (None: ``buy_hold_return_pct`` is NaN).
+        timeframe: bar length ("1d", "1h", ...), for annualisation.
+        cash: starting cash; defaults to ``equity.iloc[0]`` (the engines' equity at bar 0).
+
+    Returns:
+        A dict of floats (counts as ints). Percentages are in % (``12.5`` means 12.5 %), money in
+        quote currency, durations in days. See the module docstring for each definition.
+    """
+    eq = _check_equity(equity)
+    ppy = periods_per_year(timeframe)
+    start = float(eq[0]) if cash is None else float(cash)
+    if start <= 0:
+        raise DataError(f"starting cash must be positive, got {start}")
+    r = bar_returns(equity).to_numpy()
+    final = float(eq[-1])
+    years = (equity.index[-1] - equity.index[0]) / _YEAR
+    total = final / start - 1.0
+    cagr = (final / start) ** (1.0 / years) - 1.0 if years > 0 and final > 0 else (
+        -1.0 if years > 0 else math.nan)
+
+    n_r = len(r)
+    std = float(np.std(r, ddof=1)) if n_r > 1 else math.nan
+    mean = float(np.mean(r)) if n_r else math.nan
+    sharpe = mean / std * math.sqrt(ppy) if n_r > 1 and std > 0 else math.nan
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) if n_r else math.nan
+    if n_r < 2:
+        sortino = math.nan
+    elif downside > 0:
+        sortino = mean * ppy / (downside * math.sqrt(ppy))
+    else:
+        sortino = math.inf if mean > 0 else math.nan
+
+    dd, starts, ends = _underwater_runs(eq)
+    max_dd = float(dd.min())
+    durations = _run_durations(equity.index, starts, ends)
+    calmar = cagr / abs(max_dd) if max_dd < 0 else math.nan
+
+    if n_r:
+        var = float(np.quantile(r, 0.05))
+        cvar = float(r[r <= var].mean())
+    else:
+        var = cvar = math.nan
+    day = _daily_returns(equity, timeframe)
+
+    ts = trade_stats(trades)
+    exposed = exposure(trades, len(eq))
+    if benchmark is not None and len(benchmark):
+        bh = float(benchmark.iloc[-1]) / start - 1.0
+    else:
+        bh = math.nan
+
+    out: dict[str, Any] = {
+        "total_return_pct": 100.0 * total,
+        "cagr_pct": 100.0 * cagr,
+        "max_drawdown_pct": 100.0 * max_dd,
+        "max_drawdown_duration_days": float(durations.max()) if len(durations) else 0.0,
+        "volatility_pct": 100.0 * std * math.sqrt(ppy),
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "calmar": calmar,
+        "exposure_pct": 100.0 * float(exposed.mean()),
+        "buy_hold_return_pct": 100.0 * bh,
+        "final_equity": final,
+        "var_95_pct": 100.0 * var,
+        "cvar_95_pct": 100.0 * cvar,
+        "best_day_pct": 100.0 * float(day.max()) if len(day) else math.nan,
+        "worst_day_pct": 100.0 * float(day.min()) if len(day) else math.nan,
+        "years": float(years),
+        "periods_per_year": float(ppy),
+    }
+    out.update({k: v for k, v in ts.items() if k in METRIC_KEYS})
+    return {k: out[k] for k in METRIC_KEYS}
+
+
+def _daily_returns(equity: pd.Series, timeframe: str | pd.Timedelta) -> pd.Series:
+    """Returns per UTC day (per bar for daily or longer bars)."""
+    if periods_per_year(timeframe) <= DAYS_PER_YEAR:
+        return bar_returns(equity)
+    daily = equity.resample("1D").last().dropna()
+    return daily.pct_change().dropna()
+
+
+def monthly_returns(equity: pd.Series, cash: float | None = None) -> pd.DataFrame:
+    """Calendar-month returns in %: one row per year, columns Jan..Dec and Year (compounded).
+
+    Each month compares its last equity with the previous month's last equity; the first month
+    compares with ``cash`` (default: the first equity value). Months without bars are NaN.
+    """
+    _check_equity(equity)
+    start = float(equity.iloc[0]) if cash is None else float(cash)
+    month_end = equity.resample("MS").last().dropna()
+    prev = month_end.shift(1)
+    prev.iloc[0] = start
+    r = month_end / prev - 1.0
+    table = pd.DataFrame(
+        {"year": r.index.year, "month": r.index.month, "r": r.to_numpy()}
+    ).pivot(index="year", columns="month", values="r")
+    table = table.reindex(columns=range(1, 13))
+    year = (1.0 + table.fillna(0.0)).prod(axis=1) - 1.0
+    table.columns = list(MONTHS)
+    table["Year"] = year
+    table.index.name = "year"
+    table.columns.name = None
+    return table * 100.0
+
+
+def drawdown_periods(equity: pd.Series, top: int = 5) -> pd.DataFrame:
+    """The ``top`` deepest drawdowns: peak, valley and recovery times, depth % and duration.
+
+    Columns: peak, valley, recovery (NaT if not recovered by the last bar), depth_pct (negative),
+    duration_days (peak to recovery, or to the last bar), recovered (bool). Sorted deepest first.
+    """
+    eq = _check_equity(equity)
+    dd, starts, ends = _underwater_runs(eq)
+    idx = equity.index
+    cols = ["peak", "valley", "recovery", "depth_pct", "duration_days", "recovered"]
+    if len(starts) == 0:
+        out = pd.DataFrame({c: [] for c in cols})
+        for c in ("peak", "valley", "recovery"):
+            out[c] = pd.Series([], dtype=idx.dtype)
+        return out.astype({"depth_pct": "float64", "duration_days": "float64",
+                           "recovered": "bool"})
+    depth = np.minimum.reduceat(dd, starts)
+    order = np.argsort(depth, kind="stable")[:top]
+    durations = _run_durations(idx, starts, ends)
+    rows = []
+    for k in order:
+        s, e = starts[k], ends[k]
+        valley = s + int(np.argmin(dd[s : e + 1]))
+        recovered = e + 1 < len(eq)
+        rows.append({
+            "peak": idx[s - 1] if s > 0 else idx[0],
+            "valley": idx[valley],
+            "recovery": idx[e + 1] if recovered else pd.NaT,
+            "depth_pct": 100.0 * float(depth[k]),
+            "duration_days": float(durations[k]),
+            "recovered": recovered,
+        })
+    out = pd.DataFrame(rows, columns=cols)
+    out["recovery"] = pd.to_datetime(out["recovery"], utc=True).astype(idx.dtype)
+    return out
+
+
+def side_stats(trades: pd.DataFrame) -> pd.DataFrame:
+    """Trade statistics for all, long and short trades side by side (TradingView-style)."""
+    side = trades["side"].to_numpy()
+    parts = {"all": trades, "long": trades[side > 0], "short": trades[side < 0]}
+    return pd.DataFrame({k: trade_stats(v) for k, v in parts.items()})
+
+
+def _group_stats(trades: pd.DataFrame, key: str) -> pd.DataFrame:
+    cols = ["trades", "share_pct", "win_rate_pct", "pnl_total", "pnl_avg", "return_avg_pct"]
+    if len(trades) == 0:
+        return pd.DataFrame(columns=cols, index=pd.Index([], name=key), dtype="float64")
+    g = trades.assign(_win=trades["pnl"] > 0).groupby(key, sort=True, dropna=False)
+    out = pd.DataFrame({
+        "trades": g.size(),
+        "win_rate_pct": 100.0 * g["_win"].mean(),
+        "pnl_total": g["pnl"].sum(),
+        "pnl_avg": g["pnl"].mean(),
+        "return_avg_pct": g["return_pct"].mean(),
+    })
+    out["share_pct"] = 100.0 * out["trades"] / len(trades)
+    return out[cols].sort_values("trades", ascending=False, kind="stable")
+
+
+def exit_reason_stats(trades: pd.DataFrame) -> pd.DataFrame:
+    """Per exit reason: trades, share %, win rate %, total and mean PnL, mean return %."""
+    return _group_stats(trades, "exit_reason")
+
+
+def tag_stats(trades: pd.DataFrame) -> pd.DataFrame:
+    """Per entry tag (freqtrade-style): the same columns as :func:`exit_reason_stats`."""
+    return _group_stats(trades, "tag")

@@ -1,0 +1,681 @@
+"""The result of one backtest run: what was run, on which data, and what happened.
+
+:class:`BacktestResult` is the single object both engines return and every report reads. It holds
+the parameters, the engine configuration, a fingerprint of the data, the prices the run used, the
+trade list, the equity and buy-and-hold curves, the indicator columns, S/R events and levels, the
+technical outlook and the metrics. It is saved as ``results.json`` plus one Parquet file per frame
+and loads back unchanged (same values, dtypes, time zones and NaNs; JSON floats round-trip exactly
+because Python writes the shortest repr that parses back to the same double).
+
+Non-finite floats (``inf`` profit factor with no losing trade, ``NaN`` Sharpe of a flat curve) are
+legal in memory but not in strict JSON; :func:`to_jsonable` writes them as ``{"$float": "inf"}``
+so that ``results.json`` is valid JSON for any reader (browsers included) and loads back exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from data.frame import OHLCV, DataError
+
+RESULT_KIND = "btc-backtest-result"
+SCHEMA_VERSION = 1
+RESULTS_JSON = "results.json"
+
+#: The columns of :attr:`BacktestResult.trades`, in order, one row per closed trade.
+TRADE_COLUMNS: tuple[str, ...] = (
+    "entry_time",
+    "exit_time",
+    "entry_bar",
+    "exit_bar",
+    "side",
+    "size",
+    "entry_price",
+    "exit_price",
+    "entry_fee",
+    "exit_fee",
+    "funding",
+    "pnl",
+    "return_pct",
+    "exit_reason",
+    "leverage",
+    "liquidation_price",
+    "mae_pct",
+    "mfe_pct",
+    "tag",
+)
+
+_TIME = "datetime64[ns, UTC]"
+_STR = pd.StringDtype(na_value=np.nan)  # pandas 3's default "str" dtype; NaN for missing
+#: The dtype of each trade column (``normalize_trades`` coerces to these).
+TRADE_DTYPES: dict[str, Any] = {
+    "entry_time": _TIME,
+    "exit_time": _TIME,
+    "entry_bar": "int64",
+    "exit_bar": "int64",
+    "side": "int64",
+    "size": "float64",
+    "entry_price": "float64",
+    "exit_price": "float64",
+    "entry_fee": "float64",
+    "exit_fee": "float64",
+    "funding": "float64",
+    "pnl": "float64",
+    "return_pct": "float64",
+    "exit_reason": _STR,
+    "leverage": "float64",
+    "liquidation_price": "float64",
+    "mae_pct": "float64",
+    "mfe_pct": "float64",
+    "tag": _STR,
+}
+
+#: Allowed values of ``trades.exit_reason``.
+EXIT_REASONS: tuple[str, ...] = (
+    "signal",
+    "stop",
+    "target",
+    "liquidation",
+    "time",
+    "end",
+    "reverse",
+)
+
+# The frames a result stores, each in its own Parquet file.
+_FRAMES: tuple[str, ...] = ("prices", "trades", "indicators", "events", "levels")
+_SERIES: tuple[str, ...] = ("equity", "benchmark")
+
+
+def empty_trades() -> pd.DataFrame:
+    """An empty trade table with :data:`TRADE_COLUMNS` and their dtypes (:data:`TRADE_DTYPES`)."""
+    return pd.DataFrame({c: pd.Series([], dtype=TRADE_DTYPES[c]) for c in TRADE_COLUMNS})
+
+
+def normalize_trades(trades: pd.DataFrame | None) -> pd.DataFrame:
+    """Return ``trades`` with the canonical columns first, in order, and canonical dtypes.
+
+    Extra columns are kept after the canonical ones. Integer tags become strings; a missing tag is
+    NaN. The index is reset to 0..n-1.
+
+    Raises:
+        DataError: when a canonical column is missing, an exit reason is unknown, or a column
+            cannot be converted to its dtype.
+    """
+    if trades is None:
+        return empty_trades()
+    if not isinstance(trades, pd.DataFrame):
+        raise DataError(f"trades is a {type(trades).__name__}, not a DataFrame")
+    missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
+    if missing:
+        raise DataError(
+            f"trades lack column(s) {', '.join(missing)}",
+            hint="build the trade table with backtests.results.empty_trades() columns",
+        )
+    out = {}
+    for c in TRADE_COLUMNS:
+        col = trades[c].reset_index(drop=True)
+        want = TRADE_DTYPES[c]
+        try:
+            if want == _TIME:
+                col = pd.to_datetime(col, utc=True).astype(_TIME)
+            elif want is _STR:
+                col = col.astype(object).where(col.notna(), None)
+                col = col.map(lambda v: v if v is None else str(v)).astype(_STR)
+            else:
+                col = col.astype(want)
+        except (TypeError, ValueError) as exc:
+            raise DataError(f"trades column {c!r} cannot be converted to {want}: {exc}") from exc
+        out[c] = col
+    res = pd.DataFrame(out)
+    bad = sorted(set(res["exit_reason"].dropna()) - set(EXIT_REASONS))
+    if bad or res["exit_reason"].isna().any():
+        raise DataError(
+            f"unknown trade exit reason(s) {bad or ['<missing>']}",
+            hint=f"use one of {', '.join(EXIT_REASONS)}",
+        )
+    for c in trades.columns:
+        if c not in TRADE_COLUMNS:
+            res[c] = trades[c].to_numpy()
+    return res
+
+
+def package_version() -> str:
+    """The installed version of this package (``"0.0.0+unknown"`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("btc-backtest")
+    except PackageNotFoundError:
+        return "0.0.0+unknown"
+
+
+def _ts_iso(ts: pd.Timestamp | None) -> str | None:
+    return None if ts is None else pd.Timestamp(ts).isoformat()
+
+
+def data_fingerprint(
+    df: pd.DataFrame,
+    origin: str | None = None,
+    *,
+    exchange: str | None = None,
+    symbol: str | None = None,
+) -> dict[str, Any]:
+    """Identify a candle frame: where it came from, its span and a hash of its contents.
+
+    Returns a dict with ``source`` (``df.attrs["source"]``), ``exchange`` and ``symbol`` (the
+    arguments, else ``df.attrs``, else None), ``timeframe``, ``start``/``end`` (ISO UTC bar open
+    times), ``rows``, ``sha256`` and ``origin`` (a free note, e.g. "tiled x4" or "random seed 7").
+
+    The hash is SHA-256 over the index as int64 nanoseconds since the epoch, then the OHLCV values
+    as a row-major float64 array, both little-endian: identical candles give identical hashes
+    whatever the file they were read from.
+    """
+    from data.frame import check_canonical
+
+    check_canonical(df, "price frame")
+    h = hashlib.sha256()
+    h.update(df.index.as_unit("ns").asi8.astype("<i8").tobytes())
+    h.update(np.ascontiguousarray(df[list(OHLCV)].to_numpy(dtype="<f8")).tobytes())
+    attrs = df.attrs
+    return {
+        "source": attrs.get("source"),
+        "exchange": exchange if exchange is not None else attrs.get("exchange"),
+        "symbol": symbol if symbol is not None else attrs.get("symbol"),
+        "timeframe": attrs.get("timeframe"),
+        "start": _ts_iso(df.index[0]) if len(df) else None,
+        "end": _ts_iso(df.index[-1]) if len(df) else None,
+        "rows": len(df),
+        "sha256": h.hexdigest(),
+        "origin": origin,
+    }
+
+
+def buy_and_hold(df: pd.DataFrame, cash: float, commission: float) -> pd.Series:
+    """Equity (quote currency) of buying with all ``cash`` at the first bar's open.
+
+    The quantity is ``cash / (open0 * (1 + commission))``, so notional plus the entry fee use the
+    whole cash. Equity at each bar's close is ``quantity * close``; on the last bar the position
+    is sold at the close paying ``commission`` again, like a strategy's "end" exit. Returns a
+    float64 Series named ``benchmark`` on ``df``'s index.
+    """
+    if len(df) == 0:
+        return pd.Series([], index=df.index, dtype="float64", name="benchmark")
+    if not (cash > 0 and 0 <= commission < 1):
+        raise DataError(f"buy_and_hold needs cash > 0 and 0 <= commission < 1, got {cash}, "
+                        f"{commission}")
+    open0 = float(df["open"].iloc[0])
+    qty = cash / (open0 * (1.0 + commission))
+    eq = qty * df["close"].to_numpy(dtype=np.float64)
+    eq[-1] *= 1.0 - commission  # exit fee on the final sale
+    return pd.Series(eq, index=df.index, name="benchmark")
+
+
+# ----------------------------------------------------------------------------------------------
+# JSON: strict, exact round-trip of floats, non-finite floats, timestamps, tuples and Series
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Convert ``obj`` to values strict JSON can hold, reversibly (see :func:`from_jsonable`).
+
+    numpy scalars become Python numbers; ``nan``/``inf`` become ``{"$float": "nan"|"inf"|
+    "-inf"}``; Timestamps ``{"$timestamp": iso}``; tuples ``{"$tuple": [...]}``; a Series with a
+    DatetimeIndex ``{"$series": {...}}``. Use this before ``json.dumps`` of metrics anywhere.
+    """
+    if obj is None or isinstance(obj, (bool, str)):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        f = float(obj)
+        if math.isfinite(f):
+            return f
+        return {"$float": "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf")}
+    if isinstance(obj, pd.Timestamp):
+        return {"$timestamp": obj.isoformat()}
+    if isinstance(obj, dict):
+        bad = [k for k in obj if not isinstance(k, str)]
+        if bad:
+            raise DataError(f"cannot store non-string dict key(s) {bad[:3]} in results.json")
+        return {k: to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return {"$tuple": [to_jsonable(v) for v in obj]}
+    if isinstance(obj, (list, np.ndarray)):
+        return [to_jsonable(v) for v in list(obj)]
+    if isinstance(obj, pd.Series):
+        if not isinstance(obj.index, pd.DatetimeIndex):
+            raise DataError("only Series with a DatetimeIndex can be stored in results.json")
+        return {
+            "$series": {
+                "name": to_jsonable(obj.name),
+                "index_name": to_jsonable(obj.index.name),
+                "tz": None if obj.index.tz is None else str(obj.index.tz),
+                "index_ns": [int(v) for v in obj.index.as_unit("ns").asi8],
+                "values": [to_jsonable(v) for v in obj.to_numpy(dtype=np.float64)],
+            }
+        }
+    raise DataError(
+        f"cannot store a {type(obj).__name__} in results.json",
+        hint="keep parameters and config to numbers, strings, bools, lists, dicts and Series",
+    )
+
+
+def _decode(d: dict[str, Any]) -> Any:
+    if len(d) == 1:
+        (key, val), = d.items()
+        if key == "$float":
+            return float(val)
+        if key == "$timestamp":
+            return pd.Timestamp(val)
+        if key == "$tuple":
+            return tuple(val)
+        if key == "$series":
+            idx = pd.DatetimeIndex(np.asarray(val["index_ns"], dtype="int64").view("M8[ns]"))
+            if val["tz"] is not None:
+                idx = idx.tz_localize("UTC").tz_convert(val["tz"])
+            idx = idx.rename(val.get("index_name"))
+            return pd.Series(np.asarray(val["values"], dtype=np.float64), index=idx,
+                             name=val["name"])
+    return d
+
+
+def from_jsonable(obj: Any) -> Any:
+    """Inverse of :func:`to_jsonable` for an already parsed JSON value."""
+    return json.loads(json.dumps(obj), object_hook=_decode)
+
+
+def dumps(obj: Any) -> str:
+    """Strict JSON text of ``obj`` via :func:`to_jsonable` (no NaN/Infinity literals)."""
+    return json.dumps(to_jsonable(obj), indent=1, allow_nan=False)
+
+
+# ----------------------------------------------------------------------------------------------
+# Frames <-> Parquet with dtypes restored exactly
+
+
+def _frame_for_parquet(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Prepare a frame for Parquet; returns it and the notes needed to restore it exactly."""
+    if not all(isinstance(c, str) for c in df.columns):
+        raise DataError(f"{name} has non-string column names {list(df.columns)[:5]}")
+    if df.columns.duplicated().any():
+        raise DataError(f"{name} has duplicate column names")
+    out = df.copy()
+    json_cols = []
+    for c in df.columns:
+        if df[c].dtype == object:
+            vals = df[c]
+            if not all(v is None or isinstance(v, str) for v in vals):
+                # Mixed Python objects: one JSON text per cell, decoded on load.
+                out[c] = vals.map(lambda v: json.dumps(to_jsonable(v), allow_nan=False))
+                json_cols.append(c)
+    notes = {
+        "dtypes": {c: str(t) for c, t in df.dtypes.items()},
+        "json_columns": json_cols,
+        "columns_dtype": str(df.columns.dtype),
+    }
+    return out, notes
+
+
+def _restore_frame(df: pd.DataFrame, notes: dict[str, Any]) -> pd.DataFrame:
+    for c in notes.get("json_columns", []):
+        df[c] = df[c].map(lambda s: from_jsonable(json.loads(s))).astype(object)
+    for c, t in notes.get("dtypes", {}).items():
+        if c not in df.columns:
+            raise DataError(f"stored frame lacks column {c!r}")
+        if t == "object" and c not in notes.get("json_columns", []):
+            col = df[c].astype(object)
+            df[c] = col.where(col.notna(), None)
+        elif str(df[c].dtype) != t:
+            df[c] = df[c].astype(t)
+    if notes.get("columns_dtype") == "object":
+        df.columns = pd.Index(list(df.columns), dtype=object)
+    return df
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _frames_equal(a: pd.DataFrame | pd.Series, b: pd.DataFrame | pd.Series) -> bool:
+    if type(a) is not type(b):
+        return False
+    try:
+        if isinstance(a, pd.Series):
+            pd.testing.assert_series_equal(a, b, check_exact=True, check_freq=False)
+        else:
+            pd.testing.assert_frame_equal(a, b, check_exact=True, check_freq=False)
+    except AssertionError:
+        return False
+    return a.attrs == b.attrs
+
+
+def _values_equal(a: Any, b: Any) -> bool:
+    """Deep equality where NaN equals NaN (for metrics and parameters)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_values_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return (type(a) is type(b) and len(a) == len(b)
+                and all(_values_equal(x, y) for x, y in zip(a, b, strict=True)))
+    if isinstance(a, pd.Series) or isinstance(b, pd.Series):
+        return isinstance(a, pd.Series) and isinstance(b, pd.Series) and _frames_equal(a, b)
+    if isinstance(a, (float, np.floating)) and isinstance(b, (float, np.floating)):
+        return (math.isnan(a) and math.isnan(b)) or a == b
+    return bool(type(a) is type(b) and a == b) or (
+        isinstance(a, (int, float, np.number)) and isinstance(b, (int, float, np.number))
+        and not isinstance(a, bool) and not isinstance(b, bool) and a == b
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class BacktestResult:
+    """Everything about one backtest run (see the module docstring and ENGINE-CONTRACT.md).
+
+    Attributes:
+        strategy: strategy name.
+        params: validated strategy parameters.
+        config: ``BacktestConfig.to_dict()``.
+        data: :func:`data_fingerprint` of the prices.
+        prices: the canonical OHLCV frame the run used.
+        trades: :data:`TRADE_COLUMNS`, one row per closed trade (coerced by
+            :func:`normalize_trades`).
+        equity: account equity in quote currency at each bar's close.
+        benchmark: buy-and-hold equity (:func:`buy_and_hold`) on the same bars.
+        indicators: per-bar indicator columns.
+        events: S/R flip and retest events (may be empty).
+        levels: S/R zones at the end date (may be empty).
+        outlook: technical outlook at the end date.
+        metrics: :func:`backtests.metrics.compute_metrics` output.
+        engine: "fast" or "backtrader".
+        version: package version that produced it.
+        created: ISO UTC creation time.
+    """
+
+    strategy: str
+    params: dict[str, Any]
+    config: dict[str, Any]
+    data: dict[str, Any]
+    prices: pd.DataFrame
+    trades: pd.DataFrame
+    equity: pd.Series
+    benchmark: pd.Series
+    indicators: pd.DataFrame = field(default_factory=pd.DataFrame)
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    levels: pd.DataFrame = field(default_factory=pd.DataFrame)
+    outlook: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    engine: str = "fast"
+    version: str = field(default_factory=package_version)
+    created: str = field(
+        default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
+    )
+
+    SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        self.trades = normalize_trades(self.trades)
+        for name in ("equity", "benchmark"):
+            s = getattr(self, name)
+            if not isinstance(s, pd.Series):
+                raise DataError(f"result {name} is a {type(s).__name__}, not a Series")
+        for name in ("indicators", "events", "levels"):
+            if getattr(self, name) is None:
+                setattr(self, name, pd.DataFrame())
+
+    # -- construction helper for engines --------------------------------------------------
+    @classmethod
+    def from_run(
+        cls,
+        *,
+        df: pd.DataFrame,
+        strategy: str,
+        params: dict[str, Any],
+        config: dict[str, Any],
+        trades: pd.DataFrame,
+        equity: pd.Series | np.ndarray,
+        engine: str,
+        indicators: pd.DataFrame | None = None,
+        events: pd.DataFrame | None = None,
+        levels: pd.DataFrame | None = None,
+        outlook: dict[str, Any] | None = None,
+        origin: str | None = None,
+    ) -> BacktestResult:
+        """Build a result from an engine's raw output: adds the buy-and-hold benchmark (with
+        ``config["cash"]`` and ``config["commission"]``), the data fingerprint, the metrics, the
+        package version and the creation time."""
+        from backtests.metrics import compute_metrics
+
+        if not isinstance(equity, pd.Series):
+            equity = pd.Series(np.asarray(equity, dtype=np.float64), index=df.index)
+        equity = equity.rename("equity")
+        cash = float(config.get("cash", equity.iloc[0] if len(equity) else 0.0))
+        bench = buy_and_hold(df, cash, float(config.get("commission", 0.0)))
+        trades = normalize_trades(trades)
+        tf = df.attrs.get("timeframe")
+        if tf is None:
+            from data.frame import infer_timeframe
+
+            tf = infer_timeframe(df.index)
+        metrics = compute_metrics(equity, trades, bench, tf, cash=cash)
+        return cls(
+            strategy=strategy,
+            params=dict(params),
+            config=dict(config),
+            data=data_fingerprint(df, origin),
+            prices=df,
+            trades=trades,
+            equity=equity,
+            benchmark=bench,
+            indicators=indicators if indicators is not None else pd.DataFrame(index=df.index),
+            events=events if events is not None else pd.DataFrame(),
+            levels=levels if levels is not None else pd.DataFrame(),
+            outlook=dict(outlook or {}),
+            metrics=metrics,
+            engine=engine,
+        )
+
+    # -- derived views ---------------------------------------------------------------------
+    @property
+    def drawdown(self) -> pd.Series:
+        """Drawdown of the equity curve: ``equity / running max - 1`` (fraction, <= 0)."""
+        eq = self.equity
+        return (eq / eq.cummax() - 1.0).rename("drawdown")
+
+    def summary(self) -> dict[str, Any]:
+        """A flat dict for a CLI table: strategy, engine, span, rows and the headline metrics."""
+        keys = (
+            "total_return_pct", "cagr_pct", "max_drawdown_pct", "sharpe", "sortino", "calmar",
+            "win_rate_pct", "profit_factor", "n_trades", "n_liquidations", "exposure_pct",
+            "buy_hold_return_pct", "final_equity",
+        )
+        out: dict[str, Any] = {
+            "strategy": self.strategy,
+            "engine": self.engine,
+            "start": self.data.get("start"),
+            "end": self.data.get("end"),
+            "rows": self.data.get("rows"),
+        }
+        out.update({k: self.metrics.get(k) for k in keys})
+        return out
+
+    def trades_by_exit_reason(self) -> pd.DataFrame:
+        """Per exit reason: count, win rate %, total and average PnL, average return %."""
+        from backtests.metrics import exit_reason_stats
+
+        return exit_reason_stats(self.trades)
+
+    # -- persistence -------------------------------------------------------------------------
+    def _manifest(self) -> dict[str, Any]:
+        return {
+            "kind": RESULT_KIND,
+            "schema": SCHEMA_VERSION,
+            "strategy": self.strategy,
+            "engine": self.engine,
+            "version": self.version,
+            "created": self.created,
+            "params": self.params,
+            "config": self.config,
+            "data": self.data,
+            "metrics": self.metrics,
+            "outlook": self.outlook,
+        }
+
+    def save(self, directory: str | os.PathLike[str]) -> Path:
+        """Write ``results.json`` and one Parquet file per frame into ``directory``; return it.
+
+        Atomic: everything is written into a temporary directory next to ``directory`` first.
+        A new directory is then renamed into place in one step. An existing directory (a previous
+        result, or a report folder holding other files) is updated file by file: its old
+        ``results.json`` is removed first and the new one moved in last, so a reader never sees
+        a ``results.json`` next to Parquet files of another run. Other files are left alone.
+        ``results.json`` records the SHA-256 of every Parquet file; :meth:`load` checks them.
+        """
+        target = Path(directory)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            manifest = self._manifest()
+            files: dict[str, Any] = {}
+            for name in _FRAMES + _SERIES:
+                obj = getattr(self, name)
+                if isinstance(obj, pd.Series):
+                    frame = obj.to_frame(name="value")
+                    frame.attrs = dict(obj.attrs)
+                    extra = {"series_name": to_jsonable(obj.name)}
+                else:
+                    frame, extra = obj, {}
+                out, notes = _frame_for_parquet(frame, name)
+                path = tmp / f"{name}.parquet"
+                out.to_parquet(path, engine="pyarrow", index=True)
+                files[name] = {"file": path.name, "sha256": _sha256_file(path), **notes, **extra}
+            manifest["files"] = files
+            (tmp / RESULTS_JSON).write_text(dumps(manifest), encoding="utf-8")
+            if not target.exists():
+                os.rename(tmp, target)
+                return target
+            if not target.is_dir():
+                raise DataError(f"{target} exists and is not a directory",
+                                hint="choose a directory path for the result")
+            (target / RESULTS_JSON).unlink(missing_ok=True)
+            for name in _FRAMES + _SERIES:
+                os.replace(tmp / f"{name}.parquet", target / f"{name}.parquet")
+            os.replace(tmp / RESULTS_JSON, target / RESULTS_JSON)
+            return target
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike[str]) -> BacktestResult:
+        """Load a result written by :meth:`save`.
+
+        Raises:
+            DataError: when ``directory`` holds no result, a file is missing or altered, or the
+                result was written by a newer schema version.
+        """
+        d = Path(directory)
+        mpath = d / RESULTS_JSON
+        if not mpath.is_file():
+            raise DataError(
+                f"{d} is not a saved backtest result (no {RESULTS_JSON})",
+                source=str(d),
+                hint="pass the directory written by BacktestResult.save() or `btc-backtest run`",
+            )
+        try:
+            manifest = json.loads(mpath.read_text(encoding="utf-8"), object_hook=_decode)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"{RESULTS_JSON} is not valid JSON: {exc}", source=str(mpath)) from exc
+        if not isinstance(manifest, dict) or manifest.get("kind") != RESULT_KIND:
+            raise DataError(f"{RESULTS_JSON} is not a btc-backtest result file", source=str(mpath),
+                            hint="pass the directory written by BacktestResult.save()")
+        schema = manifest.get("schema")
+        if not isinstance(schema, int) or schema > SCHEMA_VERSION or schema < 1:
+            raise DataError(
+                f"result schema version {schema!r} is not supported (this version reads "
+                f"1..{SCHEMA_VERSION}; written by btc-backtest {manifest.get('version')})",
+                source=str(mpath),
+                hint="upgrade btc-backtest to read this result",
+            )
+        files = manifest.get("files", {})
+        loaded: dict[str, Any] = {}
+        for name in _FRAMES + _SERIES:
+            info = files.get(name)
+            if info is None:
+                raise DataError(f"{RESULTS_JSON} lists no {name} file", source=str(mpath))
+            path = d / info["file"]
+            if not path.is_file():
+                raise DataError(f"result file {path.name} is missing", source=str(d),
+                                hint="the result folder is incomplete: re-run the backtest")
+            if _sha256_file(path) != info["sha256"]:
+                raise DataError(f"result file {path.name} does not match its checksum",
+                                source=str(d),
+                                hint="the file was changed or belongs to another run: re-run")
+            frame = pd.read_parquet(path, engine="pyarrow")
+            frame = _restore_frame(frame, info)
+            if name in _SERIES:
+                s = frame["value"].rename(info.get("series_name"))
+                s.attrs = dict(frame.attrs)
+                loaded[name] = s
+            else:
+                loaded[name] = frame
+        res = cls.__new__(cls)
+        res.strategy = manifest["strategy"]
+        res.params = manifest["params"]
+        res.config = manifest["config"]
+        res.data = manifest["data"]
+        res.outlook = manifest["outlook"]
+        res.metrics = manifest["metrics"]
+        res.engine = manifest["engine"]
+        res.version = manifest["version"]
+        res.created = manifest["created"]
+        for k, v in loaded.items():
+            setattr(res, k, v)
+        return res
+
+    # -- comparison --------------------------------------------------------------------------
+    def differences(self, other: BacktestResult) -> list[str]:
+        """Names of the fields that differ from ``other`` (empty when the results are equal).
+
+        Frames compare exactly (values, dtypes, index, NaN positions, attrs); NaN equals NaN.
+        """
+        out = [k for k in ("strategy", "engine", "version", "created")
+               if getattr(self, k) != getattr(other, k)]
+        out += [k for k in ("params", "config", "data", "outlook", "metrics")
+                if not _values_equal(getattr(self, k), getattr(other, k))]
+        out += [k for k in _FRAMES + _SERIES
+                if not _frames_equal(getattr(self, k), getattr(other, k))]
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BacktestResult):
+            return NotImplemented
+        return not self.differences(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        m = self.metrics
+        return (
+            f"BacktestResult({self.strategy!r}, engine={self.engine!r}, "
+            f"{self.data.get('start')} -> {self.data.get('end')}, trades={len(self.trades)}, "
+            f"return={m.get('total_return_pct', float('nan')):.2f}%)"
+        )

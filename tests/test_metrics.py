@@ -1,0 +1,302 @@
+"""Metrics against independent references (empyrical-reloaded, quantstats) and hand computations."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import empyrical as ep
+import numpy as np
+import pandas as pd
+import pytest
+import quantstats.stats as qs
+
+from backtests.metrics import (
+    METRIC_KEYS,
+    bar_returns,
+    compute_metrics,
+    drawdown_periods,
+    exit_reason_stats,
+    exposure,
+    monthly_returns,
+    periods_per_year,
+    side_stats,
+    tag_stats,
+    trade_stats,
+)
+from backtests.results import buy_and_hold, empty_trades, normalize_trades, to_jsonable
+from data.frame import DataError
+
+REL = 1e-9
+
+CONTRACT_KEYS = (
+    "total_return_pct cagr_pct max_drawdown_pct max_drawdown_duration_days volatility_pct sharpe "
+    "sortino calmar win_rate_pct profit_factor expectancy avg_win avg_loss avg_trade_pct "
+    "best_trade_pct worst_trade_pct exposure_pct n_trades n_long n_short n_liquidations "
+    "buy_hold_return_pct final_equity fees_paid funding_paid"
+).split()
+
+
+def _equity(values, start="2024-01-01", freq="1D") -> pd.Series:
+    idx = pd.date_range(start, periods=len(values), freq=freq, tz="UTC", unit="ns")
+    return pd.Series(np.asarray(values, dtype=float), index=idx, name="equity")
+
+
+def _trades(rows: list[dict]) -> pd.DataFrame:
+    base = {
+        "entry_time": pd.Timestamp("2024-01-01", tz="UTC"),
+        "exit_time": pd.Timestamp("2024-01-02", tz="UTC"),
+        "size": 0.1, "entry_price": 100.0, "exit_price": 100.0, "entry_fee": 0.0,
+        "exit_fee": 0.0, "funding": 0.0, "leverage": 1.0, "liquidation_price": np.nan,
+        "mae_pct": 0.0, "mfe_pct": 0.0, "tag": None, "side": 1, "exit_reason": "signal",
+    }
+    return normalize_trades(pd.DataFrame([{**base, **r} for r in rows]))
+
+
+def _random_in_out_equity(df: pd.DataFrame, seed: int, cash: float = 10_000.0,
+                          commission: float = 0.001) -> tuple[pd.Series, pd.DataFrame]:
+    """A real-data equity curve of a random in/out sequence (long at open, out at open)."""
+    rng = np.random.default_rng(seed)
+    n = len(df)
+    o, c = df["open"].to_numpy(), df["close"].to_numpy()
+    eq = np.empty(n)
+    eq[0] = cash
+    cash_now, qty, entry_bar = cash, 0.0, -1
+    rows = []
+    for i in range(1, n):
+        if qty == 0 and rng.random() < 0.05:  # enter at bar i's open
+            qty = cash_now / (o[i] * (1 + commission))
+            efee = qty * o[i] * commission
+            cash_now -= qty * o[i] + efee
+            entry_bar, entry_px = i, o[i]
+        elif qty > 0 and rng.random() < 0.08:  # exit at bar i's open
+            xfee = qty * o[i] * commission
+            cash_now += qty * o[i] - xfee
+            pnl = qty * (o[i] - entry_px) - efee - xfee
+            rows.append({"entry_bar": entry_bar, "exit_bar": i, "entry_price": entry_px,
+                         "exit_price": o[i], "size": qty, "entry_fee": efee, "exit_fee": xfee,
+                         "pnl": pnl, "return_pct": 100 * pnl / (qty * entry_px + efee)})
+            qty = 0.0
+        eq[i] = cash_now + qty * c[i]
+    if qty > 0:  # close at the last close, like the engines' "end" exit
+        xfee = qty * c[-1] * commission
+        pnl = qty * (c[-1] - entry_px) - efee - xfee
+        rows.append({"entry_bar": entry_bar, "exit_bar": n - 1, "entry_price": entry_px,
+                     "exit_price": c[-1], "size": qty, "entry_fee": efee, "exit_fee": xfee,
+                     "pnl": pnl, "return_pct": 100 * pnl / (qty * entry_px + efee),
+                     "exit_reason": "end"})
+        eq[-1] = cash_now + qty * c[-1] - xfee
+    return pd.Series(eq, index=df.index, name="equity"), _trades(rows)
+
+
+def _references(r: pd.Series, ann: float) -> dict[str, list[float]]:
+    """Independent values for our keys, from both libraries (fractions turned into %)."""
+    return {
+        "sharpe": [ep.sharpe_ratio(r, annualization=ann), qs.sharpe(r, periods=ann)],
+        "sortino": [ep.sortino_ratio(r, annualization=ann), qs.sortino(r, periods=ann)],
+        "volatility_pct": [100 * ep.annual_volatility(r, annualization=ann),
+                           100 * qs.volatility(r, periods=ann)],
+        "max_drawdown_pct": [100 * ep.max_drawdown(r), 100 * qs.max_drawdown(r)],
+        "cagr_pct": [100 * ep.annual_return(r, annualization=ann),
+                     100 * ep.cagr(r, annualization=ann), 100 * qs.cagr(r, periods=ann)],
+        "calmar": [ep.calmar_ratio(r, annualization=ann), qs.calmar(r, periods=ann)],
+        "cvar_95_pct": [100 * qs.conditional_value_at_risk(r, method="historical")],
+        "total_return_pct": [100 * ep.cum_returns_final(r), 100 * qs.comp(r)],
+    }
+
+
+def _assert_matches(m: dict, refs: dict[str, list[float]]) -> None:
+    for key, values in refs.items():
+        for ref in values:
+            assert m[key] == pytest.approx(ref, rel=REL), key
+
+
+@pytest.mark.shared_data
+def test_buy_and_hold_daily_matches_empyrical_and_quantstats(btc_daily):
+    eq = buy_and_hold(btc_daily, 10_000.0, 0.001)
+    m = compute_metrics(eq, empty_trades(), eq, "1d")
+    r = eq.pct_change().dropna()
+    _assert_matches(m, _references(r, 365))
+    assert m["max_drawdown_pct"] < -75  # the 2018 and 2022 bear markets
+    assert m["var_95_pct"] == pytest.approx(100 * np.quantile(r, 0.05), rel=REL)
+    # quantstats' VaR is parametric (normal); ours is historical: they differ on fat tails.
+    assert m["var_95_pct"] != pytest.approx(100 * qs.value_at_risk(r), rel=1e-3)
+
+
+@pytest.mark.shared_data
+def test_random_trade_sequence_on_bitstamp_matches_references(btc_daily_bitstamp):
+    eq, trades = _random_in_out_equity(btc_daily_bitstamp, seed=7)
+    assert len(trades) > 50
+    m = compute_metrics(eq, trades, None, "1d", cash=10_000.0)
+    r = bar_returns(eq)
+    _assert_matches(m, _references(r, 365))
+    assert m["n_trades"] == len(trades)
+    # Trade PnL and the equity curve tell the same story.
+    assert m["final_equity"] == pytest.approx(10_000 + trades["pnl"].sum(), rel=REL)
+    assert m["fees_paid"] == pytest.approx(trades["entry_fee"].sum() + trades["exit_fee"].sum())
+    assert 0 < m["exposure_pct"] < 100
+
+
+@pytest.mark.shared_data
+def test_hourly_gaps_cagr_uses_calendar_time(btc_hourly):
+    eq = buy_and_hold(btc_hourly, 10_000.0, 0.0)
+    m = compute_metrics(eq, empty_trades(), eq, "1h")
+    r = eq.pct_change().dropna()
+    assert m["sharpe"] == pytest.approx(ep.sharpe_ratio(r, annualization=8760), rel=REL)
+    assert m["sortino"] == pytest.approx(qs.sortino(r, periods=8760), rel=REL)
+    # 7 hours are missing: counting bars (empyrical) makes the span 7 h shorter than the clock.
+    years = (eq.index[-1] - eq.index[0]) / pd.Timedelta(days=365)
+    assert (len(r) + 7) / 8760 == pytest.approx(years, rel=1e-12)
+    assert m["cagr_pct"] == pytest.approx(
+        100 * ep.annual_return(r, annualization=len(r) / years), rel=REL)
+    assert m["cagr_pct"] != pytest.approx(100 * ep.annual_return(r, annualization=8760), rel=1e-9)
+    # best/worst *day* come from daily closes, not hourly bars.
+    daily = eq.resample("1D").last().pct_change().dropna()
+    assert m["best_day_pct"] == pytest.approx(100 * daily.max(), rel=REL)
+
+
+def test_periods_per_year():
+    assert periods_per_year("1d") == 365
+    assert periods_per_year("1h") == 8760
+    assert periods_per_year("4h") == 2190
+    assert periods_per_year("1m") == 525_600
+    assert periods_per_year("1w") == pytest.approx(365 / 7, rel=1e-15)
+    assert periods_per_year("1M") == 12
+    with pytest.raises(DataError):
+        periods_per_year("7x")
+
+
+def test_keys_and_hand_computed_drawdown():
+    eq = _equity([100, 110, 99, 88, 110, 121, 120, 130, 104])
+    m = compute_metrics(eq, empty_trades(), None, "1d")
+    assert tuple(m) == METRIC_KEYS
+    assert set(CONTRACT_KEYS) <= set(m)
+    assert m["total_return_pct"] == pytest.approx(4.0)
+    assert m["max_drawdown_pct"] == pytest.approx(-20.0)  # 130 -> 104
+    # peak 110 on day 1, regained on day 4: 3 days; peak 130 on day 7 never regained: 1 day;
+    # 121 -> 120 on days 5-6 regained day 7: 2 days.
+    assert m["max_drawdown_duration_days"] == 3.0
+    assert m["calmar"] == pytest.approx(m["cagr_pct"] / 20.0)
+    assert math.isnan(m["buy_hold_return_pct"]) and math.isnan(m["profit_factor"])
+    assert m["final_equity"] == 104.0 and m["years"] == pytest.approx(8 / 365)
+
+    dp = drawdown_periods(eq, top=5)
+    assert list(dp["depth_pct"]) == pytest.approx([-20.0, -20.0, 100 * (120 / 121 - 1)])
+    first = dp.iloc[0]  # ties keep time order: 110 -> 88 first
+    assert first["peak"] == eq.index[1] and first["valley"] == eq.index[3]
+    assert first["recovery"] == eq.index[4] and bool(first["recovered"])
+    last = dp.iloc[1]
+    assert pd.isna(last["recovery"]) and not last["recovered"] and last["duration_days"] == 1
+    assert str(dp["recovery"].dtype) == "datetime64[ns, UTC]"
+    assert len(drawdown_periods(eq, top=1)) == 1
+    assert drawdown_periods(_equity([1, 2, 3])).empty
+
+
+def test_flat_and_rising_curves():
+    flat = compute_metrics(_equity([100.0] * 5), empty_trades(), None, "1d")
+    assert flat["total_return_pct"] == 0 and flat["max_drawdown_pct"] == 0
+    assert math.isnan(flat["sharpe"]) and math.isnan(flat["sortino"])
+    assert math.isnan(flat["calmar"]) and flat["max_drawdown_duration_days"] == 0
+    up = compute_metrics(_equity([100, 101, 103, 104]), empty_trades(), None, "1d")
+    assert up["sortino"] == math.inf  # no losing bar, as empyrical
+    assert ep.sortino_ratio(bar_returns(_equity([100, 101, 103, 104]))) == math.inf
+
+
+def test_hand_computed_trade_stats():
+    trades = _trades([
+        {"entry_bar": 1, "exit_bar": 3, "pnl": 100.0, "return_pct": 10.0, "entry_fee": 1.0,
+         "exit_fee": 1.1, "tag": "rsi"},
+        {"entry_bar": 4, "exit_bar": 5, "pnl": -50.0, "return_pct": -5.0, "side": -1,
+         "exit_reason": "stop", "entry_fee": 1.0, "exit_fee": 0.9, "funding": 0.5},
+        {"entry_bar": 6, "exit_bar": 9, "pnl": 30.0, "return_pct": 3.0, "exit_reason": "target",
+         "tag": "rsi"},
+        {"entry_bar": 9, "exit_bar": 10, "pnl": -20.0, "return_pct": -2.0, "side": -1,
+         "exit_reason": "liquidation", "funding": -0.2, "leverage": 10.0},
+        {"entry_bar": 11, "exit_bar": 12, "pnl": 0.0, "return_pct": 0.0, "exit_reason": "end"},
+    ])
+    s = trade_stats(trades)
+    assert s["n_trades"] == 5 and s["n_long"] == 3 and s["n_short"] == 2
+    assert s["win_rate_pct"] == pytest.approx(40.0)  # break-even trade is not a win
+    assert s["profit_factor"] == pytest.approx(130 / 70)
+    assert s["expectancy"] == pytest.approx(60 / 5)
+    assert s["avg_win"] == pytest.approx(65.0) and s["avg_loss"] == pytest.approx(-35.0)
+    assert s["payoff_ratio"] == pytest.approx(65 / 35)
+    assert s["avg_trade_pct"] == pytest.approx(6 / 5)
+    assert s["best_trade_pct"] == 10.0 and s["worst_trade_pct"] == -5.0
+    assert s["n_liquidations"] == 1
+    assert s["fees_paid"] == pytest.approx(4.0) and s["funding_paid"] == pytest.approx(0.3)
+    assert s["avg_bars_held"] == pytest.approx((2 + 1 + 3 + 1 + 1) / 5)
+
+    # Exposure over 13 bars: [1,3) signal exit at open; [4,5] stop; [6,9] target;
+    # [9,10] liquidation (overlap at bar 9 counted once); [11,12] end.
+    held = exposure(trades, 13)
+    assert held.tolist() == [False, True, True, False, True, True, True, True, True, True,
+                             True, True, True]
+    m = compute_metrics(_equity(np.linspace(100, 160, 13)), trades, None, "1d")
+    assert m["exposure_pct"] == pytest.approx(100 * 11 / 13)
+
+    sides = side_stats(trades)
+    assert list(sides.columns) == ["all", "long", "short"]
+    assert sides.loc["n_trades", "long"] == 3 and sides.loc["net_pnl", "short"] == -70
+    reasons = exit_reason_stats(trades)
+    assert reasons.loc["liquidation", "trades"] == 1
+    assert reasons.loc["signal", "win_rate_pct"] == 100.0
+    assert reasons["share_pct"].sum() == pytest.approx(100.0)
+    tags = tag_stats(trades)
+    assert tags.loc["rsi", "pnl_total"] == 130.0 and tags["trades"].sum() == 5
+
+
+def test_profit_factor_edges_are_json_safe():
+    only_wins = _trades([{"entry_bar": 1, "exit_bar": 2, "pnl": 5.0, "return_pct": 1.0}])
+    m = compute_metrics(_equity([100, 100, 105]), only_wins, None, "1d")
+    assert m["profit_factor"] == math.inf and math.isnan(m["payoff_ratio"])
+    text = json.dumps(to_jsonable(m), allow_nan=False)  # strict JSON, no Infinity literal
+    assert '{"$float": "inf"}' in text
+    none = trade_stats(empty_trades())
+    assert none["n_trades"] == 0 and math.isnan(none["profit_factor"])
+    assert math.isnan(none["win_rate_pct"]) and none["fees_paid"] == 0.0
+    assert exit_reason_stats(empty_trades()).empty
+
+
+def test_monthly_returns_hand_computed():
+    idx = pd.DatetimeIndex(["2023-12-30", "2023-12-31", "2024-01-15", "2024-01-31",
+                            "2024-02-29", "2024-04-01"], tz="UTC").as_unit("ns")
+    eq = pd.Series([100.0, 110.0, 90.0, 99.0, 118.8, 59.4], index=idx)
+    t = monthly_returns(eq)
+    assert list(t.columns) == ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep",
+                               "Oct", "Nov", "Dec", "Year"]
+    assert t.loc[2023, "Dec"] == pytest.approx(10.0)
+    assert t.loc[2024, "Jan"] == pytest.approx(-10.0)
+    assert t.loc[2024, "Feb"] == pytest.approx(20.0)
+    assert math.isnan(t.loc[2024, "Mar"])
+    assert t.loc[2024, "Apr"] == pytest.approx(-50.0)
+    assert t.loc[2024, "Year"] == pytest.approx(100 * (59.4 / 110 - 1))
+    assert monthly_returns(eq, cash=50.0).loc[2023, "Dec"] == pytest.approx(120.0)
+
+
+def test_wiped_out_account_and_bad_input():
+    eq = _equity([100, 50, 0, 0])
+    m = compute_metrics(eq, empty_trades(), None, "1d")
+    assert m["total_return_pct"] == -100 and m["cagr_pct"] == -100
+    assert m["max_drawdown_pct"] == -100
+    assert bar_returns(eq).tolist() == [-0.5, -1.0, 0.0]
+    with pytest.raises(DataError, match="empty"):
+        compute_metrics(_equity([]), empty_trades(), None, "1d")
+    with pytest.raises(DataError, match="non-finite"):
+        compute_metrics(_equity([1.0, np.nan]), empty_trades(), None, "1d")
+    with pytest.raises(DataError, match="DatetimeIndex"):
+        compute_metrics(pd.Series([1.0, 2.0]), empty_trades(), None, "1d")
+    bad = _trades([{"entry_bar": 1, "exit_bar": 9, "pnl": 1.0, "return_pct": 1.0}])
+    with pytest.raises(DataError, match="outside"):
+        compute_metrics(_equity([1.0, 2.0, 3.0]), bad, None, "1d")
+
+
+def test_buy_hold_return_and_cash():
+    idx = pd.date_range("2024-01-01", periods=3, freq="1D", tz="UTC", unit="ns")
+    df = pd.DataFrame({"open": [100.0, 110, 120], "high": [1.0] * 3, "low": [1.0] * 3,
+                       "close": [105.0, 115, 125], "volume": [1.0] * 3}, index=idx)
+    bench = buy_and_hold(df, 1000.0, 0.01)
+    qty = 1000 / (100 * 1.01)
+    assert bench.tolist() == pytest.approx([qty * 105, qty * 115, qty * 125 * 0.99], rel=1e-15)
+    m = compute_metrics(_equity([1000.0, 1000, 1000]), empty_trades(), bench, "1d", cash=1000.0)
+    assert m["buy_hold_return_pct"] == pytest.approx(100 * (qty * 125 * 0.99 / 1000 - 1))
