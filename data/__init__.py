@@ -1,0 +1,33 @@
+"""The BTC data layer: loading, validation, the canonical frame and resampling."""
+
+from data.frame import (
+    OHLCV,
+    DataError,
+    check_canonical,
+    format_timeframe,
+    infer_timeframe,
+    parse_timeframe,
+    to_canonical,
+)
+from data.loaders import FORMATS, detect_format, load
+from data.resample import drop_incomplete, period_start, resample, source_timeframe
+from data.validate import ValidationReport, validate
+
+__all__ = [
+    "FORMATS",
+    "OHLCV",
+    "DataError",
+    "ValidationReport",
+    "check_canonical",
+    "detect_format",
+    "drop_incomplete",
+    "format_timeframe",
+    "infer_timeframe",
+    "load",
+    "parse_timeframe",
+    "period_start",
+    "resample",
+    "source_timeframe",
+    "to_canonical",
+    "validate",
+]

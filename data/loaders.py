@@ -1,0 +1,560 @@
+"""Loaders for the candle files BTC traders actually have, auto-detected from content.
+
+Supported formats (:data:`FORMATS`):
+
+``canonical``
+    Our CSV: ``timestamp,open,high,low,close,volume`` with ISO 8601 UTC timestamps.
+``parquet``
+    Our Parquet: the same columns (``timestamp`` as a column or as the index).
+``binance``
+    Binance kline CSV (data.binance.vision): no header, 12 columns ``open_time, open, high, low,
+    close, volume, close_time, quote_volume, trades, taker_buy_base, taker_buy_quote, ignore``.
+    ``open_time`` is epoch milliseconds, or microseconds (spot files since 2025): told apart by
+    magnitude, row by row. Files with an ``open_time,...`` header (futures) are read too.
+``bitstamp``
+    Bitstamp / Kaggle minute CSV: ``Timestamp,Open,High,Low,Close,Volume`` or Kaggle's
+    ``Timestamp,Open,High,Low,Close,Volume_(BTC),Volume_(Currency),Weighted_Price``, unix seconds.
+``yahoo``
+    Yahoo Finance CSV ``Date,Open,High,Low,Close,Adj Close,Volume`` (and the newer yfinance
+    export with ``Price``/``Ticker``/``Date`` header lines). Yahoo's BTC-USD volume is in
+    **US dollars**; the canonical volume is in BTC, so it is converted as ``volume / close``
+    (an estimate: the true BTC volume would need the bar's VWAP). ``attrs["volume_note"]`` says
+    so. ``Adj Close`` is ignored (it equals Close for crypto).
+``cryptodatadownload``
+    CryptoDataDownload CSV: a URL banner line, then ``unix,date,symbol,open,high,low,close,
+    Volume BTC,Volume USD[,tradecount]``, newest row first (reversed to oldest first; a file
+    that is not strictly newest-first is reported as unsorted, not silently sorted). ``unix`` is
+    seconds or milliseconds (CryptoDataDownload changed it over time): told apart per row.
+``tradingview``
+    TradingView "Export chart data" CSV: ``time,open,high,low,close[,Volume][,indicators...]``,
+    ``time`` in unix seconds or ISO 8601 with an offset. Indicator columns are ignored and listed
+    in ``attrs["ignored_columns"]``. Without a Volume column, volume is NaN and
+    ``attrs["volume_missing"]`` is ``True`` (a warning says so).
+
+Gzip (``.gz``) and zip (one member) files are decompressed transparently, recognised by their
+magic bytes rather than their names. Detection reads only the first lines; force a format with
+``load(path, fmt="binance")`` (CLI ``--format binance``).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import re
+import zipfile
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.frame import INDEX_NAME, OHLCV, DataError
+from data.validate import (
+    DuplicatePolicy,
+    GapPolicy,
+    clean,
+)
+
+FORMATS: tuple[str, ...] = (
+    "canonical",
+    "parquet",
+    "binance",
+    "bitstamp",
+    "yahoo",
+    "cryptodatadownload",
+    "tradingview",
+)
+
+BINANCE_COLUMNS: tuple[str, ...] = (
+    "open_time",
+    "open",
+    "high",
+    "low",
+    "close",
+    "volume",
+    "close_time",
+    "quote_volume",
+    "trades",
+    "taker_buy_base",
+    "taker_buy_quote",
+    "ignore",
+)
+
+_HEAD_BYTES = 64 * 1024
+_FORCE_HINT = (
+    "supported formats: " + ", ".join(FORMATS) + "; force one with fmt='binance' "
+    "(CLI --format binance)"
+)
+_NUMBER = re.compile(r"^\s*[+-]?\d+(\.\d*)?([eE][+-]?\d+)?\s*$")
+
+
+# --- reading bytes ---------------------------------------------------------------------------
+
+
+def _read(path: Path, limit: int | None = None) -> bytes:
+    """The file's (decompressed) bytes; at most about ``limit`` bytes when given."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except FileNotFoundError:
+        raise DataError(
+            "file not found", source=str(path), hint="check the path and the file name"
+        ) from None
+    except IsADirectoryError:
+        raise DataError("is a directory, not a file", source=str(path)) from None
+    try:
+        if magic[:2] == b"\x1f\x8b":
+            with gzip.open(path, "rb") as fh:
+                return fh.read(limit) if limit else fh.read()
+        if magic == b"PK\x03\x04":
+            with zipfile.ZipFile(path) as zf:
+                members = [m for m in zf.infolist() if not m.is_dir()]
+                if len(members) != 1:
+                    names = ", ".join(m.filename for m in members) or "none"
+                    raise DataError(
+                        f"zip archive must hold exactly one file, found {len(members)} ({names})",
+                        source=path.name,
+                        hint="extract the file you want and load it directly",
+                    )
+                with zf.open(members[0]) as fh:
+                    return fh.read(limit) if limit else fh.read()
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+        raise DataError(
+            f"corrupt or truncated compressed file ({exc})",
+            source=path.name,
+            hint="the download was probably interrupted; fetch the file again",
+        ) from None
+    with path.open("rb") as fh:
+        return fh.read(limit) if limit else fh.read()
+
+
+def _first_lines(data: bytes, n: int) -> list[str]:
+    text = data[:_HEAD_BYTES].decode("utf-8", errors="replace").lstrip("\ufeff")
+    return [ln.rstrip("\r") for ln in text.split("\n")[:n]]
+
+
+# --- detection -------------------------------------------------------------------------------
+
+
+def detect_format(path: str | Path) -> str:
+    """Tell a file's format from its content (first lines; gzip/zip looked into).
+
+    Returns:
+        One of :data:`FORMATS`.
+
+    Raises:
+        DataError: the file is empty, uses another delimiter, or matches no supported format
+            (the message lists the supported formats and how to force one).
+    """
+    path = Path(path)
+    return _detect(_read(path, _HEAD_BYTES), path.name)
+
+
+def _detect(data: bytes, name: str) -> str:
+    if data[:4] == b"PAR1":
+        return "parquet"
+    if not data.strip():
+        raise DataError(
+            "file is empty",
+            source=name,
+            hint="the download or export failed; fetch or export the file again",
+        )
+    lines = [ln for ln in _first_lines(data, 6)]
+    first = lines[0].strip()
+    if first.lower().startswith(("http", "www.")) or "cryptodatadownload" in first.lower():
+        return "cryptodatadownload"
+    fields = [f.strip().strip('"').strip() for f in first.split(",")]
+    if len(fields) < 3:
+        for delim, label in ((";", "';'"), ("\t", "tab"), ("|", "'|'")):
+            if len(first.split(delim)) >= 5:
+                raise DataError(
+                    f"the file uses {label} as the delimiter, expected ','",
+                    source=name,
+                    row=1,
+                    hint="save it as comma-separated CSV (decimal point '.'), e.g. "
+                    f"pd.read_csv(path, sep={delim!r}).to_csv(new_path, index=False)",
+                )
+        raise DataError(
+            f"cannot tell the format: the first line {first[:80]!r} is not a CSV header",
+            source=name,
+            row=1,
+            hint=_FORCE_HINT,
+        )
+    low = [f.lower() for f in fields]
+    if all(_NUMBER.match(f) for f in fields if f):
+        if len(fields) == len(BINANCE_COLUMNS):
+            return "binance"
+        raise DataError(
+            f"headerless CSV with {len(fields)} columns: only Binance klines (12 columns) are "
+            "read without a header",
+            source=name,
+            row=1,
+            hint="add the header timestamp,open,high,low,close,volume, or " + _FORCE_HINT,
+        )
+    second = lines[1].split(",") if len(lines) > 1 else []
+    sample = second[0].strip().strip('"') if second else ""
+    if low[0] in ("open_time", "open time"):
+        return "binance"
+    if low[:3] == ["unix", "date", "symbol"]:
+        return "cryptodatadownload"
+    if low[0] == "price" and len(lines) > 1 and lines[1].lower().startswith("ticker"):
+        return "yahoo"  # yfinance >= 0.2.51 export: Price/Ticker/Date header lines
+    if "adj close" in low:
+        return "yahoo"
+    if low[0] == "time" and {"open", "high", "low", "close"} <= set(low):
+        return "tradingview"
+    if "volume_(btc)" in low or (low[0] == "timestamp" and _NUMBER.match(sample)):
+        return "bitstamp"
+    if low[0] == "timestamp":
+        return "canonical"
+    # A header close to ours ("date,open,high,low,Closing,volume"): read it as canonical so
+    # that validation can name the renamed column.
+    if sum(c in low for c in OHLCV) >= 3:
+        return "canonical"
+    raise DataError(
+        f"cannot tell the format from the header {first[:80]!r}",
+        source=name,
+        row=1,
+        hint=_FORCE_HINT,
+    )
+
+
+# --- parsing ---------------------------------------------------------------------------------
+
+
+class _Parsed:
+    """A raw frame plus where its rows came from and what the format adds to attrs."""
+
+    def __init__(
+        self, raw: pd.DataFrame, rows: np.ndarray, header_row: int | None, **attrs: object
+    ):
+        self.raw = raw
+        self.rows = rows
+        self.header_row = header_row
+        self.attrs = attrs
+
+
+def _read_csv(
+    data: bytes, name: str, skip: int = 0, header: bool = True, names: list[str] | None = None,
+    skiprows: list[int] | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Read CSV bytes; return the frame and each row's 1-based line number in the file.
+
+    Blank lines are kept by the parser (so line numbers stay exact) and then removed with a
+    note: a blank line is not a candle.
+    """
+    rows_skipped = list(range(skip)) + (skiprows or [])
+    try:
+        df = pd.read_csv(
+            io.BytesIO(data),
+            skiprows=rows_skipped or None,
+            header=0 if header else None,
+            names=names,
+            index_col=False,
+            skip_blank_lines=False,
+            encoding="utf-8-sig",
+        )
+    except pd.errors.EmptyDataError:
+        raise DataError(
+            "file is empty", source=name, hint="fetch or export the file again"
+        ) from None
+    except pd.errors.ParserError as exc:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if m:
+            raise DataError(
+                f"row has {m.group(3)} fields, expected {m.group(1)}",
+                source=name,
+                row=int(m.group(2)),
+                hint="a cell probably contains an unquoted ',' (thousands separator or decimal "
+                "comma?); correct the row",
+            ) from None
+        raise DataError(f"cannot parse the CSV ({exc})".strip(), source=name) from None
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"not a UTF-8 text file ({exc.reason} at byte {exc.start})",
+            source=name,
+            hint="is this really a CSV? save it as UTF-8 CSV",
+        ) from None
+    # Line numbers: one row per line after the header and the skipped lines (all of which
+    # precede the data: a banner before the header, yfinance's lines after it).
+    first_data_line = len(rows_skipped) + (2 if header else 1)
+    rows = np.arange(first_data_line, first_data_line + len(df), dtype=np.int64)
+    blank = df.isna().all(axis=1).to_numpy()
+    if blank.any():
+        df = df.loc[~blank].reset_index(drop=True)
+        blank_rows = rows[blank]
+        rows = rows[~blank]
+        # Not a candle, so not data loss; load() still reports them as a warning.
+        df.attrs["blank_lines"] = blank_rows.tolist()
+    _check_short_rows(data, df, rows, name)
+    return df, rows
+
+
+def _check_short_rows(data: bytes, df: pd.DataFrame, rows: np.ndarray, name: str) -> None:
+    """Report rows with fewer fields than the header (the parser pads them with NaN silently).
+
+    Only rows whose last cell is empty are inspected, so a clean file costs nothing here.
+    """
+    if df.empty:
+        return
+    suspects = np.flatnonzero(df.iloc[:, -1].isna().to_numpy())
+    if not len(suspects):
+        return
+    # Bounded work: the first suspects and always the last row (where truncation happens).
+    suspects = np.unique(np.r_[suspects[:1000], suspects[-1:]])
+    buf = np.frombuffer(data, dtype=np.uint8)
+    ends = np.flatnonzero(buf == ord("\n"))
+    starts = np.r_[0, ends + 1]
+    ends = np.r_[ends, len(buf)]
+    want = df.shape[1]
+    for pos in suspects:
+        line_no = int(rows[pos])
+        if line_no - 1 >= len(starts):
+            continue
+        text = bytes(buf[starts[line_no - 1] : ends[line_no - 1]]).decode("utf-8", "replace")
+        got = len(text.rstrip("\r").split(","))
+        if got < want:
+            if line_no == len(starts) and not data.endswith(b"\n"):
+                raise DataError(
+                    f"truncated last line: {got} of {want} fields and no line end "
+                    f"({text.strip()[:60]!r})",
+                    source=name,
+                    row=line_no,
+                    hint="the file was cut off (interrupted download?); fetch it again or "
+                    "delete the incomplete last line",
+                )
+            raise DataError(
+                f"row has {got} fields, expected {want} ({text.strip()[:60]!r})",
+                source=name,
+                row=line_no,
+                hint="complete the row or delete it",
+            )
+
+
+def _rename(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
+    """Rename columns by case-insensitive name; unknown names are left alone."""
+    lower = {str(c).strip().lower(): c for c in df.columns}
+    return df.rename(columns={lower[k]: v for k, v in mapping.items() if k in lower})
+
+
+def _parse_canonical(data: bytes, name: str) -> _Parsed:
+    df, rows = _read_csv(data, name)
+    extra = [str(c) for c in df.columns if str(c).strip().lower() not in (INDEX_NAME, *OHLCV)]
+    attrs: dict[str, object] = {}
+    if extra and len(df.columns) - len(extra) == 6:
+        attrs["ignored_columns"] = extra
+    return _Parsed(df, rows, 1, **attrs)
+
+
+def _parse_parquet(data: bytes, name: str) -> _Parsed:
+    try:
+        df = pd.read_parquet(io.BytesIO(data))
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise DataError(
+            f"cannot read Parquet ({type(exc).__name__}: {exc})",
+            source=name,
+            hint="the file is damaged or not Parquet; write it again",
+        ) from None
+    if isinstance(df.index, pd.DatetimeIndex):
+        df = df.reset_index(names=INDEX_NAME if df.index.name is None else df.index.name)
+    # Parquet has no lines: cite 1-based record numbers.
+    return _Parsed(df, np.arange(1, len(df) + 1, dtype=np.int64), None)
+
+
+def _parse_binance(data: bytes, name: str) -> _Parsed:
+    has_header = not _NUMBER.match(_first_lines(data, 1)[0].split(",")[0].strip() or "x")
+    if has_header:
+        df, rows = _read_csv(data, name)
+        df = _rename(df, {"open_time": "timestamp", "open time": "timestamp"})
+    else:
+        df, rows = _read_csv(data, name, header=False, names=list(BINANCE_COLUMNS))
+        df = df.rename(columns={"open_time": INDEX_NAME})
+    raw = df[[c for c in df.columns if str(c).lower() in (INDEX_NAME, *OHLCV)]]
+    return _Parsed(raw, rows, 1 if has_header else None)
+
+
+def _parse_bitstamp(data: bytes, name: str) -> _Parsed:
+    df, rows = _read_csv(data, name)
+    lower = [str(c).strip().lower() for c in df.columns]
+    attrs: dict[str, object] = {}
+    if "volume_(btc)" in lower:
+        df = _rename(df, {"volume_(btc)": "volume"})
+        attrs["ignored_columns"] = [
+            c for c in df.columns if str(c).lower() in ("volume_(currency)", "weighted_price")
+        ]
+    return _Parsed(df, rows, 1, **attrs)
+
+
+def _parse_yahoo(data: bytes, name: str) -> _Parsed:
+    lines = _first_lines(data, 3)
+    if lines[0].lower().startswith("price"):
+        # yfinance: "Price,Close,..." / "Ticker,BTC-USD,..." / "Date,,,," then data.
+        df, rows = _read_csv(data, name, skiprows=[1, 2])
+        df = df.rename(columns={df.columns[0]: "Date"})
+    else:
+        df, rows = _read_csv(data, name)
+    df = _rename(df, {"date": INDEX_NAME, "datetime": INDEX_NAME})
+    ignored = [c for c in df.columns if str(c).strip().lower() == "adj close"]
+    attrs = {
+        "volume_unit": "BTC",
+        "volume_note": "Yahoo reports BTC-USD volume in USD; converted to BTC as volume / close "
+        "(an estimate)",
+        "ignored_columns": ignored,
+    }
+    return _Parsed(df.drop(columns=ignored), rows, 1, **attrs)
+
+
+def _parse_cdd(data: bytes, name: str) -> _Parsed:
+    first = _first_lines(data, 1)[0].strip().lower()
+    banner = first.startswith(("http", "www.")) or "cryptodatadownload" in first
+    df, rows = _read_csv(data, name, skip=1 if banner else 0)
+    header_row = 2 if banner else 1
+    lower = {str(c).strip().lower(): c for c in df.columns}
+    symbol = ""
+    if "symbol" in lower and len(df):
+        symbol = str(df[lower["symbol"]].iloc[0]).upper().replace("/", "").replace("-", "")
+    # "Volume BTC" is the base volume; pick the volume column named after the symbol's base.
+    vols = [c for k, c in lower.items() if k.startswith("volume ")]
+    base = [c for c in vols if symbol.startswith(str(c).split(" ", 1)[1].strip().upper())]
+    attrs: dict[str, object] = {}
+    if base:
+        df = df.rename(columns={base[0]: "volume"})
+    elif vols:
+        raise DataError(
+            f"cannot tell which volume column is the base asset for symbol {symbol!r} "
+            f"(columns {', '.join(map(str, vols))})",
+            source=name,
+            row=header_row,
+            hint="rename the base-asset volume column to 'volume'",
+        )
+    df = _rename(df, {"unix": INDEX_NAME})
+    if "date" in lower:
+        df = df.drop(columns=[lower["date"]])
+    if INDEX_NAME in df.columns and len(df) > 1:
+        t = pd.to_numeric(df[INDEX_NAME], errors="coerce").to_numpy(dtype=np.float64)
+        # Compare in seconds: the unit may change within the file (s vs ms).
+        secs = np.where(np.abs(t) >= 1e11, t / 1000.0, t)
+        if np.all(np.diff(secs) < 0):
+            # The format is newest-first: reverse it, keeping each row's line number.
+            df = df.iloc[::-1].reset_index(drop=True)
+            rows = rows[::-1].copy()
+            attrs["reversed"] = True
+    return _Parsed(df, rows, header_row, **attrs)
+
+
+def _parse_tradingview(data: bytes, name: str) -> _Parsed:
+    df, rows = _read_csv(data, name)
+    df = _rename(df, {"time": INDEX_NAME})
+    keep = {INDEX_NAME, *OHLCV}
+    ignored = [str(c) for c in df.columns if str(c).strip().lower() not in keep]
+    df = df.drop(columns=ignored)
+    attrs: dict[str, object] = {"ignored_columns": ignored}
+    if "volume" not in [str(c).strip().lower() for c in df.columns]:
+        attrs["volume_missing"] = True
+    return _Parsed(df, rows, 1, **attrs)
+
+
+_PARSERS = {
+    "canonical": _parse_canonical,
+    "parquet": _parse_parquet,
+    "binance": _parse_binance,
+    "bitstamp": _parse_bitstamp,
+    "yahoo": _parse_yahoo,
+    "cryptodatadownload": _parse_cdd,
+    "tradingview": _parse_tradingview,
+}
+
+
+# --- public ----------------------------------------------------------------------------------
+
+
+def load(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    gaps: GapPolicy = "warn",
+    timeframe: str | None = None,
+    duplicates: DuplicatePolicy = "error",
+    sort: bool = False,
+) -> pd.DataFrame:
+    """Read a candle file in any supported format, validate it, return the canonical frame.
+
+    Args:
+        path: the file (plain, ``.gz`` or single-member ``.zip``).
+        fmt: one of :data:`FORMATS` to skip detection; ``None`` detects from the content.
+        gaps: gap policy: ``"error"``, ``"warn"`` (default) or ``"keep"``. Gaps are never
+            filled.
+        timeframe: expected timeframe (``"1h"``); inferred from the bar spacing if ``None``.
+        duplicates: ``"error"`` (default) or ``"drop-identical"`` (drop exact repeats, with a
+            warning).
+        sort: sort rows by time instead of failing on unsorted rows (with a warning).
+
+    Returns:
+        The canonical frame (see :mod:`data.frame`) with ``attrs``: ``source`` (file name),
+        ``format``, ``timeframe``, ``validation`` (the :class:`~data.validate.ValidationReport`)
+        and, when they apply, ``ignored_columns``, ``volume_unit``/``volume_note`` (Yahoo),
+        ``volume_missing`` (TradingView without volume), ``reversed`` (newest-first file),
+        ``time_unit``.
+
+    Raises:
+        DataError: the first problem found (file, row, timestamp, fix), saying how many more
+            there are.
+    """
+    path = Path(path)
+    name = path.name
+    data = _read(path)
+    if fmt is None:
+        fmt = _detect(data, name)
+    elif fmt not in FORMATS:
+        raise DataError(f"unknown format {fmt!r}", source=name, hint=_FORCE_HINT)
+    elif not data.strip():
+        _detect(data, name)  # raises the "file is empty" error
+    parsed = _PARSERS[fmt](data, name)
+    raw = parsed.raw
+    blank = raw.attrs.get("blank_lines")
+    raw.attrs = {"source": name}
+    if parsed.attrs.get("volume_missing"):
+        raw.attrs["volume_missing"] = True
+    frame, report = clean(
+        raw,
+        source=name,
+        gaps=gaps,
+        rows=parsed.rows,
+        timeframe=timeframe,
+        duplicates=duplicates,
+        sort=sort,
+        header_row=parsed.header_row,
+    )
+    if parsed.attrs.get("volume_missing"):
+        report.warnings.append(
+            DataError(
+                "no volume column; volume is NaN",
+                source=name,
+                row=parsed.header_row,
+                hint="export again with the Volume column to use volume-based indicators",
+            )
+        )
+    if blank is not None and len(blank):
+        report.warnings.append(
+            DataError(
+                f"{len(blank):,} blank line(s) ignored (lines {', '.join(map(str, blank[:5]))}"
+                + (" ...)" if len(blank) > 5 else ")"),
+                source=name,
+                row=int(blank[0]),
+                hint="blank lines are not candles; delete them to silence this warning",
+            )
+        )
+    report.raise_for_errors()
+    assert frame is not None  # clean() returns a frame whenever the report is ok
+    if fmt == "yahoo":
+        # Quote-currency (USD) volume -> base (BTC) volume.
+        frame["volume"] = frame["volume"] / frame["close"]
+    frame.attrs.update(parsed.attrs)
+    frame.attrs.update(
+        source=name,
+        format=fmt,
+        timeframe=report.timeframe,
+        validation=report,
+        time_unit=report.time_unit,
+    )
+    return frame
