@@ -1,0 +1,528 @@
+"""The one-pass numba engine behind support/resistance zones and their flips.
+
+Private module: :mod:`indicators.levels` and :mod:`indicators.flips` are the public faces.
+
+The engine walks the bars once. On each bar ``b`` it
+
+1. adds the pivots confirmed on ``b`` to the zone set (online clustering, below);
+2. advances pending breaks (acceptance closes, failed retests, reclaims, expiry) -> flip events;
+3. records retests of zones flipped on an earlier bar;
+4. starts pending breaks for zones the close of ``b`` broke through (beyond the buffer);
+5. writes the per-bar outputs (nearest zone below/above the close, nearest flipped zones).
+
+Online clustering. A confirmed pivot at price ``p`` with tolerance ``tol`` joins the zone whose
+centre is nearest to ``p`` (ties: the lower zone) when ``|centre - p| <= tol``; otherwise it starts
+a new zone. After a join the zone's centre (the mean of its member pivot prices) moves, so the
+zone absorbs neighbouring zones whose centres are now within ``tol`` (repeatedly, the nearer
+neighbour first); the absorbing zone keeps its id and its flip state. A zone's band is
+``[min(member) - pad, max(member) + pad]`` with ``pad`` taken from its most recent member.
+
+Because the zone set after bar ``t`` is a deterministic function of the pivots confirmed up to
+``t`` (processed in confirmation order, the high before the low on the same bar), the per-bar
+outputs and a snapshot computed on ``df[: t + 1]`` are identical by construction: this is the
+"incremental clustering equals re-clustering" property the tests check.
+
+Zones are stored in append-only arrays indexed by zone id; three id arrays kept sorted by centre
+(all live zones, zones flipped support->resistance, zones flipped resistance->support) give
+O(log Z) nearest-level queries.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+# event kinds
+EV_S2R = 1
+EV_R2S = 2
+EV_RETEST_S2R = 3  # a support->resistance zone retested from below and rejected
+EV_RETEST_R2S = 4  # a resistance->support zone retested from above and held
+# how an event was confirmed
+BY_CLOSES = 0
+BY_FAILED_RETEST = 1
+BY_REJECTION = 2
+
+# zone kind bits
+KIND_HIGH = 1
+KIND_LOW = 2
+
+
+@nb.njit(cache=True)
+def _centre(z, zsum, zcnt):  # pragma: no cover - compiled
+    return zsum[z] / zcnt[z]
+
+
+@nb.njit(cache=True)
+def _bisect_left(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
+    lo = 0
+    hi = cnt
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        z = order[mid]
+        if zsum[z] / zcnt[z] < x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@nb.njit(cache=True)
+def _bisect_right(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
+    lo = 0
+    hi = cnt
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        z = order[mid]
+        if zsum[z] / zcnt[z] <= x:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@nb.njit(cache=True)
+def _insert(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
+    cnt = cnts[k]
+    pos = _bisect_left(order, cnt, zsum, zcnt, zsum[z] / zcnt[z])
+    for j in range(cnt, pos, -1):
+        order[j] = order[j - 1]
+    order[pos] = z
+    cnts[k] = cnt + 1
+
+
+@nb.njit(cache=True)
+def _remove(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
+    # Must run before z's centre changes: the binary search uses the current centre.
+    cnt = cnts[k]
+    pos = _bisect_left(order, cnt, zsum, zcnt, zsum[z] / zcnt[z])
+    while pos < cnt and order[pos] != z:
+        pos += 1
+    if pos == cnt:  # not found by search (cannot happen with a consistent order): scan
+        pos = 0
+        while pos < cnt and order[pos] != z:
+            pos += 1
+        if pos == cnt:
+            return
+    for j in range(pos, cnt - 1):
+        order[j] = order[j + 1]
+    cnts[k] = cnt - 1
+
+
+@nb.njit(cache=True)
+def _flip_order_key(flip):  # pragma: no cover - compiled
+    # index into cnts of the flipped-zone order for a flip state (-1 s->r, +1 r->s)
+    return 1 if flip == -1 else 2
+
+
+@nb.njit(cache=True)
+def _engine(
+    high,
+    low,
+    close,
+    volume,
+    ph,
+    phb,
+    pl,
+    plb,
+    tol_h,
+    tol_l,
+    pad_h,
+    pad_l,
+    buf,
+    min_touches,
+    confirm_closes,
+    window,
+    want_bars,
+):  # pragma: no cover - compiled
+    n = close.shape[0]
+    cap = 1
+    for b in range(n):
+        if ph[b] == ph[b]:
+            cap += 1
+        if pl[b] == pl[b]:
+            cap += 1
+    # zone state, indexed by zone id
+    zsum = np.zeros(cap)
+    zcnt = np.zeros(cap, np.int64)
+    zmin = np.zeros(cap)
+    zmax = np.zeros(cap)
+    zpad = np.zeros(cap)
+    zfirst = np.zeros(cap, np.int64)
+    zlast = np.zeros(cap, np.int64)
+    zkind = np.zeros(cap, np.int64)
+    zvol = np.zeros(cap)
+    zalive = np.zeros(cap, np.bool_)
+    zflip = np.zeros(cap, np.int64)
+    zflipbar = np.full(cap, -1, np.int64)
+    zfbbar = np.full(cap, -1, np.int64)  # break bar of the zone's current flip
+    zfbclose = np.full(cap, np.nan)
+    zpend = np.zeros(cap, np.int64)
+    zpbar = np.full(cap, -1, np.int64)
+    zpclose = np.full(cap, np.nan)
+    zpcount = np.zeros(cap, np.int64)
+    nz = 0
+    orders = np.zeros((3, cap), np.int64)  # 0 all live, 1 flipped s->r, 2 flipped r->s
+    cnts = np.zeros(3, np.int64)
+    pend = np.zeros(cap, np.int64)
+    npend = 0
+    maxhalf = 0.0
+
+    m = n if want_bars else 0
+    sup = np.full((m, 3), np.nan)
+    res = np.full((m, 3), np.nan)
+    fres = np.full((m, 3), np.nan)
+    fsup = np.full((m, 3), np.nan)
+    flags = np.zeros((m, 4), np.bool_)  # breakdown, breakout, retest_rejected, retest_held
+
+    ecap = 64
+    evf = np.zeros((ecap, 5))  # level, level_low, level_high, break_close, (spare)
+    evi = np.zeros((ecap, 5), np.int64)  # bar, kind, zone, break_bar, confirmed_by
+    nev = 0
+
+    for b in range(n):
+        # ---- 1. pivots confirmed on this bar (high first, then low) ----
+        for side in range(2):
+            if side == 0:
+                p = ph[b]
+                pbar = phb[b]
+                tol = tol_h[b]
+                pad = pad_h[b]
+                kbit = KIND_HIGH
+            else:
+                p = pl[b]
+                pbar = plb[b]
+                tol = tol_l[b]
+                pad = pad_l[b]
+                kbit = KIND_LOW
+            if p != p:
+                continue
+            order = orders[0]
+            pos = _bisect_left(order, cnts[0], zsum, zcnt, p)
+            best = -1
+            bestd = np.inf
+            if pos > 0:
+                z = order[pos - 1]
+                best = z
+                bestd = p - zsum[z] / zcnt[z]
+            if pos < cnts[0]:
+                z = order[pos]
+                d = zsum[z] / zcnt[z] - p
+                if d < bestd:
+                    best = z
+                    bestd = d
+            if best >= 0 and bestd <= tol:
+                z = best
+                _remove(orders[0], cnts, 0, z, zsum, zcnt)
+                if zflip[z] != 0:
+                    _remove(orders[_flip_order_key(zflip[z])], cnts, _flip_order_key(zflip[z]),
+                            z, zsum, zcnt)
+                zsum[z] += p
+                zcnt[z] += 1
+                zmin[z] = min(zmin[z], p)
+                zmax[z] = max(zmax[z], p)
+                zpad[z] = pad
+                zfirst[z] = min(zfirst[z], pbar)
+                zlast[z] = max(zlast[z], pbar)
+                zkind[z] |= kbit
+                zvol[z] += volume[pbar]
+                # absorb neighbours whose centres came within the tolerance
+                while True:
+                    c = zsum[z] / zcnt[z]
+                    q = _bisect_left(orders[0], cnts[0], zsum, zcnt, c)
+                    nb_ = -1
+                    nd = np.inf
+                    if q > 0:
+                        y = orders[0][q - 1]
+                        nd = c - zsum[y] / zcnt[y]
+                        nb_ = y
+                    if q < cnts[0]:
+                        y = orders[0][q]
+                        d = zsum[y] / zcnt[y] - c
+                        if d < nd:
+                            nd = d
+                            nb_ = y
+                    if nb_ < 0 or nd > tol:
+                        break
+                    y = nb_
+                    _remove(orders[0], cnts, 0, y, zsum, zcnt)
+                    if zflip[y] != 0:
+                        _remove(orders[_flip_order_key(zflip[y])], cnts,
+                                _flip_order_key(zflip[y]), y, zsum, zcnt)
+                    if zpend[y] != 0:
+                        for k in range(npend):
+                            if pend[k] == y:
+                                pend[k] = pend[npend - 1]
+                                npend -= 1
+                                break
+                        zpend[y] = 0
+                    zsum[z] += zsum[y]
+                    zcnt[z] += zcnt[y]
+                    zmin[z] = min(zmin[z], zmin[y])
+                    zmax[z] = max(zmax[z], zmax[y])
+                    zfirst[z] = min(zfirst[z], zfirst[y])
+                    zlast[z] = max(zlast[z], zlast[y])
+                    zkind[z] |= zkind[y]
+                    zvol[z] += zvol[y]
+                    zalive[y] = False
+                _insert(orders[0], cnts, 0, z, zsum, zcnt)
+                if zflip[z] != 0:
+                    k = _flip_order_key(zflip[z])
+                    _insert(orders[k], cnts, k, z, zsum, zcnt)
+            else:
+                z = nz
+                nz += 1
+                zsum[z] = p
+                zcnt[z] = 1
+                zmin[z] = p
+                zmax[z] = p
+                zpad[z] = pad
+                zfirst[z] = pbar
+                zlast[z] = pbar
+                zkind[z] = kbit
+                zvol[z] = volume[pbar]
+                zalive[z] = True
+                _insert(orders[0], cnts, 0, z, zsum, zcnt)
+            c = zsum[z] / zcnt[z]
+            maxhalf = max(maxhalf, c - (zmin[z] - zpad[z]), zmax[z] + zpad[z] - c)
+
+        cb = close[b]
+        # ---- 2. pending breaks ----
+        k = 0
+        while k < npend:
+            z = pend[k]
+            zl = zmin[z] - zpad[z]
+            zh = zmax[z] + zpad[z]
+            flip = 0
+            how = BY_CLOSES
+            done = False
+            if zpend[z] == -1:
+                if high[b] >= zl and cb < zl:
+                    flip = -1
+                    how = BY_FAILED_RETEST
+                elif cb < zl - buf[b]:
+                    zpcount[z] += 1
+                    if zpcount[z] >= confirm_closes:
+                        flip = -1
+                elif cb >= zl:
+                    done = True  # reclaimed: the break failed
+            else:
+                if low[b] <= zh and cb > zh:
+                    flip = 1
+                    how = BY_FAILED_RETEST
+                elif cb > zh + buf[b]:
+                    zpcount[z] += 1
+                    if zpcount[z] >= confirm_closes:
+                        flip = 1
+                elif cb <= zh:
+                    done = True
+            if flip != 0:
+                if zflip[z] != 0:
+                    kk = _flip_order_key(zflip[z])
+                    _remove(orders[kk], cnts, kk, z, zsum, zcnt)
+                zflip[z] = flip
+                zflipbar[z] = b
+                zfbbar[z] = zpbar[z]
+                zfbclose[z] = zpclose[z]
+                kk = _flip_order_key(flip)
+                _insert(orders[kk], cnts, kk, z, zsum, zcnt)
+                if nev >= ecap:
+                    ecap *= 2
+                    evf2 = np.zeros((ecap, 5))
+                    evi2 = np.zeros((ecap, 5), np.int64)
+                    evf2[:nev] = evf[:nev]
+                    evi2[:nev] = evi[:nev]
+                    evf = evf2
+                    evi = evi2
+                evf[nev, 0] = zsum[z] / zcnt[z]
+                evf[nev, 1] = zl
+                evf[nev, 2] = zh
+                evf[nev, 3] = zpclose[z]
+                evi[nev, 0] = b
+                evi[nev, 1] = EV_S2R if flip == -1 else EV_R2S
+                evi[nev, 2] = z
+                evi[nev, 3] = zpbar[z]
+                evi[nev, 4] = how
+                nev += 1
+                if want_bars:
+                    flags[b, 0 if flip == -1 else 1] = True
+                done = True
+            elif not done and b - zpbar[z] >= window:
+                done = True  # not accepted in time
+            if done:
+                zpend[z] = 0
+                pend[k] = pend[npend - 1]
+                npend -= 1
+            else:
+                k += 1
+
+        if b > 0:
+            cp = close[b - 1]
+            # ---- 3. retests of zones flipped on an earlier bar ----
+            q = _bisect_right(orders[1], cnts[1], zsum, zcnt, cb)
+            while q < cnts[1]:
+                z = orders[1][q]
+                if zsum[z] / zcnt[z] - maxhalf > high[b]:
+                    break
+                zl = zmin[z] - zpad[z]
+                if zflipbar[z] < b and high[b] >= zl and cb < zl and cp < zl:
+                    if nev >= ecap:
+                        ecap *= 2
+                        evf2 = np.zeros((ecap, 5))
+                        evi2 = np.zeros((ecap, 5), np.int64)
+                        evf2[:nev] = evf[:nev]
+                        evi2[:nev] = evi[:nev]
+                        evf = evf2
+                        evi = evi2
+                    evf[nev, 0] = zsum[z] / zcnt[z]
+                    evf[nev, 1] = zl
+                    evf[nev, 2] = zmax[z] + zpad[z]
+                    evf[nev, 3] = zfbclose[z]
+                    evi[nev, 0] = b
+                    evi[nev, 1] = EV_RETEST_S2R
+                    evi[nev, 2] = z
+                    evi[nev, 3] = zfbbar[z]
+                    evi[nev, 4] = BY_REJECTION
+                    nev += 1
+                    if want_bars:
+                        flags[b, 2] = True
+                q += 1
+            q = _bisect_right(orders[2], cnts[2], zsum, zcnt, cb) - 1
+            while q >= 0:
+                z = orders[2][q]
+                if zsum[z] / zcnt[z] + maxhalf < low[b]:
+                    break
+                zh = zmax[z] + zpad[z]
+                if zflipbar[z] < b and low[b] <= zh and cb > zh and cp > zh:
+                    if nev >= ecap:
+                        ecap *= 2
+                        evf2 = np.zeros((ecap, 5))
+                        evi2 = np.zeros((ecap, 5), np.int64)
+                        evf2[:nev] = evf[:nev]
+                        evi2[:nev] = evi[:nev]
+                        evf = evf2
+                        evi = evi2
+                    evf[nev, 0] = zsum[z] / zcnt[z]
+                    evf[nev, 1] = zmin[z] - zpad[z]
+                    evf[nev, 2] = zh
+                    evf[nev, 3] = zfbclose[z]
+                    evi[nev, 0] = b
+                    evi[nev, 1] = EV_RETEST_R2S
+                    evi[nev, 2] = z
+                    evi[nev, 3] = zfbbar[z]
+                    evi[nev, 4] = BY_REJECTION
+                    nev += 1
+                    if want_bars:
+                        flags[b, 3] = True
+                q -= 1
+
+            # ---- 4. new breaks by this bar's close ----
+            if cb < cp:
+                # zones that were support at b-1 (centre <= previous close) and lie above cb
+                q0 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cb)
+                q1 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cp)
+                for q in range(q0, q1):
+                    z = orders[0][q]
+                    if zcnt[z] < min_touches or zflip[z] == -1 or zpend[z] == -1:
+                        continue
+                    zl = zmin[z] - zpad[z]
+                    if cb < zl - buf[b]:
+                        zpend[z] = -1
+                        zpbar[z] = b
+                        zpclose[z] = cb
+                        zpcount[z] = 0
+                        pend[npend] = z
+                        npend += 1
+            elif cb > cp:
+                # zones that were resistance at b-1 (centre > previous close) and lie below cb
+                q0 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cp)
+                q1 = _bisect_left(orders[0], cnts[0], zsum, zcnt, cb)
+                for q in range(q0, q1):
+                    z = orders[0][q]
+                    if zcnt[z] < min_touches or zflip[z] == 1 or zpend[z] == 1:
+                        continue
+                    zh = zmax[z] + zpad[z]
+                    if cb > zh + buf[b]:
+                        zpend[z] = 1
+                        zpbar[z] = b
+                        zpclose[z] = cb
+                        zpcount[z] = 0
+                        pend[npend] = z
+                        npend += 1
+            # a break confirmed by the breaking close itself (confirm_closes == 0)
+            if confirm_closes == 0:
+                k = 0
+                while k < npend:
+                    z = pend[k]
+                    if zpbar[z] == b:
+                        flip = zpend[z]
+                        if zflip[z] != 0:
+                            kk = _flip_order_key(zflip[z])
+                            _remove(orders[kk], cnts, kk, z, zsum, zcnt)
+                        zflip[z] = flip
+                        zflipbar[z] = b
+                        zfbbar[z] = b
+                        zfbclose[z] = cb
+                        kk = _flip_order_key(flip)
+                        _insert(orders[kk], cnts, kk, z, zsum, zcnt)
+                        if nev >= ecap:
+                            ecap *= 2
+                            evf2 = np.zeros((ecap, 5))
+                            evi2 = np.zeros((ecap, 5), np.int64)
+                            evf2[:nev] = evf[:nev]
+                            evi2[:nev] = evi[:nev]
+                            evf = evf2
+                            evi = evi2
+                        evf[nev, 0] = zsum[z] / zcnt[z]
+                        evf[nev, 1] = zmin[z] - zpad[z]
+                        evf[nev, 2] = zmax[z] + zpad[z]
+                        evf[nev, 3] = cb
+                        evi[nev, 0] = b
+                        evi[nev, 1] = EV_S2R if flip == -1 else EV_R2S
+                        evi[nev, 2] = z
+                        evi[nev, 3] = b
+                        evi[nev, 4] = BY_CLOSES
+                        nev += 1
+                        if want_bars:
+                            flags[b, 0 if flip == -1 else 1] = True
+                        zpend[z] = 0
+                        pend[k] = pend[npend - 1]
+                        npend -= 1
+                    else:
+                        k += 1
+
+        # ---- 5. per-bar outputs ----
+        if want_bars:
+            q = _bisect_right(orders[0], cnts[0], zsum, zcnt, cb)
+            j = q - 1
+            while j >= 0 and zcnt[orders[0][j]] < min_touches:
+                j -= 1
+            if j >= 0:
+                z = orders[0][j]
+                sup[b, 0] = zsum[z] / zcnt[z]
+                sup[b, 1] = zmin[z] - zpad[z]
+                sup[b, 2] = zmax[z] + zpad[z]
+            j = q
+            while j < cnts[0] and zcnt[orders[0][j]] < min_touches:
+                j += 1
+            if j < cnts[0]:
+                z = orders[0][j]
+                res[b, 0] = zsum[z] / zcnt[z]
+                res[b, 1] = zmin[z] - zpad[z]
+                res[b, 2] = zmax[z] + zpad[z]
+            q = _bisect_right(orders[1], cnts[1], zsum, zcnt, cb)
+            if q < cnts[1]:
+                z = orders[1][q]
+                fres[b, 0] = zsum[z] / zcnt[z]
+                fres[b, 1] = zmin[z] - zpad[z]
+                fres[b, 2] = zmax[z] + zpad[z]
+            q = _bisect_right(orders[2], cnts[2], zsum, zcnt, cb) - 1
+            if q >= 0:
+                z = orders[2][q]
+                fsup[b, 0] = zsum[z] / zcnt[z]
+                fsup[b, 1] = zmin[z] - zpad[z]
+                fsup[b, 2] = zmax[z] + zpad[z]
+
+    zones = (zsum[:nz], zcnt[:nz], zmin[:nz], zmax[:nz], zpad[:nz], zfirst[:nz], zlast[:nz],
+             zkind[:nz], zvol[:nz], zalive[:nz], zflip[:nz], zflipbar[:nz], zfbbar[:nz],
+             zfbclose[:nz], zpend[:nz])
+    return sup, res, fres, fsup, flags, evf[:nev], evi[:nev], zones

@@ -1,0 +1,350 @@
+"""Support and resistance zones built by clustering confirmed pivots.
+
+Two forms of the same computation (they agree exactly, see :mod:`indicators._engine`):
+
+* :func:`support_resistance` (a snapshot as of one bar) returns a :class:`Levels` table of zones
+  with their centre, band, touches, first/last touch, origin, strength, role and flip history;
+* :func:`sr_levels` (per bar, causal) gives on every bar the nearest zone below the close
+  (support) and above it (resistance) using only pivots confirmed by that bar.
+
+How zones are built (prices in quote currency, ATR = TA-Lib ``ATR(atr_period)``; before the ATR
+exists, i.e. the first ``atr_period`` bars, the running mean of ``high - low`` stands in so the
+first pivots are usable and nothing looks ahead):
+
+* pivots: :func:`indicators.pivots.pivots` with ``left``/``right``; a pivot enters on the bar that
+  confirms it (``pivot bar + right``);
+* clustering: a pivot joins the zone with the nearest centre when the distance is at most
+  ``tolerance_atr x ATR`` (or ``tolerance_pct`` % of the pivot price if given), measured on the
+  confirming bar; otherwise it starts a new zone. Zones whose centres come within the tolerance
+  merge. centre = mean of the member pivot prices;
+* band: ``[lowest member - pad, highest member + pad]`` with ``pad = band_atr x ATR`` (or
+  ``band_pct`` % of the pivot price) at the latest member's confirmation;
+* touches: the number of member pivots; ``first_touch``/``last_touch``: the earliest/latest
+  member pivot's own bar;
+* role at bar ``t``: ``support`` when ``centre <= close[t]``, else ``resistance``;
+* strength (snapshot only): ``touches x 0.5 ** (bars since last touch / half_life)``, i.e. each
+  touch counts once and a level loses half its weight every ``half_life`` bars without a new
+  touch (default 365 bars: a year of daily bars);
+* round numbers (snapshot only, optional): ``round_levels=5000`` adds every multiple of 5,000
+  between the lowest low and the highest high seen so far, with ``origin="round"``, a band of
+  ``+- pad`` at the current ATR and ``touches`` = confirmed pivots inside that band. They never
+  feed the clustering or the flips.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from data.frame import DataError
+from indicators._engine import KIND_HIGH, KIND_LOW, _engine
+from indicators.core import atr as ta_atr
+from indicators.pivots import pivot_arrays
+
+__all__ = ["LevelParams", "Levels", "sr_levels", "support_resistance"]
+
+SR_COLUMNS = (
+    "support", "support_low", "support_high", "resistance", "resistance_low", "resistance_high"
+)
+
+
+@dataclass(frozen=True)
+class LevelParams:
+    """Parameters shared by levels and flips (see the module docstrings for their meaning)."""
+
+    left: int = 5
+    right: int = 5
+    tolerance_atr: float = 0.5
+    tolerance_pct: float | None = None
+    band_atr: float = 0.25
+    band_pct: float | None = None
+    atr_period: int = 14
+    min_touches: int = 1
+    buffer_atr: float = 0.3
+    buffer_pct: float | None = None
+    confirm_closes: int = 2
+    retest_bars: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("tolerance_atr", "band_atr", "buffer_atr"):
+            v = getattr(self, name)
+            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        for name in ("tolerance_pct", "band_pct", "buffer_pct"):
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be None or a finite number >= 0, got {v!r}")
+        for name, lo in (("atr_period", 1), ("min_touches", 1), ("confirm_closes", 0),
+                         ("retest_bars", 1), ("left", 1), ("right", 0)):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
+                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+
+def _prices(df: pd.DataFrame, name: str = "df") -> tuple[np.ndarray, ...]:
+    if not isinstance(df, pd.DataFrame):
+        raise DataError(f"{name} is a {type(df).__name__}, not a DataFrame",
+                        hint="pass a candle frame with high, low and close columns")
+    missing = [c for c in ("high", "low", "close") if c not in df.columns]
+    if missing:
+        raise DataError(f"{name} lacks column(s) {', '.join(missing)}",
+                        hint="load data through data.load() or data.to_canonical()")
+    h, lo, c = (df[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
+    bad = ~(np.isfinite(h) & np.isfinite(lo) & np.isfinite(c))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise DataError(
+            f"{name} has a missing or infinite high/low/close on bar {i}",
+            source=df.attrs.get("source"),
+            timestamp=df.index[i],
+            hint="drop or repair the bar (data.validate) before computing levels",
+        )
+    v = (df["volume"].to_numpy(dtype=np.float64) if "volume" in df.columns
+         else np.zeros(len(df)))
+    return h, lo, c, np.nan_to_num(v)
+
+
+def causal_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> np.ndarray:
+    """TA-Lib ATR with the warm-up bars filled by the running mean of ``high - low`` (causal)."""
+    atr = np.asarray(ta_atr(high, low, close, period), dtype=np.float64)
+    warm = np.isnan(atr)
+    if warm.any():
+        rng = high - low
+        running = np.cumsum(rng) / np.arange(1, len(rng) + 1)
+        atr = np.where(warm, running, atr)
+    return atr
+
+
+def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool) -> tuple:
+    """Compute pivots, tolerances and run the numba engine over all of ``df``."""
+    h, lo, c, v = _prices(df)
+    piv = pivot_arrays(h, lo, p.left, p.right)
+    atr = causal_atr(h, lo, c, p.atr_period)
+    ph, pl = piv.pivot_high, piv.pivot_low
+    if p.tolerance_pct is not None:
+        tol_h, tol_l = ph * p.tolerance_pct / 100.0, pl * p.tolerance_pct / 100.0
+    else:
+        tol_h = tol_l = atr * p.tolerance_atr
+    if p.band_pct is not None:
+        pad_h, pad_l = ph * p.band_pct / 100.0, pl * p.band_pct / 100.0
+    else:
+        pad_h = pad_l = atr * p.band_atr
+    buf = c * p.buffer_pct / 100.0 if p.buffer_pct is not None else atr * p.buffer_atr
+    window = max(p.retest_bars, p.confirm_closes)
+    out = _engine(h, lo, c, v, ph, piv.pivot_high_bar, pl, piv.pivot_low_bar,
+                  np.ascontiguousarray(tol_h), np.ascontiguousarray(tol_l),
+                  np.ascontiguousarray(pad_h), np.ascontiguousarray(pad_l),
+                  np.ascontiguousarray(buf), p.min_touches, p.confirm_closes, window, want_bars)
+    return out, atr, piv
+
+
+def _params(kw: dict) -> LevelParams:
+    try:
+        return LevelParams(**kw)
+    except TypeError as e:
+        raise TypeError(f"unknown level/flip parameter: {e}") from None
+
+
+def sr_levels(
+    df: pd.DataFrame,
+    left: int = 5,
+    right: int = 5,
+    tolerance_atr: float = 0.5,
+    tolerance_pct: float | None = None,
+    band_atr: float = 0.25,
+    band_pct: float | None = None,
+    atr_period: int = 14,
+    min_touches: int = 1,
+) -> pd.DataFrame:
+    """Per-bar nearest support and resistance zones, causal.
+
+    Returns:
+        A DataFrame on ``df.index`` with ``support``/``support_low``/``support_high`` (centre and
+        band of the nearest zone with ``centre <= close``) and ``resistance``/``resistance_low``/
+        ``resistance_high`` (nearest zone with ``centre > close``), in price units; NaN where no
+        such zone exists yet. Only pivots confirmed by each bar are used, so the row for bar t
+        equals ``support_resistance(df, at=t).nearest_support(close[t])`` (tested).
+    """
+    p = _params(dict(left=left, right=right, tolerance_atr=tolerance_atr,
+                     tolerance_pct=tolerance_pct, band_atr=band_atr, band_pct=band_pct,
+                     atr_period=atr_period, min_touches=min_touches))
+    (sup, res, *_), _, _ = run_engine(df, p, True)
+    return pd.DataFrame(np.hstack([sup, res]), index=df.index, columns=list(SR_COLUMNS))
+
+
+FLIP_NAMES = {-1: "support_to_resistance", 1: "resistance_to_support", 0: None}
+ORIGIN_NAMES = {KIND_HIGH: "pivot_high", KIND_LOW: "pivot_low", KIND_HIGH | KIND_LOW: "both"}
+
+
+@dataclass
+class Levels:
+    """Support/resistance zones as of one bar.
+
+    ``table`` has one row per zone, sorted by ``centre`` ascending, with columns ``zone_id``,
+    ``centre``, ``low``, ``high`` (band), ``touches``, ``first_touch``/``last_touch`` (pivot bar
+    timestamps), ``first_touch_bar``/``last_touch_bar`` (positions), ``origin`` (``pivot_high``,
+    ``pivot_low``, ``both`` or ``round``), ``volume`` (sum of volume on the touch bars),
+    ``strength``, ``role`` (``support``/``resistance`` relative to ``close``), ``flip``
+    (``support_to_resistance``, ``resistance_to_support`` or None: the zone's latest confirmed
+    role reversal), ``flip_time`` and ``distance_pct`` (``(centre - close) / close x 100``).
+    """
+
+    table: pd.DataFrame
+    as_of: pd.Timestamp | None
+    close: float
+    params: LevelParams = field(default_factory=LevelParams)
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def _price(self, price: float | None) -> float:
+        return self.close if price is None else float(price)
+
+    def below(self, price: float | None = None, n: int = 3) -> pd.DataFrame:
+        """The ``n`` zones with ``centre <= price`` nearest first (default price: the close)."""
+        t = self.table
+        return t[t["centre"] <= self._price(price)].iloc[::-1].head(n)
+
+    def above(self, price: float | None = None, n: int = 3) -> pd.DataFrame:
+        """The ``n`` zones with ``centre > price``, nearest first (default price: the close)."""
+        t = self.table
+        return t[t["centre"] > self._price(price)].head(n)
+
+    def nearest_support(self, price: float | None = None) -> pd.Series | None:
+        """The zone with the highest centre at or below ``price`` (None if there is none)."""
+        b = self.below(price, 1)
+        return None if b.empty else b.iloc[0]
+
+    def nearest_resistance(self, price: float | None = None) -> pd.Series | None:
+        """The zone with the lowest centre above ``price`` (None if there is none)."""
+        a = self.above(price, 1)
+        return None if a.empty else a.iloc[0]
+
+
+def _cut(df: pd.DataFrame, at: object) -> pd.DataFrame:
+    """``df`` up to and including bar ``at`` (timestamp, date string or integer position)."""
+    if at is None:
+        return df
+    if isinstance(at, int | np.integer) and not isinstance(at, bool):
+        n = len(df)
+        pos = int(at) + n if at < 0 else int(at)
+        if not 0 <= pos < n:
+            raise DataError(f"at={at} is outside the {n} bars of the frame")
+        return df.iloc[: pos + 1]
+    ts = pd.Timestamp(at)
+    if ts.tzinfo is None and isinstance(df.index, pd.DatetimeIndex) and df.index.tz is not None:
+        ts = ts.tz_localize(df.index.tz)
+    out = df.loc[:ts]
+    if out.empty:
+        first = df.index[0] if len(df) else None
+        raise DataError(f"at={at} is before the first bar ({first})",
+                        hint="pick a date inside the data span")
+    return out
+
+
+def support_resistance(
+    df: pd.DataFrame,
+    left: int = 5,
+    right: int = 5,
+    tolerance_atr: float = 0.5,
+    tolerance_pct: float | None = None,
+    band_atr: float = 0.25,
+    band_pct: float | None = None,
+    atr_period: int = 14,
+    min_touches: int = 1,
+    round_levels: float | None = None,
+    at: object = None,
+    half_life: float = 365.0,
+    **flip_params: object,
+) -> Levels:
+    """Support/resistance zones known at bar ``at`` (default: the last bar).
+
+    ``at`` may be a timestamp, a date string or an integer position; the frame is truncated to it
+    first, so nothing after ``at`` is used. ``flip_params`` (``buffer_atr``, ``buffer_pct``,
+    ``confirm_closes``, ``retest_bars``) set the rule behind the ``flip`` column, as in
+    :func:`indicators.flips.flips`. Returns a :class:`Levels` (zones with at least
+    ``min_touches`` touches, plus round-number levels if ``round_levels`` is a step in price
+    units, e.g. 5000).
+    """
+    if not (isinstance(half_life, int | float) and half_life > 0):
+        raise ValueError(f"half_life must be a number > 0 (bars), got {half_life!r}")
+    if round_levels is not None and not (
+        isinstance(round_levels, int | float) and math.isfinite(round_levels) and round_levels > 0
+    ):
+        raise ValueError(f"round_levels must be None or a price step > 0, got {round_levels!r}")
+    p = _params(dict(left=left, right=right, tolerance_atr=tolerance_atr,
+                     tolerance_pct=tolerance_pct, band_atr=band_atr, band_pct=band_pct,
+                     atr_period=atr_period, min_touches=min_touches, **flip_params))
+    d = _cut(df, at)
+    if d.empty:
+        raise DataError("cannot compute levels on an empty frame")
+    out, atr, piv = run_engine(d, p, False)
+    (zsum, zcnt, zmin, zmax, zpad, zfirst, zlast, zkind, zvol, zalive, zflip, zflipbar,
+     _fb, _fc, _pend) = out[7]
+    n = len(d)
+    close = float(d["close"].iloc[-1])
+    keep = zalive & (zcnt >= p.min_touches)
+    ids = np.flatnonzero(keep)
+    idx = d.index
+    centre = zsum[ids] / zcnt[ids]
+    t = pd.DataFrame({
+        "zone_id": ids.astype(np.int64),
+        "centre": centre,
+        "low": zmin[ids] - zpad[ids],
+        "high": zmax[ids] + zpad[ids],
+        "touches": zcnt[ids],
+        "first_touch": idx[zfirst[ids]],
+        "last_touch": idx[zlast[ids]],
+        "first_touch_bar": zfirst[ids],
+        "last_touch_bar": zlast[ids],
+        "origin": [ORIGIN_NAMES[int(k)] for k in zkind[ids]],
+        "volume": zvol[ids],
+        "strength": zcnt[ids] * 0.5 ** ((n - 1 - zlast[ids]) / half_life),
+        "flip": pd.Series([FLIP_NAMES[int(f)] for f in zflip[ids]], dtype=object),
+        "flip_time": pd.Series(
+            [idx[int(b)] if b >= 0 else pd.NaT for b in zflipbar[ids]], dtype=idx.dtype
+        ) if isinstance(idx, pd.DatetimeIndex) else zflipbar[ids],
+    })
+    if round_levels is not None:
+        t = pd.concat([t, _round_rows(d, piv, atr, p, float(round_levels), half_life)],
+                      ignore_index=True)
+    t["role"] = np.where(t["centre"] <= close, "support", "resistance")
+    t["distance_pct"] = (t["centre"] - close) / close * 100.0
+    t = t.sort_values(["centre", "zone_id"], kind="stable").reset_index(drop=True)
+    return Levels(table=t, as_of=idx[-1], close=close, params=p)
+
+
+def _round_rows(d: pd.DataFrame, piv, atr: np.ndarray, p: LevelParams, step: float,
+                half_life: float) -> pd.DataFrame:
+    lo_all, hi_all = float(d["low"].min()), float(d["high"].max())
+    k0, k1 = math.ceil(lo_all / step), math.floor(hi_all / step)
+    prices = np.arange(k0, k1 + 1, dtype=np.float64) * step
+    prices = prices[prices > 0]
+    close = float(d["close"].iloc[-1])
+    pad = close * p.band_pct / 100.0 if p.band_pct is not None else float(atr[-1]) * p.band_atr
+    pv = np.concatenate([piv.pivot_high[~np.isnan(piv.pivot_high)],
+                         piv.pivot_low[~np.isnan(piv.pivot_low)]])
+    pb = np.concatenate([piv.pivot_high_bar[piv.pivot_high_bar >= 0],
+                         piv.pivot_low_bar[piv.pivot_low_bar >= 0]])
+    n = len(d)
+    rows = []
+    for x in prices:
+        inside = np.abs(pv - x) <= pad
+        touches = int(inside.sum())
+        last = int(pb[inside].max()) if touches else -1
+        rows.append({
+            "zone_id": -1, "centre": x, "low": x - pad, "high": x + pad, "touches": touches,
+            "first_touch": d.index[int(pb[inside].min())] if touches else pd.NaT,
+            "last_touch": d.index[last] if touches else pd.NaT,
+            "first_touch_bar": int(pb[inside].min()) if touches else -1,
+            "last_touch_bar": last, "origin": "round", "volume": 0.0,
+            "strength": touches * 0.5 ** ((n - 1 - last) / half_life) if touches else 0.0,
+            "flip": None, "flip_time": pd.NaT,
+        })
+    cols = ["zone_id", "centre", "low", "high", "touches", "first_touch", "last_touch",
+            "first_touch_bar", "last_touch_bar", "origin", "volume", "strength", "flip",
+            "flip_time"]
+    return pd.DataFrame(rows, columns=cols)
