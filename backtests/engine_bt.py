@@ -1,0 +1,308 @@
+"""The backtrader engine: the same :class:`Signals`, executed by backtrader's own broker.
+
+The strategy's signals are computed once (vectorised) and a ``bt.Strategy`` reads them by bar
+index. backtrader's ``BackBroker`` does the fills (market, stop and limit orders, its slippage
+model), the commission, the cash and position book-keeping and the equity; the execution rules are
+those of :mod:`backtests.engine_fast` (see its docstring) and ``tests/test_parity.py`` holds both
+engines to the same trades and final equity. How each rule is obtained from backtrader:
+
+* **Fill at t+1's open, sized from the fill price.** Cerebro runs with ``cheat_on_open``: in
+  ``next_open()`` of bar ``t+1`` the strategy reads bar ``t``'s signals and the bar's open, so it
+  sizes the order against the exact fill price (``open * (1 ± slippage)``) and backtrader fills the
+  market order at that open. This avoids the sizing trap of placing an all-in order at ``t``'s close
+  that no longer fits at ``t+1``'s open (which backtrader silently rejects).
+* **Never silently rejected.** Sizes leave a 1e-9 cash buffer (see ``size_position``); the broker's
+  submit-time margin check is off (it would pseudo-execute protective orders of a short as new
+  longs), and any order backtrader still marks Margin/Rejected raises :class:`BacktraderRejection`.
+* **Stops and targets** are native Stop and Limit orders in one OCO group, placed with the entry in
+  the same ``next_open()`` so they are live from the fill bar on; backtrader processes the stop
+  before the target. Slippage: ``slip_perc`` with ``slip_open`` (market fills and gaps slip),
+  ``slip_match``/``slip_out`` (the slipped price is used even outside the bar) and no
+  ``slip_limit`` (a target reached intrabar fills exactly at its price).
+* **Liquidation** (backtrader has none): an order of the OCO group flagged ``liquidation`` that
+  :class:`PerpBroker` executes itself, through the broker's own ``_execute``, at exactly the
+  liquidation price when the bar reaches it (and no stop is hit first); :class:`PerpCommInfo`
+  then charges ``liquidation_fee`` instead of the commission.
+* **Funding** is debited from the broker's cash by :class:`PerpBroker` at each bar's close for the
+  position then open (``side * size * close * F[k]``).
+* **Leverage**: :class:`PerpCommInfo` is stock-like with ``leverage``: a long locks
+  ``notional/leverage`` of cash; a short credits the proceeds (backtrader's ``shortcash``); the
+  broker's value is then cash + margin + unrealised PnL, as on an isolated-margin account.
+* **End of data**: the open position is closed by a cheat-on-close market order (``coc``) placed in
+  the last bar's ``next_open()``: it fills at the last close (with slippage) after that bar's
+  stops/targets, and is part of the OCO group so a protective exit earlier in the bar cancels it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")  # backtrader's plot module forces Tk when loaded; we are headless
+import backtrader as bt
+import numpy as np
+import pandas as pd
+
+from backtests.config import BacktestConfig
+from backtests.engine_fast import (
+    MODE_CODES,
+    RAW_COLUMNS,
+    REASONS,
+    SIZING_CODES,
+    build_trades,
+    liquidation_price,
+    make_result,
+    mode_allows,
+    prepare,
+    size_position,
+    timeframe_of,
+)
+from strategies.base import Signals, Strategy
+
+_REASON_CODE = {r: i for i, r in enumerate(REASONS)}
+
+
+class BacktraderRejection(RuntimeError):
+    """backtrader refused an order (margin or rejection): never let that pass silently."""
+
+
+class PerpCommInfo(bt.CommInfoBase):
+    """Percentage commission per side on a leveraged stock-like instrument (fractional size).
+
+    While :class:`PerpBroker` executes a liquidation, ``liquidating`` is set and the fee is
+    ``liq_fee`` of the notional instead of ``commission``.
+    """
+
+    params = (
+        ("stocklike", True),
+        ("commtype", bt.CommInfoBase.COMM_PERC),
+        ("percabs", True),
+        ("liq_fee", 0.005),
+    )
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.liquidating = False
+
+    def _getcommission(self, size, price, pseudoexec):
+        rate = self.p.liq_fee if self.liquidating else self.p.commission
+        return abs(size) * price * rate
+
+
+class PerpBroker(bt.brokers.BackBroker):
+    """BackBroker plus isolated-margin liquidation orders and 8-hourly funding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.funding: np.ndarray | None = None  # per-bar sum of funding rates
+        self.last_funding = 0.0  # quote currency charged at the last bar's close
+
+    def _try_exec(self, order):
+        if order.info.get("reason") != "liquidation":
+            return super()._try_exec(order)
+        data = order.data
+        liq = order.created.price
+        stop = order.info.get("stop_price")
+        has_stop = stop is not None and not math.isnan(stop)
+        o, h, low = data.open[0], data.high[0], data.low[0]
+        if order.issell():  # liquidating a long
+            hit = o <= liq or (low <= liq and not (has_stop and stop > liq))
+        else:
+            hit = o >= liq or (h >= liq and not (has_stop and stop < liq))
+        if hit:
+            comminfo = self.getcommissioninfo(data)
+            comminfo.liquidating = True
+            try:
+                self._execute(order, ago=0, price=liq)
+            finally:
+                comminfo.liquidating = False
+        return None
+
+    def next(self):
+        super().next()
+        self.last_funding = 0.0
+        if self.funding is None:
+            return
+        for data, pos in self.positions.items():
+            if pos.size:
+                charge = pos.size * data.close[0] * self.funding[len(data) - 1]
+                if charge:
+                    self.cash -= charge
+                    self.last_funding += charge
+        if self.last_funding:
+            self._get_value()
+
+
+class SignalStrategy(bt.Strategy):
+    """Executes precomputed :class:`Signals` (read by bar index) with backtrader's broker."""
+
+    params = (("signals", None), ("config", None))
+
+    def __init__(self) -> None:
+        sig: Signals = self.p.signals
+        cfg: BacktestConfig = self.p.config
+        self.sig = sig
+        self.cfg = cfg
+        self.n = self.data.buflen()
+        self.slip = cfg.slippage
+        self.mode = MODE_CODES[cfg.mode]
+        self.sizing = SIZING_CODES[cfg.sizing]
+        self.equity = np.full(self.n, np.nan)
+        self.records: list[list[float]] = []
+        self.trade: dict | None = None  # the open trade
+        self.incoming: dict | None = None  # the trade whose entry order is in flight
+        self.protect: list = []  # OCO group of the open position
+
+    # -- order helpers ----------------------------------------------------------------------
+    def _order(self, side: int, size: float, **kw):
+        fn = self.buy if side > 0 else self.sell
+        return fn(size=size, **kw)
+
+    def _cancel_protection(self) -> None:
+        for o in self.protect:
+            self.broker.cancel(o)
+        self.protect = []
+
+    def _close_at_open(self, reason: str, cash: float) -> float:
+        """Market-close the position at this open; return the cash backtrader will have after."""
+        self._cancel_protection()
+        pos = self.position
+        side = 1 if pos.size > 0 else -1
+        q = abs(pos.size)
+        self._order(-side, q, exectype=bt.Order.Market, coc=False, kind="exit", reason=reason)
+        px = self.data.open[0] * (1.0 - side * self.slip)
+        fee = q * px * self.cfg.commission
+        if side > 0:  # margin back plus PnL (backtrader's leveraged stock-like accounting)
+            return cash + q * pos.price / self.cfg.leverage + q * (px - pos.price) - fee
+        return cash - q * px - fee  # short: the proceeds were credited at entry
+
+    # -- bar events -------------------------------------------------------------------------
+    def next_open(self) -> None:
+        k = len(self.data) - 1
+        if k == 0:
+            return
+        j = k - 1
+        sig = self.sig
+        pos = self.position.size
+        side = 0 if pos == 0 else (1 if pos > 0 else -1)
+        cash = self.broker.get_cash()
+        o = self.data.open[0]
+
+        reason = None
+        if side and sig.max_bars > 0 and k - self.trade["entry_bar"] >= sig.max_bars:
+            reason = "time"
+        elif side and sig.exit[j]:
+            reason = "signal"
+        e = int(sig.entry[j])
+        allowed = e != 0 and mode_allows(self.mode, e)
+        if reason is None and side and e == -side:
+            reason = "reverse" if allowed else "signal"
+        if reason is not None:
+            cash = self._close_at_open(reason, cash)
+            side = 0
+
+        if side == 0 and allowed:
+            sp, tp = float(sig.stop[j]), float(sig.target[j])
+            valid = not (not math.isnan(sp) and e * (o - sp) <= 0.0)
+            valid = valid and not (not math.isnan(tp) and e * (tp - o) <= 0.0)
+            if valid:
+                fill = o * (1.0 + e * self.slip)
+                q = size_position(self.sizing, self.cfg.size, cash, fill, sp, self.cfg.leverage,
+                                  self.cfg.commission)
+                if q > 0.0:
+                    self._open(e, q, fill, sp, tp, j)
+                    side = e
+
+        if k == self.n - 1 and side != 0:
+            q = self.incoming["size"] if self.incoming else abs(self.position.size)
+            leader = self.protect[0] if self.protect else None
+            self._order(-side, q, exectype=bt.Order.Market, coc=True, oco=leader, kind="exit",
+                        reason="end")
+
+    def _open(self, side: int, q: float, fill: float, stop: float, target: float, j: int):
+        self._order(side, q, exectype=bt.Order.Market, coc=False, kind="entry")
+        liq = float(liquidation_price(side, fill, self.cfg.leverage,
+                                      self.cfg.maintenance_margin))
+        self.incoming = {"signal_bar": j, "side": side, "size": q, "expected": fill,
+                         "liq": liq, "funding": 0.0}
+        group = []
+        if not math.isnan(liq):
+            group.append(dict(exectype=bt.Order.Stop, price=liq, reason="liquidation",
+                              stop_price=stop))
+        if not math.isnan(stop):
+            group.append(dict(exectype=bt.Order.Stop, price=stop, reason="stop"))
+        if not math.isnan(target):
+            group.append(dict(exectype=bt.Order.Limit, price=target, reason="target"))
+        self.protect = []
+        for kw in group:
+            leader = self.protect[0] if self.protect else None
+            self.protect.append(self._order(-side, q, oco=leader, kind="exit", **kw))
+
+    def notify_order(self, order) -> None:
+        if order.status in (order.Margin, order.Rejected):
+            raise BacktraderRejection(
+                f"backtrader refused a {order.info.get('kind')} order of {order.size} BTC at bar "
+                f"{len(self.data) - 1} ({order.getstatusname()}); cash "
+                f"{self.broker.get_cash():.2f}"
+            )
+        if order.status != order.Completed:
+            return
+        k = len(self.data) - 1
+        ex = order.executed
+        if order.info.get("kind") == "entry":
+            t = self.incoming
+            if not math.isclose(ex.price, t["expected"], rel_tol=1e-12):
+                raise RuntimeError(f"entry filled at {ex.price}, sized for {t['expected']}")
+            t.update(entry_bar=k, entry_price=ex.price, entry_fee=ex.comm)
+            self.trade, self.incoming = t, None
+            return
+        t = self.trade
+        self.records.append([
+            t["signal_bar"], t["entry_bar"], k, t["side"], t["size"], t["entry_price"], ex.price,
+            t["entry_fee"], ex.comm, t["funding"], _REASON_CODE[order.info["reason"]], t["liq"],
+        ])
+        self.trade = None
+        if not self.position:
+            self.protect = []
+
+    def next(self) -> None:
+        k = len(self.data) - 1
+        if self.trade is not None:
+            self.trade["funding"] += self.broker.last_funding
+        self.equity[k] = self.broker.getvalue()
+
+
+def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
+             ) -> tuple[pd.DataFrame, pd.Series]:
+    """Run backtrader on precomputed signals; returns (trades, equity) like the fast engine."""
+    sig = signals.validate(len(df))
+    cerebro = bt.Cerebro(stdstats=False, cheat_on_open=True)
+    broker = PerpBroker()
+    broker.set_cash(config.cash)
+    broker.set_coc(True)  # only orders flagged coc=True (the "end" exit) fill at the close
+    broker.set_coo(True)
+    broker.set_checksubmit(False)
+    broker.set_slippage_perc(config.slippage, slip_open=True, slip_limit=False,
+                             slip_match=True, slip_out=True)
+    broker.funding = config.funding_per_bar(df.index, timeframe_of(df))
+    broker.addcommissioninfo(PerpCommInfo(commission=config.commission,
+                                          leverage=config.leverage,
+                                          liq_fee=config.liquidation_fee))
+    cerebro.broker = broker
+    feed_df = df[["open", "high", "low", "close", "volume"]].copy()
+    feed_df.index = df.index.tz_convert(None).as_unit("ns")
+    cerebro.adddata(bt.feeds.PandasData(dataname=feed_df, openinterest=None))
+    cerebro.addstrategy(SignalStrategy, signals=sig, config=config)
+    strat = cerebro.run(runonce=True, preload=True)[0]
+    raw = np.array(strat.records, dtype=np.float64).reshape(-1, len(RAW_COLUMNS))
+    trades = build_trades(df, raw, config, sig.tags)
+    return trades, pd.Series(strat.equity, index=df.index, name="equity")
+
+
+def run_backtrader(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None):
+    """Backtest ``strategy`` on ``df`` with backtrader's broker; returns a ``BacktestResult``."""
+    config = config or BacktestConfig(engine="backtrader")
+    sig = prepare(df, strategy, config)
+    trades, equity = simulate(df, sig, config)
+    return make_result(df, strategy, config, sig, trades, equity, "backtrader")

@@ -1,0 +1,368 @@
+"""The fast engine: one numba-compiled loop over bars consuming a strategy's :class:`Signals`.
+
+Execution rules (the contract both engines follow; :mod:`backtests.engine_bt` implements the same
+rules with backtrader's broker, and ``tests/test_parity.py`` checks they agree trade for trade):
+
+Account: isolated-margin perpetual. Opening ``q`` BTC at fill price ``pe`` locks the margin
+``q*pe/leverage`` and pays ``q*pe*commission``; equity = free cash + margin + unrealised PnL.
+
+At the **open** of bar ``k`` (signals of bar ``k-1``), in this order:
+
+1. time stop: a position opened at the open of bar ``e`` is closed at the open of bar
+   ``e + max_bars`` (exit reason "time");
+2. ``exit[k-1]`` closes the position ("signal");
+3. ``entry[k-1] = d``: if long/short ``-d`` is open it is closed ("reverse" when the mode allows
+   opening ``d``, else "signal": in long-only mode a short entry is an exit for longs, and
+   vice versa); a position already on side ``d`` is kept (the entry is ignored). When flat and
+   the mode allows ``d``, a position is opened unless the bar's open is already through its stop
+   or target (the setup is void: no trade).
+
+Market fills (entries and exits 1-3) happen at ``open * (1 ± slippage)`` (adverse).
+
+Sizing (``size_position``), from the fill price and the equity after step 1-3's exits:
+``qmax = equity / (pe * (1/leverage + commission)) * (1 - 1e-9)`` is the largest position whose
+margin plus entry fee fits the equity (the 1e-9 keeps float rounding from overdrawing cash, which
+backtrader would reject); "percent": ``size * qmax``; "fixed": ``min(size, qmax)``; "risk":
+``min(size * equity / |pe - stop|, qmax)`` (an entry without a stop is skipped).
+
+**During** every bar a position is open (its fill bar included), pessimistic order:
+
+1. liquidation at the liquidation price ``L`` when the bar opens through ``L``, or its range
+   crosses ``L`` and no stop sits between the open and ``L`` (a stop above a long's ``L`` is hit
+   first): exit at exactly ``L`` (isolated margin), fee ``liquidation_fee * q * L`` instead of
+   the commission ("liquidation");
+2. stop: the bar opens through it -> fill at the open, else the range reaches it -> fill at the
+   stop; slippage adverse ("stop");
+3. target: the bar opens through it -> fill at the open with slippage, else the range reaches
+   it -> fill at the target exactly (a resting limit does not slip) ("target").
+   The stop is always checked before the target (even when the open gapped past the target):
+   backtrader's broker processes the stop order first, and it is the pessimistic choice.
+
+``L`` (long) ``= pe * (1 - 1/leverage) / (1 - maintenance_margin)`` (none at 1x),
+``L`` (short) ``= pe * (1 + 1/leverage) / (1 + maintenance_margin)``: the price where margin plus
+unrealised PnL equals the maintenance margin. With the default rates (maintenance = liquidation
+fee = 0.5 %) a liquidation loses exactly the margin.
+
+At the **close** of bar ``k``: on the last bar an open position is closed at ``close * (1 ∓
+slippage)`` with commission ("end"); then funding: a position still open pays
+``side * q * close * F[k]`` where ``F[k]`` sums the 8-hourly funding rates inside the bar
+(3 per daily bar); the equity is marked at the close.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from numba import njit
+
+from backtests.config import BacktestConfig
+from data.frame import check_canonical, infer_timeframe
+from strategies.base import Signals, Strategy
+
+REASONS: tuple[str, ...] = ("signal", "stop", "target", "liquidation", "time", "end", "reverse")
+R_SIGNAL, R_STOP, R_TARGET, R_LIQ, R_TIME, R_END, R_REVERSE = range(7)
+SIZING_CODES = {"percent": 0, "fixed": 1, "risk": 2}
+MODE_CODES = {"long": 0, "short": 1, "both": 2}
+#: Fraction of the affordable size left unused so float rounding never overdraws cash.
+CASH_BUFFER = 1e-9
+
+# Raw trade record columns (float64 matrix rows) produced by the kernel.
+RAW_COLUMNS = ("signal_bar", "entry_bar", "exit_bar", "side", "size", "entry_price",
+               "exit_price", "entry_fee", "exit_fee", "funding", "reason", "liquidation_price")
+
+
+@njit(cache=True)
+def liquidation_price(side: int, entry_price: float, leverage: float, mm: float) -> float:
+    """Isolated-margin liquidation price of a position (NaN when it cannot be liquidated)."""
+    if side > 0:
+        liq = entry_price * (1.0 - 1.0 / leverage) / (1.0 - mm)
+        return liq if liq > 0.0 else np.nan
+    return entry_price * (1.0 + 1.0 / leverage) / (1.0 + mm)
+
+
+@njit(cache=True)
+def size_position(sizing: int, size: float, equity: float, fill_price: float, stop: float,
+                  leverage: float, commission: float) -> float:
+    """Position size in BTC for a new entry (0.0 means: do not trade). See module docstring."""
+    if equity <= 0.0 or fill_price <= 0.0:
+        return 0.0
+    qmax = equity / (fill_price * (1.0 / leverage + commission)) * (1.0 - CASH_BUFFER)
+    if sizing == 0:
+        return size * qmax
+    if sizing == 1:
+        return min(size, qmax)
+    if np.isnan(stop) or stop == fill_price:
+        return 0.0
+    return min(size * equity / abs(fill_price - stop), qmax)
+
+
+@njit(cache=True)
+def mode_allows(mode: int, side: int) -> bool:
+    """Whether the account mode (0 long, 1 short, 2 both) may open a position on ``side``."""
+    return mode == 2 or (mode == 0 and side > 0) or (mode == 1 and side < 0)
+
+
+@njit(cache=True)
+def protective_exit(side: int, o: float, h: float, low: float, liq: float, stop: float,
+                    target: float, slip: float) -> tuple[int, float]:
+    """Intrabar exit of an open position: (reason code or -1, fill price). Module docstring."""
+    has_stop = not np.isnan(stop)
+    if not np.isnan(liq):
+        if side > 0:
+            hit = o <= liq or (low <= liq and not (has_stop and stop > liq))
+        else:
+            hit = o >= liq or (h >= liq and not (has_stop and stop < liq))
+        if hit:
+            return 3, liq
+    if has_stop:
+        if side > 0:
+            if o <= stop:
+                return 1, o * (1.0 - slip)
+            if low <= stop:
+                return 1, stop * (1.0 - slip)
+        else:
+            if o >= stop:
+                return 1, o * (1.0 + slip)
+            if h >= stop:
+                return 1, stop * (1.0 + slip)
+    if not np.isnan(target):
+        if side > 0:
+            if o >= target:
+                return 2, o * (1.0 - slip)
+            if h >= target:
+                return 2, target
+        else:
+            if o <= target:
+                return 2, o * (1.0 + slip)
+            if low <= target:
+                return 2, target
+    return -1, np.nan
+
+
+@njit(cache=True)
+def _simulate(o, h, low, c, entry, exit_, stop, target, max_bars, funding, cash0, comm, slip,
+              lev, mm, liq_fee, sizing, size, mode):  # pragma: no cover - compiled
+    n = len(o)
+    equity = np.empty(n)
+    trades = np.empty((n + 1, 12))
+    nt = 0
+    cash = cash0
+    side = 0
+    q = 0.0
+    pe = 0.0
+    margin = 0.0
+    efee = 0.0
+    fund = 0.0
+    ebar = 0
+    sbar = 0
+    liq = np.nan
+    s_px = np.nan
+    t_px = np.nan
+    for k in range(n):
+        if k > 0:
+            j = k - 1
+            reason = -1
+            if side != 0 and max_bars > 0 and k - ebar >= max_bars:
+                reason = 4
+            elif side != 0 and exit_[j]:
+                reason = 0
+            e = entry[j]
+            allowed = e != 0 and mode_allows(mode, e)
+            if reason < 0 and side != 0 and e == -side:
+                reason = 6 if allowed else 0
+            if reason >= 0:
+                px = o[k] * (1.0 - side * slip)
+                xfee = q * px * comm
+                cash += margin + side * q * (px - pe) - xfee
+                trades[nt, 0] = sbar
+                trades[nt, 1] = ebar
+                trades[nt, 2] = k
+                trades[nt, 3] = side
+                trades[nt, 4] = q
+                trades[nt, 5] = pe
+                trades[nt, 6] = px
+                trades[nt, 7] = efee
+                trades[nt, 8] = xfee
+                trades[nt, 9] = fund
+                trades[nt, 10] = reason
+                trades[nt, 11] = liq
+                nt += 1
+                side = 0
+            if side == 0 and allowed:
+                sp = stop[j]
+                tp = target[j]
+                valid = True
+                if not np.isnan(sp) and e * (o[k] - sp) <= 0.0:
+                    valid = False
+                if not np.isnan(tp) and e * (tp - o[k]) <= 0.0:
+                    valid = False
+                if valid:
+                    fill = o[k] * (1.0 + e * slip)
+                    qty = size_position(sizing, size, cash, fill, sp, lev, comm)
+                    if qty > 0.0:
+                        side = e
+                        q = qty
+                        pe = fill
+                        margin = q * pe / lev
+                        efee = q * pe * comm
+                        cash -= margin + efee
+                        fund = 0.0
+                        ebar = k
+                        sbar = j
+                        liq = liquidation_price(side, pe, lev, mm)
+                        s_px = sp
+                        t_px = tp
+        if side != 0:
+            reason, px = protective_exit(side, o[k], h[k], low[k], liq, s_px, t_px, slip)
+            if reason < 0 and k == n - 1:
+                reason = 5
+                px = c[k] * (1.0 - side * slip)
+            if reason >= 0:
+                xfee = q * px * (liq_fee if reason == 3 else comm)
+                cash += margin + side * q * (px - pe) - xfee
+                trades[nt, 0] = sbar
+                trades[nt, 1] = ebar
+                trades[nt, 2] = k
+                trades[nt, 3] = side
+                trades[nt, 4] = q
+                trades[nt, 5] = pe
+                trades[nt, 6] = px
+                trades[nt, 7] = efee
+                trades[nt, 8] = xfee
+                trades[nt, 9] = fund
+                trades[nt, 10] = reason
+                trades[nt, 11] = liq
+                nt += 1
+                side = 0
+        if side != 0:
+            f = side * q * c[k] * funding[k]
+            cash -= f
+            fund += f
+            equity[k] = cash + margin + side * q * (c[k] - pe)
+        else:
+            equity[k] = cash
+    return equity, trades[:nt].copy()
+
+
+def prepare(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig) -> Signals:
+    """Check the inputs and return the strategy's validated :class:`Signals` for ``df``."""
+    check_canonical(df, "price frame")
+    if len(df) < 2:
+        raise ValueError(f"a backtest needs at least 2 bars, got {len(df)}")
+    if not isinstance(strategy, Strategy):
+        raise TypeError(f"strategy must be a strategies.base.Strategy instance, got "
+                        f"{type(strategy).__name__}")
+    if not isinstance(config, BacktestConfig):
+        raise TypeError(f"config must be a BacktestConfig, got {type(config).__name__}")
+    sig = strategy.signals(df)
+    if not isinstance(sig, Signals):
+        raise TypeError(f"{type(strategy).__name__}.signals() returned "
+                        f"{type(sig).__name__}, not Signals")
+    return sig.validate(len(df))
+
+
+def timeframe_of(df: pd.DataFrame) -> str:
+    """The bar timeframe: ``df.attrs["timeframe"]`` or inferred from the index."""
+    return df.attrs.get("timeframe") or infer_timeframe(df.index)
+
+
+def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
+             ) -> tuple[pd.DataFrame, pd.Series]:
+    """Run the fast engine on already computed signals.
+
+    Returns:
+        (trades, equity): trades with :data:`backtests.results.TRADE_COLUMNS` (plus
+        ``signal_bar``), equity in quote currency at each bar's close (Series on ``df.index``).
+    """
+    sig = signals.validate(len(df))
+    funding = config.funding_per_bar(df.index, timeframe_of(df))
+    arr = {c: np.ascontiguousarray(df[c].to_numpy(np.float64)) for c in ("open", "high", "low",
+                                                                          "close")}
+    equity, raw = _simulate(
+        arr["open"], arr["high"], arr["low"], arr["close"], sig.entry, sig.exit, sig.stop,
+        sig.target, int(sig.max_bars), funding, config.cash, config.commission,
+        config.slippage, config.leverage, config.maintenance_margin, config.liquidation_fee,
+        SIZING_CODES[config.sizing], config.size, MODE_CODES[config.mode],
+    )
+    trades = build_trades(df, raw, config, sig.tags)
+    return trades, pd.Series(equity, index=df.index, name="equity")
+
+
+def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
+                 tags: np.ndarray | None = None) -> pd.DataFrame:
+    """Turn raw trade records (rows of :data:`RAW_COLUMNS`) into the trade table.
+
+    Adds times, PnL (net of fees and funding), return on margin (%), leverage, the maximum
+    adverse/favourable excursions (% of entry price, over the bars held up to the exit fill) and
+    tags. Shared by both engines so the derived columns cannot differ.
+    """
+    raw = np.asarray(raw, dtype=np.float64).reshape(-1, len(RAW_COLUMNS))
+    r = {name: raw[:, i] for i, name in enumerate(RAW_COLUMNS)}
+    ebar = r["entry_bar"].astype(np.int64)
+    xbar = r["exit_bar"].astype(np.int64)
+    side = r["side"].astype(np.int64)
+    reason = r["reason"].astype(np.int64)
+    q, pe, px = r["size"], r["entry_price"], r["exit_price"]
+    pnl = side * q * (px - pe) - r["entry_fee"] - r["exit_fee"] - r["funding"]
+    margin = q * pe / config.leverage
+    hi = df["high"].to_numpy()
+    lo = df["low"].to_numpy()
+    mae = np.empty(len(raw))
+    mfe = np.empty(len(raw))
+    for i in range(len(raw)):
+        # bars fully or partly held: from the fill bar to the bar before the exit, plus the exit
+        # price itself (what happened after an intrabar exit is unknowable from OHLC)
+        lo_i = min(lo[ebar[i]:xbar[i]].min(initial=np.inf), px[i], pe[i])
+        hi_i = max(hi[ebar[i]:xbar[i]].max(initial=-np.inf), px[i], pe[i])
+        if side[i] > 0:
+            mae[i], mfe[i] = (lo_i / pe[i] - 1) * 100, (hi_i / pe[i] - 1) * 100
+        else:
+            mae[i], mfe[i] = (1 - hi_i / pe[i]) * 100, (1 - lo_i / pe[i]) * 100
+    idx = df.index
+    tag_col = (np.asarray(tags, dtype=object)[r["signal_bar"].astype(np.int64)]
+               if tags is not None else np.full(len(raw), None, dtype=object))
+    return pd.DataFrame({
+        "entry_time": idx[ebar],
+        "exit_time": idx[xbar],
+        "entry_bar": ebar,
+        "exit_bar": xbar,
+        "side": side,
+        "size": q,
+        "entry_price": pe,
+        "exit_price": px,
+        "entry_fee": r["entry_fee"],
+        "exit_fee": r["exit_fee"],
+        "funding": r["funding"],
+        "pnl": pnl,
+        "return_pct": np.divide(pnl, margin, out=np.full(len(raw), np.nan),
+                                where=margin > 0) * 100,
+        "exit_reason": [REASONS[i] for i in reason],
+        "leverage": np.full(len(raw), config.leverage),
+        "liquidation_price": r["liquidation_price"],
+        "mae_pct": mae,
+        "mfe_pct": mfe,
+        "tag": tag_col,
+        "signal_bar": r["signal_bar"].astype(np.int64),
+    })
+
+
+def make_result(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig, signals: Signals,
+                trades: pd.DataFrame, equity: pd.Series, engine: str):
+    """Wrap an engine's raw output into a :class:`backtests.results.BacktestResult`."""
+    from backtests.results import BacktestResult
+
+    indicators = signals.indicators
+    if indicators is None:
+        indicators = strategy.indicators(df)
+    return BacktestResult.from_run(
+        df=df, strategy=strategy.name, params=strategy.param_values, config=config.to_dict(),
+        trades=trades, equity=equity, engine=engine, indicators=indicators,
+    )
+
+
+def run_fast(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None):
+    """Backtest ``strategy`` on ``df`` with the fast engine; returns a ``BacktestResult``."""
+    config = config or BacktestConfig()
+    sig = prepare(df, strategy, config)
+    trades, equity = simulate(df, sig, config)
+    return make_result(df, strategy, config, sig, trades, equity, "fast")
