@@ -1,0 +1,299 @@
+"""``btc-backtest data``: download, import, inspect, validate and resample candles.
+
+Every sub-command takes ``--data-dir`` (default: ``$BTC_BACKTEST_DATA`` or the user data
+directory). Bad input raises :class:`~data.frame.DataError`, which the root group prints as one
+line with a hint and exit code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+import pandas as pd
+
+from data.frame import DataError, parse_timeframe
+from data.store import ENV_VAR, DataStore
+
+FORMAT_CHOICES = (
+    "canonical",
+    "parquet",
+    "binance",
+    "bitstamp",
+    "yahoo",
+    "cryptodatadownload",
+    "tradingview",
+)
+# The exchange an imported file is filed under when --exchange is not given.
+_FORMAT_EXCHANGE = {
+    "binance": "binance",
+    "bitstamp": "bitstamp",
+    "yahoo": "yahoo",
+    "cryptodatadownload": "cryptodatadownload",
+    "tradingview": "tradingview",
+}
+
+
+def _data_dir_option(f):
+    return click.option(
+        "--data-dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        envvar=ENV_VAR,
+        default=None,
+        help=f"Candle store directory (env {ENV_VAR}; default: the user data directory).",
+    )(f)
+
+
+def _store(ctx: click.Context, data_dir: Path | None) -> DataStore:
+    # Precedence: the sub-command's --data-dir, the group's (`data --data-dir X info`), then
+    # the environment variable (which click already put into both), then the default.
+    group_dir = (ctx.obj or {}).get("data_dir")
+    from_cli = ctx.get_parameter_source("data_dir") == click.core.ParameterSource.COMMANDLINE
+    root = data_dir if from_cli else (group_dir or data_dir)
+    return DataStore(root)
+
+
+def _check_timeframe(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    try:
+        parse_timeframe(value)
+    except DataError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return value
+
+
+def _day(ts: pd.Timestamp | None) -> str:
+    if ts is None:
+        return "-"
+    return ts.strftime("%Y-%m-%d") if ts == ts.normalize() else ts.strftime("%Y-%m-%d %H:%M")
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@click.group("data")
+@_data_dir_option
+@click.pass_context
+def data(ctx: click.Context, data_dir: Path | None) -> None:
+    """Download, import, inspect, validate and resample BTC candles."""
+    ctx.ensure_object(dict)
+    ctx.obj["data_dir"] = data_dir
+
+
+@data.command("download")
+@click.option("--exchange", default="binance", show_default=True,
+              help="binance, bitstamp, coinbase or kraken (any ccxt exchange id).")
+@click.option("--symbol", default=None,
+              help="Pair, e.g. BTC/USD (default: BTC/USDT on binance, BTC/USD elsewhere).")
+@click.option("--timeframe", default="1d", show_default=True, callback=_check_timeframe,
+              help="Candle length: 1m, 5m, 15m, 1h, 4h, 1d, 1w (as the exchange offers).")
+@click.option("--since", default=None, help="First candle (UTC date) for a new series.")
+@click.option("--until", default=None, help="Stop before this UTC date (default: now).")
+@click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 20),
+              help="Retries per request on timeouts, 429 and 5xx.")
+@click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@_data_dir_option
+@click.pass_context
+def download_cmd(ctx: click.Context, exchange: str, symbol: str | None, timeframe: str,
+                 since: str | None, until: str | None, retries: int, progress: bool,
+                 data_dir: Path | None) -> None:
+    """Download candles from an exchange's public API into the store (resumable)."""
+    from data.download import download
+
+    store = _store(ctx, data_dir)
+    res = download(exchange, symbol, timeframe, since=since, until=until, store=store,
+                   progress=progress, retries=retries)
+    click.echo(res.summary())
+
+
+@data.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+              help="Force the file format (default: detected from the content).")
+@click.option("--exchange", default=None,
+              help="File under this exchange name (default: from the format, else 'imported').")
+@click.option("--symbol", default=None, help="Pair, e.g. BTC/USD (default: BTC/USDT for "
+              "Binance files, else BTC/USD).")
+@click.option("--timeframe", default=None, callback=_check_timeframe,
+              help="Expected timeframe (default: inferred from the bar spacing).")
+@click.option("--allow-gap", is_flag=True,
+              help="Allow a hole between the stored candles and the file's.")
+@_data_dir_option
+@click.pass_context
+def import_cmd(ctx: click.Context, file: Path, fmt: str | None, exchange: str | None,
+               symbol: str | None, timeframe: str | None, allow_gap: bool,
+               data_dir: Path | None) -> None:
+    """Load and validate FILE, then merge it into the store."""
+    from data.loaders import load
+
+    _require_file(file)
+    df = load(file, fmt, timeframe=timeframe)
+    tf = str(df.attrs.get("timeframe") or timeframe or "")
+    if not tf:
+        raise DataError("cannot tell the timeframe of the file", source=file.name,
+                        hint="pass --timeframe, e.g. --timeframe 1d")
+    found_fmt = str(df.attrs.get("format") or fmt or "canonical")
+    exchange = exchange or _FORMAT_EXCHANGE.get(found_fmt, "imported")
+    symbol = symbol or ("BTC/USDT" if found_fmt == "binance" else "BTC/USD")
+    report = df.attrs.get("validation")
+    for w in getattr(report, "warnings", []):
+        click.echo(f"warning: {w}", err=True)
+    store = _store(ctx, data_dir)
+    before = len(store.read(exchange, symbol, tf)) if store.exists(exchange, symbol, tf) else 0
+    merged = store.append(df, exchange, symbol, tf, source=f"import of {file.name}",
+                          allow_gap=allow_gap)
+    click.echo(
+        f"imported {file.name} ({found_fmt}, {len(df)} candles {_day(df.index[0])} -> "
+        f"{_day(df.index[-1])}) as {exchange} {symbol} {tf}: {len(merged) - before} new, "
+        f"{len(merged)} stored in {store.path(exchange, symbol, tf)}"
+    )
+
+
+@data.command("info")
+@_data_dir_option
+@click.pass_context
+def info_cmd(ctx: click.Context, data_dir: Path | None) -> None:
+    """What is stored (span, rows, gaps), and what the default data is."""
+    from data.default import describe_default
+
+    store = _store(ctx, data_dir)
+    entries = store.list()
+    if not entries:
+        click.echo(f"store {store.root}: empty")
+    else:
+        click.echo(f"store {store.root}:")
+        header = ("exchange", "symbol", "tf", "start", "end", "rows", "gaps", "size")
+        rows = [
+            (
+                e.exchange, e.symbol, e.timeframe, _day(e.start), _day(e.end), f"{e.rows:,}",
+                f"{e.gaps} (largest {e.largest_gap} bars)" if e.gaps else "none",
+                _size(e.size),
+            )
+            for e in entries
+        ]
+        widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+        for r in [header, *rows]:
+            click.echo("  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+    click.echo(describe_default(store))
+
+
+@data.command("validate")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+              help="Force the file format (default: detected from the content).")
+@click.option("--gaps", type=click.Choice(["error", "warn", "keep"]), default="warn",
+              show_default=True, help="Whether missing bars are errors, warnings or accepted.")
+@click.option("--timeframe", default=None, callback=_check_timeframe,
+              help="Expected timeframe (default: inferred).")
+@click.pass_context
+def validate_cmd(ctx: click.Context, file: Path, fmt: str | None, gaps: str,
+                 timeframe: str | None) -> None:
+    """Check FILE and print the validation report (exit 2 when it has errors)."""
+    _require_file(file)
+    report = _full_report(file, fmt, gaps, timeframe)
+    click.echo(report.summary())
+    if not report.ok:
+        ctx.exit(2)
+
+
+@data.command("resample")
+@click.argument("source", metavar="FILE_OR_STORED")
+@click.option("--to", "to", required=True, callback=_check_timeframe,
+              help="Target timeframe, e.g. 1w (weekly bars open Monday 00:00 UTC).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write here (.csv or .parquet); default: CSV on standard output.")
+@click.option("--keep-incomplete", is_flag=True,
+              help="Keep a still-forming last bar (dropped by default).")
+@_data_dir_option
+@click.pass_context
+def resample_cmd(ctx: click.Context, source: str, to: str, output: Path | None,
+                 keep_incomplete: bool, data_dir: Path | None) -> None:
+    """Resample a file, or a stored series given as EXCHANGE:SYMBOL:TIMEFRAME
+    (e.g. binance:BTC/USDT:1d), to a coarser timeframe."""
+    from data.resample import resample
+
+    df = _load_source(ctx, source, data_dir)
+    out = resample(df, to, incomplete="mark" if keep_incomplete else "drop")
+    note = " (last bar still forming)" if out.attrs.get("incomplete_last") else ""
+    msg = (f"resampled {len(df):,} {df.attrs.get('timeframe')} bars to {len(out):,} {to} "
+           f"bars{note}")
+    if output is None:
+        try:
+            _write_csv(out, sys.stdout)
+        except BrokenPipeError:  # e.g. piped into `head`: the reader has what it wants
+            sys.stderr.close()
+            return
+        click.echo(msg, err=True)
+        return
+    if output.suffix.lower() == ".parquet":
+        out.to_parquet(output)
+    elif output.suffix.lower() in (".csv", ".gz"):
+        _write_csv(out, output)
+    else:
+        raise click.BadParameter(f"unknown output type {output.suffix!r}; use .csv or .parquet",
+                                 param_hint="'-o'")
+    click.echo(f"{msg}; wrote {output}")
+
+
+def _require_file(file: Path) -> None:
+    if not file.exists():
+        raise DataError("file not found", source=str(file),
+                        hint="check the path; 'btc-backtest data info' lists stored data")
+    if file.is_dir():
+        raise DataError("is a directory, not a candle file", source=str(file))
+
+
+def _load_source(ctx: click.Context, source: str, data_dir: Path | None) -> pd.DataFrame:
+    path = Path(source)
+    if path.exists():
+        from data.loaders import load
+
+        return load(path)
+    parts = source.split(":")
+    if len(parts) == 3 and all(parts):
+        exchange, symbol, tf = parts
+        return _store(ctx, data_dir).read(exchange, symbol, tf)
+    raise DataError(
+        f"{source!r} is neither a file nor a stored series",
+        hint="give a file path, or EXCHANGE:SYMBOL:TIMEFRAME such as binance:BTC/USDT:1d "
+        "(see 'btc-backtest data info')",
+    )
+
+
+def _write_csv(df: pd.DataFrame, where: object) -> None:
+    out = df.copy()
+    out.index = out.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    out.index.name = "timestamp"
+    out.to_csv(where)  # shortest round-trip repr of each float: no precision lost
+
+
+def _full_report(file: Path, fmt: str | None, gaps: str, timeframe: str | None):
+    """The validation report of ``file`` with *every* problem listed.
+
+    :func:`data.loaders.load` stops at the first error; for the report we parse the file the same
+    way and validate without raising.
+    """
+    from data import loaders
+    from data.validate import validate
+
+    try:
+        df = loaders.load(file, fmt, gaps=gaps, timeframe=timeframe)
+        return df.attrs["validation"]
+    except DataError:
+        pass
+    # Same steps as loaders.load, minus raising on the first error.
+    raw_bytes = loaders._read(file)
+    found = fmt or loaders._detect(raw_bytes, file.name)  # raises for an unknown format
+    parsed = loaders._PARSERS[found](raw_bytes, file.name)
+    return validate(parsed.raw, source=file.name, gaps=gaps, rows=parsed.rows,
+                    timeframe=timeframe, header_row=parsed.header_row)
+
+
+COMMANDS: list[click.Command] = [data]
