@@ -98,6 +98,7 @@ class DownloadResult:
     dropped_forming: pd.Timestamp | None = None
     requests: int = 0
     retries: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
         """One human-readable paragraph."""
@@ -113,6 +114,7 @@ class DownloadResult:
             )
         if self.dropped_forming is not None:
             lines.append(f"  skipped the still-forming candle {self.dropped_forming.isoformat()}")
+        lines.extend(f"  note: {n}" for n in self.notes)
         return "\n".join(lines)
 
 
@@ -300,10 +302,20 @@ def download(
                 hint="omit --since to resume, or delete the stored file first",
             )
         cursor = expected
+        first_stored = store.read(eid, symbol, timeframe).index[0]
+        if since_ts is not None and since_ts < first_stored:
+            notes = [
+                f"--since {since_ts.isoformat()} is before the stored candles (from "
+                f"{first_stored.isoformat()}); earlier candles are not backfilled: delete "
+                f"{path} to download from --since"
+            ]
+        else:
+            notes = []
     else:
+        notes = []
         expected = None
         cursor = since_ts if since_ts is not None else GENESIS
-    result = DownloadResult(eid, symbol, timeframe, str(path))
+    result = DownloadResult(eid, symbol, timeframe, str(path), notes=notes)
     source = f"{eid} {symbol} {timeframe} via ccxt {ccxt.__version__}"
 
     from tqdm.auto import tqdm
@@ -337,6 +349,14 @@ def download(
             forming = [r for r in rows if r[0] + step_ms > _ms(now_ts)]
             if forming:
                 result.dropped_forming = pd.Timestamp(forming[0][0], unit="ms", tz="UTC")
+            if complete and since_ts is not None and last is None and not result.added:
+                first = pd.Timestamp(complete[0][0], unit="ms", tz="UTC")
+                if first >= since_ts + step:
+                    result.notes.append(
+                        f"{eid} has no {timeframe} candles from {since_ts.isoformat()} to "
+                        f"{first.isoformat()} (its history starts later or it serves only recent "
+                        "candles, e.g. kraken keeps the last 720)"
+                    )
             if complete:
                 page = _frame(complete, timeframe, source)
                 holes = find_gaps(page.index, timeframe)

@@ -228,3 +228,30 @@ def test_known_markets_avoid_load_markets():
     assert known_market("binance", "ETH/USDT") is None
     assert known_market("binance", "BTC/USDT:USDT") is None
     assert known_market("okx", "BTC/USDT") is None
+
+
+def test_notes_when_since_is_before_what_the_exchange_or_store_has(tmp_path, sleeps):
+    rec = load("kraken_full")
+    store = DataStore(tmp_path)
+    run = rec["runs"][0]
+    # Ask from 2023-12-30: kraken's first candle is 2024-01-01 (2 days later): noted.
+    with responses.RequestsMock(registry=OrderedRegistry) as rs:
+        replay(rs, run)
+        first = rs.registered()[0]
+        first.match = (matchers.query_param_matcher(
+            {"pair": "XXBTZUSD", "interval": "1440", "since": str(1703894400 - 86400)}),)
+        res = download("kraken", "BTC/USD", "1d", since="2023-12-30", store=store,
+                       progress=False, page_size=4,
+                       now=pd.Timestamp(rec["now_ms"], unit="ms", tz="UTC"))
+    assert res.added == 10
+    assert "kraken has no 1d candles from 2023-12-30T00:00:00+00:00 to 2024-01-01" in (
+        res.summary()
+    )
+    # With data stored, an earlier --since is not silently ignored either.
+    with responses.RequestsMock() as rs:
+        rs.add(responses.GET, "https://api.kraken.com/0/public/OHLC",
+               body=json.dumps({"error": [], "result": {"XXBTZUSD": [], "last": 0}}))
+        res = download("kraken", "BTC/USD", "1d", since="2023-06-01", store=store,
+                       progress=False, now=pd.Timestamp(rec["now_ms"], unit="ms", tz="UTC"))
+    assert res.added == 0
+    assert "--since 2023-06-01T00:00:00+00:00 is before the stored candles" in res.summary()
