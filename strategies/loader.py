@@ -1,0 +1,87 @@
+"""Find a strategy class by built-in name or as ``path/to/file.py:ClassName`` (a user's file)."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import sys
+from pathlib import Path
+
+from strategies.base import Strategy
+
+
+class StrategyLoadError(ValueError):
+    """The strategy spec names no usable Strategy subclass (message says why and how to fix)."""
+
+
+def builtin_strategies() -> dict[str, type[Strategy]]:
+    """The built-in strategies by name."""
+    from strategies.bounce import OversoldBounce
+    from strategies.breakdown import Breakdown
+
+    return {cls.name: cls for cls in (Breakdown, OversoldBounce)}
+
+
+def load_strategy(spec: str) -> type[Strategy]:
+    """Return the Strategy subclass named by ``spec``.
+
+    ``spec`` is a built-in name (``"breakdown"``, ``"oversold_bounce"``) or
+    ``"path/to/file.py:ClassName"``; the file is imported as a fresh module (it may import
+    ``strategies.base`` and anything installed). ``"path/to/file.py"`` alone works when the file
+    defines exactly one Strategy subclass.
+
+    Raises:
+        StrategyLoadError: unknown name, missing file, import error, missing class (listing the
+            Strategy subclasses the file does define) or a class that is not a Strategy.
+    """
+    spec = str(spec).strip()
+    builtins = builtin_strategies()
+    if spec in builtins:
+        return builtins[spec]
+    path_part, _, cls_name = spec.partition(":") if ":" in spec and not _is_drive(spec) else (
+        spec, "", "")
+    if not path_part.endswith(".py"):
+        raise StrategyLoadError(
+            f"unknown strategy {spec!r}: use one of {', '.join(sorted(builtins))} or "
+            f"path/to/file.py:ClassName"
+        )
+    path = Path(path_part).expanduser()
+    if not path.is_file():
+        raise StrategyLoadError(f"strategy file {path} not found (spec {spec!r})")
+    mod_name = f"user_strategy_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(mod_name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise StrategyLoadError(f"cannot import {path} as a Python module")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[mod_name] = module  # dataclasses and pickling need the module registered
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:
+        sys.modules.pop(mod_name, None)
+        raise StrategyLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
+    found = {name: obj for name, obj in vars(module).items()
+             if inspect.isclass(obj) and issubclass(obj, Strategy) and obj is not Strategy
+             and obj.__module__ == mod_name}
+    if not cls_name:
+        if len(found) != 1:
+            raise StrategyLoadError(
+                f"{path} defines {len(found)} Strategy subclasses "
+                f"({', '.join(sorted(found)) or 'none'}); name one as {path}:ClassName"
+            )
+        return next(iter(found.values()))
+    obj = getattr(module, cls_name, None)
+    if obj is None:
+        raise StrategyLoadError(
+            f"{path} has no class {cls_name!r}; Strategy subclasses defined there: "
+            f"{', '.join(sorted(found)) or 'none'}"
+        )
+    if not (inspect.isclass(obj) and issubclass(obj, Strategy)):
+        raise StrategyLoadError(
+            f"{path}:{cls_name} is not a subclass of strategies.base.Strategy"
+        )
+    return obj
+
+
+def _is_drive(spec: str) -> bool:
+    # "C:\\x.py" on Windows: a colon right after a drive letter is not a class separator
+    return len(spec) > 2 and spec[1] == ":" and spec[0].isalpha() and spec.count(":") == 1
