@@ -1,0 +1,187 @@
+"""Signals the strategies use: breakdowns, RSI states, proximity and 200-week-EMA confluence.
+
+All per-bar outputs are causal (checked by truncation tests). :func:`signal_frame` gathers them
+in one DataFrame.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from data.frame import MONTHLY, DataError, infer_timeframe, parse_timeframe
+from indicators.core import atr as ta_atr
+from indicators.core import rsi as ta_rsi
+from indicators.flips import flips
+
+__all__ = [
+    "RSI_STATES",
+    "breakdown_signal",
+    "confluence",
+    "oversold",
+    "proximity_pct",
+    "signal_frame",
+]
+
+RSI_STATES = ("deeply_oversold", "oversold", "neutral", "overbought")
+
+
+def breakdown_signal(df: pd.DataFrame, **params: object) -> pd.Series:
+    """True on the bar whose close confirms a break of support (a support->resistance flip).
+
+    The rule and ``params`` (``buffer_atr``/``buffer_pct``, ``confirm_closes``, ``retest_bars``
+    and the level parameters) are those of :func:`indicators.flips.flips`; the signal is its
+    ``breakdown`` column, a bool Series on ``df.index``.
+    """
+    return flips(df, **params).bars["breakdown"].rename("breakdown")
+
+
+def _check_thresholds(threshold: float, deep: float, overbought: float) -> None:
+    if not (0 <= deep < threshold < overbought <= 100):
+        raise ValueError(
+            "RSI thresholds must satisfy 0 <= deep < threshold < overbought <= 100, got "
+            f"deep={deep}, threshold={threshold}, overbought={overbought}"
+        )
+
+
+def oversold(
+    rsi: pd.Series | np.ndarray,
+    threshold: float = 30.0,
+    deep: float = 20.0,
+    overbought: float = 70.0,
+) -> pd.Series | np.ndarray:
+    """RSI state per bar: ``deeply_oversold`` (rsi < deep), ``oversold`` (rsi < threshold),
+    ``overbought`` (rsi > overbought), else ``neutral``; missing where the RSI is NaN (warm-up).
+
+    Returns:
+        For a Series an ordered categorical Series (categories :data:`RSI_STATES`) on the same
+        index, named ``rsi_state``; for an array an object array (None where the RSI is NaN).
+    """
+    _check_thresholds(threshold, deep, overbought)
+    r = np.asarray(rsi, dtype=np.float64)
+    code = np.select([r < deep, r < threshold, r > overbought], [0, 1, 3], default=2)
+    code = np.where(np.isnan(r), -1, code)
+    if isinstance(rsi, pd.Series):
+        cat = pd.Categorical.from_codes(code, categories=list(RSI_STATES), ordered=True)
+        return pd.Series(cat, index=rsi.index, name="rsi_state")
+    names = np.array([*RSI_STATES, None], dtype=object)
+    return names[code]  # code -1 picks the trailing None
+
+
+def proximity_pct(price, level):
+    """Signed distance of ``price`` from ``level`` in percent of the level:
+    ``(price - level) / level x 100`` (positive: price above the level). NaN where the level is
+    NaN or not positive. Scalars, arrays or Series (aligned by pandas) in, the same kind out."""
+    if isinstance(level, pd.Series | pd.DataFrame) or isinstance(price, pd.Series | pd.DataFrame):
+        lvl = level.where(level > 0) if isinstance(level, pd.Series) else (
+            level if level > 0 else np.nan)
+        return (price - lvl) / lvl * 100.0
+    lv = np.asarray(level, dtype=np.float64)
+    lv = np.where(lv > 0, lv, np.nan)
+    out = (np.asarray(price, dtype=np.float64) - lv) / lv * 100.0
+    return float(out) if np.ndim(out) == 0 else out
+
+
+def confluence(
+    df: pd.DataFrame, sr: pd.DataFrame, wema: pd.Series, tolerance_pct: float = 3.0
+) -> pd.Series:
+    """True where the nearest support zone and the (200-week) EMA are within ``tolerance_pct``.
+
+    The distance is from the EMA to the zone's band ``[support_low, support_high]`` (0 when the
+    EMA lies inside the band), in percent of the EMA. False where either is missing.
+
+    Args:
+        df: the candle frame the other inputs are aligned to (its index is checked).
+        sr: per-bar levels (:func:`indicators.levels.sr_levels` or ``flips(...).bars``).
+        wema: the EMA per bar (e.g. :func:`indicators.htf.weekly_ema` in closed mode).
+    """
+    if not (isinstance(tolerance_pct, int | float) and math.isfinite(tolerance_pct)
+            and tolerance_pct >= 0):
+        raise ValueError(f"tolerance_pct must be a number >= 0, got {tolerance_pct!r}")
+    for name, obj in (("sr", sr), ("wema", wema)):
+        if not obj.index.equals(df.index):
+            raise ValueError(f"confluence: {name} is not aligned to df.index (compute it on df)")
+    lo = sr["support_low"].to_numpy(dtype=np.float64)
+    hi = sr["support_high"].to_numpy(dtype=np.float64)
+    w = wema.to_numpy(dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        gap = np.maximum(np.maximum(lo - w, w - hi), 0.0)
+        ok = gap <= tolerance_pct / 100.0 * w
+    return pd.Series(ok & ~np.isnan(gap) & (w > 0), index=df.index, name="confluence")
+
+
+def _bar_length(df: pd.DataFrame) -> pd.Timedelta | None:
+    tf = df.attrs.get("timeframe")
+    if tf is None:
+        if len(df) < 2:
+            return None
+        tf = infer_timeframe(df.index)
+    if tf == MONTHLY:
+        return pd.Timedelta(days=30)
+    try:
+        return parse_timeframe(tf)
+    except DataError:
+        return None
+
+
+def weekly_ema_or_nan(df: pd.DataFrame, period: int = 200) -> pd.Series:
+    """Closed-mode weekly EMA on ``df``'s bars, or all-NaN for bars longer than a week (monthly
+    data cannot give a weekly EMA) and for frames too short to seed it (NaN, not an error)."""
+    from indicators.htf import weekly_ema
+
+    name = f"wema{period}"
+    bar = _bar_length(df)
+    if len(df) == 0 or bar is None or bar > pd.Timedelta(weeks=1):
+        return pd.Series(np.nan, index=df.index, name=name)
+    return weekly_ema(df, period=period, mode="closed").rename(name)
+
+
+def signal_frame(
+    df: pd.DataFrame,
+    rsi_period: int = 14,
+    rsi_oversold: float = 30.0,
+    rsi_deep: float = 20.0,
+    rsi_overbought: float = 70.0,
+    wema_period: int = 200,
+    confluence_pct: float = 3.0,
+    **level_params: object,
+) -> pd.DataFrame:
+    """Every per-bar column the strategies need, causal, on ``df.index``.
+
+    Columns: ``close``, ``rsi`` (TA-Lib Wilder RSI), ``rsi_state`` (:func:`oversold`),
+    ``wema200`` (closed-mode weekly EMA, named after ``wema_period``; NaN without enough weekly
+    history or for bars longer than a week), the six S/R columns, ``dist_support_pct`` and
+    ``dist_resistance_pct`` (close vs the zone centre, :func:`proximity_pct`), ``dist_wema_pct``,
+    ``confluence`` (:func:`confluence`), ``breakdown``, ``breakout``, ``flipped_resistance``
+    (+ ``_low``/``_high``), ``flipped_support`` (+ band), ``retest_rejected``, ``retest_held``
+    and ``atr`` (TA-Lib ATR with ``level_params['atr_period']``, default 14). ``level_params``
+    go to :func:`indicators.flips.flips`.
+    """
+    _check_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
+    close = df["close"] if "close" in df.columns else None
+    if close is None:
+        raise DataError("signal_frame: the frame lacks a close column",
+                        hint="load data through data.load() or data.to_canonical()")
+    res = flips(df, **level_params)
+    bars = res.bars
+    out = pd.DataFrame(index=df.index)
+    out["close"] = close.astype(np.float64)
+    out["rsi"] = np.asarray(ta_rsi(close.to_numpy(dtype=np.float64), rsi_period))
+    out["rsi_state"] = oversold(out["rsi"], rsi_oversold, rsi_deep, rsi_overbought)
+    wname = f"wema{wema_period}"
+    out[wname] = weekly_ema_or_nan(df, wema_period).to_numpy()
+    for c in bars.columns[:6]:
+        out[c] = bars[c]
+    out["dist_support_pct"] = proximity_pct(out["close"], out["support"])
+    out["dist_resistance_pct"] = proximity_pct(out["close"], out["resistance"])
+    out["dist_wema_pct"] = proximity_pct(out["close"], out[wname])
+    out["confluence"] = confluence(df, bars, out[wname], confluence_pct)
+    for c in bars.columns[6:]:
+        out[c] = bars[c]
+    out["atr"] = np.asarray(ta_atr(df["high"].to_numpy(dtype=np.float64),
+                                   df["low"].to_numpy(dtype=np.float64),
+                                   close.to_numpy(dtype=np.float64),
+                                   res.params.atr_period))
+    return out
