@@ -63,8 +63,10 @@ def resample(
             ``attrs["incomplete_last"] = True``; ``"drop"`` removes it.
 
     Returns:
-        A canonical frame with ``attrs["timeframe"]`` set to ``timeframe`` and
-        ``attrs["incomplete_last"]`` (bool).
+        A canonical frame with ``attrs["timeframe"]`` set to ``timeframe``,
+        ``attrs["incomplete_last"]`` (bool) and ``attrs["incomplete_first"]`` (bool: the input
+        starts after the first bin opened, so that bar covers only part of its period; it is a
+        real, final bar, but shorter: a 200-week EMA seeded on it says so).
 
     Raises:
         DataError: when the target is not a whole multiple of the input timeframe.
@@ -108,15 +110,18 @@ def resample(
         },
         index=pd.DatetimeIndex(pd.to_datetime(keys[first], unit="ns", utc=True), name="timestamp"),
     )
-    # The last bin is complete only if the input reaches the end of it.
+    # The last bin is complete only if the input reaches the end of it; the first only if the
+    # input starts at its open (daily data starting on a Friday makes a 3-day first "week").
     input_end = df.index[-1] + src
     incomplete_last = bool(out.index[-1] + dst > input_end)
+    incomplete_first = bool(out.index[0] < df.index[0])
     if incomplete_last and incomplete == "drop":
         out = out.iloc[:-1]
         incomplete_last = False
     out.attrs.update({k: v for k, v in df.attrs.items() if k not in ("timeframe",)})
     out.attrs["timeframe"] = timeframe
     out.attrs["incomplete_last"] = incomplete_last
+    out.attrs["incomplete_first"] = incomplete_first
     return out
 
 

@@ -99,6 +99,15 @@ def test_last_period_is_marked_incomplete_and_can_be_dropped() -> None:
     assert len(resample(hourly, "1w", incomplete="drop")) == 1
 
 
+def test_partial_first_period_is_marked() -> None:
+    # Friday 2024-01-05 start: the first weekly bar covers only Friday to Sunday.
+    daily = _frame("2024-01-05", 10, "1d")
+    weekly = resample(daily, "1w")
+    assert weekly.index[0] == pd.Timestamp("2024-01-01", tz="UTC")
+    assert weekly.attrs["incomplete_first"] is True
+    assert resample(_frame("2024-01-01", 14, "1d"), "1w").attrs["incomplete_first"] is False
+
+
 def test_complete_last_period_is_not_marked() -> None:
     hourly = _frame("2024-01-01", 24 * 14, "1h")  # exactly two full weeks
     weekly = resample(hourly, "1w")
