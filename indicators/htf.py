@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import functools
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
@@ -332,7 +332,3 @@ def weekly_ema(
     """
     return htf_ema(df, "1w", period, mode, tolerance=tolerance)
 
-
-def warmup_dict(period: int, timeframe: str = "1w", tolerance: float = 0.01) -> dict:
-    """:func:`htf_ema_warmup` as a plain dict (for reports and JSON)."""
-    return asdict(htf_ema_warmup(period, timeframe, tolerance))

@@ -307,3 +307,22 @@ def test_truncation_on_real_data(request, fixture, period, mode):
 )
 def test_truncation_on_random_paths(df, period, mode):
     assert assert_causal(lambda d: weekly_ema(d, period, mode=mode), df, cut_points=12) >= 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    df=ohlc_paths(timeframe=("1h", "4h", "1d", "1w"), min_bars=2, max_bars=900, gaps=True),
+    period=st.integers(1, 8),
+)
+def test_modes_match_talib_on_random_paths(df, period):
+    # closed: TA-Lib's EMA of the previous week with data; developing: on each week's last bar,
+    # exactly TA-Lib's EMA of that week's close.
+    week = period_start(df.index, "1w")
+    wk_close = df["close"].groupby(week).last()
+    ema_w = talib.EMA(wk_close.to_numpy(), period)
+    gid = np.searchsorted(wk_close.index.asi8, week.asi8)
+    closed = weekly_ema(df, period).to_numpy()
+    np.testing.assert_array_equal(closed, np.r_[np.nan, ema_w][gid])
+    dev = weekly_ema(df, period, mode="developing").to_numpy()
+    last = np.r_[np.flatnonzero(gid[1:] != gid[:-1]), len(df) - 1]
+    np.testing.assert_array_equal(dev[last], ema_w)
