@@ -155,8 +155,8 @@ def _talib_ema_is_fused() -> bool:
     """Whether the TA-Lib C library computes its EMA step with a fused multiply-add.
 
     TA-Lib's step is ``((x - prev) * k) + prev``; compilers may fuse it into one FMA (GCC does on
-    CPUs that have it), which changes the last bit of about 1 result in 200. To reproduce TA-Lib
-    bit for bit we ask it once, on inputs where the two roundings differ.
+    CPUs that have it), which changes the last bit of a fraction of a percent of results. To match
+    TA-Lib bit for bit we ask it once, on inputs where the two roundings differ.
     """
     rng = np.random.default_rng(20_240_101)
     k = 2.0 / 3.0  # period 2
