@@ -289,6 +289,10 @@ def htf_ema(
         prev[1:] = bin_ema[:-1]
         if mode == "closed":
             out = prev[group]
+        elif p == 1:
+            # TA-Lib's EMA of period 1 returns its input untouched (no (x - prev) * 1 + prev
+            # rounding), so the developing value is the current close itself.
+            out = close.copy()
         else:
             out = _ema_step(close, prev[group], 2.0 / (p + 1))
             # Seeding bin (index p - 1): SMA of the p - 1 earlier closes and the current close,

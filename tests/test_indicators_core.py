@@ -115,6 +115,7 @@ def test_period_one_is_identity_for_ema_and_sma():
     x = ohlc_frame(50, "1d", seed=1)["close"].to_numpy()
     _same(sma(x, 1), x)
     _same(ema(x, 1), talib.EMA(x, 1))
+    _same(ema(x, 1), x)  # TA-Lib special-cases it: no (x - prev) * 1 + prev rounding
 
 
 def test_integer_input_is_converted_like_float():

@@ -219,6 +219,14 @@ def test_weekly_input_closed_is_previous_ema_and_developing_is_the_ema():
     np.testing.assert_array_equal(weekly_ema(df, 20).to_numpy(), np.r_[np.nan, ref[:-1]])
 
 
+def test_period_one_is_the_weekly_close_exactly():
+    df = ohlc_frame(24 * 7 * 3, "1h", seed=8, start="2024-01-01")
+    np.testing.assert_array_equal(weekly_ema(df, 1, mode="developing"), df["close"])
+    last_close = df["close"].groupby(period_start(df.index, "1w")).last()
+    closed = weekly_ema(df, 1)
+    assert (closed["2024-01-08":"2024-01-14"] == last_close.iloc[0]).all()
+
+
 @pytest.mark.shared_data
 def test_daily_ema_on_hourly_bars(btc_hourly):
     s = htf_ema(btc_hourly, "1d", 20)
