@@ -50,6 +50,7 @@ from backtests.engine_fast import (
     RAW_COLUMNS,
     REASONS,
     SIZING_CODES,
+    WIPED_OUT,
     build_trades,
     liquidation_price,
     make_result,
@@ -209,7 +210,7 @@ class SignalStrategy(bt.Strategy):
             if valid:
                 fill = o * (1.0 + e * self.slip)
                 q = size_position(self.sizing, self.cfg.size, cash, fill, sp, self.cfg.leverage,
-                                  self.cfg.commission)
+                                  self.cfg.commission, self.cfg.cash * WIPED_OUT)
                 if q > 0.0:
                     self._open(e, q, fill, sp, tp, j)
                     side = e

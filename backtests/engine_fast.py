@@ -23,7 +23,9 @@ Sizing (``size_position``), from the fill price and the equity after step 1-3's 
 ``qmax = equity / (pe * (1/leverage + commission)) * (1 - 1e-9)`` is the largest position whose
 margin plus entry fee fits the equity (the 1e-9 keeps float rounding from overdrawing cash, which
 backtrader would reject); "percent": ``size * qmax``; "fixed": ``min(size, qmax)``; "risk":
-``min(size * equity / |pe - stop|, qmax)`` (an entry without a stop is skipped).
+``min(size * equity / |pe - stop|, qmax)`` (an entry without a stop is skipped). An account whose
+equity fell below a millionth of the starting cash (wiped out by liquidations) opens no more
+trades.
 
 **During** every bar a position is open (its fill bar included), pessimistic order:
 
@@ -65,6 +67,9 @@ SIZING_CODES = {"percent": 0, "fixed": 1, "risk": 2}
 MODE_CODES = {"long": 0, "short": 1, "both": 2}
 #: Fraction of the affordable size left unused so float rounding never overdraws cash.
 CASH_BUFFER = 1e-9
+#: An account whose equity fell below this fraction of the starting cash is wiped out: it opens
+#: no more trades (trading dust would only measure float rounding, in both engines).
+WIPED_OUT = 1e-6
 
 # Raw trade record columns (float64 matrix rows) produced by the kernel.
 RAW_COLUMNS = ("signal_bar", "entry_bar", "exit_bar", "side", "size", "entry_price",
@@ -82,9 +87,9 @@ def liquidation_price(side: int, entry_price: float, leverage: float, mm: float)
 
 @njit(cache=True)
 def size_position(sizing: int, size: float, equity: float, fill_price: float, stop: float,
-                  leverage: float, commission: float) -> float:
+                  leverage: float, commission: float, min_equity: float) -> float:
     """Position size in BTC for a new entry (0.0 means: do not trade). See module docstring."""
-    if equity <= 0.0 or fill_price <= 0.0:
+    if equity <= min_equity or fill_price <= 0.0:
         return 0.0
     qmax = equity / (fill_price * (1.0 / leverage + commission)) * (1.0 - CASH_BUFFER)
     if sizing == 0:
@@ -198,7 +203,8 @@ def _simulate(o, h, low, c, entry, exit_, stop, target, max_bars, funding, cash0
                     valid = False
                 if valid:
                     fill = o[k] * (1.0 + e * slip)
-                    qty = size_position(sizing, size, cash, fill, sp, lev, comm)
+                    qty = size_position(sizing, size, cash, fill, sp, lev, comm,
+                                        cash0 * WIPED_OUT)
                     if qty > 0.0:
                         side = e
                         q = qty

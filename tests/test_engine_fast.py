@@ -1,0 +1,214 @@
+"""Fast engine: hand-computed trades (prices, fees, PnL, liquidation), every execution rule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests.config import BacktestConfig, ConfigError
+from backtests.engine_fast import run_fast, simulate
+from strategies.base import Signals, Strategy
+
+
+def bars(rows: list[tuple[float, float, float, float]], tf: str = "1d") -> pd.DataFrame:
+    """A canonical frame from (open, high, low, close) rows, daily from 2024-01-01."""
+    idx = pd.date_range("2024-01-01", periods=len(rows), freq=tf.replace("d", "D"), tz="UTC",
+                        name="timestamp").as_unit("ns")
+    df = pd.DataFrame(rows, columns=["open", "high", "low", "close"], index=idx, dtype=float)
+    df["volume"] = 1.0
+    df.attrs["timeframe"] = tf
+    return df
+
+
+def sig(n: int, entries: dict[int, int], stop: dict[int, float] | None = None,
+        target: dict[int, float] | None = None, exits: tuple[int, ...] = (),
+        max_bars: int = 0) -> Signals:
+    e = np.zeros(n, np.int8)
+    s = np.full(n, np.nan)
+    t = np.full(n, np.nan)
+    x = np.zeros(n, bool)
+    for k, v in entries.items():
+        e[k] = v
+    for k, v in (stop or {}).items():
+        s[k] = v
+    for k, v in (target or {}).items():
+        t[k] = v
+    x[list(exits)] = True
+    return Signals(entry=e, exit=x, stop=s, target=t, max_bars=max_bars)
+
+
+FLAT = (100.0, 101.0, 99.0, 100.0)
+
+
+def test_hand_computed_10x_long_liquidation():
+    df = bars([FLAT, (100, 102, 98, 101), (101, 101, 89, 95), FLAT, FLAT])
+    cfg = BacktestConfig(cash=1000, commission=0.001, leverage=10, size=0.5,
+                         maintenance_margin=0.005, liquidation_fee=0.005)
+    trades, equity = simulate(df, sig(5, {0: 1}), cfg)
+    assert len(trades) == 1
+    t = trades.iloc[0]
+    q = 0.5 * 1000 / (100 * (1 / 10 + 0.001)) * (1 - 1e-9)  # margin + fee = half the equity
+    liq = 100 * (1 - 1 / 10) / (1 - 0.005)  # 90.4522613...
+    assert t["size"] == pytest.approx(q, rel=1e-15)
+    assert t["entry_price"] == 100.0 and t["entry_bar"] == 1 and t["exit_bar"] == 2
+    assert t["liquidation_price"] == pytest.approx(90.45226130653266, rel=1e-15)
+    assert t["exit_price"] == pytest.approx(liq, rel=1e-15)
+    assert t["exit_reason"] == "liquidation"
+    assert t["entry_fee"] == pytest.approx(q * 100 * 0.001, rel=1e-14)
+    assert t["exit_fee"] == pytest.approx(q * liq * 0.005, rel=1e-14)
+    # with maintenance rate == liquidation fee the whole margin is lost, plus the entry fee
+    assert t["pnl"] == pytest.approx(-(q * 100 / 10) - q * 100 * 0.001, rel=1e-12)
+    assert t["return_pct"] == pytest.approx(-100 - 1, rel=1e-9)  # -100 % margin, -1 % fee
+    assert equity.iloc[1] == pytest.approx(1000 - q * 0.1 + q * 1.0, rel=1e-14)  # marked at 101
+    assert equity.iloc[-1] == pytest.approx(1000 + t["pnl"], rel=1e-14)
+
+
+def test_hand_computed_stop_and_target_with_fees_and_slippage():
+    df = bars([FLAT, (100, 104, 99, 103), (103, 112, 102, 110), FLAT, (100, 101, 90, 95), FLAT])
+    cfg = BacktestConfig(cash=10_000, commission=0.001, slippage_bps=10)
+    s = sig(6, {0: 1, 2: 1}, stop={0: 95.0, 2: 92.0}, target={0: 111.0, 2: 120.0})
+    trades, equity = simulate(df, s, cfg)
+    assert list(trades["exit_reason"]) == ["target", "stop"]
+    t1, t2 = trades.iloc[0], trades.iloc[1]
+    pe1 = 100 * 1.001
+    q1 = 10_000 / (pe1 * 1.001) * (1 - 1e-9)
+    assert t1["entry_price"] == pytest.approx(pe1, rel=1e-15)
+    assert t1["exit_price"] == 111.0  # a resting target fills exactly at its price
+    assert t1["exit_bar"] == 2
+    pnl1 = q1 * (111 - pe1) - q1 * pe1 * 0.001 - q1 * 111 * 0.001
+    assert t1["pnl"] == pytest.approx(pnl1, rel=1e-12)
+    # second trade: signal on bar 2, fill at bar 3's open; stop 92 hit on bar 4 (low 90)
+    cash = 10_000 + pnl1
+    pe2 = 100 * 1.001
+    q2 = cash / (pe2 * 1.001) * (1 - 1e-9)
+    assert t2["entry_bar"] == 3 and t2["exit_bar"] == 4
+    assert t2["size"] == pytest.approx(q2, rel=1e-14)
+    assert t2["exit_price"] == pytest.approx(92 * (1 - 0.001), rel=1e-15)
+    pnl2 = q2 * (92 * 0.999 - pe2) - q2 * pe2 * 0.001 - q2 * 92 * 0.999 * 0.001
+    assert equity.iloc[-1] == pytest.approx(10_000 + pnl1 + pnl2, rel=1e-12)
+
+
+def test_gap_through_stop_fills_at_open_and_stop_beats_target():
+    df = bars([FLAT, FLAT, (90, 95, 88, 94), FLAT, (100, 112, 94, 100), FLAT])
+    s = sig(6, {0: 1, 3: 1}, stop={0: 95.0, 3: 95.0}, target={3: 110.0})
+    trades, _ = simulate(df, s, BacktestConfig(commission=0))
+    assert list(trades["exit_reason"]) == ["stop", "stop"]
+    assert trades["exit_price"].tolist() == [90.0, 95.0]  # gap: the open; same bar as target: stop
+
+
+def test_target_gap_fills_at_open_with_slippage_short():
+    df = bars([FLAT, FLAT, (80, 85, 79, 84), FLAT])
+    s = sig(4, {0: -1}, stop={0: 110.0}, target={0: 90.0})
+    trades, _ = simulate(df, s, BacktestConfig(mode="short", slippage_bps=100, commission=0))
+    t = trades.iloc[0]
+    assert t["side"] == -1 and t["exit_reason"] == "target"
+    assert t["entry_price"] == pytest.approx(99.0) and t["exit_price"] == pytest.approx(80.8)
+
+
+def test_reverse_same_direction_mode_filter_and_end():
+    df = bars([FLAT] * 8)
+    s = sig(8, {0: 1, 1: 1, 3: -1, 5: 1})
+    both, _ = simulate(df, s, BacktestConfig(mode="both", commission=0))
+    assert list(both["exit_reason"]) == ["reverse", "reverse", "end"]
+    assert list(both["side"]) == [1, -1, 1]
+    assert list(both["entry_bar"]) == [1, 4, 6] and list(both["exit_bar"]) == [4, 6, 7]
+    long_only, _ = simulate(df, s, BacktestConfig(mode="long", commission=0))
+    # the short entry closes the long (exit reason "signal") but opens nothing
+    assert list(long_only["exit_reason"]) == ["signal", "end"]
+    assert list(long_only["entry_bar"]) == [1, 6]
+    short_only, _ = simulate(df, s, BacktestConfig(mode="short", commission=0))
+    assert list(short_only["side"]) == [-1] and list(short_only["exit_bar"]) == [6]
+
+
+def test_exit_signal_time_stop_and_void_setup():
+    df = bars([FLAT] * 10)
+    trades, _ = simulate(df, sig(10, {0: 1, 5: 1}, exits=(2,), max_bars=3), BacktestConfig())
+    assert list(trades["exit_reason"]) == ["signal", "time"]
+    assert list(trades["exit_bar"]) == [3, 9]  # time stop: fill bar 6 + 3
+    # the open is already below the stop: the setup is void, no trade
+    void, _ = simulate(df, sig(10, {0: 1}, stop={0: 100.5}), BacktestConfig())
+    assert void.empty
+
+
+def test_funding_three_charges_per_daily_bar():
+    df = bars([FLAT] * 4)
+    cfg = BacktestConfig(commission=0, funding_rate=0.0001, mode="short")
+    trades, equity = simulate(df, sig(4, {0: -1}), cfg)
+    t = trades.iloc[0]
+    # held at the close of bars 1 and 2 (bar 3 closes it first: "end"), 3 funding times each
+    expected = -1 * t["size"] * 100 * 0.0001 * 3 * 2
+    assert t["funding"] == pytest.approx(expected, rel=1e-12)  # negative: the short receives
+    assert equity.iloc[-1] == pytest.approx(10_000 - expected, rel=1e-12)
+    hourly = BacktestConfig(funding_rate=0.0001).funding_per_bar(
+        pd.date_range("2024-01-01", periods=24, freq="h", tz="UTC"), "1h")
+    assert hourly.sum() == pytest.approx(0.0003) and list(np.flatnonzero(hourly)) == [0, 8, 16]
+
+
+def test_funding_series_forward_filled():
+    idx = pd.date_range("2024-01-01", periods=3, freq="D", tz="UTC")
+    rates = pd.Series([0.001, 0.002], index=pd.DatetimeIndex(
+        ["2024-01-01 00:00", "2024-01-02 08:00"], tz="UTC"))
+    per_bar = BacktestConfig(funding_rate=rates).funding_per_bar(idx, "1d")
+    assert per_bar == pytest.approx([0.003, 0.001 + 0.002 * 2, 0.006])
+    with pytest.raises(ConfigError, match="starts at"):
+        BacktestConfig(funding_rate=rates.iloc[1:]).funding_per_bar(idx, "1d")
+
+
+def test_risk_and_fixed_sizing():
+    df = bars([FLAT] * 4)
+    risk, _ = simulate(df, sig(4, {0: 1}, stop={0: 90.0}),
+                       BacktestConfig(sizing="risk", size=0.02, commission=0))
+    assert risk["size"].iloc[0] == pytest.approx(0.02 * 10_000 / 10)
+    nostop, _ = simulate(df, sig(4, {0: 1}), BacktestConfig(sizing="risk", size=0.02))
+    assert nostop.empty  # risk sizing needs a stop
+    fixed, _ = simulate(df, sig(4, {0: 1}), BacktestConfig(sizing="fixed", size=0.5))
+    assert fixed["size"].iloc[0] == 0.5
+    capped, _ = simulate(df, sig(4, {0: 1}), BacktestConfig(sizing="fixed", size=1e6,
+                                                            commission=0))
+    assert capped["size"].iloc[0] == pytest.approx(100.0, rel=1e-8)  # all the equity affords
+
+
+@pytest.mark.parametrize("bad", [dict(leverage=0.5), dict(commission=0.5), dict(mode="up"),
+                                 dict(sizing="kelly"), dict(size=2.0), dict(cash=-1),
+                                 dict(funding_rate="x")])
+def test_config_rejects_bad_values(bad):
+    with pytest.raises(ConfigError):
+        BacktestConfig(**bad)
+
+
+def test_config_round_trip():
+    rates = pd.Series([0.0001], index=pd.DatetimeIndex(["2024-01-01"], tz="UTC").as_unit("ns"))
+    cfg = BacktestConfig(leverage=3, mode="both", funding_rate=rates)
+    back = BacktestConfig.from_dict(cfg.to_dict())
+    assert back.to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="valid: cash"):
+        BacktestConfig.from_dict({"cash": 1, "levrage": 2})
+
+
+def test_signals_validation_messages():
+    df = bars([FLAT] * 3)
+    bad = Signals(entry=np.array([0, 2, 0]), exit=np.zeros(3, bool), stop=np.full(3, np.nan),
+                  target=np.full(3, np.nan))
+    with pytest.raises(ValueError, match="bar 1"):
+        simulate(df, bad, BacktestConfig())
+    short = Signals.from_entries(np.zeros(2))
+    with pytest.raises(ValueError, match=r"expected \(3,\)"):
+        simulate(df, short, BacktestConfig())
+
+
+class _Always(Strategy):
+    name = "always"
+
+    def signals(self, df):
+        e = np.zeros(len(df), np.int8)
+        e[0] = 1
+        return Signals.from_entries(e)
+
+
+def test_run_fast_returns_a_backtest_result():
+    df = bars([FLAT, (100, 110, 99, 110), (110, 121, 109, 121)])
+    res = run_fast(df, _Always(), BacktestConfig(commission=0))
+    assert res.engine == "fast" and res.strategy == "always"
+    assert res.metrics["n_trades"] == 1
+    assert res.equity.iloc[-1] == pytest.approx(10_000 * 121 / 100 * (1 - 1e-9) + 10_000 * 1e-9)
