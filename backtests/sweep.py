@@ -519,3 +519,480 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     t0 = time.perf_counter()
     out = fn()
     return out, time.perf_counter() - t0
+
+
+# --- backtests as evaluations ------------------------------------------------------------------
+
+#: Metrics of every sweep row (same definitions and values as ``compute_metrics``), plus the
+#: per-bar return moments the deflated Sharpe ratio needs.
+SWEEP_METRICS: tuple[str, ...] = (
+    "sharpe", "sortino", "calmar", "total_return_pct", "cagr_pct", "max_drawdown_pct",
+    "volatility_pct", "win_rate_pct", "profit_factor", "n_trades", "exposure_pct",
+    "final_equity", "sr_bar", "skew", "kurtosis", "n_obs",
+)
+
+
+@dataclass
+class BacktestPayload:
+    """What every worker needs once: the candles as arrays, the strategy class, the config and
+    the window. Signals are computed on ``df.iloc[:end]``; entries and exits before bar
+    ``start - 1`` are ignored, so the first fill can happen at bar ``start``'s open and nothing
+    is traded with data beyond ``end``. Metrics cover bars ``max(start - 1, 0) .. end - 1``."""
+
+    df: pd.DataFrame
+    strategy_cls: type
+    config: Any
+    start: int = 0
+    end: int | None = None
+    keep_returns: bool = False
+    _arrays: dict[str, np.ndarray] | None = None
+    _frame: pd.DataFrame | None = None
+
+    def frame(self) -> pd.DataFrame:
+        """``df.iloc[:end]``, sliced once (slicing copies attrs deeply: not per evaluation)."""
+        if self._frame is None:
+            df = self.df if self.end in (None, len(self.df)) else self.df.iloc[:self.end]
+            # pandas deep-copies attrs on every column access: keep only the simple ones
+            # (timeframe, source...), not e.g. a loader's validation report.
+            light = df.copy(deep=False)
+            light.attrs = {k: v for k, v in df.attrs.items()
+                           if v is None or isinstance(v, str | int | float | bool)}
+            self._frame = light
+        return self._frame
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        if self._arrays is None:
+            from backtests.engine_fast import timeframe_of
+
+            df = self.frame()
+            arr = {c: np.ascontiguousarray(df[c].to_numpy(np.float64))
+                   for c in ("open", "high", "low", "close")}
+            arr["funding"] = np.ascontiguousarray(
+                self.config.funding_per_bar(df.index, timeframe_of(self.df)))
+            self._arrays = arr
+        return self._arrays
+
+
+def window_signals(strategy: Any, df: pd.DataFrame, start: int) -> Any:
+    """The strategy's validated signals on ``df`` with entries and exits before bar
+    ``start - 1`` removed (warm-up bars: indicators see them, the account does not trade)."""
+    sig = strategy.signals(df).validate(len(df))
+    cut = max(start - 1, 0)
+    if cut:
+        sig.entry = sig.entry.copy()
+        sig.exit = sig.exit.copy()
+        sig.entry[:cut] = 0
+        sig.exit[:cut] = False
+    return sig
+
+
+def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, cash: float,
+                 timeframe: str, offset: int = 0) -> dict[str, float]:
+    """The sweep metrics from an equity array and raw kernel trades, with numpy only.
+
+    Same definitions as :func:`backtests.metrics.compute_metrics` (checked in tests); ``offset``
+    is the bar position of ``equity[0]`` in the frame the raw trades refer to.
+    """
+    from backtests.engine_fast import R_REVERSE, R_SIGNAL, R_TIME, RAW_COLUMNS
+    from backtests.metrics import periods_per_year
+    from backtests.overfit import return_moments
+
+    ppy = periods_per_year(timeframe)
+    eq = equity
+    prev, cur = eq[:-1], eq[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(prev > 0, cur / prev - 1.0, 0.0)
+    final = float(eq[-1])
+    years = (index[-1] - index[0]) / pd.Timedelta(days=365)
+    total = final / cash - 1.0
+    if years > 0:
+        cagr = (final / cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
+    else:
+        cagr = math.nan
+    n_r = len(r)
+    std = float(np.std(r, ddof=1)) if n_r > 1 else math.nan
+    mean = float(np.mean(r)) if n_r else math.nan
+    sharpe = mean / std * math.sqrt(ppy) if n_r > 1 and std > 0 else math.nan
+    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) if n_r else math.nan
+    if n_r < 2:
+        sortino = math.nan
+    elif downside > 0:
+        sortino = mean * ppy / (downside * math.sqrt(ppy))
+    else:
+        sortino = math.inf if mean > 0 else math.nan
+    peak = np.maximum.accumulate(eq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.where(peak > 0, eq / peak - 1.0, 0.0)
+    max_dd = float(dd.min())
+    calmar = cagr / abs(max_dd) if max_dd < 0 else math.nan
+
+    col = {name: i for i, name in enumerate(RAW_COLUMNS)}
+    side = raw[:, col["side"]]
+    pnl = (side * raw[:, col["size"]] * (raw[:, col["exit_price"]] - raw[:, col["entry_price"]])
+           - raw[:, col["entry_fee"]] - raw[:, col["exit_fee"]] - raw[:, col["funding"]])
+    n_t = len(pnl)
+    gp, gl = float(pnl[pnl > 0].sum()), float(-pnl[pnl < 0].sum())
+    pf = gp / gl if gl > 0 else (math.inf if gp > 0 else math.nan)
+    n_bars = len(eq)
+    start = raw[:, col["entry_bar"]].astype(np.int64) - offset
+    stop = raw[:, col["exit_bar"]].astype(np.int64) - offset
+    reason = raw[:, col["reason"]].astype(np.int64)
+    at_open = (reason == R_SIGNAL) | (reason == R_TIME) | (reason == R_REVERSE)
+    stop = np.where(at_open, stop, stop + 1)
+    diff = np.zeros(n_bars + 1, dtype=np.int64)
+    np.add.at(diff, np.clip(start, 0, n_bars), 1)
+    np.add.at(diff, np.clip(stop, 0, n_bars), -1)
+    exposed = float((np.cumsum(diff[:-1]) > 0).mean())
+    mom = return_moments(r)
+    return {
+        "sharpe": sharpe, "sortino": sortino, "calmar": calmar,
+        "total_return_pct": 100.0 * total, "cagr_pct": 100.0 * cagr,
+        "max_drawdown_pct": 100.0 * max_dd, "volatility_pct": 100.0 * std * math.sqrt(ppy),
+        "win_rate_pct": 100.0 * float((pnl > 0).sum()) / n_t if n_t else math.nan,
+        "profit_factor": pf, "n_trades": n_t, "exposure_pct": 100.0 * exposed,
+        "final_equity": final, "sr_bar": mom["sharpe"], "skew": mom["skew"],
+        "kurtosis": mom["kurtosis"], "n_obs": mom["n_obs"],
+    }
+
+
+def simulate_window(payload: BacktestPayload, params: Params
+                    ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Run the fast-engine kernel for one parameter set: ``(equity, raw_trades, signals)`` over
+    bars ``0 .. end - 1`` (equity is flat cash before the window)."""
+    from backtests.engine_fast import MODE_CODES, SIZING_CODES, _simulate
+
+    cfg = payload.config
+    df = payload.frame()
+    strat = payload.strategy_cls(**params)
+    sig = window_signals(strat, df, payload.start)
+    a = payload.arrays()
+    equity, raw = _simulate(
+        a["open"], a["high"], a["low"], a["close"], sig.entry, sig.exit, sig.stop, sig.target,
+        int(sig.max_bars), a["funding"], cfg.cash, cfg.commission, cfg.slippage, cfg.leverage,
+        cfg.maintenance_margin, cfg.liquidation_fee, SIZING_CODES[cfg.sizing], cfg.size,
+        MODE_CODES[cfg.mode],
+    )
+    return equity, raw, sig
+
+
+def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any]:
+    """Evaluation function of backtest sweeps: :data:`SWEEP_METRICS` of one parameter set (and
+    its per-bar returns under ``"_returns"`` when the payload keeps them, for PBO)."""
+    from backtests.engine_fast import timeframe_of
+
+    equity, raw, _ = simulate_window(payload, params)
+    lo = max(payload.start - 1, 0)
+    df = payload.frame()
+    out: dict[str, Any] = lean_metrics(equity[lo:], raw, df.index[lo:], payload.config.cash,
+                                       timeframe_of(payload.df), offset=lo)
+    if payload.keep_returns:
+        eq = equity[lo:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["_returns"] = np.where(eq[:-1] > 0, eq[1:] / eq[:-1] - 1.0, 0.0)
+    return out
+
+
+def _as_param_sets(space: Sequence[Params] | dict[str, Sequence[Any]]) -> list[Params]:
+    if isinstance(space, dict):
+        return grid(space)
+    return [dict(p) for p in space]
+
+
+def check_params(strategy_cls: type, param_sets: Sequence[Params]) -> None:
+    """Validate every parameter set against the strategy's declaration before any work starts
+    (raises the strategy's ``ParamError`` naming the set)."""
+    seen: set[tuple] = set()
+    for p in param_sets:
+        key = tuple(sorted(p.items()))
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            strategy_cls(**p)
+        except ValueError as exc:
+            raise type(exc)(f"{exc} (in parameter set {p})") from None
+
+
+def _pbo_splits(n_rows: int, wanted: int = 16) -> int:
+    s = wanted
+    while s > 2 and n_rows < 4 * s:
+        s -= 2
+    return s
+
+
+def selection_statistics(table: pd.DataFrame, returns: pd.DataFrame | None,
+                         pbo_splits: int = 16) -> dict[str, Any]:
+    """Deflated Sharpe ratio of the best row (``table`` sorted best first) given all trials, and
+    the PBO of the selection when per-bar returns of every trial are available."""
+    from backtests.overfit import (
+        deflated_sharpe_ratio,
+        expected_max_sharpe,
+        probabilistic_sharpe_ratio,
+        probability_of_backtest_overfitting,
+    )
+
+    out: dict[str, Any] = {}
+    srs = table["sr_bar"].to_numpy(dtype=float)
+    finite = srs[np.isfinite(srs)]
+    best = table.iloc[0]
+    n_trials = len(finite)
+    if n_trials and np.isfinite(best["sr_bar"]) and best["n_obs"] >= 2:
+        var = float(finite.var(ddof=1)) if n_trials > 1 else 0.0
+        args = (float(best["sr_bar"]), int(best["n_obs"]))
+        moments = (float(best["skew"]), float(best["kurtosis"]))
+        out["dsr"] = deflated_sharpe_ratio(*args, n_trials, var, *moments)
+        out["psr"] = probabilistic_sharpe_ratio(*args, *moments)
+        out["sr0_bar"] = expected_max_sharpe(n_trials, var)
+        out["n_trials"] = n_trials
+        out["sr_variance"] = var
+    if returns is not None and returns.shape[1] >= 2 and len(returns) >= 8:
+        res = probability_of_backtest_overfitting(returns.to_numpy(),
+                                                  n_splits=_pbo_splits(len(returns), pbo_splits))
+        out["pbo"] = res.pbo
+        out["pbo_prob_loss"] = res.prob_loss
+        out["pbo_slope"] = res.degradation_slope
+        out["pbo_splits"] = res.n_splits
+        out["pbo_logits"] = res.logits.tolist()
+        out["pbo_is"] = res.is_performance.tolist()
+        out["pbo_oos"] = res.oos_performance.tolist()
+    return out
+
+
+#: Keep every trial's per-bar returns (for PBO) below this many values (T x N); 40 M = 320 MB.
+KEEP_RETURNS_LIMIT = 40_000_000
+
+
+def run_sweep(
+    df: pd.DataFrame,
+    strategy_cls: type,
+    space: Sequence[Params] | dict[str, Sequence[Any]],
+    config: Any = None,
+    metric: str = "sharpe",
+    executor: str | Executor | None = None,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk_size: int | None = None,
+    top: int = 5,
+    keep_returns: bool | None = None,
+    progress: ProgressFn | None = None,
+    start: int = 0,
+    end: int | None = None,
+    pbo_splits: int = 16,
+) -> SweepResult:
+    """Backtest ``strategy_cls`` with every parameter set of ``space`` on the fast engine.
+
+    Args:
+        df: canonical candles.
+        strategy_cls: a :class:`~strategies.base.Strategy` subclass.
+        space: a list of parameter dicts (:func:`grid`, :func:`random_space`) or grid axes.
+        config: ``BacktestConfig`` (default one if None).
+        metric: column to sort by, best (highest) first: one of :data:`SWEEP_METRICS`.
+        executor, workers, scheduler: where to run (:func:`make_executor`): local processes by
+            default (all cores), ``"serial"``, or a Dask scheduler address.
+        chunk_size: parameter sets per task (default: about 8 tasks per worker).
+        top: how many of the best are re-run through ``run_fast`` to store their equity.
+        keep_returns: keep every trial's per-bar returns (needed for PBO); default: when the
+            matrix has fewer than :data:`KEEP_RETURNS_LIMIT` values.
+        start, end: trade only bars ``start .. end - 1`` (earlier bars warm indicators up).
+
+    Returns:
+        :class:`SweepResult` (table sorted by ``metric``; DSR and PBO in ``overfit``).
+    """
+    from backtests.config import BacktestConfig
+    from backtests.engine_fast import run_fast
+    from backtests.results import data_fingerprint, package_version
+
+    if metric not in SWEEP_METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(SWEEP_METRICS)}")
+    config = config or BacktestConfig()
+    param_sets = _as_param_sets(space)
+    if not param_sets:
+        raise ValueError("the parameter space is empty")
+    check_params(strategy_cls, param_sets)
+    end = len(df) if end is None else end
+    lo = max(start - 1, 0)
+    if keep_returns is None:
+        keep_returns = (end - lo) * len(param_sets) <= KEEP_RETURNS_LIMIT
+    payload = BacktestPayload(df=df, strategy_cls=strategy_cls, config=config, start=start,
+                              end=end, keep_returns=keep_returns)
+    ex = make_executor(executor, workers, scheduler)
+    t0 = time.perf_counter()
+    metrics = evaluate_all(evaluate_backtest, payload, param_sets, executor=ex,
+                           chunk_size=chunk_size, progress=progress)
+    elapsed = time.perf_counter() - t0
+    table = results_table(param_sets, metrics, metric)
+    returns = None
+    if keep_returns:
+        returns = pd.DataFrame({str(i): m["_returns"] for i, m in enumerate(metrics)},
+                               index=df.index[lo + 1:end])
+    # Re-run the best few through the engine proper: reports show them without recomputing.
+    window = df.iloc[:end]
+    equity = {}
+    bench = None
+    for _, row in table.head(top).iterrows():
+        p = {k: _py(row[k]) for k in param_sets[0]}
+        if start > 0:
+            eq, _, _ = simulate_window(payload, p)
+            equity[str(int(row["trial"]))] = eq[lo:]
+        else:
+            res = run_fast(window, strategy_cls(**p), config)
+            equity[str(int(row["trial"]))] = res.equity.to_numpy()
+            bench = res.benchmark
+    best_equity = pd.DataFrame(equity, index=window.index[lo:]) if equity else None
+    from datetime import UTC, datetime
+
+    return SweepResult(
+        strategy=getattr(strategy_cls, "name", strategy_cls.__name__),
+        metric=metric,
+        param_names=list(param_sets[0]),
+        table=table,
+        config=config.to_dict(),
+        data=data_fingerprint(df),
+        space={"n": len(param_sets), "start": start, "end": end},
+        returns=returns,
+        best_equity=best_equity,
+        benchmark=bench,
+        overfit=selection_statistics(table, returns, pbo_splits),
+        executor=ex.name,
+        workers=ex.workers,
+        elapsed_s=elapsed,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        version=package_version(),
+    )
+
+
+# --- HTML report -------------------------------------------------------------------------------
+
+_REPORT_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Sweep: {{ r.strategy }} by {{ r.metric }}</title>
+<style>
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
+h1{font-size:22px} h2{font-size:17px;margin-top:28px}
+table{border-collapse:collapse;font-size:13px} td,th{padding:4px 8px;border-bottom:1px solid #ddd;
+text-align:right} th{background:#f4f4f4} td.l,th.l{text-align:left}
+.box{display:inline-block;margin:4px 16px 4px 0;padding:8px 12px;background:#f7f7f7;
+border-radius:6px}
+.warn{color:#a40000} .ok{color:#006400} .note{color:#555;font-size:13px;max-width:900px}
+</style></head><body>
+<h1>Parameter sweep: {{ r.strategy }}</h1>
+<p class="note">{{ r.space.n }} parameter sets, sorted by <b>{{ r.metric }}</b>; data
+{{ r.data.source or "?" }} {{ r.data.timeframe or "" }} {{ r.data.start }} &rarr; {{ r.data.end }}
+({{ r.data.rows }} bars, sha256 {{ (r.data.sha256 or "")[:12] }}); executor {{ r.executor }}
+({{ r.workers }} workers), {{ "%.2f"|format(r.elapsed_s) }} s; version {{ r.version }},
+{{ r.created }}.</p>
+<h2>Is the best one real?</h2>
+{% if o.dsr is defined %}
+<div class="box">Deflated Sharpe ratio: <b class="{{ 'ok' if o.dsr >= 0.95 else 'warn' }}">
+{{ "%.3f"|format(o.dsr) }}</b> (PSR without deflation {{ "%.3f"|format(o.psr) }};
+{{ o.n_trials }} trials)</div>{% endif %}
+{% if o.pbo is defined %}
+<div class="box">Probability of backtest overfitting:
+<b class="{{ 'ok' if o.pbo < 0.2 else 'warn' }}">
+{{ "%.2f"|format(o.pbo) }}</b> (CSCV, {{ o.pbo_splits }} blocks; OOS loss probability
+{{ "%.2f"|format(o.pbo_prob_loss) }})</div>{% endif %}
+<p class="note">The deflated Sharpe ratio is the probability that the best parameter set's true
+Sharpe beats the best of this many skill-less trials (Bailey &amp; López de Prado 2014); values
+below 0.95 mean the winner is not distinguishable from luck. PBO is the share of
+in-sample/out-of-sample splits in which the in-sample winner ranked at or below the median out of
+sample (Bailey, Borwein, López de Prado &amp; Zhu 2015).</p>
+{% if heatmap %}<h2>{{ r.metric }} over {{ x }} &times; {{ y }}</h2>{{ heatmap }}{% endif %}
+<h2>Top {{ top|length }}</h2>
+<table><tr><th>#</th>{% for c in cols %}
+<th class="{{ 'l' if c in r.param_names else '' }}">{{ c }}</th>{% endfor %}</tr>
+{% for row in top %}<tr><td>{{ loop.index }}</td>{% for c in cols %}
+<td class="{{ 'l' if c in r.param_names else '' }}">{{ row[c] }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+{% if equity %}<h2>Equity of the best {{ n_equity }}</h2>{{ equity }}{% endif %}
+{% if logits %}<h2>CSCV logits of the in-sample winner's out-of-sample rank</h2>
+{{ logits }}{% endif %}
+</body></html>
+"""
+
+_TABLE_COLUMNS = ("sharpe", "sortino", "total_return_pct", "cagr_pct", "max_drawdown_pct",
+                  "win_rate_pct", "profit_factor", "n_trades", "exposure_pct")
+
+
+def _fmt_cell(v: Any) -> str:
+    v = _py(v)
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "–"
+        return f"{v:,.3f}" if abs(v) < 1000 else f"{v:,.0f}"
+    return str(v)
+
+
+def write_report(result: SweepResult, path: str | Path, x: str | None = None,
+                 y: str | None = None, top: int = 20) -> Path:
+    """Write a self-contained HTML report (plotly inlined, every text escaped).
+
+    The heatmap shows ``result.metric`` over parameters ``x`` and ``y`` (default: the first two
+    parameters with more than one value), taking the best value over any other parameters.
+    Everything comes from the saved sweep: nothing is recomputed.
+    """
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+    t = result.table
+    varying = [p for p in result.param_names if t[p].nunique() > 1]
+    for name, val in (("x", x), ("y", y)):
+        if val is not None and val not in result.param_names:
+            raise ValueError(f"--{name} {val!r} is not a swept parameter; choose from "
+                             f"{', '.join(result.param_names)}")
+    x = x or (varying[0] if varying else None)
+    y = y or next((p for p in varying if p != x), None)
+    include = {"first": True}
+
+    def html(fig: Any) -> Markup:
+        out = pio.to_html(fig, include_plotlyjs=include["first"], full_html=False,
+                          config={"displaylogo": False})
+        include["first"] = False
+        return Markup(out)
+
+    heatmap = None
+    if x and y and x != y:
+        piv = t.pivot_table(index=y, columns=x, values=result.metric, aggfunc="max")
+        fig = go.Figure(go.Heatmap(z=piv.to_numpy(), x=[str(c) for c in piv.columns],
+                                   y=[str(i) for i in piv.index], colorscale="RdYlGn",
+                                   colorbar={"title": result.metric}))
+        fig.update_layout(xaxis_title=x, yaxis_title=y, height=480, margin={"t": 20})
+        heatmap = html(fig)
+    equity = None
+    if result.best_equity is not None and not result.best_equity.empty:
+        fig = go.Figure()
+        by_trial = t.set_index("trial")
+        for col in result.best_equity.columns:
+            p = by_trial.loc[int(col), result.param_names]
+            label = ", ".join(f"{k}={_fmt_cell(v)}" for k, v in p.items())
+            fig.add_trace(go.Scatter(x=result.best_equity.index, y=result.best_equity[col],
+                                     name=label, mode="lines"))
+        if result.benchmark is not None:
+            fig.add_trace(go.Scatter(x=result.benchmark.index, y=result.benchmark,
+                                     name="buy and hold", mode="lines",
+                                     line={"dash": "dot", "color": "#888"}))
+        fig.update_layout(yaxis_title="equity", yaxis_type="log", height=440,
+                          margin={"t": 20}, legend={"orientation": "h"})
+        equity = html(fig)
+    logits = None
+    if result.overfit.get("pbo_logits"):
+        fig = go.Figure(go.Histogram(x=result.overfit["pbo_logits"], nbinsx=40))
+        fig.add_vline(x=0, line_dash="dash")
+        fig.update_layout(xaxis_title="logit of OOS relative rank (<= 0: overfit)", height=300,
+                          margin={"t": 20})
+        logits = html(fig)
+    cols = [*result.param_names, *[c for c in _TABLE_COLUMNS if c in t.columns]]
+    rows = [{c: _fmt_cell(r[c]) for c in cols} for _, r in t.head(top).iterrows()]
+    env = Environment(autoescape=True)
+    page = env.from_string(_REPORT_TEMPLATE).render(
+        r=result, o=result.overfit, heatmap=heatmap, x=x, y=y, top=rows, cols=cols,
+        equity=equity, logits=logits,
+        n_equity=0 if result.best_equity is None else result.best_equity.shape[1],
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path

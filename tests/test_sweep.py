@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
+import talib
 
 from backtests.sweep import (
     DaskExecutor,
@@ -22,6 +24,7 @@ from backtests.sweep import (
     random_space,
     results_table,
 )
+from strategies.base import Param, Signals, Strategy
 
 # --- spaces --------------------------------------------------------------------------------
 
@@ -207,3 +210,95 @@ def test_results_table_sorted_stably_and_roundtrip(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(back.best_equity, res.best_equity)
     pd.testing.assert_series_equal(back.benchmark, res.benchmark)
     assert back.overfit == {"pbo": 0.25} and back.best == {"a": 1, "b": 1}
+
+
+# --- backtest sweeps on the fast engine ---------------------------------------------------------
+
+
+class RsiRule(Strategy):
+    """RSI crosses back above oversold -> long at the next open; exit when RSI > overbought."""
+
+    name = "rsi_rule"
+    params: ClassVar[dict[str, Param]] = {
+        "period": Param(14, "RSI period, bars", int, min=2),
+        "oversold": Param(30.0, "RSI level", min=0, max=100),
+        "overbought": Param(70.0, "RSI level", min=0, max=100),
+    }
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        rsi = talib.RSI(df["close"].to_numpy(), self.p.period)
+        prev = np.r_[np.nan, rsi[:-1]]
+        entry = np.where((rsi > self.p.oversold) & (prev <= self.p.oversold), 1, 0)
+        return Signals.from_entries(entry, exit=rsi > self.p.overbought,
+                                    indicators=pd.DataFrame({"rsi": rsi}, index=df.index))
+
+
+SMALL_GRID = {"period": [7, 14], "oversold": [25.0, 30.0], "overbought": [65.0, 75.0]}
+
+
+@pytest.mark.shared_data
+def test_sweep_metrics_equal_compute_metrics_and_executors_agree(btc_daily: pd.DataFrame) -> None:
+    from backtests.config import BacktestConfig
+    from backtests.engine_fast import run_fast
+    from backtests.sweep import SWEEP_METRICS, run_sweep
+
+    cfg = BacktestConfig(commission=0.001)
+    ser = run_sweep(btc_daily, RsiRule, SMALL_GRID, cfg, executor="serial", top=3)
+    par = run_sweep(btc_daily, RsiRule, SMALL_GRID, cfg, workers=2, chunk_size=3)
+    pd.testing.assert_frame_equal(ser.table, par.table)
+    assert len(ser.table) == 8 and ser.table["sharpe"].is_monotonic_decreasing
+    # Every row's metrics are exactly those of a full run through the engine.
+    for _, row in ser.table.iterrows():
+        p = {k: row[k] for k in ser.param_names}
+        res = run_fast(btc_daily, RsiRule(**p), cfg)
+        for k in SWEEP_METRICS:
+            if k in res.metrics:
+                assert row[k] == pytest.approx(res.metrics[k], rel=1e-12, nan_ok=True), k
+        if int(row["trial"]) in (int(c) for c in ser.best_equity.columns):
+            np.testing.assert_array_equal(ser.best_equity[str(int(row["trial"]))],
+                                          res.equity.to_numpy())
+    assert list(ser.best_equity.columns) == [str(t) for t in ser.table["trial"][:3]]
+    assert ser.returns.shape == (len(btc_daily) - 1, 8)
+    assert 0.0 <= ser.overfit["dsr"] <= 1.0 and 0.0 <= ser.overfit["pbo"] <= 1.0
+    assert ser.best == {k: ser.table.iloc[0][k] for k in ser.param_names}
+
+
+def test_sweep_rejects_bad_parameters_and_metric() -> None:
+    from backtests.sweep import run_sweep
+
+    df = _toy_frame()
+    with pytest.raises(ValueError, match=r"period.*in parameter set"):
+        run_sweep(df, RsiRule, {"period": [1]}, executor="serial")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        run_sweep(df, RsiRule, {"length": [5]}, executor="serial")
+    with pytest.raises(ValueError, match="unknown metric"):
+        run_sweep(df, RsiRule, {"period": [5]}, metric="alpha", executor="serial")
+
+
+def _toy_frame(n: int = 300) -> pd.DataFrame:
+    from data.frame import to_canonical
+
+    rng = np.random.default_rng(5)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.02, n)))
+    idx = pd.date_range("2021-01-01", periods=n, freq="D", tz="UTC", name="timestamp")
+    df = to_canonical(pd.DataFrame({"open": np.r_[close[0], close[:-1]], "high": close * 1.01,
+                                    "low": close * 0.98, "close": close,
+                                    "volume": np.ones(n)}, index=idx))
+    df.attrs.update(timeframe="1d", source="random")
+    return df
+
+
+def test_windowed_sweep_trades_only_inside_the_window() -> None:
+    from backtests.sweep import BacktestPayload, evaluate_backtest, simulate_window
+
+    df = _toy_frame()
+    from backtests.config import BacktestConfig
+
+    pay = BacktestPayload(df=df, strategy_cls=RsiRule, config=BacktestConfig(), start=150,
+                          end=250, keep_returns=True)
+    p = {"period": 5, "oversold": 40.0, "overbought": 60.0}
+    eq, raw, _ = simulate_window(pay, p)
+    assert len(eq) == 250 and (eq[:150] == 10_000.0).all()
+    assert raw[:, 1].min() >= 150 and raw[:, 2].max() <= 249      # entry/exit bars
+    m = evaluate_backtest(pay, p)
+    assert len(m["_returns"]) == 100 and m["n_trades"] == len(raw) > 0

@@ -1,0 +1,261 @@
+"""Look-ahead audit: does anything a strategy computed for bar t change when bars after t are
+removed?
+
+:func:`audit` runs the strategy on the full data and on the data truncated at many cut points
+(``df.iloc[:cut]``), and compares, bar for bar over ``0..cut-1``:
+
+* every array of :class:`~strategies.base.Signals` (``entry``, ``exit``, ``stop``, ``target``,
+  ``tags``) and ``max_bars``;
+* every indicator column (``Signals.indicators``, else ``strategy.indicators(df)``);
+* the trades closed by the last bar of the truncated data (run through the fast engine): a causal
+  strategy must produce exactly the same trades up to there (the truncated run may only add an
+  ``end`` exit for a position still open at the cut).
+
+Comparisons are exact (NaN equals NaN; ``rtol`` can relax floats). Every difference is reported
+with the first bar where it appears, for each cut; :attr:`AuditReport.first_leak` is the earliest.
+A causal strategy has no finding at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+SIGNAL_FIELDS: tuple[str, ...] = ("entry", "exit", "stop", "target", "tags")
+TRADE_KEYS: tuple[str, ...] = ("entry_bar", "exit_bar", "side", "size", "entry_price",
+                               "exit_price", "exit_reason", "pnl")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One value that changed when the future was removed.
+
+    ``bar`` is the first bar position (0-based, in the full data) whose value differs between the
+    full run and the run on ``df.iloc[:cut]``; ``full`` and ``truncated`` are the two values there.
+    """
+
+    kind: str          # "signal" | "indicator" | "trade"
+    field: str         # "entry", "stop", an indicator column, or "trades"
+    cut: int           # number of bars kept
+    bar: int
+    timestamp: pd.Timestamp
+    full: Any
+    truncated: Any
+    n_changed: int     # bars (or trades) that differ for this cut
+
+    def describe(self) -> str:
+        """One line for people."""
+        return (f"{self.kind} {self.field!r} at bar {self.bar} ({self.timestamp.isoformat()}) "
+                f"changes when data ends at bar {self.cut - 1}: full run {self.full!r}, "
+                f"truncated run {self.truncated!r} ({self.n_changed} value(s) differ)")
+
+
+@dataclass
+class AuditReport:
+    """The outcome of :func:`audit`: ``passed`` is True when nothing changed at any cut."""
+
+    strategy: str
+    params: dict[str, Any]
+    n_bars: int
+    cut_points: list[int]
+    checked: list[str]                  # fields and columns compared
+    findings: list[Finding] = field(default_factory=list)
+    trades_checked: bool = False
+
+    @property
+    def passed(self) -> bool:
+        return not self.findings
+
+    @property
+    def first_leak(self) -> Finding | None:
+        """The finding with the earliest bar (ties: earliest cut)."""
+        if not self.findings:
+            return None
+        return min(self.findings, key=lambda f: (f.bar, f.cut))
+
+    def by_field(self) -> dict[str, Finding]:
+        """The earliest finding of each field."""
+        out: dict[str, Finding] = {}
+        for f in sorted(self.findings, key=lambda f: (f.bar, f.cut)):
+            out.setdefault(f"{f.kind}:{f.field}", f)
+        return out
+
+    def to_frame(self) -> pd.DataFrame:
+        """One row per finding."""
+        cols = ["kind", "field", "cut", "bar", "timestamp", "full", "truncated", "n_changed"]
+        return pd.DataFrame([{c: getattr(f, c) for c in cols} for f in self.findings],
+                            columns=cols)
+
+    def summary(self) -> str:
+        """A short text report."""
+        head = (f"look-ahead audit of {self.strategy} {self.params}: {self.n_bars} bars, "
+                f"{len(self.cut_points)} cut points, {len(self.checked)} series"
+                f"{' + trades' if self.trades_checked else ''} compared")
+        if self.passed:
+            return head + "\nPASS: no value changes when the future is removed"
+        lines = [head, f"FAIL: {len(self.findings)} finding(s); earliest per series:"]
+        lines += ["  " + f.describe() for f in self.by_field().values()]
+        return "\n".join(lines)
+
+
+def default_cuts(n_bars: int, n_cuts: int = 25, warmup: int | None = None) -> list[int]:
+    """``n_cuts`` cut points spread evenly from ``warmup`` bars to the last bar (exclusive of the
+    full length), deduplicated and sorted. ``warmup`` defaults to 10 % of the bars (at least 2)."""
+    if n_bars < 3:
+        raise ValueError(f"an audit needs at least 3 bars, got {n_bars}")
+    lo = max(2, int(n_bars * 0.1) if warmup is None else int(warmup))
+    hi = n_bars - 1
+    if lo > hi:
+        lo = hi
+    cuts = np.unique(np.linspace(lo, hi, max(1, n_cuts)).round().astype(int))
+    return [int(c) for c in cuts if 2 <= c < n_bars]
+
+
+def _diff_mask(a: np.ndarray, b: np.ndarray, rtol: float) -> np.ndarray:
+    a = np.asarray(a)
+    b = np.asarray(b)
+    if a.dtype.kind in "fc" or b.dtype.kind in "fc":
+        a = a.astype(float)
+        b = b.astype(float)
+        both_nan = np.isnan(a) & np.isnan(b)
+        if rtol > 0:
+            close = np.isclose(a, b, rtol=rtol, atol=0.0)
+        else:
+            close = a == b
+        return ~(close | both_nan)
+    sa = pd.Series(a, dtype=object)
+    sb = pd.Series(b, dtype=object)
+    same = (sa == sb) | (sa.isna() & sb.isna())
+    return ~same.to_numpy(dtype=bool)
+
+
+def _py(v: Any) -> Any:
+    return v.item() if isinstance(v, np.generic) else v
+
+
+def _indicators(strategy: Any, df: pd.DataFrame, sig: Any) -> pd.DataFrame:
+    ind = getattr(sig, "indicators", None)
+    if ind is None and hasattr(strategy, "indicators"):
+        ind = strategy.indicators(df)
+    if ind is None:
+        return pd.DataFrame(index=df.index)
+    return ind
+
+
+def _trades(df: pd.DataFrame, strategy: Any, config: Any) -> pd.DataFrame:
+    from backtests.engine_fast import run_fast
+
+    return run_fast(df, strategy, config).trades
+
+
+def audit(
+    df: pd.DataFrame,
+    strategy: Any,
+    cut_points: int | Sequence[int] | None = None,
+    config: Any = None,
+    check_trades: bool = True,
+    rtol: float = 0.0,
+) -> AuditReport:
+    """Re-run ``strategy`` on ``df`` truncated at each cut point and report every change.
+
+    Args:
+        df: canonical candles.
+        strategy: a strategy instance (``signals(df) -> Signals``).
+        cut_points: number of cuts (default 25, spread evenly after a 10 % warm-up) or explicit
+            cut points (bars kept, ``2 <= cut < len(df)``).
+        config: engine configuration for the trade comparison (default ``BacktestConfig()``).
+        check_trades: also compare trades through the fast engine.
+        rtol: relative tolerance for float comparisons (0: exact).
+
+    Returns:
+        :class:`AuditReport`; ``report.passed`` is True for a causal strategy.
+    """
+    n = len(df)
+    if cut_points is None or isinstance(cut_points, int):
+        cuts = default_cuts(n, 25 if cut_points is None else cut_points)
+    else:
+        cuts = sorted({int(c) for c in cut_points})
+        bad = [c for c in cuts if not 2 <= c < n]
+        if bad:
+            raise ValueError(f"cut points must be in [2, {n - 1}] (bars kept), got {bad}")
+    if check_trades and config is None:
+        from backtests.config import BacktestConfig
+
+        config = BacktestConfig()
+
+    full_sig = strategy.signals(df)
+    full_ind = _indicators(strategy, df, full_sig)
+    full_trades = _trades(df, strategy, config) if check_trades else None
+    fields = [f for f in SIGNAL_FIELDS if getattr(full_sig, f, None) is not None]
+    checked = [f"signal:{f}" for f in fields] + [f"indicator:{c}" for c in full_ind.columns]
+    report = AuditReport(
+        strategy=getattr(strategy, "name", type(strategy).__name__),
+        params=dict(vars(strategy.p)) if hasattr(strategy, "p") else {},
+        n_bars=n, cut_points=cuts, checked=checked, trades_checked=check_trades,
+    )
+    idx = df.index
+
+    def add(kind: str, name: str, cut: int, mask: np.ndarray, full: np.ndarray,
+            trunc: np.ndarray) -> None:
+        if mask.any():
+            b = int(np.argmax(mask))
+            report.findings.append(Finding(kind, name, cut, b, idx[b], _py(full[b]),
+                                           _py(trunc[b]), int(mask.sum())))
+
+    for cut in cuts:
+        part = df.iloc[:cut]
+        sig = strategy.signals(part)
+        for f in fields:
+            a = np.asarray(getattr(full_sig, f))[:cut]
+            b = getattr(sig, f, None)
+            b = np.full(cut, np.nan) if b is None else np.asarray(b)
+            add("signal", f, cut, _diff_mask(a, b, rtol), a, b)
+        if getattr(full_sig, "max_bars", 0) != getattr(sig, "max_bars", 0):
+            report.findings.append(Finding("signal", "max_bars", cut, 0, idx[0], full_sig.max_bars,
+                                           sig.max_bars, 1))
+        ind = _indicators(strategy, part, sig)
+        for col in full_ind.columns:
+            a = full_ind[col].to_numpy()[:cut]
+            if col not in ind.columns:
+                report.findings.append(Finding("indicator", str(col), cut, 0, idx[0], _py(a[0]),
+                                               "<missing>", cut))
+                continue
+            b = ind[col].to_numpy()
+            add("indicator", str(col), cut, _diff_mask(a, b, rtol), a, b)
+        if check_trades:
+            _compare_trades(report, full_trades, _trades(part, strategy, config), cut, idx)
+    return report
+
+
+def _compare_trades(report: AuditReport, full: pd.DataFrame, trunc: pd.DataFrame, cut: int,
+                    idx: pd.DatetimeIndex) -> None:
+    # Trades finished by the last kept bar must be identical; the truncated run may only add an
+    # "end" exit on the last bar for a position that was still open.
+    a = full[full["exit_bar"] <= cut - 1][list(TRADE_KEYS)].reset_index(drop=True)
+    keep = ~((trunc["exit_reason"] == "end") & (trunc["exit_bar"] == cut - 1))
+    b = trunc[keep][list(TRADE_KEYS)].reset_index(drop=True)
+    m = min(len(a), len(b))
+    first = None
+    for i in range(m):
+        ra, rb = a.iloc[i], b.iloc[i]
+        if any(_diff_mask(np.array([ra[k]]), np.array([rb[k]]), 0.0)[0] for k in TRADE_KEYS):
+            first = i
+            break
+    if first is None and len(a) == len(b):
+        return
+    if first is None:
+        first = m
+    ra = a.iloc[first] if first < len(a) else None
+    rb = b.iloc[first] if first < len(b) else None
+    bar = min(int(r["entry_bar"]) for r in (ra, rb) if r is not None)
+    n_diff = max(len(a), len(b)) - first
+
+    def show(r: pd.Series | None) -> Any:
+        return None if r is None else {k: _py(r[k]) for k in TRADE_KEYS}
+
+    report.findings.append(Finding("trade", "trades", cut, bar, idx[bar], show(ra), show(rb),
+                                   n_diff))

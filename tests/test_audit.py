@@ -1,0 +1,161 @@
+"""Look-ahead audit: flags deliberately leaky strategies at the right first bar, passes causal
+ones (toy and the project's own)."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+import talib
+
+from backtests.audit import AuditReport, audit, default_cuts
+from data.frame import to_canonical
+from strategies.base import Param, Signals, Strategy
+
+HAS_ENGINE = importlib.util.find_spec("backtests.engine_fast") is not None
+needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="backtests.engine_fast not there yet")
+
+
+def random_candles(n: int = 600, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    close = 20_000 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    high = np.maximum(open_, close) * (1 + rng.uniform(0, 0.02, n))
+    low = np.minimum(open_, close) * (1 - rng.uniform(0, 0.02, n))
+    idx = pd.date_range("2020-01-01", periods=n, freq="D", tz="UTC", name="timestamp")
+    idx.freq = None
+    df = to_canonical(pd.DataFrame({"open": open_, "high": high, "low": low, "close": close,
+                                    "volume": rng.uniform(1, 10, n)}, index=idx))
+    df.attrs.update(timeframe="1d", source="random")
+    return df
+
+
+class CentredMean(Strategy):
+    """Leaky: long when the close is above a *centred* 5-bar mean (uses 2 future bars)."""
+
+    name = "leaky_centred"
+    params: ClassVar[dict[str, Param]] = {"window": Param(5, "bars", int, min=3)}
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        sma = df["close"].rolling(self.p.window, center=True).mean()
+        up = (df["close"] > sma).to_numpy()
+        entry = np.where(up, 1, 0).astype(np.int8)
+        return Signals.from_entries(entry, exit=~up, indicators=pd.DataFrame({"csma": sma}))
+
+
+def _week(idx: pd.DatetimeIndex) -> pd.DatetimeIndex:
+    return (idx - pd.to_timedelta(idx.day_of_week, unit="D")).normalize()
+
+
+class WeeklyClose(Strategy):
+    """Leaky unless ``shift``: long above the weekly close, mapped onto the days of its week."""
+
+    name = "weekly_close"
+    params: ClassVar[dict[str, Param]] = {
+        "shift": Param(False, "use the previous, completed week", bool)}
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        week = _week(df.index)
+        wclose = df["close"].groupby(week).last()
+        if self.p.shift:
+            wclose = wclose.shift(1)  # only completed weeks: causal
+        level = pd.Series(wclose.reindex(week).to_numpy(), index=df.index)
+        up = (df["close"] > level).to_numpy()
+        return Signals.from_entries(np.where(up, 1, 0), exit=~up,
+                                    indicators=pd.DataFrame({"weekly_close": level}))
+
+
+class RsiBounce(Strategy):
+    """Causal: RSI crosses back above oversold -> long; exit above overbought; 8% stop."""
+
+    name = "rsi_bounce_toy"
+    params: ClassVar[dict[str, Param]] = {
+        "period": Param(14, "bars", int, min=2), "oversold": Param(30.0, "RSI"),
+        "overbought": Param(70.0, "RSI")}
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        close = df["close"].to_numpy()
+        rsi = talib.RSI(close, self.p.period)
+        prev = np.r_[np.nan, rsi[:-1]]
+        cross = (rsi > self.p.oversold) & (prev <= self.p.oversold)
+        return Signals.from_entries(np.where(cross, 1, 0), exit=rsi > self.p.overbought,
+                                    stop=close * 0.92, indicators=pd.DataFrame(
+                                        {"rsi": rsi}, index=df.index))
+
+
+def test_default_cuts() -> None:
+    cuts = default_cuts(1000, 25)
+    assert cuts[0] == 100 and cuts[-1] == 999 and len(cuts) == 25
+    assert cuts == sorted(set(cuts))
+    with pytest.raises(ValueError, match="at least 3 bars"):
+        default_cuts(2)
+
+
+def test_centred_window_flagged_two_bars_before_each_cut() -> None:
+    df = random_candles()
+    cuts = [100, 257, 400, 599]
+    rep = audit(df, CentredMean(), cut_points=cuts, check_trades=False)
+    assert not rep.passed
+    ind = [f for f in rep.findings if f.kind == "indicator"]
+    assert [f.cut for f in ind] == cuts
+    # A centred 5-bar window reads 2 bars ahead: the first changed value is cut - 2.
+    assert all(f.bar == f.cut - 2 for f in ind)
+    # ...and 2 values change (1 for the last cut: the full run has NaN on the last 2 bars too).
+    assert [f.n_changed for f in ind] == [2, 2, 2, 1]
+    assert all(np.isnan(f.truncated) and np.isfinite(f.full) for f in ind)
+    assert rep.first_leak.bar == 98
+    assert "indicator 'csma' at bar 98" in rep.summary()
+
+
+def test_unshifted_weekly_close_flagged_at_the_start_of_the_cut_week() -> None:
+    df = random_candles()
+    week = _week(df.index)
+    rep = audit(df, WeeklyClose(), cut_points=40, check_trades=False)
+    ind = {f.cut: f for f in rep.findings if f.kind == "indicator"}
+    for cut in rep.cut_points:
+        if week[cut] != week[cut - 1]:          # cut on a week boundary: nothing to see
+            assert cut not in ind
+        else:                                   # mid-week: the whole week so far changes
+            first = int(np.argmax(week == week[cut - 1]))
+            assert ind[cut].bar == first, cut
+    assert ind, "some cuts must fall mid-week"
+
+
+def test_shifted_weekly_close_and_rsi_pass() -> None:
+    df = random_candles()
+    for strat in (WeeklyClose(shift=True), RsiBounce(period=9, oversold=35)):
+        rep = audit(df, strat, cut_points=30, check_trades=False)
+        assert rep.passed, rep.summary()
+        assert isinstance(rep, AuditReport) and "PASS" in rep.summary()
+        assert "indicator:" in " ".join(rep.checked)
+
+
+def test_bad_cut_points() -> None:
+    with pytest.raises(ValueError, match="cut points must be in"):
+        audit(random_candles(50), RsiBounce(), cut_points=[10, 50], check_trades=False)
+
+
+@needs_engine
+def test_trades_compared_and_leaky_trades_flagged() -> None:
+    df = random_candles(400)
+    ok = audit(df, RsiBounce(period=7, oversold=35, overbought=60), cut_points=15)
+    assert ok.trades_checked and ok.passed, ok.summary()
+    bad = audit(df, CentredMean(), cut_points=15)
+    trades = [f for f in bad.findings if f.kind == "trade"]
+    assert trades and all(f.bar <= f.cut - 1 for f in trades)
+
+
+@needs_engine
+@pytest.mark.shared_data
+def test_project_strategies_pass_on_real_data(btc_daily: pd.DataFrame) -> None:
+    from backtests.cli_sweep import registered_strategies
+
+    strategies = registered_strategies()
+    if not strategies:
+        pytest.skip("no built-in strategy registered yet")
+    for cls in strategies.values():
+        rep = audit(btc_daily, cls(), cut_points=12)
+        assert rep.passed, rep.summary()
