@@ -153,7 +153,7 @@ def detect_format(path: str | Path) -> str:
 def _detect(data: bytes, name: str) -> str:
     if data[:4] == b"PAR1":
         return "parquet"
-    if not data.strip():
+    if not data[:_HEAD_BYTES].strip() and not data.strip():
         raise DataError(
             "file is empty",
             source=name,
@@ -269,17 +269,27 @@ def _read_csv(
                 "comma?); correct the row",
             ) from None
         raise DataError(f"cannot parse the CSV ({exc})".strip(), source=name) from None
-    except UnicodeDecodeError as exc:
+    except UnicodeDecodeError:
+        # Locate the bad byte ourselves: the parser's offset is not a line number.
+        try:
+            data.decode("utf-8")
+            row, byte = None, None
+        except UnicodeDecodeError as exc:
+            row, byte = data.count(b"\n", 0, exc.start) + 1, data[exc.start : exc.start + 1]
         raise DataError(
-            f"not a UTF-8 text file ({exc.reason} at byte {exc.start})",
+            f"not UTF-8 text (byte {byte!r} cannot be decoded)",
             source=name,
-            hint="is this really a CSV? save it as UTF-8 CSV",
+            row=row,
+            hint="is this really a CSV? save it as UTF-8 (Excel: 'CSV UTF-8'), with plain "
+            "numbers only",
         ) from None
     # Line numbers: one row per line after the header and the skipped lines (all of which
     # precede the data: a banner before the header, yfinance's lines after it).
     first_data_line = len(rows_skipped) + (2 if header else 1)
     rows = np.arange(first_data_line, first_data_line + len(df), dtype=np.int64)
-    blank = df.isna().all(axis=1).to_numpy()
+    # A blank line is NaN in every column, so the first column screens cheaply.
+    first_na = df.iloc[:, 0].isna().to_numpy() if df.shape[1] else np.zeros(len(df), bool)
+    blank = df.isna().all(axis=1).to_numpy() if first_na.any() else first_na
     if blank.any():
         df = df.loc[~blank].reset_index(drop=True)
         blank_rows = rows[blank]
