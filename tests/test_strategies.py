@@ -1,0 +1,170 @@
+"""Strategy API, the two built-in strategies (causality, rules) and loading a user's file."""
+
+from __future__ import annotations
+
+import textwrap
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests import engine_bt, engine_fast
+from backtests.config import BacktestConfig
+from backtests.runner import run
+from strategies import (
+    Breakdown,
+    OversoldBounce,
+    Param,
+    ParamError,
+    Strategy,
+    StrategyLoadError,
+    load_strategy,
+)
+from tests.lookahead import assert_causal, ohlc_frame
+
+
+def _arrays(strategy: Strategy):
+    def f(df: pd.DataFrame) -> dict[str, np.ndarray]:
+        s = strategy.signals(df)
+        return {"entry": s.entry.astype(float), "exit": s.exit.astype(float), "stop": s.stop,
+                "target": s.target}
+    return f
+
+
+def test_params_are_validated_and_coerced():
+    s = OversoldBounce(rsi_period="21", oversold=25, trigger="either", use_stop="false")
+    assert s.p.rsi_period == 21 and s.p.oversold == 25.0 and s.p.use_stop is False
+    with pytest.raises(ParamError, match=r"valid: .*atr_period"):
+        OversoldBounce(rsi_perod=14)
+    with pytest.raises(ParamError, match="one of"):
+        Breakdown(target="moon")
+    with pytest.raises(ParamError, match=">= 2"):
+        OversoldBounce(rsi_period=1)
+    with pytest.raises(ParamError, match="expects int"):
+        OversoldBounce(rsi_period=14.5)
+    assert Breakdown().param_values["target"] == "support"
+
+
+def test_bad_param_declaration_fails_at_class_creation():
+    with pytest.raises(ParamError):
+        # the class statement itself must fail: its default is not an int
+        type("Bad", (Strategy,), {"params": {"n": Param("x", "an int", int)}})
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("strategy", [OversoldBounce(), Breakdown(),
+                                      Breakdown(confluence_only=True, volume_confirm=True),
+                                      OversoldBounce(trigger="bullish_close", near="wema",
+                                                     exit_overbought=True)])
+def test_signals_are_causal(btc_daily, strategy):
+    df = btc_daily.loc["2020":"2023"]
+    assert assert_causal(_arrays(strategy), df, cut_points=8) >= 8
+
+
+@pytest.mark.parametrize("strategy", [OversoldBounce(trigger="either", near_pct=8),
+                                      Breakdown(confirm_closes=1)])
+def test_signals_are_causal_on_random_paths(strategy):
+    df = ohlc_frame(700, "1d", seed=11, volatility=0.04)
+    assert assert_causal(_arrays(strategy), df, cut_points=6) >= 6
+
+
+@pytest.mark.shared_data
+def test_breakdown_rules(btc_daily):
+    s = Breakdown().signals(btc_daily)
+    f = s.indicators
+    short = s.entry == -1
+    assert short.sum() > 20 and (s.entry == 1).sum() > 20
+    assert f["breakdown"].to_numpy()[short].all()  # only on confirmed flips
+    close = f["close"].to_numpy()
+    assert (s.stop[short] > close[short]).all() and (s.target[short] < close[short]).all()
+    expected_stop = (f["flipped_resistance_high"] + f["atr"]).to_numpy()[short]
+    np.testing.assert_allclose(s.stop[short], expected_stop)
+    assert set(s.tags[short]) == {"breakdown"}
+    # confluence filter keeps a subset
+    c = Breakdown(confluence_only=True).signals(btc_daily)
+    assert (c.entry != 0).sum() < (s.entry != 0).sum()
+    assert np.all((c.entry != 0) <= (s.entry != 0))
+
+
+@pytest.mark.shared_data
+def test_bounce_rules(btc_daily_bitstamp):
+    s = OversoldBounce().signals(btc_daily_bitstamp)
+    f = s.indicators
+    go = s.entry == 1
+    assert go.sum() > 10 and not (s.entry == -1).any()
+    rsi = f["rsi"].to_numpy()
+    prev = np.concatenate([[np.nan], rsi[:-1]])
+    assert (rsi[go] > 30).all() and (prev[go] <= 30).all()  # the cross trigger
+    close = f["close"].to_numpy()
+    assert (s.stop[go] < close[go]).all() and (s.target[go] > close[go]).all()
+    deep_only = OversoldBounce(require_deep=True).signals(btc_daily_bitstamp)
+    assert 0 < (deep_only.entry == 1).sum() < go.sum()
+    timed = OversoldBounce(max_bars=7)
+    assert timed.signals(btc_daily_bitstamp).max_bars == 7
+
+
+USER_FILE = textwrap.dedent('''
+    import numpy as np
+    import talib
+    from strategies.base import Param, Signals, Strategy
+
+    class RsiCross(Strategy):
+        """Long when RSI crosses back above `level`, short when it falls below 100 - level."""
+        name = "rsi_cross"
+        params = {"period": Param(14, "RSI period", int, min=2),
+                  "level": Param(30.0, "RSI level", min=1, max=49)}
+
+        def signals(self, df):
+            rsi = talib.RSI(df["close"].to_numpy(), self.p.period)
+            prev = np.concatenate([[np.nan], rsi[:-1]])
+            up = (prev <= self.p.level) & (rsi > self.p.level)
+            down = (prev >= 100 - self.p.level) & (rsi < 100 - self.p.level)
+            entry = np.where(up, 1, np.where(down, -1, 0)).astype(np.int8)
+            close = df["close"].to_numpy()
+            return Signals.from_entries(entry, stop=close * (1 - 0.08 * entry))
+''')
+
+
+def test_user_strategy_file_runs_on_both_engines(tmp_path):
+    path = tmp_path / "my_strats.py"
+    path.write_text(USER_FILE)
+    cls = load_strategy(f"{path}:RsiCross")
+    assert cls.name == "rsi_cross" and cls.description.startswith("Long when RSI")
+    assert load_strategy(str(path)) is not None  # the only subclass in the file
+    strat = cls(period=10)
+    df = ohlc_frame(600, "1d", seed=3, volatility=0.03)
+    cfg = BacktestConfig(mode="both", leverage=2)
+    fast = run(df, strat, cfg)
+    slow = run(df, strat, BacktestConfig(**{**cfg.to_dict(), "engine": "backtrader"}))
+    assert fast.metrics["n_trades"] > 5
+    pd.testing.assert_frame_equal(fast.trades[["entry_bar", "exit_bar", "exit_reason"]],
+                                  slow.trades[["entry_bar", "exit_bar", "exit_reason"]])
+    assert slow.equity.iloc[-1] == pytest.approx(fast.equity.iloc[-1], rel=1e-9)
+
+
+def test_loader_errors(tmp_path):
+    assert load_strategy("breakdown") is Breakdown
+    with pytest.raises(StrategyLoadError, match="oversold_bounce"):
+        load_strategy("breakdwn")
+    with pytest.raises(StrategyLoadError, match="not found"):
+        load_strategy(str(tmp_path / "nope.py") + ":X")
+    path = tmp_path / "s.py"
+    path.write_text(USER_FILE)
+    with pytest.raises(StrategyLoadError, match="defined there: RsiCross"):
+        load_strategy(f"{path}:Missing")
+    broken = tmp_path / "broken.py"
+    broken.write_text("import not_a_module_xyz\n")
+    with pytest.raises(StrategyLoadError, match="ModuleNotFoundError"):
+        load_strategy(f"{broken}:X")
+
+
+def test_engines_reject_bad_strategy_output():
+    class Wrong(Strategy):
+        def signals(self, df):
+            return np.zeros(len(df))
+
+    df = ohlc_frame(50, "1d", seed=1)
+    with pytest.raises(TypeError, match="not Signals"):
+        engine_fast.run_fast(df, Wrong(), BacktestConfig())
+    with pytest.raises(TypeError, match="not Signals"):
+        engine_bt.run_backtrader(df, Wrong(), BacktestConfig())
