@@ -49,6 +49,14 @@ GAP_POLICIES: tuple[str, ...] = ("error", "warn", "keep")
 DUPLICATE_POLICIES: tuple[str, ...] = ("error", "drop-identical")
 
 _NAT = np.iinfo(np.int64).min
+# Bar sizes exchanges and charting tools offer; a run at one of these is a second timeframe.
+_STANDARD_NS = frozenset(
+    pd.Timedelta(t).value
+    for t in ("1min", "3min", "5min", "15min", "30min", "1h", "2h", "4h", "6h", "8h", "12h",
+              "1D", "3D", "7D")
+)
+_WEEK_NS = pd.Timedelta(days=7).value
+_MONDAY_NS = pd.Timestamp("1970-01-05", tz="UTC").value  # weekly bars open on Mondays
 # Consecutive bar spacings that must agree before a different spacing counts as a second
 # timeframe rather than a gap or a stray bar.
 _MIXED_RUN = 3
@@ -797,7 +805,17 @@ def _check_spacing(keep: np.ndarray, ctx: _Ctx, timeframe: str | None, gaps: str
     starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
     lengths = np.diff(np.r_[starts, len(d)])
     run_of = np.repeat(np.arange(len(starts)), lengths)
-    long_other = (lengths >= _MIXED_RUN) & (d[starts] != step)
+    run_d = d[starts]
+    long_other = (lengths >= _MIXED_RUN) & (run_d != step)
+    # A run of *wider* spacing is a second timeframe only if it is a standard bar size and its
+    # bars sit on that size's grid (daily bars at 00:00); otherwise it is sparse data (early
+    # minute files where trades came every few minutes), i.e. ordinary gaps.
+    wider = long_other & (run_d > step)
+    for r in np.flatnonzero(wider):
+        seg = ts_u[starts[r] : starts[r] + lengths[r] + 1]
+        origin = _MONDAY_NS if run_d[r] % _WEEK_NS == 0 else 0
+        if run_d[r] not in _STANDARD_NS or np.any((seg - origin) % run_d[r]):
+            long_other[r] = False
     mixed = long_other[run_of]
     if long_other.any():
         runs = np.flatnonzero(long_other)
@@ -826,14 +844,9 @@ def _check_spacing(keep: np.ndarray, ctx: _Ctx, timeframe: str | None, gaps: str
         )
     is_gap = ~normal & ~mixed & ~off_grid
     g = np.flatnonzero(is_gap)
-    report.gaps = [
-        (
-            pd.Timestamp(int(ts_u[i] + step), unit="ns", tz="UTC"),
-            pd.Timestamp(int(ts_u[i + 1] - step), unit="ns", tz="UTC"),
-            int(d[i] // step - 1),
-        )
-        for i in g
-    ]
+    firsts = pd.DatetimeIndex(pd.to_datetime(ts_u[g] + step, unit="ns", utc=True))
+    lasts = pd.DatetimeIndex(pd.to_datetime(ts_u[g + 1] - step, unit="ns", utc=True))
+    report.gaps = list(zip(firsts, lasts, (d[g] // step - 1).tolist(), strict=True))
     _report_gaps(ctx, pos_u[g + 1], gaps, inferred)
 
 

@@ -319,6 +319,25 @@ def test_datetime_index_and_epoch_inputs():
     assert report.ok and report.time_unit == "ms" and (df.index == idx).all()
 
 
+def test_sparse_stretch_is_gaps_not_a_second_timeframe():
+    # Early minute files: trades every 2 minutes for a while. 2m is not a bar size anyone
+    # offers, so these are gaps (under the gap policy), not "mixed timeframes".
+    minutes = np.r_[np.arange(0, 20), np.arange(21, 33, 2), np.arange(33, 60)]
+    raw = frame(len(minutes))
+    stamps = pd.Timestamp("2012-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min")
+    raw["timestamp"] = stamps.strftime("%Y-%m-%dT%H:%M:%SZ")
+    report = validate(raw)
+    assert report.ok and report.timeframe == "1m"
+    assert [g[2] for g in report.gaps] == [1] * 7
+    # The same stretch at 5-minute spacing on the 5-minute grid is a second timeframe.
+    minutes = np.r_[np.arange(0, 20), np.arange(25, 50, 5), np.arange(50, 80)]
+    raw = frame(len(minutes))
+    stamps = pd.Timestamp("2012-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min")
+    raw["timestamp"] = stamps.strftime("%Y-%m-%dT%H:%M:%SZ")
+    (err,) = validate(raw).errors
+    assert "mixed timeframes: rows 22 to 27 are 5m apart but most bars are 1m apart" in err.what
+
+
 def test_timeframe_given_must_match():
     report = validate(frame(), timeframe="1d")
     (err,) = report.errors
