@@ -311,3 +311,24 @@ def test_single_result_and_bad_input(daily, tmp_path):
 def test_file_size_is_reasonable(one):
     _, text, _ = one
     assert len(text.encode()) < 6_500_000  # ~4.8 MB plotly.js + ~0.8 MB report
+
+
+def test_write_report_folder_round_trip(daily, tmp_path):
+    from backtests.report import load_results, write_report
+
+    results = [make_result(daily, strategy="oversold_bounce", n_trades=8, seed=1),
+               make_result(daily, strategy="a/b <c>", n_trades=5, seed=2)]  # fmt: skip
+    written = write_report(results, tmp_path / "out")
+    assert written["html"] == tmp_path / "out" / "report.html"
+    assert written["dir:2"].name == "2-a-b-c"
+    assert {k for k in written if k.startswith("png:")} == {
+        f"png:{n}:{c}" for n in (1, 2) for c in ("price", "rsi", "equity")
+    }
+    loaded = load_results(tmp_path / "out")
+    assert [r.strategy for r in loaded] == ["oversold_bounce", "a/b <c>"]
+    assert [len(r.trades) for r in loaded] == [len(r.trades) for r in results]
+    assert len(load_results(written["dir:1"])) == 1
+    page = Page(written["html"].read_text(encoding="utf-8"))
+    assert page.trade_rows == {"oversold_bounce": 8, "a/b <c>": 5}
+    with pytest.raises(Exception, match="no saved backtest results"):
+        load_results(tmp_path)

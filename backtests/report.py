@@ -1,0 +1,89 @@
+"""A report folder for one run: the HTML page, the PNG charts and every result, saved.
+
+Layout written by :func:`write_report` into ``out_dir``::
+
+    report.html                 one self-contained page for all results (see report_html)
+    <n>-<strategy>/results.json the saved result (+ *.parquet), reloadable with
+                                BacktestResult.load; `btc-backtest report` re-renders from these
+    <n>-<strategy>/price.png    the PNG charts of that result (see report_png)
+    <n>-<strategy>/rsi.png
+    <n>-<strategy>/equity.png
+
+:func:`load_results` finds the saved results in such a folder again, so a report can be rebuilt
+from disk without re-running anything.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from backtests.report_html import render_html
+from backtests.report_png import render_png
+from backtests.results import RESULTS_JSON, BacktestResult
+from data.frame import DataError
+
+
+def result_dirname(result: BacktestResult, n: int) -> str:
+    """Folder name of the ``n``-th result (1-based): ``"1-oversold_bounce"``, filesystem-safe."""
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", result.strategy).strip("-.")[:60] or "strategy"
+    return f"{n}-{name}"
+
+
+def write_report(
+    results: Sequence[BacktestResult] | BacktestResult,
+    out_dir: str | Path,
+    *,
+    png: bool = True,
+    save: bool = True,
+    title: str | None = None,
+) -> dict[str, Path]:
+    """Write the report folder for ``results`` (see the module docstring); return what was written.
+
+    Returns a dict: ``"html"`` → report.html, ``"dir:<n>"`` → each result's folder, and
+    ``"png:<n>:<chart>"`` → each PNG (``chart`` in price, rsi, equity).
+    """
+    if isinstance(results, BacktestResult):
+        results = [results]
+    results = list(results)
+    if not results:
+        raise DataError("nothing to report: no backtest results")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+    for n, r in enumerate(results, start=1):
+        folder = out / result_dirname(r, n)
+        if save:
+            r.save(folder)
+        written[f"dir:{n}"] = folder
+        if png:
+            for path in render_png(r, folder):
+                written[f"png:{n}:{path.stem}"] = path
+    written["html"] = render_html(results, out / "report.html", title=title)
+    return written
+
+
+def load_results(path: str | Path) -> list[BacktestResult]:
+    """The saved results under ``path``: a result folder itself, or a report folder holding
+    ``<n>-<strategy>/`` result folders (returned in their ``n`` order).
+
+    Raises:
+        DataError: when no saved result is found there.
+    """
+    p = Path(path)
+    if (p / RESULTS_JSON).is_file():
+        return [BacktestResult.load(p)]
+    found = [d for d in p.iterdir() if (d / RESULTS_JSON).is_file()] if p.is_dir() else []
+    if not found:
+        raise DataError(
+            f"no saved backtest results in {p}",
+            source=str(p),
+            hint="pass a report folder written by `btc-backtest run` or one result folder",
+        )
+
+    def order(d: Path) -> tuple[int, str]:
+        head = d.name.split("-", 1)[0]
+        return (int(head) if head.isdigit() else 1 << 30, d.name)
+
+    return [BacktestResult.load(d) for d in sorted(found, key=order)]
