@@ -9,7 +9,7 @@ from data.frame import (
     parse_timeframe,
     to_canonical,
 )
-from data.loaders import FORMATS, detect_format, load
+from data.loaders import FORMATS, detect_format, load, validate_file
 from data.resample import drop_incomplete, period_start, resample, source_timeframe
 from data.validate import ValidationReport, validate
 
@@ -30,4 +30,5 @@ __all__ = [
     "source_timeframe",
     "to_canonical",
     "validate",
+    "validate_file",
 ]

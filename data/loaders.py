@@ -49,11 +49,7 @@ import numpy as np
 import pandas as pd
 
 from data.frame import INDEX_NAME, OHLCV, DataError
-from data.validate import (
-    DuplicatePolicy,
-    GapPolicy,
-    clean,
-)
+from data.validate import DuplicatePolicy, GapPolicy, ValidationReport, clean
 
 FORMATS: tuple[str, ...] = (
     "canonical",
@@ -510,6 +506,41 @@ def load(
         DataError: the first problem found (file, row, timestamp, fix), saying how many more
             there are.
     """
+    frame, report = _load(path, fmt, gaps, timeframe, duplicates, sort)
+    report.raise_for_errors()
+    assert frame is not None  # clean() returns a frame whenever the report is ok
+    return frame
+
+
+def validate_file(
+    path: str | Path,
+    fmt: str | None = None,
+    *,
+    gaps: GapPolicy = "warn",
+    timeframe: str | None = None,
+    duplicates: DuplicatePolicy = "error",
+    sort: bool = False,
+) -> ValidationReport:
+    """Read and validate a file like :func:`load`, returning the report with *every* problem.
+
+    This is what ``btc-backtest data validate FILE`` prints. Arguments are those of
+    :func:`load`.
+
+    Raises:
+        DataError: only when the file cannot be parsed at all: not found, empty, corrupt
+            archive, unknown format or delimiter, not UTF-8, ragged or truncated rows.
+    """
+    return _load(path, fmt, gaps, timeframe, duplicates, sort)[1]
+
+
+def _load(
+    path: str | Path,
+    fmt: str | None,
+    gaps: GapPolicy,
+    timeframe: str | None,
+    duplicates: DuplicatePolicy,
+    sort: bool,
+) -> tuple[pd.DataFrame | None, ValidationReport]:
     path = Path(path)
     name = path.name
     data = _read(path)
@@ -517,7 +548,7 @@ def load(
         fmt = _detect(data, name)
     elif fmt not in FORMATS:
         raise DataError(f"unknown format {fmt!r}", source=name, hint=_FORCE_HINT)
-    elif not data.strip():
+    elif not data[:_HEAD_BYTES].strip():
         _detect(data, name)  # raises the "file is empty" error
     parsed = _PARSERS[fmt](data, name)
     raw = parsed.raw
@@ -535,6 +566,7 @@ def load(
         sort=sort,
         header_row=parsed.header_row,
     )
+    report.format = fmt
     if parsed.attrs.get("volume_missing"):
         report.warnings.append(
             DataError(
@@ -554,8 +586,8 @@ def load(
                 hint="blank lines are not candles; delete them to silence this warning",
             )
         )
-    report.raise_for_errors()
-    assert frame is not None  # clean() returns a frame whenever the report is ok
+    if frame is None or not report.ok:
+        return None, report
     if fmt == "yahoo":
         # Quote-currency (USD) volume -> base (BTC) volume.
         frame["volume"] = frame["volume"] / frame["close"]
@@ -567,4 +599,4 @@ def load(
         validation=report,
         time_unit=report.time_unit,
     )
-    return frame
+    return frame, report

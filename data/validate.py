@@ -92,6 +92,7 @@ class ValidationReport:
         zero_volume: number of bars with zero volume (legitimate: exchange halts, no trades).
         time_unit: how timestamps were written: ``"iso"``, ``"s"``, ``"ms"``, ``"us"``, ``"ns"``
             or ``"datetime"`` (already parsed), or a mix like ``"ms+us"``.
+        format: the file format (set by :func:`data.loaders.load`), if known.
     """
 
     source: str | None = None
@@ -104,6 +105,7 @@ class ValidationReport:
     end: pd.Timestamp | None = None
     zero_volume: int = 0
     time_unit: str | None = None
+    format: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -135,7 +137,8 @@ class ValidationReport:
 
     def summary(self) -> str:
         """Human-readable text: span, rows, timeframe, gaps, warnings and errors."""
-        lines = [f"source:    {self.source or '(in memory)'}"]
+        fmt = f" ({self.format})" if self.format else ""
+        lines = [f"source:    {self.source or '(in memory)'}{fmt}"]
         if self.start is not None and self.end is not None:
             tf = self.timeframe
             lines.append(f"span:      {_fmt_ts(self.start, tf)} -> {_fmt_ts(self.end, tf)}")

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data import DataError, ValidationReport, load, validate
+from data import DataError, ValidationReport, load, validate, validate_file
 from data.validate import clean
 
 MALFORMED = Path(__file__).parent / "data" / "malformed"
@@ -182,6 +182,28 @@ def test_malformed_file_gives_its_specific_message(name):
         assert fragment in msg, f"{fragment!r} not in {msg!r}"
     # One problem per file: nothing else is reported alongside it.
     assert "more problem(s)" not in msg, msg
+
+
+def test_validate_file_lists_every_problem_without_raising(tmp_path):
+    lines = (MALFORMED / "gap.csv").read_text().splitlines()
+    lines[2] = lines[2].replace("42300.0", "42000.0")  # high below close on line 3
+    lines.insert(4, lines[3])  # an exact repeat of line 4 as line 5
+    path = tmp_path / "several.csv"
+    path.write_text("\n".join(lines) + "\n")
+    report = validate_file(path, gaps="error")
+    assert not report.ok and report.format == "canonical" and report.rows == 6
+    whats = [e.what for e in report.errors]
+    assert whats[0] == "high 42000 is below max(open, close) = 42250"
+    assert whats[1] == "duplicate row: row 5 repeats row 4 exactly"
+    assert whats[2].startswith("1 gap(s) in the 1h bars, 2 missing bar(s)")
+    assert [e.row for e in report.errors] == [3, 5, 6]
+    text = report.summary()
+    assert "source:    several.csv (canonical)" in text and "errors:    3" in text
+    with pytest.raises(DataError, match="2 more problem"):
+        load(path, gaps="error")
+    # Structural problems still raise: there is no table to report on.
+    with pytest.raises(DataError, match="truncated last line"):
+        validate_file(MALFORMED / "truncated_last_line.csv")
 
 
 # --- validate() on in-memory frames ----------------------------------------------------------
