@@ -36,11 +36,12 @@ def write_report(
     out_dir: str | Path,
     *,
     png: bool = True,
-    save: bool = True,
+    save_results: bool = True,
     title: str | None = None,
 ) -> dict[str, Path]:
     """Write the report folder for ``results`` (see the module docstring); return what was written.
 
+    ``save_results=False`` (re-rendering saved results) writes only the HTML and PNGs.
     Returns a dict: ``"html"`` → report.html, ``"dir:<n>"`` → each result's folder, and
     ``"png:<n>:<chart>"`` → each PNG (``chart`` in price, rsi, equity).
     """
@@ -54,7 +55,7 @@ def write_report(
     written: dict[str, Path] = {}
     for n, r in enumerate(results, start=1):
         folder = out / result_dirname(r, n)
-        if save:
+        if save_results:
             r.save(folder)
         written[f"dir:{n}"] = folder
         if png:
@@ -64,16 +65,16 @@ def write_report(
     return written
 
 
-def load_results(path: str | Path) -> list[BacktestResult]:
-    """The saved results under ``path``: a result folder itself, or a report folder holding
-    ``<n>-<strategy>/`` result folders (returned in their ``n`` order).
+def find_results(path: str | Path) -> list[Path]:
+    """The saved-result folders under ``path``: ``path`` itself when it is one, else its
+    ``<n>-<strategy>/`` sub-folders holding a ``results.json`` (in ``n`` order).
 
     Raises:
         DataError: when no saved result is found there.
     """
     p = Path(path)
     if (p / RESULTS_JSON).is_file():
-        return [BacktestResult.load(p)]
+        return [p]
     found = [d for d in p.iterdir() if (d / RESULTS_JSON).is_file()] if p.is_dir() else []
     if not found:
         raise DataError(
@@ -86,4 +87,9 @@ def load_results(path: str | Path) -> list[BacktestResult]:
         head = d.name.split("-", 1)[0]
         return (int(head) if head.isdigit() else 1 << 30, d.name)
 
-    return [BacktestResult.load(d) for d in sorted(found, key=order)]
+    return sorted(found, key=order)
+
+
+def load_results(path: str | Path) -> list[BacktestResult]:
+    """The results saved under ``path`` (see :func:`find_results`), loaded."""
+    return [BacktestResult.load(d) for d in find_results(path)]
