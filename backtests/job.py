@@ -1,0 +1,122 @@
+"""The main job: several strategies on one data set, with the shared technical analysis.
+
+:func:`run_job` is what ``btc-backtest run`` does between loading the data and writing the
+report: it computes the market analysis every report shows (support/resistance zones at the end
+date, flip and retest events, the technical outlook) once, runs each strategy through
+:func:`backtests.runner.run`, and attaches the analysis to each result, so that reports only read
+results. It also times each stage (seconds), for the closing line of the CLI and for profiling.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from backtests.config import BacktestConfig
+from backtests.results import BacktestResult
+from strategies.base import Strategy
+
+
+@dataclass
+class Timings:
+    """Wall-clock seconds spent in each stage of a job."""
+
+    load: float = 0.0
+    analysis: float = 0.0
+    simulation: float = 0.0
+    rendering: float = 0.0
+    per_strategy: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def total(self) -> float:
+        """Seconds over all stages."""
+        return self.load + self.analysis + self.simulation + self.rendering
+
+    def line(self) -> str:
+        """One human line, e.g. ``load 0.21 s, analysis 0.40 s, ...``."""
+        return (f"load {self.load:.2f} s, analysis {self.analysis:.2f} s, simulation "
+                f"{self.simulation:.2f} s, rendering {self.rendering:.2f} s, total "
+                f"{self.total:.2f} s")
+
+
+@dataclass(frozen=True)
+class MarketAnalysis:
+    """What every report of a data set shows besides the strategy: S/R zones at the end date
+    (``levels``: one row per zone), flip and retest ``events`` over the whole span, and the
+    technical ``outlook`` at the end date (``Outlook.to_dict()``; empty with a ``note`` key when
+    the data is too short for it)."""
+
+    levels: pd.DataFrame
+    events: pd.DataFrame
+    outlook: dict[str, Any]
+
+
+def analyse(df: pd.DataFrame) -> MarketAnalysis:
+    """Compute the :class:`MarketAnalysis` of ``df`` (causal as of its last bar)."""
+    from indicators.flips import flips
+    from indicators.levels import support_resistance
+    from indicators.outlook import outlook
+
+    levels = support_resistance(df).table
+    events = flips(df).events
+    try:
+        view = outlook(df).to_dict()
+    except ValueError as exc:  # DataError included: too little data for an outlook
+        view = {"note": f"no technical outlook: {exc}"}
+    return MarketAnalysis(levels=levels, events=events, outlook=view)
+
+
+def run_job(
+    df: pd.DataFrame,
+    strategies: Sequence[Strategy],
+    config: BacktestConfig,
+    *,
+    origin: str | None = None,
+    timings: Timings | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> list[BacktestResult]:
+    """Backtest each strategy on ``df`` with ``config`` and attach the shared analysis.
+
+    Args:
+        df: canonical candles (already sliced to the wanted span).
+        strategies: strategy instances, run in order.
+        config: engine settings (the same for every strategy).
+        origin: one line on where the data came from, stored in each result's fingerprint.
+        timings: filled in place with the seconds per stage, if given.
+        on_step: called with a short label before each step (progress display).
+
+    Returns:
+        One :class:`BacktestResult` per strategy, in the given order.
+    """
+    timings = timings if timings is not None else Timings()
+    step = on_step or (lambda _label: None)
+    from backtests.runner import run
+
+    # Results carry the prices with their attrs into JSON/Parquet: keep only plain metadata
+    # (the loader's ValidationReport, for one, has been shown to the user already).
+    df = df.copy(deep=False)
+    df.attrs = {k: v for k, v in df.attrs.items() if isinstance(v, str | int | float | bool)}
+
+    step("analysis")
+    t0 = time.perf_counter()
+    analysis = analyse(df)
+    timings.analysis += time.perf_counter() - t0
+
+    results = []
+    for strategy in strategies:
+        step(strategy.name)
+        t0 = time.perf_counter()
+        res = run(df, strategy, config)
+        elapsed = time.perf_counter() - t0
+        timings.simulation += elapsed
+        timings.per_strategy[strategy.name] = elapsed
+        data = dict(res.data)
+        if origin:
+            data["origin"] = origin
+        results.append(replace(res, levels=analysis.levels, events=analysis.events,
+                               outlook=analysis.outlook, data=data))
+    return results
