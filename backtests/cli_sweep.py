@@ -32,7 +32,7 @@ def registered_strategies() -> dict[str, type]:
 
     if importlib.util.find_spec("strategies.loader") is not None:
         loader = importlib.import_module("strategies.loader")
-        for attr in ("registered_strategies", "available", "registry", "REGISTRY", "STRATEGIES"):
+        for attr in ("builtin_strategies", "registered_strategies", "registry", "REGISTRY"):
             obj = getattr(loader, attr, None)
             reg = obj() if callable(obj) else obj
             if isinstance(reg, dict) and reg:

@@ -1,0 +1,140 @@
+"""``btc-backtest sweep`` and ``btc-backtest audit`` end to end (click's runner)."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from backtests.cli import main
+from backtests.sweep import SweepResult
+
+USER_FILE = textwrap.dedent('''
+    from typing import ClassVar
+    import numpy as np, pandas as pd, talib
+    from strategies.base import Param, Signals, Strategy
+
+    class Toy(Strategy):
+        """RSI cross above oversold -> long; exit above overbought."""
+        name = "<b>toy</b>"
+        params: ClassVar = {
+            "period": Param(14, "bars", int, min=2, max=30),
+            "oversold": Param(30.0, "RSI", min=10, max=45),
+            "overbought": Param(70.0, "RSI", min=55, max=90),
+        }
+
+        def signals(self, df):
+            rsi = talib.RSI(df["close"].to_numpy(), self.p.period)
+            prev = np.r_[np.nan, rsi[:-1]]
+            entry = np.where((rsi > self.p.oversold) & (prev <= self.p.oversold), 1, 0)
+            return Signals.from_entries(entry, exit=rsi > self.p.overbought,
+                                        indicators=pd.DataFrame({"rsi": rsi}, index=df.index))
+
+    class Leaky(Strategy):
+        name = "leaky"
+        params: ClassVar = {}
+
+        def signals(self, df):
+            m = df["close"].rolling(7, center=True).mean()
+            up = (df["close"] > m).to_numpy()
+            return Signals.from_entries(np.where(up, 1, 0), exit=~up,
+                                        indicators=pd.DataFrame({"m": m}))
+''')
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> tuple[Path, Path]:
+    rng = np.random.default_rng(11)
+    n = 500
+    close = 30_000 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+    idx = pd.date_range("2022-01-01", periods=n, freq="D", tz="UTC")
+    csv = tmp_path / "candles.csv"
+    open_ = np.r_[close[0], close[:-1]]
+    pd.DataFrame({"timestamp": idx.strftime("%Y-%m-%dT%H:%M:%SZ"), "open": open_,
+                  "high": np.maximum(open_, close) * 1.02,
+                  "low": np.minimum(open_, close) * 0.97, "close": close,
+                  "volume": np.ones(n)}).to_csv(csv, index=False)
+    strat = tmp_path / "user.py"
+    strat.write_text(USER_FILE)
+    return strat, csv
+
+
+def _run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_sweep_grid_saves_table_and_escaped_report(files, tmp_path: Path) -> None:
+    strat, csv = files
+    out = tmp_path / "sw"
+    res = _run("sweep", f"{strat}:Toy", "--grid", "period=7:14:7", "--grid",
+               "oversold=25,30,35", "--grid", "overbought=70", "--workers", "1",
+               "--data", str(csv), "--out", str(out), "--metric", "sortino")
+    assert res.exit_code == 0, res.output
+    assert "deflated Sharpe ratio of the best" in res.output
+    sw = SweepResult.load(out)
+    assert len(sw.table) == 6 and sw.metric == "sortino"
+    assert sw.table["sortino"].is_monotonic_decreasing or sw.table["sortino"].isna().any()
+    html = (out / "report.html").read_text()
+    assert "&lt;b&gt;toy&lt;/b&gt;" in html and "<b>toy</b>" not in html
+    assert "Plotly.newPlot" in html and "<script src=" not in html  # self-contained
+    assert len(html) > 1_000_000  # plotly.js inlined
+    assert "Probability of backtest overfitting" in html
+
+
+def test_sweep_random_uses_declared_bounds(files, tmp_path: Path) -> None:
+    strat, csv = files
+    res = _run("sweep", f"{strat}:Toy", "--random", "12", "--seed", "3", "--workers", "2",
+               "--data", str(csv), "--out", str(tmp_path / "r"))
+    assert res.exit_code == 0, res.output
+    t = SweepResult.load(tmp_path / "r").table
+    assert len(t) == 12
+    assert t["period"].between(2, 30).all() and t["oversold"].between(10, 45).all()
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    ((), "give at least one --grid axis or --random N"),
+    (("--grid", "length=5,6"), "unknown parameter(s) length"),
+    (("--grid", "period=9", "--metric", "alpha"), "'alpha'; choose one of"),
+    (("--grid", "period=1,5"), "must be >= 2"),
+    (("--grid", "period=5:1:1"), "below start"),
+])
+def test_sweep_bad_input_exits_2(files, args, msg) -> None:
+    strat, csv = files
+    res = CliRunner().invoke(main, ["sweep", f"{strat}:Toy", "--data", str(csv), *args])
+    assert res.exit_code == 2, res.output
+    assert msg in res.output
+
+
+def test_unknown_strategy_name() -> None:
+    res = CliRunner().invoke(main, ["sweep", "no_such_strategy", "--grid", "a=1"])
+    assert res.exit_code == 2 and "no_such_strategy" in res.output
+
+
+def test_audit_flags_leaky_and_passes_causal(files) -> None:
+    strat, csv = files
+    bad = CliRunner().invoke(main, ["audit", f"{strat}:Leaky", "--data", str(csv), "--cuts",
+                                    "10"])
+    assert bad.exit_code == 1
+    assert "FAIL" in bad.output and "indicator 'm' at bar" in bad.output
+    ok = CliRunner().invoke(main, ["audit", f"{strat}:Toy", "--data", str(csv), "--param",
+                                   "period=9"])
+    assert ok.exit_code == 0, ok.output
+    assert "PASS" in ok.output and "'period': 9" in ok.output
+
+
+@pytest.mark.shared_data
+def test_sweep_builtin_bounce_on_real_daily(tmp_path: Path) -> None:
+    from tests.conftest import shared_path
+
+    data = shared_path("btc_usd_1d_binance.csv")
+    res = _run("sweep", "oversold_bounce", "--grid", "rsi_period=10,14", "--grid",
+               "oversold=25,30", "--workers", "2", "--data", str(data), "--out",
+               str(tmp_path / "b"))
+    assert res.exit_code == 0, res.output
+    sw = SweepResult.load(tmp_path / "b")
+    assert len(sw.table) == 4 and sw.data["rows"] == 3243
+    assert sw.best_equity is not None and len(sw.best_equity) == 3243
