@@ -103,6 +103,19 @@ def empty_trades() -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=TRADE_DTYPES[c]) for c in TRADE_COLUMNS})
 
 
+def _is_normal(trades: pd.DataFrame) -> bool:
+    """True when ``trades`` already has the canonical layout (a cheap fast path)."""
+    cols = tuple(trades.columns[: len(TRADE_COLUMNS)])
+    if cols != TRADE_COLUMNS or not isinstance(trades.index, pd.RangeIndex):
+        return False
+    if trades.index.start != 0 or trades.index.step != 1:
+        return False
+    if any(str(trades[c].dtype) != str(TRADE_DTYPES[c]) for c in TRADE_COLUMNS):
+        return False
+    reasons = trades["exit_reason"]
+    return bool(reasons.notna().all() and reasons.isin(EXIT_REASONS).all())
+
+
 def normalize_trades(trades: pd.DataFrame | None) -> pd.DataFrame:
     """Return ``trades`` with the canonical columns first, in order, and canonical dtypes.
 
@@ -117,6 +130,8 @@ def normalize_trades(trades: pd.DataFrame | None) -> pd.DataFrame:
         return empty_trades()
     if not isinstance(trades, pd.DataFrame):
         raise DataError(f"trades is a {type(trades).__name__}, not a DataFrame")
+    if _is_normal(trades):
+        return trades
     missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
     if missing:
         raise DataError(
@@ -131,8 +146,7 @@ def normalize_trades(trades: pd.DataFrame | None) -> pd.DataFrame:
             if want == _TIME:
                 col = pd.to_datetime(col, utc=True).astype(_TIME)
             elif want is _STR:
-                col = col.astype(object).where(col.notna(), None)
-                col = col.map(lambda v: v if v is None else str(v)).astype(_STR)
+                col = col.astype(_STR)  # ints become "7"; None/NaN stay missing
             else:
                 col = col.astype(want)
         except (TypeError, ValueError) as exc:
@@ -178,16 +192,18 @@ def data_fingerprint(
     arguments, else ``df.attrs``, else None), ``timeframe``, ``start``/``end`` (ISO UTC bar open
     times), ``rows``, ``sha256`` and ``origin`` (a free note, e.g. "tiled x4" or "random seed 7").
 
-    The hash is SHA-256 over the index as int64 nanoseconds since the epoch, then the OHLCV values
-    as a row-major float64 array, both little-endian: identical candles give identical hashes
-    whatever the file they were read from.
+    The hash is SHA-256 over the index as int64 nanoseconds since the epoch, then each of the
+    open, high, low, close and volume columns in turn as float64, all little-endian: identical
+    candles give identical hashes whatever the file they were read from.
     """
     from data.frame import check_canonical
 
     check_canonical(df, "price frame")
     h = hashlib.sha256()
-    h.update(df.index.as_unit("ns").asi8.astype("<i8").tobytes())
-    h.update(np.ascontiguousarray(df[list(OHLCV)].to_numpy(dtype="<f8")).tobytes())
+    # Column by column: each column is contiguous already, so hashing copies nothing.
+    h.update(np.ascontiguousarray(df.index.as_unit("ns").asi8, dtype="<i8"))
+    for c in OHLCV:
+        h.update(np.ascontiguousarray(df[c].to_numpy(), dtype="<f8"))
     attrs = df.attrs
     return {
         "source": attrs.get("source"),
