@@ -593,28 +593,55 @@ def _trade_traces(fig: go.Figure, trades: pd.DataFrame) -> None:
             )
 
 
+EVENTS_SHOWN = 60  # an event kind with more markers starts hidden (legend click shows it)
+_EVENT_PRICE = ("price", "level", "close", "break_close")
+_EVENT_HOVER = ("level", "level_low", "level_high", "flip_kind", "direction", "confirmed_by")
+
+
+def event_price_column(events: pd.DataFrame | None) -> str | None:
+    """The column giving an event's price on the chart (price, else the level, else a close)."""
+    if events is None or len(events) == 0 or not {"time", "kind"} <= set(events.columns):
+        return None
+    return next((c for c in _EVENT_PRICE if c in events.columns), None)
+
+
+def event_style(kind: str) -> tuple[str, str, int]:
+    """Marker (plotly symbol, colour, size) of an event kind: flips as diamonds coloured by the
+    new role (green: became support, red: became resistance), retests as orange rings."""
+    k = kind.lower()
+    if "retest" in k:
+        return "circle-open", ORANGE, 9
+    if k.endswith("to_support"):
+        return "diamond", UP, 10
+    if k.endswith("to_resistance"):
+        return "diamond", DOWN, 10
+    if "flip" in k:
+        return "diamond", PURPLE, 10
+    return "star-diamond", "#5d4037", 10
+
+
 def _event_traces(fig: go.Figure, events: pd.DataFrame) -> None:
-    if events is None or len(events) == 0 or not {"time", "kind", "price"} <= set(events.columns):
+    col = event_price_column(events)
+    if col is None:
         return
-    styles = {"flip": ("diamond", PURPLE, 11), "retest": ("circle-open", ORANGE, 11)}
+    hover = [c for c in _EVENT_HOVER if c in events.columns and c != col]
     for kind, g in events.groupby(events["kind"].astype(str), sort=False):
-        symbol, colour, size = next(
-            (s for k, s in styles.items() if k in kind.lower()), ("star-diamond", "#5d4037", 10)
-        )
-        extra = [c for c in g.columns if c not in ("time", "kind", "price")]
+        symbol, colour, size = event_style(kind)
         text = [
-            f"{_esc(kind)} @ {fmt(r['price'], 'price')}"
-            + "".join(f"<br>{_esc(c)}: {_esc(fmt_value(r[c]))}" for c in extra)
+            f"{_esc(kind)} @ {fmt(r[col], 'price')}"
+            + "".join(f"<br>{_esc(c)}: {_esc(fmt_value(r[c]))}" for c in hover)
             for _, r in g.iterrows()
         ]
         fig.add_trace(
             go.Scatter(
                 x=_naive(g["time"]),
-                y=g["price"].astype(float),
+                y=_r(g[col]),
                 mode="markers",
                 name=f"{kind.replace('_', ' ').capitalize()} ({len(g)})",
+                # hundreds of markers hide the candles: start hidden, one legend click shows them
+                visible="legendonly" if len(g) > EVENTS_SHOWN else True,
                 marker=dict(
-                    symbol=symbol, size=size, color=colour, line=dict(width=2, color=colour)
+                    symbol=symbol, size=size, color=colour, line=dict(width=1.5, color=colour)
                 ),
                 text=text,
                 hovertemplate="%{text}<extra></extra>",
@@ -646,19 +673,37 @@ def _log_axis(lo: float, hi: float) -> dict[str, Any]:
 _FIRST_TOUCH = ("first_touch", "first", "start", "since")
 
 
+LEVELS_DRAWN = 10  # S/R zones drawn on the price chart: the nearest to the last close
+LEVELS_LISTED = 25  # rows of the zones table
+
+
+def nearest_levels(levels: pd.DataFrame | None, last_close: float, k: int) -> pd.DataFrame:
+    """The ``k`` zones nearest to ``last_close`` (by ``distance_pct`` if present), by price."""
+    if levels is None or len(levels) == 0 or not {"low", "high"} <= set(levels.columns):
+        return pd.DataFrame()
+    if "distance_pct" in levels:
+        dist = levels["distance_pct"].abs()
+    else:
+        centre = levels["centre"] if "centre" in levels else (levels["low"] + levels["high"]) / 2
+        dist = (centre / last_close - 1).abs()
+    return levels.loc[dist.sort_values(kind="stable").index[:k]].sort_values("low")
+
+
 def _level_shapes(fig: go.Figure, levels: pd.DataFrame, x: np.ndarray) -> None:
     """The S/R zones at the end date as bands from their first touch (when known) or over the
-    last fifth of the chart, labelled with role, centre and touches."""
-    if levels is None or len(levels) == 0 or not {"low", "high"} <= set(levels.columns):
+    last fifth of the chart, labelled with role, centre and touches. Added in one layout update
+    (plotly's add_shape per zone is quadratic)."""
+    if levels is None or len(levels) == 0:
         return
     x1 = x[-1]
     default_x0 = x[int(len(x) * 0.8)]
     first_col = next((c for c in _FIRST_TOUCH if c in levels.columns), None)
+    shapes, notes = [], []
     for _, lv in levels.iterrows():
         x0 = default_x0
         if first_col is not None and not _is_missing(lv[first_col]):
             try:
-                x0 = _naive([lv[first_col]])[0]
+                x0 = max(_naive([lv[first_col]])[0], x[0])
             except (TypeError, ValueError):
                 pass
         role = str(lv.get("role", ""))
@@ -668,30 +713,37 @@ def _level_shapes(fig: go.Figure, levels: pd.DataFrame, x: np.ndarray) -> None:
         label = f"{_esc(role)} {fmt(centre, 'price')}" + (
             f" · {int(touches)} touches" if not _is_missing(touches) else ""
         )
-        fig.add_shape(
-            type="rect",
-            xref="x",
-            yref="y",
-            x0=x0,
-            x1=x1,
-            y0=float(lv["low"]),
-            y1=float(lv["high"]),
-            fillcolor=colour,
-            opacity=0.13,
-            line_width=0,
-            layer="below",
+        shapes.append(
+            dict(
+                type="rect",
+                xref="x",
+                yref="y",
+                x0=x0,
+                x1=x1,
+                y0=float(lv["low"]),
+                y1=float(lv["high"]),
+                fillcolor=colour,
+                opacity=0.13,
+                line_width=0,
+                layer="below",
+            )
         )
-        fig.add_annotation(
-            x=x1,
-            y=float(centre),
-            xref="x",
-            yref="y",
-            text=label,
-            showarrow=False,
-            xanchor="right",
-            yanchor="bottom",
-            font=dict(size=10, color=colour),
+        notes.append(
+            dict(
+                x=x1,
+                y=float(centre),
+                xref="x",
+                yref="y",
+                text=label,
+                showarrow=False,
+                xanchor="right",
+                yanchor="bottom",
+                font=dict(size=10, color=colour),
+            )
         )
+    fig.update_layout(
+        shapes=[*fig.layout.shapes, *shapes], annotations=[*fig.layout.annotations, *notes]
+    )
 
 
 def price_figure(result: BacktestResult, max_candles: int = MAX_CANDLES) -> go.Figure:
@@ -753,7 +805,8 @@ def price_figure(result: BacktestResult, max_candles: int = MAX_CANDLES) -> go.F
                 row=1,
                 col=1,
             )
-    _level_shapes(fig, result.levels, x)
+    last = float(prices["close"].iloc[-1]) if len(prices) else float("nan")
+    _level_shapes(fig, nearest_levels(result.levels, last, LEVELS_DRAWN), x)
     _event_traces(fig, result.events)
     _trade_traces(fig, result.trades)
     if has_rsi:
@@ -1015,6 +1068,21 @@ def _trade_rows(trades: pd.DataFrame) -> list[dict[str, Any]]:
     return rows
 
 
+_LEVEL_COLUMNS = ("centre", "low", "high", "role", "touches", "strength", "distance_pct",
+                  "first_touch", "last_touch", "flip")  # fmt: skip
+
+
+def _levels_rows(result: BacktestResult) -> list[dict[str, Any]]:
+    """The zones table: the LEVELS_LISTED zones nearest to the last close, key columns only."""
+    prices = result.prices
+    last = float(prices["close"].iloc[-1]) if len(prices) else float("nan")
+    near = nearest_levels(result.levels, last, LEVELS_LISTED)
+    if near.empty:
+        return []
+    cols = [c for c in _LEVEL_COLUMNS if c in near.columns] or list(near.columns)
+    return near[cols].iloc[::-1].to_dict("records")  # highest first, like a price ladder
+
+
 def _section(result: BacktestResult, n: int, max_candles: int) -> tuple[dict, dict[str, Any]]:
     sid = slug(result.strategy, n)
     tf = display_timeframe(result.prices, max_candles)
@@ -1046,7 +1114,7 @@ def _section(result: BacktestResult, n: int, max_candles: int) -> tuple[dict, di
         "drawdowns": drawdown_table(result),
         "trades": _trade_rows(result.trades),
         "n_trades": len(result.trades),
-        "n_levels": 0 if result.levels is None else len(result.levels),
+        "n_levels": min(LEVELS_DRAWN, 0 if result.levels is None else len(result.levels)),
         "n_events": 0 if result.events is None else len(result.events),
         "price_fig": f"{sid}-price",
         "equity_fig": f"{sid}-equity",
@@ -1056,7 +1124,8 @@ def _section(result: BacktestResult, n: int, max_candles: int) -> tuple[dict, di
         if len(prices)
         else ("", ""),
         "rows": len(prices),
-        "levels": [] if result.levels is None else result.levels.to_dict("records"),
+        "levels": _levels_rows(result),
+        "n_levels_all": 0 if result.levels is None else len(result.levels),
     }
     return section, figs
 

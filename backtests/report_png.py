@@ -27,11 +27,19 @@ import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.collections import LineCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from backtests.report_html import _thresholds
+from backtests.report_html import (
+    EVENTS_SHOWN,
+    LEVELS_DRAWN,
+    _thresholds,
+    event_price_column,
+    event_style,
+    nearest_levels,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtests.results import BacktestResult
@@ -151,8 +159,8 @@ def price_png(result: BacktestResult, path: Path) -> Path:
     ind = result.indicators
     if ind is not None and "wema200" in ind and ind["wema200"].notna().any():
         ax.plot(_x(ind.index), ind["wema200"], color=ORANGE, linewidth=2.0, label="200-week EMA")
-    lv = result.levels
-    if lv is not None and len(lv) and {"low", "high"} <= set(lv.columns):
+    lv = nearest_levels(result.levels, float(prices["close"].iloc[-1]), LEVELS_DRAWN)
+    if len(lv):
         x0 = x[int(len(x) * 0.8)]
         lo, hi = float(prices["low"].min()), float(prices["high"].max())
         log = lo > 0 and hi / lo > 5  # as _money_axis decides
@@ -183,33 +191,40 @@ def price_png(result: BacktestResult, path: Path) -> Path:
                 bbox=dict(facecolor="white", alpha=0.75, edgecolor="none", pad=0.6),
             )
     ev = result.events
-    if ev is not None and len(ev) and {"time", "kind", "price"} <= set(ev.columns):
+    col = event_price_column(ev)
+    if col is not None:
         for kind, g in ev.groupby(ev["kind"].astype(str)):
-            flip = "flip" in kind.lower()
+            symbol, colour, _size = event_style(kind)
+            ring = symbol.endswith("open")
+            many = len(g) > EVENTS_SHOWN  # keep hundreds of markers from hiding the price
             ax.scatter(
                 _x(g["time"]),
-                g["price"],
-                marker="D" if flip else "o",
-                s=36,
-                facecolors=PURPLE if flip else "none",
-                edgecolors=PURPLE if flip else ORANGE,
-                linewidths=1.3,
+                g[col],
+                marker="o" if ring else "D",
+                s=(10 if many else 28) if ring else (18 if many else 34),
+                facecolors="none" if ring else colour,
+                edgecolors=colour,
+                linewidths=1.2,
                 zorder=4,
-                label=_t(f"{kind} ({len(g)})"),
+                alpha=0.45 if many else 0.85,
+                label=_t(f"{kind.replace('_', ' ')} ({len(g)})"),
             )
     tr = result.trades
     if len(tr):
         et, xt = _x(tr["entry_time"]), _x(tr["exit_time"])
         win = (tr["pnl"] > 0).to_numpy()
-        for i in range(len(tr)):
-            ax.plot(
-                [et[i], xt[i]],
-                [tr["entry_price"].iat[i], tr["exit_price"].iat[i]],
-                color=UP if win[i] else DOWN,
-                linewidth=1.4,
-                linestyle=":",
-                zorder=3,
+        segments = [
+            [
+                (mdates.date2num(et[i]), tr["entry_price"].iat[i]),
+                (mdates.date2num(xt[i]), tr["exit_price"].iat[i]),
+            ]
+            for i in range(len(tr))
+        ]
+        ax.add_collection(
+            LineCollection(
+                segments, colors=np.where(win, UP, DOWN), linewidths=1.4, linestyles=":", zorder=3
             )
+        )
         long_ = (tr["side"] > 0).to_numpy()
         liq = (tr["exit_reason"] == "liquidation").to_numpy()
         ax.scatter(

@@ -332,3 +332,28 @@ def test_write_report_folder_round_trip(daily, tmp_path):
     assert page.trade_rows == {"oversold_bounce": 8, "a/b <c>": 5}
     with pytest.raises(Exception, match="no saved backtest results"):
         load_results(tmp_path)
+
+
+def test_indicator_style_events_and_many_levels(daily, tmp_path):
+    """Events without a price column (the indicators' flips table) sit at their level; only
+    the zones nearest to the last close are drawn, and big event groups start hidden."""
+    result = make_result(daily, n_trades=5)
+    ev = result.events.drop(columns=["price"])
+    ev["kind"] = np.where(ev["kind"] == "flip", "support_to_resistance", "retest")
+    many = pd.concat([ev[ev["kind"] == "retest"]] * 30, ignore_index=True)
+    result.events = pd.concat([ev[ev["kind"] != "retest"], many], ignore_index=True)
+    last = float(daily["close"].iloc[-1])
+    centres = last * np.linspace(0.2, 3.0, 50)
+    result.levels = pd.DataFrame({"centre": centres, "low": centres * 0.99,
+                                  "high": centres * 1.01, "role": "support", "touches": 2})
+    page = Page(render_html([result], tmp_path / "ev.html").read_text(encoding="utf-8"))
+    price = next(v for k, v in page.figures().items() if k.endswith("-price"))
+    flips = next(t for t in price["data"] if t.get("name", "").startswith("Support to resistance"))
+    np.testing.assert_allclose(arr(flips["y"]), ev.loc[ev["kind"] != "retest", "level"], atol=0.01)
+    assert flips.get("visible", True) is True
+    retests = next(t for t in price["data"] if t.get("name", "").startswith("Retest"))
+    assert retests["visible"] == "legendonly" and len(arr(retests["y"])) == len(many)
+    rects = [s for s in price["layout"]["shapes"] if s["type"] == "rect" and s.get("yref") == "y"]
+    assert len(rects) == 10
+    lows = sorted(r["y0"] for r in rects)
+    assert lows[0] < last < lows[-1] * 1.02  # the nearest, around the last close
