@@ -8,6 +8,7 @@ parameters on the default BTC data (see :mod:`data.default`), written as a repor
 from __future__ import annotations
 
 import math
+import sys
 import time
 import webbrowser
 from datetime import UTC, datetime
@@ -284,8 +285,8 @@ def run_command(
                f"{df.index[-1]:%Y-%m-%d}", err=True)
 
     steps = ["analysis"] + [s.name for s in strategies]
-    with click.progressbar(length=len(steps), label="backtesting", file=click.get_text_stream(
-            "stderr"), show_pos=True, item_show_func=lambda s: s) as bar:
+    with click.progressbar(length=len(steps), label="backtesting", file=sys.stderr,
+                           show_pos=True, item_show_func=lambda s: s) as bar:
         done: list[str] = []
 
         def on_step(label: str) -> None:
@@ -361,7 +362,7 @@ def report_command(results: tuple[str, ...], out_dir: str | None, no_png: bool) 
 
     loaded = [r for item in results for r in load_results(item)]
     out = Path(out_dir) if out_dir else Path(results[0]) / "rerendered"
-    paths = write_report(loaded, out, png=not no_png, save=False)
+    paths = write_report(loaded, out, png=not no_png, save_results=False)
     click.echo(summary_table(loaded))
     click.echo(f"\nreport: {paths['html']}")
 
