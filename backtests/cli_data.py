@@ -275,25 +275,10 @@ def _write_csv(df: pd.DataFrame, where: object) -> None:
 
 
 def _full_report(file: Path, fmt: str | None, gaps: str, timeframe: str | None):
-    """The validation report of ``file`` with *every* problem listed.
+    """The validation report of ``file`` with *every* problem listed (not just the first)."""
+    from data.loaders import validate_file
 
-    :func:`data.loaders.load` stops at the first error; for the report we parse the file the same
-    way and validate without raising.
-    """
-    from data import loaders
-    from data.validate import validate
-
-    try:
-        df = loaders.load(file, fmt, gaps=gaps, timeframe=timeframe)
-        return df.attrs["validation"]
-    except DataError:
-        pass
-    # Same steps as loaders.load, minus raising on the first error.
-    raw_bytes = loaders._read(file)
-    found = fmt or loaders._detect(raw_bytes, file.name)  # raises for an unknown format
-    parsed = loaders._PARSERS[found](raw_bytes, file.name)
-    return validate(parsed.raw, source=file.name, gaps=gaps, rows=parsed.rows,
-                    timeframe=timeframe, header_row=parsed.header_row)
+    return validate_file(file, fmt, gaps=gaps, timeframe=timeframe)
 
 
 COMMANDS: list[click.Command] = [data]
