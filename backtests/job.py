@@ -64,7 +64,8 @@ def analyse(df: pd.DataFrame) -> MarketAnalysis:
     levels = support_resistance(df).table
     events = flips(df).events
     try:
-        view = outlook(df).to_dict()
+        ol = outlook(df)
+        view = {**ol.to_dict(), "text": ol.text()}
     except ValueError as exc:  # DataError included: too little data for an outlook
         view = {"note": f"no technical outlook: {exc}"}
     return MarketAnalysis(levels=levels, events=events, outlook=view)
