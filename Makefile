@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 .PHONY: run test install browser lint bench
 
 run: install
-	$(VENV)/bin/btc-backtest data info
+	$(VENV)/bin/btc-backtest run --out reports/latest
 
 install: $(VENV)/.installed
 
