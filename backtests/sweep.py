@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 Params = dict[str, Any]
 Evaluate = Callable[[Any, Params], dict[str, Any]]
@@ -586,72 +587,118 @@ def window_signals(strategy: Any, df: pd.DataFrame, start: int) -> Any:
     return sig
 
 
+@njit(cache=True)
+def _metrics_kernel(eq, entry_bar, exit_bar, side, size, pe, px, efee, xfee, fund, at_open,
+                    cash, ppy, years, offset):  # pragma: no cover - compiled
+    """Per-bar returns statistics, drawdown, trade statistics and exposure in one pass each."""
+    n = len(eq)
+    nr = n - 1
+    r = np.empty(max(nr, 0))
+    s = 0.0
+    for i in range(nr):
+        r[i] = eq[i + 1] / eq[i] - 1.0 if eq[i] > 0 else 0.0
+        s += r[i]
+    mean = s / nr if nr > 0 else np.nan
+    m2 = 0.0
+    m3 = 0.0
+    m4 = 0.0
+    dn = 0.0
+    for i in range(nr):
+        d = r[i] - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+        if r[i] < 0:
+            dn += r[i] * r[i]
+    std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
+    peak = eq[0]
+    max_dd = 0.0
+    for i in range(n):
+        if eq[i] > peak:
+            peak = eq[i]
+        if peak > 0:
+            dd = eq[i] / peak - 1.0
+            if dd < max_dd:
+                max_dd = dd
+    nt = len(side)
+    wins = 0
+    gp = 0.0
+    gl = 0.0
+    held = np.zeros(n + 1, dtype=np.int64)
+    for k in range(nt):
+        pnl = side[k] * size[k] * (px[k] - pe[k]) - efee[k] - xfee[k] - fund[k]
+        if pnl > 0:
+            wins += 1
+            gp += pnl
+        elif pnl < 0:
+            gl -= pnl
+        a = min(max(entry_bar[k] - offset, 0), n)
+        b = exit_bar[k] - offset + (0 if at_open[k] else 1)
+        b = min(max(b, 0), n)
+        held[a] += 1
+        held[b] -= 1
+    run = 0
+    exposed = 0
+    for i in range(n):
+        run += held[i]
+        if run > 0:
+            exposed += 1
+    return (mean, std, m2 / nr if nr > 0 else np.nan, m3 / nr if nr > 0 else np.nan,
+            m4 / nr if nr > 0 else np.nan, np.sqrt(dn / nr) if nr > 0 else np.nan, max_dd,
+            wins, gp, gl, exposed / n)
+
+
 def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, cash: float,
                  timeframe: str, offset: int = 0) -> dict[str, float]:
-    """The sweep metrics from an equity array and raw kernel trades, with numpy only.
+    """The sweep metrics from an equity array and raw kernel trades (one compiled pass).
 
     Same definitions as :func:`backtests.metrics.compute_metrics` (checked in tests); ``offset``
     is the bar position of ``equity[0]`` in the frame the raw trades refer to.
     """
     from backtests.engine_fast import R_REVERSE, R_SIGNAL, R_TIME, RAW_COLUMNS
     from backtests.metrics import periods_per_year
-    from backtests.overfit import return_moments
 
     ppy = periods_per_year(timeframe)
-    eq = equity
-    prev, cur = eq[:-1], eq[1:]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(prev > 0, cur / prev - 1.0, 0.0)
-    final = float(eq[-1])
     years = (index[-1] - index[0]) / pd.Timedelta(days=365)
+    col = {name: raw[:, i] for i, name in enumerate(RAW_COLUMNS)}
+    reason = col["reason"].astype(np.int64)
+    at_open = (reason == R_SIGNAL) | (reason == R_TIME) | (reason == R_REVERSE)
+    mean, std, m2, m3, m4, downside, max_dd, wins, gp, gl, exposed = _metrics_kernel(
+        np.ascontiguousarray(equity, dtype=np.float64), col["entry_bar"].astype(np.int64),
+        col["exit_bar"].astype(np.int64), col["side"], col["size"], col["entry_price"],
+        col["exit_price"], col["entry_fee"], col["exit_fee"], col["funding"], at_open,
+        float(cash), float(ppy), float(years), int(offset))
+    final = float(equity[-1])
     total = final / cash - 1.0
     if years > 0:
         cagr = (final / cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
     else:
         cagr = math.nan
-    n_r = len(r)
-    std = float(np.std(r, ddof=1)) if n_r > 1 else math.nan
-    mean = float(np.mean(r)) if n_r else math.nan
+    n_r = len(equity) - 1
     sharpe = mean / std * math.sqrt(ppy) if n_r > 1 and std > 0 else math.nan
-    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) if n_r else math.nan
     if n_r < 2:
         sortino = math.nan
     elif downside > 0:
         sortino = mean * ppy / (downside * math.sqrt(ppy))
     else:
         sortino = math.inf if mean > 0 else math.nan
-    peak = np.maximum.accumulate(eq)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        dd = np.where(peak > 0, eq / peak - 1.0, 0.0)
-    max_dd = float(dd.min())
     calmar = cagr / abs(max_dd) if max_dd < 0 else math.nan
-
-    col = {name: i for i, name in enumerate(RAW_COLUMNS)}
-    side = raw[:, col["side"]]
-    pnl = (side * raw[:, col["size"]] * (raw[:, col["exit_price"]] - raw[:, col["entry_price"]])
-           - raw[:, col["entry_fee"]] - raw[:, col["exit_fee"]] - raw[:, col["funding"]])
-    n_t = len(pnl)
-    gp, gl = float(pnl[pnl > 0].sum()), float(-pnl[pnl < 0].sum())
+    n_t = len(raw)
     pf = gp / gl if gl > 0 else (math.inf if gp > 0 else math.nan)
-    n_bars = len(eq)
-    start = raw[:, col["entry_bar"]].astype(np.int64) - offset
-    stop = raw[:, col["exit_bar"]].astype(np.int64) - offset
-    reason = raw[:, col["reason"]].astype(np.int64)
-    at_open = (reason == R_SIGNAL) | (reason == R_TIME) | (reason == R_REVERSE)
-    stop = np.where(at_open, stop, stop + 1)
-    diff = np.zeros(n_bars + 1, dtype=np.int64)
-    np.add.at(diff, np.clip(start, 0, n_bars), 1)
-    np.add.at(diff, np.clip(stop, 0, n_bars), -1)
-    exposed = float((np.cumsum(diff[:-1]) > 0).mean())
-    mom = return_moments(r)
+    flat = not (m2 > 0) or n_r < 2
     return {
         "sharpe": sharpe, "sortino": sortino, "calmar": calmar,
         "total_return_pct": 100.0 * total, "cagr_pct": 100.0 * cagr,
         "max_drawdown_pct": 100.0 * max_dd, "volatility_pct": 100.0 * std * math.sqrt(ppy),
-        "win_rate_pct": 100.0 * float((pnl > 0).sum()) / n_t if n_t else math.nan,
+        "win_rate_pct": 100.0 * wins / n_t if n_t else math.nan,
         "profit_factor": pf, "n_trades": n_t, "exposure_pct": 100.0 * exposed,
-        "final_equity": final, "sr_bar": mom["sharpe"], "skew": mom["skew"],
-        "kurtosis": mom["kurtosis"], "n_obs": mom["n_obs"],
+        "final_equity": final,
+        # per-bar moments for the deflated Sharpe ratio (as backtests.overfit.return_moments)
+        "sr_bar": (0.0 if std == 0 else mean / std) if n_r > 1 else math.nan,
+        "skew": 0.0 if flat else m3 / m2**1.5,
+        "kurtosis": 3.0 if flat else m4 / m2**2,
+        "n_obs": float(n_r),
     }
 
 

@@ -1,0 +1,284 @@
+"""Parameter-sweep benchmark: our sweep vs vectorbt, backtesting.py ``optimize`` and backtrader
+``optstrategy`` on the same RSI rules, in one run; plus 10,000 random sets on hourly data.
+
+Rules (identical in every engine): long at the next bar's open when RSI(period) crosses back
+above ``oversold`` (``rsi[t-1] <= oversold < rsi[t]``); exit at the next open when RSI >
+``overbought`` on a bar without such a cross (a short RSI can jump from below ``oversold`` to above
+``overbought`` in one bar; engines resolve simultaneous entry and exit signals differently, so the
+rules never emit both); all-in, 0.1 % commission per side, no stop. Grid: period 7..21 x oversold
+{20,25,30,35} x overbought {65,70,75,80} = 240 sets on the real Binance daily candles
+(3,243 bars). Trade counts of a few sets are compared across engines.
+
+Run: ``PYTHONPATH=. python benchmarks/bench_sweep.py [--skip-backtrader] [--random N]``.
+Prints a Markdown table (times and ratios to ours).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import os as _os
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+_os.environ.setdefault("TQDM_DISABLE", "1")  # backtesting.py progress bars
+
+import matplotlib
+
+matplotlib.use("Agg")  # backtrader must stay headless
+
+import backtrader as bt
+import numpy as np
+import pandas as pd
+import talib
+from backtesting import Strategy as BStrategy
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from backtests.config import BacktestConfig  # noqa: E402
+from backtests.sweep import (  # noqa: E402
+    BacktestPayload,
+    ProcessExecutor,
+    SerialExecutor,
+    evaluate_all,
+    evaluate_backtest,
+    grid,
+    random_space,
+    run_sweep,
+)
+from data.loaders import load  # noqa: E402
+from strategies.base import Param, Signals, Strategy  # noqa: E402
+
+SHARED = Path(os.environ.get("BTC_SHARED_DATA", REPO.parent / "shared" / "data"))
+PERIODS = list(range(7, 22))
+OVERSOLD = [20.0, 25.0, 30.0, 35.0]
+OVERBOUGHT = [65.0, 70.0, 75.0, 80.0]
+COMMISSION = 0.001
+CASH = 10_000.0
+CHECK = [(14, 30.0, 70.0), (7, 20.0, 80.0), (21, 35.0, 65.0), (10, 25.0, 75.0)]
+
+
+class RsiRule(Strategy):
+    """RSI crosses back above oversold -> long next open; RSI > overbought -> exit next open."""
+
+    name = "rsi_rule"
+    params: ClassVar[dict[str, Param]] = {
+        "period": Param(14, "RSI period, bars", int, min=2, max=50),
+        "oversold": Param(30.0, "RSI level", min=5, max=50),
+        "overbought": Param(70.0, "RSI level", min=50, max=95),
+    }
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        rsi = talib.RSI(df["close"].to_numpy(), self.p.period)
+        prev = np.r_[np.nan, rsi[:-1]]
+        cross = (rsi > self.p.oversold) & (prev <= self.p.oversold)
+        return Signals.from_entries(np.where(cross, 1, 0),
+                                    exit=(rsi > self.p.overbought) & ~cross)
+
+
+def best_of(fn, repeat: int = 3) -> tuple[float, object]:
+    best, out = np.inf, None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        best = min(best, time.perf_counter() - t0)
+    return best, out
+
+
+# --- ours ------------------------------------------------------------------------------------
+
+def ours(df: pd.DataFrame, workers: int) -> tuple[float, float, pd.DataFrame]:
+    cfg = BacktestConfig(cash=CASH, commission=COMMISSION)
+    space = grid({"period": PERIODS, "oversold": OVERSOLD, "overbought": OVERBOUGHT})
+    pay = BacktestPayload(df=df, strategy_cls=RsiRule, config=cfg)
+    evaluate_backtest(pay, space[0])  # numba compile/cache load
+    ex = SerialExecutor() if workers == 1 else ProcessExecutor(workers)
+    t_eval, _ = best_of(lambda: evaluate_all(evaluate_backtest, pay, space, executor=ex))
+    t_full, res = best_of(lambda: run_sweep(df, RsiRule, space, cfg, executor=ex), repeat=2)
+    return t_eval, t_full, res.table
+
+
+# --- vectorbt (vectorised over parameters) -----------------------------------------------------
+
+def vectorbt_sweep(df: pd.DataFrame) -> tuple[float, pd.Series]:
+    import vectorbt as vbt
+
+    close = df["close"].to_numpy()
+    open_ = df["open"]
+
+    def run():
+        cols, ent, ext = [], [], []
+        for p in PERIODS:
+            rsi = talib.RSI(close, p)
+            prev = np.r_[np.nan, rsi[:-1]]
+            for o in OVERSOLD:
+                cross = (rsi > o) & (prev <= o)
+                for b in OVERBOUGHT:
+                    cols.append((p, o, b))
+                    ent.append(cross)
+                    ext.append((rsi > b) & ~cross)
+        idx = pd.MultiIndex.from_tuples(cols, names=["period", "oversold", "overbought"])
+        # Signal at bar t's close -> order at bar t+1's open.
+        e = pd.DataFrame(np.column_stack(ent), index=df.index, columns=idx).shift(1,
+                                                                                  fill_value=False)
+        x = pd.DataFrame(np.column_stack(ext), index=df.index, columns=idx).shift(1,
+                                                                                  fill_value=False)
+        pf = vbt.Portfolio.from_signals(df["close"], e, x, price=open_, fees=COMMISSION,
+                                        init_cash=CASH, freq="1D")
+        return pf.trades.count()
+
+    run()  # compile
+    return best_of(run)
+
+
+# --- backtesting.py ------------------------------------------------------------------------------
+
+class BRsi(BStrategy):
+    """The same rules for backtesting.py (module level: optimize pickles it to its workers)."""
+
+    period = 14
+    oversold = 30.0
+    overbought = 70.0
+
+    def init(self):
+        self.rsi = self.I(talib.RSI, self.data.Close, self.period)
+
+    def next(self):
+        r = self.rsi
+        cross = r[-2] <= self.oversold < r[-1]
+        if not self.position and cross:
+            self.buy()
+        elif self.position and r[-1] > self.overbought and not cross:
+            self.position.close()
+
+
+def backtesting_sweep(df: pd.DataFrame) -> tuple[float, dict]:
+    data = df.rename(columns=str.capitalize)[["Open", "High", "Low", "Close", "Volume"]]
+    data.index = data.index.tz_localize(None)
+    from backtesting.lib import FractionalBacktest
+
+    bk = FractionalBacktest(data, BRsi, cash=CASH, commission=COMMISSION, finalize_trades=True)
+
+    def run():
+        return bk.optimize(period=PERIODS, oversold=OVERSOLD, overbought=OVERBOUGHT,
+                           maximize="Sharpe Ratio", return_heatmap=True)
+
+    t, _ = best_of(run, repeat=1)
+    counts = {c: int(bk.run(period=c[0], oversold=c[1], overbought=c[2])["# Trades"])
+              for c in CHECK}
+    return t, counts
+
+
+# --- backtrader ------------------------------------------------------------------------------
+
+class BtRsi(bt.Strategy):
+    """The same rules for backtrader."""
+
+    params = (("period", 14), ("oversold", 30.0), ("overbought", 70.0))
+
+    def __init__(self):
+        self.rsi = bt.indicators.RSI(self.data.close, period=self.p.period, safediv=True)
+        self.n_trades = 0
+
+    def notify_trade(self, trade):
+        if trade.isopen and trade.justopened:
+            self.n_trades += 1
+
+    def next(self):
+        r = self.rsi
+        if len(r) < 2:
+            return
+        cross = r[-1] <= self.p.oversold < r[0]
+        if not self.position and cross:
+            # size from the signal close with a cash buffer (the fill is at the next open)
+            self.buy(size=self.broker.getcash() * 0.95 / self.data.close[0])
+        elif self.position and r[0] > self.p.overbought and not cross:
+            self.close()
+
+
+def backtrader_sweep(df: pd.DataFrame, maxcpus: int) -> tuple[float, dict]:
+    feed_df = df.copy()
+    feed_df.index = feed_df.index.tz_localize(None)
+
+    def cerebro():
+        c = bt.Cerebro(stdstats=False, optreturn=True)
+        c.adddata(bt.feeds.PandasData(dataname=feed_df))
+        c.broker.setcash(CASH)
+        c.broker.setcommission(commission=COMMISSION)
+        return c
+
+    def run():
+        c = cerebro()
+        c.optstrategy(BtRsi, period=PERIODS, oversold=OVERSOLD, overbought=OVERBOUGHT)
+        return c.run(maxcpus=maxcpus)
+
+    t, _ = best_of(run, repeat=1)
+    counts = {}
+    for p, o, b in CHECK:
+        c = cerebro()
+        c.addstrategy(BtRsi, period=p, oversold=o, overbought=b)
+        counts[(p, o, b)] = c.run()[0].n_trades
+    return t, counts
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--skip-backtrader", action="store_true")
+    ap.add_argument("--random", type=int, default=10_000)
+    args = ap.parse_args()
+    daily = load(SHARED / "btc_usd_1d_binance.csv")
+    rows = []
+    t1_eval, t1_full, table = ours(daily, 1)
+    t2_eval, t2_full, table2 = ours(daily, 2)
+    assert table.equals(table2), "1 and 2 workers disagree"
+    ref = t1_eval
+    rows += [("ours, 1 worker: table of 240 sets", t1_eval),
+             ("ours, 1 worker: run_sweep (+ DSR, PBO 12,870 splits, best 5 re-run)", t1_full),
+             ("ours, 2 workers: table of 240 sets", t2_eval),
+             ("ours, 2 workers: run_sweep (+ DSR, PBO, best 5 re-run)", t2_full)]
+    t_vbt, vbt_counts = vectorbt_sweep(daily)
+    rows.append(("vectorbt 1.2 from_signals, 240 columns at once", t_vbt))
+    t_bp, bp_counts = backtesting_sweep(daily)
+    rows.append(("backtesting.py 0.6.6 optimize (FractionalBacktest, its own processes)", t_bp))
+    bt_counts = {}
+    if not args.skip_backtrader:
+        t_bt, bt_counts = backtrader_sweep(daily, maxcpus=2)
+        rows.append(("backtrader 1.9.78 optstrategy, maxcpus=2", t_bt))
+    print("| sweep (240 sets, daily 3,243 bars) | time | ratio to ours (1 worker, table) |")
+    print("|---|---|---|")
+    for name, t in rows:
+        print(f"| {name} | {t:.3f} s | {t / ref:.2f}x |")
+    print()
+    ours_counts = table.set_index(["period", "oversold", "overbought"])["n_trades"]
+    print("| period, oversold, overbought | ours | vectorbt | backtesting.py | backtrader |")
+    print("|---|---|---|---|---|")
+    for c in CHECK:
+        print(f"| {c[0]}, {c[1]:g}, {c[2]:g} | {int(ours_counts.loc[c])} | "
+              f"{int(vbt_counts.loc[c])} | {bp_counts[c]} | {bt_counts.get(c, '-')} |")
+    agree = (ours_counts.sort_index().to_numpy() == vbt_counts.sort_index().to_numpy()).mean()
+    print(f"\ntrade counts equal to vectorbt's on {agree:.1%} of the 240 sets")
+
+    if args.random:
+        hourly = load(SHARED / "btc_usd_1h_binance.csv.gz")
+        space = random_space(args.random, {"period": (5, 50), "oversold": (10.0, 45.0),
+                                           "overbought": (55.0, 90.0)}, seed=1,
+                             integer=["period"])
+        cfg = BacktestConfig(cash=CASH, commission=COMMISSION)
+        print(f"\n| {args.random:,} random sets, hourly {len(hourly):,} bars | wall time |"
+              " sets/s |")
+        print("|---|---|---|")
+        tables = []
+        for w in (1, 2):
+            t0 = time.perf_counter()
+            res = run_sweep(hourly, RsiRule, space, cfg, workers=w, top=1)
+            t = time.perf_counter() - t0
+            tables.append(res.table)
+            print(f"| {w} worker{'s' if w > 1 else ''} | {t:.1f} s | {args.random / t:,.0f} |")
+        assert tables[0].equals(tables[1]), "1 and 2 workers disagree"
+
+
+if __name__ == "__main__":
+    main()
