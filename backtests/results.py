@@ -322,6 +322,20 @@ def dumps(obj: Any) -> str:
 # Frames <-> Parquet with dtypes restored exactly
 
 
+def _plain_json(value: Any) -> bool:
+    """True for values that survive a JSON round trip unchanged (str, finite numbers, bools,
+    None, and lists/dicts of those)."""
+    if value is None or isinstance(value, str | bool | int):
+        return True
+    if isinstance(value, float):
+        return bool(np.isfinite(value))
+    if isinstance(value, list | tuple):
+        return all(_plain_json(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
+    return False
+
+
 def _frame_for_parquet(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Prepare a frame for Parquet; returns it and the notes needed to restore it exactly."""
     if not all(isinstance(c, str) for c in df.columns):
@@ -456,6 +470,15 @@ class BacktestResult:
         for name in ("indicators", "events", "levels"):
             if getattr(self, name) is None:
                 setattr(self, name, pd.DataFrame())
+        # A result must save and load back unchanged, so frame metadata is kept only where it is
+        # plain JSON (a loader's ValidationReport in prices.attrs, say, is dropped here).
+        for name in (*_FRAMES, *_SERIES):
+            obj = getattr(self, name)
+            plain = {k: v for k, v in obj.attrs.items() if _plain_json(v)}
+            if plain != obj.attrs:
+                obj = obj.copy(deep=False)
+                obj.attrs = plain
+                setattr(self, name, obj)
 
     # -- construction helper for engines --------------------------------------------------
     @classmethod
