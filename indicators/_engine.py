@@ -165,7 +165,10 @@ def _engine(
     cnts = np.zeros(3, np.int64)
     pend = np.zeros(cap, np.int64)
     npend = 0
+    # Bounds on any zone's half-width (absolute, and relative to a positive centre) let the
+    # retest scan stop early; the relative bound keeps it short when prices span decades.
     maxhalf = 0.0
+    maxrel = 0.0
 
     m = n if want_bars else 0
     sup = np.full((m, 3), np.nan)
@@ -283,7 +286,10 @@ def _engine(
                 zalive[z] = True
                 _insert(orders[0], cnts, 0, z, zsum, zcnt)
             c = zsum[z] / zcnt[z]
-            maxhalf = max(maxhalf, c - (zmin[z] - zpad[z]), zmax[z] + zpad[z] - c)
+            half = max(c - (zmin[z] - zpad[z]), zmax[z] + zpad[z] - c)
+            maxhalf = max(maxhalf, half)
+            if c > 0:
+                maxrel = max(maxrel, half / c)
 
         cb = close[b]
         # ---- 2. pending breaks ----
@@ -361,8 +367,9 @@ def _engine(
             q = _bisect_right(orders[1], cnts[1], zsum, zcnt, cb)
             while q < cnts[1]:
                 z = orders[1][q]
-                if zsum[z] / zcnt[z] - maxhalf > high[b]:
-                    break
+                c = zsum[z] / zcnt[z]
+                if c - maxhalf > high[b] or (c > 0 and c * (1.0 - maxrel) > high[b]):
+                    break  # this zone and all above it have their low above the bar's high
                 zl = zmin[z] - zpad[z]
                 if zflipbar[z] < b and high[b] >= zl and cb < zl and cp < zl:
                     if nev >= ecap:
@@ -389,8 +396,9 @@ def _engine(
             q = _bisect_right(orders[2], cnts[2], zsum, zcnt, cb) - 1
             while q >= 0:
                 z = orders[2][q]
-                if zsum[z] / zcnt[z] + maxhalf < low[b]:
-                    break
+                c = zsum[z] / zcnt[z]
+                if c + maxhalf < low[b] or (c > 0 and c * (1.0 + maxrel) < low[b]):
+                    break  # this zone and all below it have their high under the bar's low
                 zh = zmax[z] + zpad[z]
                 if zflipbar[z] < b and low[b] <= zh and cb > zh and cp > zh:
                     if nev >= ecap:

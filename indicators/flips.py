@@ -128,18 +128,22 @@ def _events(evf: np.ndarray, evi: np.ndarray, idx: pd.Index) -> pd.DataFrame:
     bar = evi[:, 0]
     brk = evi[:, 3]
     kinds = evi[:, 1]
+    # lookup tables indexed by code: vectorised, millions of events stay cheap
+    kind_names = np.array([None, *(_KIND[k] for k in range(1, 5))], dtype=object)
+    flip_names = np.array([None, *(_FLIP_KIND[k] for k in range(1, 5))], dtype=object)
+    by_names = np.array([_BY[k] for k in range(3)], dtype=object)
     ev = pd.DataFrame({
         "time": idx[bar] if len(bar) else idx[:0],
         "bar": bar,
-        "kind": pd.Series([_KIND[int(k)] for k in kinds], dtype=object),
-        "flip_kind": pd.Series([_FLIP_KIND[int(k)] for k in kinds], dtype=object),
+        "kind": pd.Series(kind_names[kinds], dtype=object),
+        "flip_kind": pd.Series(flip_names[kinds], dtype=object),
         "level": evf[:, 0],
         "level_low": evf[:, 1],
         "level_high": evf[:, 2],
         "break_bar": brk,
         "break_time": idx[np.maximum(brk, 0)] if len(brk) else idx[:0],
         "break_close": evf[:, 3],
-        "confirmed_by": pd.Series([_BY[int(k)] for k in evi[:, 4]], dtype=object),
+        "confirmed_by": pd.Series(by_names[evi[:, 4]], dtype=object),
         "zone_id": evi[:, 2],
     })
     return ev[list(EVENT_COLUMNS)]
