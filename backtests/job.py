@@ -97,11 +97,6 @@ def run_job(
     step = on_step or (lambda _label: None)
     from backtests.runner import run
 
-    # Results carry the prices with their attrs into JSON/Parquet: keep only plain metadata
-    # (the loader's ValidationReport, for one, has been shown to the user already).
-    df = df.copy(deep=False)
-    df.attrs = {k: v for k, v in df.attrs.items() if isinstance(v, str | int | float | bool)}
-
     step("analysis")
     t0 = time.perf_counter()
     analysis = analyse(df)
