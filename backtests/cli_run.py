@@ -39,6 +39,12 @@ def _parse_date(value: str | None, option: str) -> pd.Timestamp | None:
     return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
+def _announce(message: str) -> None:
+    # Notices (the sample-data warning) must stand out; the rest is plain progress.
+    notice = message.startswith("NOTICE")
+    click.secho(message, fg="yellow" if notice else None, bold=notice, err=True)
+
+
 def load_data(
     data_file: str | None,
     data_dir: str | None,
@@ -71,9 +77,9 @@ def load_data(
         raise DataError(f"data file {data_file} not found",
                         hint="check the path, or omit --data to use the default data")
     store = DataStore(data_dir) if data_dir else None
-    df, origin = resolve_default_data(data_file, store=store, allow_download=not offline)
-    if origin.notice:
-        click.secho(origin.notice, fg="yellow", err=True)
+    # resolve_default_data announces each step itself (the sample's notice included).
+    df, origin = resolve_default_data(data_file, store=store, allow_download=not offline,
+                                      echo=_announce)
     desc = origin.description
 
     if timeframe is not None:
