@@ -48,6 +48,29 @@ KIND_LOW = 2
 
 
 @nb.njit(cache=True)
+def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, break_bar,
+                by):  # pragma: no cover - compiled
+    """Append one event row (growing the buffers by doubling); returns the buffers and count."""
+    if nev >= evf.shape[0]:
+        evf2 = np.zeros((2 * evf.shape[0], 5))
+        evi2 = np.zeros((2 * evf.shape[0], 5), np.int64)
+        evf2[:nev] = evf[:nev]
+        evi2[:nev] = evi[:nev]
+        evf = evf2
+        evi = evi2
+    evf[nev, 0] = level
+    evf[nev, 1] = low
+    evf[nev, 2] = high
+    evf[nev, 3] = break_close
+    evi[nev, 0] = bar
+    evi[nev, 1] = kind
+    evi[nev, 2] = zone
+    evi[nev, 3] = break_bar
+    evi[nev, 4] = by
+    return evf, evi, nev + 1
+
+
+@nb.njit(cache=True)
 def _centre(z, zsum, zcnt):  # pragma: no cover - compiled
     return zsum[z] / zcnt[z]
 
@@ -177,7 +200,7 @@ def _engine(
     fsup = np.full((m, 3), np.nan)
     flags = np.zeros((m, 4), np.bool_)  # breakdown, breakout, retest_rejected, retest_held
 
-    ecap = 64
+    ecap = 64  # event buffers start small and double in _push_event
     evf = np.zeros((ecap, 5))  # level, level_low, level_high, break_close, (spare)
     evi = np.zeros((ecap, 5), np.int64)  # bar, kind, zone, break_bar, confirmed_by
     nev = 0
@@ -331,24 +354,8 @@ def _engine(
                 zfbclose[z] = zpclose[z]
                 kk = _flip_order_key(flip)
                 _insert(orders[kk], cnts, kk, z, zsum, zcnt)
-                if nev >= ecap:
-                    ecap *= 2
-                    evf2 = np.zeros((ecap, 5))
-                    evi2 = np.zeros((ecap, 5), np.int64)
-                    evf2[:nev] = evf[:nev]
-                    evi2[:nev] = evi[:nev]
-                    evf = evf2
-                    evi = evi2
-                evf[nev, 0] = zsum[z] / zcnt[z]
-                evf[nev, 1] = zl
-                evf[nev, 2] = zh
-                evf[nev, 3] = zpclose[z]
-                evi[nev, 0] = b
-                evi[nev, 1] = EV_S2R if flip == -1 else EV_R2S
-                evi[nev, 2] = z
-                evi[nev, 3] = zpbar[z]
-                evi[nev, 4] = how
-                nev += 1
+                evf, evi, nev = _push_event(evf, evi, nev, zsum[z] / zcnt[z], zl, zh, zpclose[z], b,
+                                            EV_S2R if flip == -1 else EV_R2S, z, zpbar[z], how)
                 if want_bars:
                     flags[b, 0 if flip == -1 else 1] = True
                 done = True
@@ -372,24 +379,9 @@ def _engine(
                     break  # this zone and all above it have their low above the bar's high
                 zl = zmin[z] - zpad[z]
                 if zflipbar[z] < b and high[b] >= zl and cb < zl and cp < zl:
-                    if nev >= ecap:
-                        ecap *= 2
-                        evf2 = np.zeros((ecap, 5))
-                        evi2 = np.zeros((ecap, 5), np.int64)
-                        evf2[:nev] = evf[:nev]
-                        evi2[:nev] = evi[:nev]
-                        evf = evf2
-                        evi = evi2
-                    evf[nev, 0] = zsum[z] / zcnt[z]
-                    evf[nev, 1] = zl
-                    evf[nev, 2] = zmax[z] + zpad[z]
-                    evf[nev, 3] = zfbclose[z]
-                    evi[nev, 0] = b
-                    evi[nev, 1] = EV_RETEST_S2R
-                    evi[nev, 2] = z
-                    evi[nev, 3] = zfbbar[z]
-                    evi[nev, 4] = BY_REJECTION
-                    nev += 1
+                    evf, evi, nev = _push_event(evf, evi, nev, zsum[z] / zcnt[z], zl,
+                                                zmax[z] + zpad[z], zfbclose[z], b,
+                                                EV_RETEST_S2R, z, zfbbar[z], BY_REJECTION)
                     if want_bars:
                         flags[b, 2] = True
                 q += 1
@@ -401,24 +393,9 @@ def _engine(
                     break  # this zone and all below it have their high under the bar's low
                 zh = zmax[z] + zpad[z]
                 if zflipbar[z] < b and low[b] <= zh and cb > zh and cp > zh:
-                    if nev >= ecap:
-                        ecap *= 2
-                        evf2 = np.zeros((ecap, 5))
-                        evi2 = np.zeros((ecap, 5), np.int64)
-                        evf2[:nev] = evf[:nev]
-                        evi2[:nev] = evi[:nev]
-                        evf = evf2
-                        evi = evi2
-                    evf[nev, 0] = zsum[z] / zcnt[z]
-                    evf[nev, 1] = zmin[z] - zpad[z]
-                    evf[nev, 2] = zh
-                    evf[nev, 3] = zfbclose[z]
-                    evi[nev, 0] = b
-                    evi[nev, 1] = EV_RETEST_R2S
-                    evi[nev, 2] = z
-                    evi[nev, 3] = zfbbar[z]
-                    evi[nev, 4] = BY_REJECTION
-                    nev += 1
+                    evf, evi, nev = _push_event(evf, evi, nev, zsum[z] / zcnt[z],
+                                                zmin[z] - zpad[z], zh, zfbclose[z], b,
+                                                EV_RETEST_R2S, z, zfbbar[z], BY_REJECTION)
                     if want_bars:
                         flags[b, 3] = True
                 q -= 1
@@ -472,24 +449,10 @@ def _engine(
                         zfbclose[z] = cb
                         kk = _flip_order_key(flip)
                         _insert(orders[kk], cnts, kk, z, zsum, zcnt)
-                        if nev >= ecap:
-                            ecap *= 2
-                            evf2 = np.zeros((ecap, 5))
-                            evi2 = np.zeros((ecap, 5), np.int64)
-                            evf2[:nev] = evf[:nev]
-                            evi2[:nev] = evi[:nev]
-                            evf = evf2
-                            evi = evi2
-                        evf[nev, 0] = zsum[z] / zcnt[z]
-                        evf[nev, 1] = zmin[z] - zpad[z]
-                        evf[nev, 2] = zmax[z] + zpad[z]
-                        evf[nev, 3] = cb
-                        evi[nev, 0] = b
-                        evi[nev, 1] = EV_S2R if flip == -1 else EV_R2S
-                        evi[nev, 2] = z
-                        evi[nev, 3] = b
-                        evi[nev, 4] = BY_CLOSES
-                        nev += 1
+                        evf, evi, nev = _push_event(evf, evi, nev, zsum[z] / zcnt[z],
+                                                    zmin[z] - zpad[z], zmax[z] + zpad[z], cb, b,
+                                                    EV_S2R if flip == -1 else EV_R2S, z, b,
+                                                    BY_CLOSES)
                         if want_bars:
                             flags[b, 0 if flip == -1 else 1] = True
                         zpend[z] = 0
