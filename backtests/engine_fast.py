@@ -145,6 +145,25 @@ def protective_exit(side: int, o: float, h: float, low: float, liq: float, stop:
 
 
 @njit(cache=True)
+def _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason,
+            liq):  # pragma: no cover - compiled
+    """Write one closed trade as row ``nt`` of ``trades`` (:data:`RAW_COLUMNS`); returns nt+1."""
+    trades[nt, 0] = sbar
+    trades[nt, 1] = ebar
+    trades[nt, 2] = k
+    trades[nt, 3] = side
+    trades[nt, 4] = q
+    trades[nt, 5] = pe
+    trades[nt, 6] = px
+    trades[nt, 7] = efee
+    trades[nt, 8] = xfee
+    trades[nt, 9] = fund
+    trades[nt, 10] = reason
+    trades[nt, 11] = liq
+    return nt + 1
+
+
+@njit(cache=True)
 def _simulate(o, h, low, c, entry, exit_, stop, target, max_bars, funding, cash0, comm, slip,
               lev, mm, liq_fee, sizing, size, mode):  # pragma: no cover - compiled
     n = len(o)
@@ -179,19 +198,8 @@ def _simulate(o, h, low, c, entry, exit_, stop, target, max_bars, funding, cash0
                 px = o[k] * (1.0 - side * slip)
                 xfee = q * px * comm
                 cash += margin + side * q * (px - pe) - xfee
-                trades[nt, 0] = sbar
-                trades[nt, 1] = ebar
-                trades[nt, 2] = k
-                trades[nt, 3] = side
-                trades[nt, 4] = q
-                trades[nt, 5] = pe
-                trades[nt, 6] = px
-                trades[nt, 7] = efee
-                trades[nt, 8] = xfee
-                trades[nt, 9] = fund
-                trades[nt, 10] = reason
-                trades[nt, 11] = liq
-                nt += 1
+                nt = _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason,
+                             liq)
                 side = 0
             if side == 0 and allowed:
                 sp = stop[j]
@@ -226,19 +234,8 @@ def _simulate(o, h, low, c, entry, exit_, stop, target, max_bars, funding, cash0
             if reason >= 0:
                 xfee = q * px * (liq_fee if reason == 3 else comm)
                 cash += margin + side * q * (px - pe) - xfee
-                trades[nt, 0] = sbar
-                trades[nt, 1] = ebar
-                trades[nt, 2] = k
-                trades[nt, 3] = side
-                trades[nt, 4] = q
-                trades[nt, 5] = pe
-                trades[nt, 6] = px
-                trades[nt, 7] = efee
-                trades[nt, 8] = xfee
-                trades[nt, 9] = fund
-                trades[nt, 10] = reason
-                trades[nt, 11] = liq
-                nt += 1
+                nt = _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason,
+                             liq)
                 side = 0
         if side != 0:
             f = side * q * c[k] * funding[k]
