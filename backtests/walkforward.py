@@ -19,6 +19,8 @@ and the probability of backtest overfitting of each window's selection.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -100,8 +102,10 @@ class WalkForwardResult:
     by side (means of the finite values over windows, trade counts summed), plus the stitched
     out-of-sample curve's own metrics;
     ``oos_equity``: the stitched out-of-sample equity (quote currency, starting at ``cash`` on
-    the bar before the first test window); ``oos_trades``: the trades of all test windows (bar
-    positions refer to the full data frame; column ``window``).
+    the bar before the first test window); ``benchmark``: buy-and-hold equity on the same bars
+    (bought at the first test bar's open, :func:`backtests.results.buy_and_hold`);
+    ``oos_trades``: the trades of all test windows (bar positions refer to the full data frame;
+    column ``window``).
     """
 
     strategy: str
@@ -113,6 +117,7 @@ class WalkForwardResult:
     oos_trades: pd.DataFrame
     config: dict[str, Any] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
+    benchmark: pd.Series | None = None
 
     @property
     def params_by_window(self) -> list[Params]:
@@ -126,6 +131,8 @@ class WalkForwardResult:
         self.comparison.to_parquet(d / "comparison.parquet")
         self.oos_equity.to_frame("equity").to_parquet(d / "oos_equity.parquet")
         self.oos_trades.to_parquet(d / "oos_trades.parquet")
+        if self.benchmark is not None:
+            self.benchmark.to_frame("benchmark").to_parquet(d / "benchmark.parquet")
         meta = {"strategy": self.strategy, "metric": self.metric,
                 "param_names": self.param_names, "config": self.config,
                 "settings": self.settings}
@@ -136,7 +143,9 @@ class WalkForwardResult:
     def load(cls, directory: str | Path) -> WalkForwardResult:
         d = Path(directory)
         meta = json.loads((d / "walkforward.json").read_text())
-        return cls(windows=pd.read_parquet(d / "windows.parquet"),
+        bench = d / "benchmark.parquet"
+        return cls(benchmark=pd.read_parquet(bench)["benchmark"] if bench.exists() else None,
+                   windows=pd.read_parquet(d / "windows.parquet"),
                    comparison=pd.read_parquet(d / "comparison.parquet"),
                    oos_equity=pd.read_parquet(d / "oos_equity.parquet")["equity"],
                    oos_trades=pd.read_parquet(d / "oos_trades.parquet"), **meta)
@@ -155,6 +164,7 @@ def walk_forward(
     executor: str | Executor | None = None,
     workers: int | None = None,
     scheduler: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> WalkForwardResult:
     """Walk-forward optimisation of ``strategy_cls`` over ``space`` (see the module docstring).
 
@@ -168,6 +178,7 @@ def walk_forward(
         anchored: training windows all start at bar 0 (else rolling).
         step: how far windows move (default: the test length).
         executor, workers, scheduler: where the training sweeps run.
+        progress: called as ``progress(windows_done, n_windows)`` after each window.
 
     Returns:
         :class:`WalkForwardResult`.
@@ -175,6 +186,7 @@ def walk_forward(
     from backtests.config import BacktestConfig
     from backtests.engine_fast import build_trades
     from backtests.metrics import compute_metrics
+    from backtests.results import buy_and_hold
 
     config = config or BacktestConfig()
     param_sets = _as_param_sets(space)
@@ -202,12 +214,15 @@ def walk_forward(
             "test_start": df.index[te0], "test_end": df.index[te1 - 1],
             "train_bars": tr1 - tr0, "test_bars": te1 - te0, **best,
         }
-        row.update({f"is_{m}": _py(is_row[m]) for m in COMPARED})
-        row.update({f"oos_{m}": _py(oos[m]) for m in COMPARED})
+        shown = COMPARED if metric in COMPARED else (*COMPARED, metric)
+        row.update({f"is_{m}": _py(is_row[m]) for m in shown})
+        row.update({f"oos_{m}": _py(oos[m]) for m in shown})
         row["dsr"] = sw.overfit.get("dsr", np.nan)
         row["pbo"] = sw.overfit.get("pbo", np.nan)
         row["n_trials"] = len(param_sets)
         rows.append(row)
+        if progress is not None:
+            progress(k + 1, len(wins))
     windows = pd.DataFrame(rows)
     r = pd.concat(oos_returns)
     first = wins[0][2]
@@ -216,6 +231,10 @@ def walk_forward(
     if first == 0:  # cannot happen (train >= 2 bars), kept for clarity
         eq_vals = eq_vals[1:]
     oos_equity = pd.Series(eq_vals, index=idx, name="equity")
+    # Buy and hold over the same bars: cash until the first test bar's open, then held.
+    bh = buy_and_hold(df.iloc[first:wins[-1][3]], config.cash, config.commission)
+    benchmark = pd.concat([pd.Series([config.cash], index=df.index[first - 1:first]), bh]
+                          ).rename("benchmark")
     oos_trades = pd.concat(trades, ignore_index=True)
     tf = df.attrs.get("timeframe") or pd.infer_freq(df.index[:50]) or "1d"
     shifted = oos_trades.copy()  # bar positions relative to the stitched curve's first bar
@@ -248,4 +267,141 @@ def walk_forward(
                   "step": None if step is None else str(step), "n_sets": len(param_sets),
                   "mean_pbo": float(windows["pbo"].mean()),
                   "mean_dsr": float(windows["dsr"].mean())},
+        benchmark=benchmark,
     )
+
+
+# --- HTML report -------------------------------------------------------------------------------
+
+_REPORT_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Walk-forward: {{ r.strategy }} by {{ r.metric }}</title>
+{{ style }}</head><body>
+<h1>Walk-forward: {{ r.strategy }}</h1>
+<p class="note">{{ "Anchored" if s.anchored else "Rolling" }} windows: train {{ s.train }},
+test {{ s.test }}{% if s.step %}, step {{ s.step }}{% endif %}; {{ s.n_sets }} parameter sets
+ranked by <b>{{ r.metric }}</b> on each training window, the best one traded on the following
+test window; {{ rows|length }} windows.{% if data %} Data {{ data.source or "?" }}
+{{ data.timeframe or "" }} {{ data.start }} &rarr; {{ data.end }} ({{ data.rows }} bars, sha256
+{{ (data.sha256 or "")[:12] }}).{% endif %} Engine settings: {% for k, v in r.config.items() %}
+{{ k }}={{ v }}{{ "," if not loop.last }}{% endfor %}.</p>
+<h2>Out of sample</h2>
+<div class="box">Stitched out-of-sample return: <b>{{ oos_ret }} %</b></div>
+{% if bh_ret %}<div class="box">Buy and hold, same bars: <b>{{ bh_ret }} %</b></div>{% endif %}
+{% if dsr %}<div class="box">Mean deflated Sharpe ratio of the selections: <b
+class="{{ 'ok' if s.mean_dsr >= 0.95 else 'warn' }}">{{ dsr }}</b></div>{% endif %}
+{% if pbo %}<div class="box">Mean probability of backtest overfitting: <b
+class="{{ 'ok' if s.mean_pbo < 0.2 else 'warn' }}">{{ pbo }}</b></div>{% endif %}
+{{ equity }}
+<h2>Windows</h2>
+<table><tr>{% for c in cols %}<th class="{{ 'l' if c in left else '' }}">{{ c }}</th>
+{% endfor %}</tr>
+{% for row in rows %}<tr class="window">{% for c in cols %}
+<td class="{{ 'l' if c in left else '' }}">{{ row[c] }}</td>{% endfor %}</tr>
+{% endfor %}</table>
+<h2>In sample vs out of sample</h2>
+<table><tr><th class="l">metric</th><th>in sample (mean of windows)</th>
+<th>out of sample (mean of windows)</th><th>stitched out of sample</th></tr>
+{% for m, a, b, c in comparison %}<tr><td class="l">{{ m }}</td><td>{{ a }}</td><td>{{ b }}</td>
+<td>{{ c }}</td></tr>{% endfor %}</table>
+<p class="note">In sample: the chosen set on the training window it was chosen on (trade counts
+summed over windows). Out of sample: the same set on the next, unseen test window. A large drop
+from the first to the second column is the cost of tuning. The deflated Sharpe ratio (Bailey &amp;
+López de Prado 2014) and PBO (CSCV, Bailey, Borwein, López de Prado &amp; Zhu 2015) judge each
+window's selection among its {{ s.n_sets }} trials.</p>
+{{ bars }}
+</body></html>
+"""
+
+
+def format_span(start: pd.Timestamp, end: pd.Timestamp) -> str:
+    """``"2019-01-01 → 2020-12-31"`` (times shown only when a bound is not at midnight)."""
+    def one(ts: pd.Timestamp) -> str:
+        ts = pd.Timestamp(ts)
+        return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M}"
+
+    return f"{one(start)} → {one(end)}"
+
+
+def write_report(result: WalkForwardResult, path: str | Path, data: dict | None = None) -> Path:
+    """Write a self-contained HTML page of a walk-forward (plotly inlined, every text escaped).
+
+    It shows the stitched out-of-sample equity against buy and hold, one table row per window
+    (train and test spans, chosen parameters, in-sample and out-of-sample metrics, DSR, PBO) and
+    the in-sample vs out-of-sample comparison. Built like :func:`backtests.sweep.write_report`
+    (same jinja2 autoescaping, stylesheet and cell formatting); nothing is recomputed.
+    ``data``: the data fingerprint to show (default: ``result.settings["data"]`` if any).
+    """
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    from jinja2 import Environment
+    from markupsafe import Markup
+
+    from backtests.sweep import _REPORT_TEMPLATE as _SWEEP_TEMPLATE
+    from backtests.sweep import _fmt_cell
+
+    style = re.search(r"<style>.*?</style>", _SWEEP_TEMPLATE, re.S)
+    include = {"first": True}
+
+    def html(fig: Any) -> Markup:
+        out = pio.to_html(fig, include_plotlyjs=include["first"], full_html=False,
+                          config={"displaylogo": False})
+        include["first"] = False
+        return Markup(out)
+
+    w, m = result.windows, result.metric
+    fig = go.Figure(go.Scatter(x=result.oos_equity.index, y=result.oos_equity,
+                               name="walk-forward, out of sample", mode="lines"))
+    if result.benchmark is not None:
+        fig.add_trace(go.Scatter(x=result.benchmark.index, y=result.benchmark,
+                                 name="buy and hold", mode="lines",
+                                 line={"dash": "dot", "color": "#888"}))
+    for ts in w["test_start"].iloc[1:]:
+        fig.add_vline(x=pd.Timestamp(ts).isoformat(), line_dash="dot", line_color="#ccc")
+    fig.update_layout(yaxis_title="equity", yaxis_type="log", height=440, margin={"t": 20},
+                      legend={"orientation": "h"})
+    equity = html(fig)
+
+    labels = [f"#{int(k)}" for k in w["window"]]
+    bars = go.Figure([go.Bar(x=labels, y=w.get(f"is_{m}"), name=f"in sample {m}"),
+                      go.Bar(x=labels, y=w.get(f"oos_{m}"), name=f"out of sample {m}")])
+    bars.update_layout(barmode="group", yaxis_title=m, height=320, margin={"t": 20},
+                       legend={"orientation": "h"})
+
+    cols = ["#", "train", "test", *result.param_names, f"IS {m}", f"OOS {m}", "IS return %",
+            "OOS return %", "OOS trades", "DSR", "PBO"]
+    rows = []
+    for _, r in w.iterrows():
+        row = {"#": int(r["window"]), "train": format_span(r["train_start"], r["train_end"]),
+               "test": format_span(r["test_start"], r["test_end"])}
+        row.update({p: _fmt_cell(r[p]) for p in result.param_names})
+        row.update({f"IS {m}": _fmt_cell(r.get(f"is_{m}", np.nan)),
+                    f"OOS {m}": _fmt_cell(r.get(f"oos_{m}", np.nan)),
+                    "IS return %": _fmt_cell(r["is_total_return_pct"]),
+                    "OOS return %": _fmt_cell(r["oos_total_return_pct"]),
+                    "OOS trades": _fmt_cell(r["oos_n_trades"]),
+                    "DSR": _fmt_cell(r.get("dsr", np.nan)), "PBO": _fmt_cell(r.get("pbo", np.nan))})
+        rows.append(row)
+    comparison = [(k, *(_fmt_cell(v) for v in vals))
+                  for k, vals in zip(result.comparison.index,
+                                     result.comparison.to_numpy(), strict=True)]
+    s = result.settings
+    oos_ret = 100.0 * (result.oos_equity.iloc[-1] / result.oos_equity.iloc[0] - 1.0)
+    bh_ret = None
+    if result.benchmark is not None and len(result.benchmark):
+        bh_ret = _fmt_cell(100.0 * (result.benchmark.iloc[-1] / result.benchmark.iloc[0] - 1.0))
+    finite = [_fmt_cell(s.get(k)) if np.isfinite(s.get(k, np.nan)) else None
+              for k in ("mean_dsr", "mean_pbo")]
+    page = Environment(autoescape=True).from_string(_REPORT_TEMPLATE).render(
+        r=result, s=s, data=data if data is not None else s.get("data"),
+        style=Markup(style.group(0)) if style else "", equity=equity, bars=html(bars),
+        rows=rows, cols=cols, left={"#", "train", "test", *result.param_names},
+        comparison=comparison, oos_ret=_fmt_cell(oos_ret), bh_ret=bh_ret,
+        dsr=finite[0], pbo=finite[1],
+    )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
