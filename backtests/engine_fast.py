@@ -291,6 +291,31 @@ def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
     return trades, pd.Series(equity, index=df.index, name="equity")
 
 
+@njit(cache=True)
+def _excursions(lo, hi, ebar, xbar, side, pe, px):  # pragma: no cover - compiled
+    """Maximum adverse and favourable excursion of each trade, % of the entry price.
+
+    Bars fully or partly held count from the fill bar to the bar before the exit, plus the exit
+    price itself (what happened inside the exit bar after an intrabar exit is unknowable from
+    OHLC)."""
+    n = len(ebar)
+    mae = np.empty(n)
+    mfe = np.empty(n)
+    for i in range(n):
+        lo_i = min(px[i], pe[i])
+        hi_i = max(px[i], pe[i])
+        for k in range(ebar[i], xbar[i]):
+            lo_i = min(lo_i, lo[k])
+            hi_i = max(hi_i, hi[k])
+        if side[i] > 0:
+            mae[i] = (lo_i / pe[i] - 1.0) * 100.0
+            mfe[i] = (hi_i / pe[i] - 1.0) * 100.0
+        else:
+            mae[i] = (1.0 - hi_i / pe[i]) * 100.0
+            mfe[i] = (1.0 - lo_i / pe[i]) * 100.0
+    return mae, mfe
+
+
 def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
                  tags: np.ndarray | None = None) -> pd.DataFrame:
     """Turn raw trade records (rows of :data:`RAW_COLUMNS`) into the trade table.
@@ -310,17 +335,7 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
     margin = q * pe / config.leverage
     hi = df["high"].to_numpy()
     lo = df["low"].to_numpy()
-    mae = np.empty(len(raw))
-    mfe = np.empty(len(raw))
-    for i in range(len(raw)):
-        # bars fully or partly held: from the fill bar to the bar before the exit, plus the exit
-        # price itself (what happened after an intrabar exit is unknowable from OHLC)
-        lo_i = min(lo[ebar[i]:xbar[i]].min(initial=np.inf), px[i], pe[i])
-        hi_i = max(hi[ebar[i]:xbar[i]].max(initial=-np.inf), px[i], pe[i])
-        if side[i] > 0:
-            mae[i], mfe[i] = (lo_i / pe[i] - 1) * 100, (hi_i / pe[i] - 1) * 100
-        else:
-            mae[i], mfe[i] = (1 - hi_i / pe[i]) * 100, (1 - lo_i / pe[i]) * 100
+    mae, mfe = _excursions(lo, hi, ebar, xbar, side, pe, px)
     idx = df.index
     tag_col = (np.asarray(tags, dtype=object)[r["signal_bar"].astype(np.int64)]
                if tags is not None else np.full(len(raw), None, dtype=object))

@@ -212,3 +212,21 @@ def test_run_fast_returns_a_backtest_result():
     assert res.engine == "fast" and res.strategy == "always"
     assert res.metrics["n_trades"] == 1
     assert res.equity.iloc[-1] == pytest.approx(10_000 * 121 / 100 * (1 - 1e-9) + 10_000 * 1e-9)
+
+
+def test_excursions_cover_the_bars_held_and_the_exit_price():
+    # Long from the open of bar 1 (100); bar 1 dips to 96 and peaks at 104, bar 2 reaches 109,
+    # bar 3 opens 108 and the target at 110 fills inside it (its low of 90 comes after: unknown).
+    df = bars([FLAT, (100, 104, 96, 103), (103, 109, 101, 108), (108, 111, 90, 95), FLAT])
+    trades, _ = simulate(df, sig(5, {0: 1}, target={0: 110.0}), BacktestConfig(commission=0))
+    t = trades.iloc[0]
+    assert (t["exit_bar"], t["exit_reason"], t["exit_price"]) == (3, "target", 110.0)
+    assert t["mae_pct"] == pytest.approx(-4.0, rel=1e-12)   # 96 on bar 1
+    assert t["mfe_pct"] == pytest.approx(10.0, rel=1e-12)   # the exit at 110 beats bar 2's 109
+    # A short held over the same bars: adverse = the highs, favourable = the lows.
+    trades, _ = simulate(df, sig(5, {0: -1}, exits=(2,)), BacktestConfig(commission=0,
+                                                                        mode="both"))
+    t = trades.iloc[0]
+    assert (t["exit_bar"], t["exit_price"]) == (3, 108.0)
+    assert t["mae_pct"] == pytest.approx(-9.0, rel=1e-12)   # 109 on bar 2
+    assert t["mfe_pct"] == pytest.approx(4.0, rel=1e-12)    # 96 on bar 1
