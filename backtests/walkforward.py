@@ -198,8 +198,10 @@ def walk_forward(
     for k, (tr0, tr1, te0, te1) in enumerate(wins):
         sw = run_sweep(df, strategy_cls, param_sets, config, metric=metric, executor=ex,
                        start=tr0, end=tr1, top=0)
-        best = sw.best
         is_row = sw.table.iloc[0]
+        # The set itself (``trial`` is its position), not the table row: a row mixing ints and
+        # floats is upcast to float, and an int parameter must stay an int.
+        best = dict(param_sets[int(is_row["trial"])])
         pay = BacktestPayload(df=df, strategy_cls=strategy_cls, config=config, start=te0,
                               end=te1, keep_returns=True)
         oos = evaluate_backtest(pay, best)
@@ -314,13 +316,13 @@ window's selection among its {{ s.n_sets }} trials.</p>
 """
 
 
-def format_span(start: pd.Timestamp, end: pd.Timestamp) -> str:
+def format_span(start: pd.Timestamp, end: pd.Timestamp, sep: str = " → ") -> str:
     """``"2019-01-01 → 2020-12-31"`` (times shown only when a bound is not at midnight)."""
     def one(ts: pd.Timestamp) -> str:
         ts = pd.Timestamp(ts)
         return f"{ts:%Y-%m-%d}" if ts == ts.normalize() else f"{ts:%Y-%m-%d %H:%M}"
 
-    return f"{one(start)} → {one(end)}"
+    return f"{one(start)}{sep}{one(end)}"
 
 
 def write_report(result: WalkForwardResult, path: str | Path, data: dict | None = None) -> Path:
@@ -371,10 +373,11 @@ def write_report(result: WalkForwardResult, path: str | Path, data: dict | None 
     cols = ["#", "train", "test", *result.param_names, f"IS {m}", f"OOS {m}", "IS return %",
             "OOS return %", "OOS trades", "DSR", "PBO"]
     rows = []
-    for _, r in w.iterrows():
+    for i, (_, r) in enumerate(w.iterrows()):
         row = {"#": int(r["window"]), "train": format_span(r["train_start"], r["train_end"]),
                "test": format_span(r["test_start"], r["test_end"])}
-        row.update({p: _fmt_cell(r[p]) for p in result.param_names})
+        # column-wise: iterrows upcasts an int parameter to float in a mixed row
+        row.update({p: _fmt_cell(w[p].iat[i]) for p in result.param_names})
         row.update({f"IS {m}": _fmt_cell(r.get(f"is_{m}", np.nan)),
                     f"OOS {m}": _fmt_cell(r.get(f"oos_{m}", np.nan)),
                     "IS return %": _fmt_cell(r["is_total_return_pct"]),
