@@ -1,119 +1,71 @@
-"""``btc-backtest sweep`` and ``btc-backtest audit``: honest tuning from the command line.
+"""``btc-backtest sweep | walkforward | audit``: honest tuning from the command line.
 
 Examples::
 
     btc-backtest sweep oversold_bounce --grid rsi_period=7:21:1 --grid oversold=20,25,30,35
     btc-backtest sweep my_rules.py:MyRules --random 500 --metric sortino --workers 2
     btc-backtest sweep oversold_bounce --random 10000 --scheduler tcp://10.0.0.5:8786
+    btc-backtest walkforward oversold_bounce --grid rsi_period=7:21:7 --grid oversold=25,30 \\
+        --train 730D --test 180D
     btc-backtest audit oversold_bounce --cuts 40
     btc-backtest audit path/to/file.py:ClassName --data candles.csv
+
+Strategies are resolved by :func:`strategies.loader.load_strategy` and candles by
+:func:`backtests.cli_run.load_data`, exactly as ``btc-backtest run`` does.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-import inspect
-import pkgutil
+import math
+import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
+import pandas as pd
 
+from backtests.cli_run import _with_data_options, load_data
+from backtests.config import MODES, BacktestConfig, ConfigError
 from data.frame import DataError
+from strategies.base import Strategy
+from strategies.loader import StrategyLoadError, load_strategy
+
+Params = dict[str, Any]
+
+# --- strategy, parameter space, engine settings ----------------------------------------------
 
 
-def registered_strategies() -> dict[str, type]:
-    """Built-in strategies by name: from ``strategies.loader`` when it offers a registry, else
-    every :class:`~strategies.base.Strategy` subclass defined in the ``strategies`` package."""
-    import strategies
-    from strategies.base import Strategy
+def strategy_class(spec: str) -> type[Strategy]:
+    """The Strategy subclass for a built-in name or ``path/to/file.py:ClassName``.
 
-    if importlib.util.find_spec("strategies.loader") is not None:
-        loader = importlib.import_module("strategies.loader")
-        for attr in ("builtin_strategies", "registered_strategies", "registry", "REGISTRY"):
-            obj = getattr(loader, attr, None)
-            reg = obj() if callable(obj) else obj
-            if isinstance(reg, dict) and reg:
-                return dict(reg)
-    found: dict[str, type] = {}
-    for mod in pkgutil.iter_modules(strategies.__path__):
-        if mod.name in ("base", "loader") or mod.name.startswith("_"):
-            continue
-        module = importlib.import_module(f"strategies.{mod.name}")
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, Strategy) and obj is not Strategy and \
-                    obj.__module__ == module.__name__:
-                found[obj.name] = obj
-    return dict(sorted(found.items()))
+    Raises:
+        click.BadParameter: the loader's message (unknown name, missing file or class).
+    """
+    try:
+        return load_strategy(spec)
+    except StrategyLoadError as exc:
+        raise click.BadParameter(str(exc), param_hint="STRATEGY") from None
 
 
-def _load_from_file(spec: str) -> type:
-    from strategies.base import Strategy
-
-    path_s, _, cls_name = spec.rpartition(":")
-    path = Path(path_s)
-    if not path.is_file():
-        raise click.BadParameter(f"strategy file {path} not found", param_hint="STRATEGY")
-    mod_name = f"user_strategy_{abs(hash(str(path.resolve())))}"
-    mspec = importlib.util.spec_from_file_location(mod_name, path)
-    if mspec is None or mspec.loader is None:
-        raise click.BadParameter(f"{path} is not a Python file", param_hint="STRATEGY")
-    module = importlib.util.module_from_spec(mspec)
-    sys.modules[mod_name] = module  # so that worker processes (fork) can unpickle the class
-    mspec.loader.exec_module(module)
-    cls = getattr(module, cls_name, None)
-    if not (inspect.isclass(cls) and issubclass(cls, Strategy)):
-        names = [n for n, o in inspect.getmembers(module, inspect.isclass)
-                 if issubclass(o, Strategy) and o is not Strategy]
-        raise click.BadParameter(
-            f"{path} has no Strategy subclass named {cls_name!r}; found: "
-            f"{', '.join(names) or 'none'}", param_hint="STRATEGY")
-    return cls
-
-
-def resolve_strategy(spec: str) -> type:
-    """A strategy class from a registered name or ``path/to/file.py:ClassName``."""
-    if importlib.util.find_spec("strategies.loader") is not None:
-        loader = importlib.import_module("strategies.loader")
-        for attr in ("load_strategy", "resolve_strategy", "resolve", "load"):
-            fn = getattr(loader, attr, None)
-            if callable(fn):
-                try:
-                    return fn(spec)
-                except (LookupError, ValueError, ImportError, OSError) as exc:
-                    raise click.BadParameter(str(exc), param_hint="STRATEGY") from None
-    if ":" in spec and spec.rpartition(":")[0].endswith(".py"):
-        return _load_from_file(spec)
-    reg = registered_strategies()
-    if spec not in reg:
-        raise click.BadParameter(
-            f"unknown strategy {spec!r}; registered: {', '.join(reg) or 'none'} "
-            "(or give path/to/file.py:ClassName)", param_hint="STRATEGY")
-    return reg[spec]
-
-
-def _load_data(data_file: str | None) -> Any:
-    from data.default import resolve_default_data
-
-    df, _ = resolve_default_data(data_file, echo=lambda m: click.echo(m, err=True))
-    return df
-
-
-def _fixed_params(values: tuple[str, ...]) -> dict[str, Any]:
+def _fixed_params(values: tuple[str, ...]) -> Params:
     from backtests.sweep import parse_axis
 
     out = {}
     for v in values:
-        key, vals = parse_axis(v)
+        try:
+            key, vals = parse_axis(v)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--param") from None
         if len(vals) != 1:
             raise click.BadParameter(f"{v!r}: --param takes one value", param_hint="--param")
         out[key] = vals[0]
     return out
 
 
-def _random_ranges(cls: type, axes: dict[str, list[Any]]) -> tuple[dict[str, Any], list[str]]:
+def _random_ranges(cls: type[Strategy], axes: dict[str, list[Any]]
+                   ) -> tuple[dict[str, Any], list[str]]:
     """Ranges for --random: given axes (as their value lists / spans), else every declared
     parameter with bounds or choices."""
     ranges: dict[str, Any] = {}
@@ -143,60 +95,23 @@ def _random_ranges(cls: type, axes: dict[str, list[Any]]) -> tuple[dict[str, Any
     return ranges, integer
 
 
-@click.command("sweep")
-@click.argument("strategy")
-@click.option("--grid", "grid_specs", multiple=True, metavar="KEY=START:STOP:STEP|KEY=A,B,C",
-              help="A parameter axis (stop inclusive). Repeat for each parameter.")
-@click.option("--random", "n_random", type=int, default=None, metavar="N",
-              help="Sample N distinct random sets (from the --grid axes' ranges, else from the "
-                   "declared parameter bounds) instead of the full grid.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random.")
-@click.option("--param", "fixed", multiple=True, metavar="KEY=VALUE",
-              help="A parameter held fixed in every set.")
-@click.option("--metric", default="sharpe", show_default=True,
-              help="Metric to rank by (highest first).")
-@click.option("--workers", type=int, default=None, help="Local worker processes (default: "
-              "all cores; 1 runs in this process).")
-@click.option("--scheduler", default=None, metavar="ADDRESS",
-              help="Run on a Dask distributed cluster (e.g. tcp://host:8786).")
-@click.option("--data", "data_file", type=click.Path(dir_okay=False), default=None,
-              help="Candle file (any supported format); default: the default data set.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Directory for the saved sweep and report.html (default: "
-                   "sweeps/<strategy>).")
-@click.option("--top", type=int, default=10, show_default=True, help="Rows to print.")
-@click.option("--x", "x_param", default=None, help="Heatmap x parameter.")
-@click.option("--y", "y_param", default=None, help="Heatmap y parameter.")
-@click.option("--cash", type=float, default=10_000.0, show_default=True)
-@click.option("--commission", type=float, default=0.001, show_default=True,
-              help="Fraction per side (0.001 = 0.1 %).")
-@click.option("--slippage-bps", type=float, default=0.0, show_default=True)
-@click.option("--leverage", type=float, default=1.0, show_default=True)
-@click.option("--mode", type=click.Choice(["long", "short", "both"]), default="long",
-              show_default=True)
-def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed: int,
-          fixed: tuple[str, ...], metric: str, workers: int | None, scheduler: str | None,
-          data_file: str | None, out_dir: str | None, top: int, x_param: str | None,
-          y_param: str | None, cash: float, commission: float, slippage_bps: float,
-          leverage: float, mode: str) -> None:
-    """Backtest STRATEGY over a parameter grid or random sets; rank, judge (DSR, PBO), save."""
-    from tqdm import tqdm
+def parameter_space(cls: type[Strategy], grid_specs: tuple[str, ...], n_random: int | None,
+                    seed: int, fixed: tuple[str, ...]) -> list[Params]:
+    """The parameter sets of ``--grid``/``--random``/``--param``, each validated against the
+    strategy's declared parameters before any data is loaded.
 
-    from backtests.config import BacktestConfig, ConfigError
-    from backtests.sweep import SWEEP_METRICS, grid, parse_grid, random_space, run_sweep
-    from backtests.sweep import write_report as write_sweep_report
+    Raises:
+        click.UsageError / click.BadParameter: no axis, bad spec, unknown key, invalid value.
+    """
+    from backtests.sweep import check_params, grid, parse_grid, random_space
 
-    cls = resolve_strategy(strategy)
-    if metric not in SWEEP_METRICS:
-        raise click.BadParameter(f"{metric!r}; choose one of {', '.join(SWEEP_METRICS)}",
-                                 param_hint="--metric")
     if not grid_specs and n_random is None:
         raise click.UsageError("give at least one --grid axis or --random N")
     try:
         axes = parse_grid(grid_specs)
-        base = _fixed_params(fixed)
     except ValueError as exc:
-        raise click.BadParameter(str(exc), param_hint="--grid/--param") from None
+        raise click.BadParameter(str(exc), param_hint="--grid") from None
+    base = _fixed_params(fixed)
     unknown = sorted((set(axes) | set(base)) - set(cls.params))
     if unknown:
         raise click.BadParameter(
@@ -212,20 +127,133 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
         space = grid(axes)
     space = [{**base, **p} for p in space]
     try:
-        config = BacktestConfig(cash=cash, commission=commission, slippage_bps=slippage_bps,
-                                leverage=leverage, mode=mode)
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from None
-    df = _load_data(data_file)
-    where = f"dask {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
-    click.echo(f"sweep: {cls.name}, {len(space)} parameter sets, {len(df)} bars, {where}",
-               err=True)
-    bar = tqdm(total=len(space), unit="set", file=sys.stderr, disable=None, leave=False)
+        check_params(cls, space)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--grid/--param") from None
+    return space
 
-    def progress(done: int, total: int) -> None:
+
+def _metric(metric: str) -> str:
+    from backtests.sweep import SWEEP_METRICS
+
+    if metric not in SWEEP_METRICS:
+        raise click.BadParameter(f"{metric!r}; choose one of {', '.join(SWEEP_METRICS)}",
+                                 param_hint="--metric")
+    return metric
+
+
+def _config(cash: float, commission: float, slippage_bps: float, leverage: float,
+            mode: str) -> BacktestConfig:
+    try:
+        return BacktestConfig(cash=cash, commission=commission, slippage_bps=slippage_bps,
+                              leverage=leverage, mode=mode)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _out_dir(out_dir: str | None, kind: str, name: str) -> Path:
+    # A user's strategy name may hold anything ("<b>toy</b>"): keep the folder name plain.
+    return Path(out_dir) if out_dir else Path(kind) / (re.sub(r"[^\w.-]+", "_", name) or "x")
+
+
+def _progress_bar(total: int, unit: str) -> tuple[Any, Callable[[int, int], None]]:
+    from tqdm import tqdm
+
+    bar = tqdm(total=total, unit=unit, file=sys.stderr, disable=None, leave=False)
+
+    def progress(done: int, _total: int) -> None:
         bar.n = done
         bar.refresh()
 
+    return bar, progress
+
+
+# --- shared options --------------------------------------------------------------------------
+
+_MODE_HELP = ("long (long-only), short (short-only) or both. Default both, as in "
+              "'btc-backtest run', so that the parameters tuned here are tuned for the trades "
+              "'run' makes.")
+
+_range_options = [
+    click.option("--start", default=None, help="First bar to use (YYYY-MM-DD, UTC)."),
+    click.option("--end", default=None, help="Last bar to use (YYYY-MM-DD, UTC)."),
+]
+
+_space_options = [
+    click.option("--grid", "grid_specs", multiple=True,
+                 metavar="KEY=START:STOP:STEP|KEY=A,B,C",
+                 help="A parameter axis (stop inclusive). Repeat for each parameter."),
+    click.option("--random", "n_random", type=click.IntRange(min=1), default=None, metavar="N",
+                 help="Sample N distinct random sets (from the --grid axes' ranges, else from "
+                      "the declared parameter bounds) instead of the full grid."),
+    click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random."),
+    click.option("--param", "fixed", multiple=True, metavar="KEY=VALUE",
+                 help="A parameter held fixed in every set."),
+    click.option("--metric", default="sharpe", show_default=True,
+                 help="Metric to rank by (highest first)."),
+    click.option("--workers", type=click.IntRange(min=1), default=None,
+                 help="Local worker processes (default: all cores; 1 runs in this process)."),
+    click.option("--scheduler", default=None, metavar="ADDRESS",
+                 help="Run on a Dask distributed cluster (e.g. tcp://host:8786)."),
+]
+
+_engine_options = [
+    click.option("--cash", type=float, default=10_000.0, show_default=True,
+                 help="Starting equity, quote currency."),
+    click.option("--commission", type=float, default=0.001, show_default=True,
+                 help="Fee per side, fraction of notional (0.001 = 0.1 %)."),
+    click.option("--slippage", "--slippage-bps", "slippage_bps", type=float, default=0.0,
+                 show_default=True, help="Adverse slippage, basis points."),
+    click.option("--leverage", type=float, default=1.0, show_default=True,
+                 help="Notional / margin (isolated margin; liquidation is simulated)."),
+    click.option("--mode", type=click.Choice(MODES), default="both", show_default=True,
+                 help=_MODE_HELP),
+]
+
+
+def _options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    def apply(func: Any) -> Any:
+        for option in reversed(options):
+            func = option(func)
+        return func
+
+    return apply
+
+
+# --- sweep -----------------------------------------------------------------------------------
+
+
+@click.command("sweep")
+@click.argument("strategy")
+@_options(_space_options)
+@_with_data_options
+@_options(_range_options)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory for the saved sweep and report.html (default: "
+                   "sweeps/<strategy>).")
+@click.option("--top", type=int, default=10, show_default=True, help="Rows to print.")
+@click.option("--x", "x_param", default=None, help="Heatmap x parameter.")
+@click.option("--y", "y_param", default=None, help="Heatmap y parameter.")
+@_options(_engine_options)
+def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed: int,
+          fixed: tuple[str, ...], metric: str, workers: int | None, scheduler: str | None,
+          data_file: str | None, data_dir: str | None, timeframe: str | None, offline: bool,
+          start: str | None, end: str | None, out_dir: str | None, top: int,
+          x_param: str | None, y_param: str | None, cash: float, commission: float,
+          slippage_bps: float, leverage: float, mode: str) -> None:
+    """Backtest STRATEGY over a parameter grid or random sets; rank, judge (DSR, PBO), save."""
+    from backtests.sweep import run_sweep
+    from backtests.sweep import write_report as write_sweep_report
+
+    cls = strategy_class(strategy)
+    metric = _metric(metric)
+    space = parameter_space(cls, grid_specs, n_random, seed, fixed)
+    config = _config(cash, commission, slippage_bps, leverage, mode)
+    df, _origin = load_data(data_file, data_dir, timeframe, start, end, offline=offline)
+    where = f"dask {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
+    click.echo(f"sweep: {cls.name}, {len(space)} parameter sets, {len(df)} bars, {where}",
+               err=True)
+    bar, progress = _progress_bar(len(space), "set")
     try:
         res = run_sweep(df, cls, space, config, metric=metric, workers=workers,
                         scheduler=scheduler, progress=progress)
@@ -233,14 +261,13 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
         raise click.BadParameter(str(exc)) from None
     finally:
         bar.close()
-    out = Path(out_dir) if out_dir else Path("sweeps") / cls.name
+    out = _out_dir(out_dir, "sweeps", cls.name)
     res.save(out)
     report = write_sweep_report(res, out / "report.html", x=x_param, y=y_param)
     cols = [*res.param_names, "sharpe", "total_return_pct", "max_drawdown_pct", "n_trades"]
     if metric not in cols:
         cols.append(metric)
-    with_pd_opts = res.table.head(top)[cols].to_string(index=False, float_format="{:.3f}".format)
-    click.echo(with_pd_opts)
+    click.echo(res.table.head(top)[cols].to_string(index=False, float_format="{:.3f}".format))
     o = res.overfit
     if "dsr" in o:
         click.echo(f"deflated Sharpe ratio of the best: {o['dsr']:.3f} over {o['n_trials']} "
@@ -251,34 +278,197 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
     click.echo(f"{len(space)} sets in {res.elapsed_s:.2f} s; saved {out}; report {report}")
 
 
+# --- walkforward -----------------------------------------------------------------------------
+
+
+class WindowLength(click.ParamType):
+    """A window length: a whole number of bars (>= 2) or a positive duration (730D, 26W, 72h)."""
+
+    name = "BARS|DURATION"
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            text = str(value)
+        else:
+            text = str(value).strip()
+        if re.fullmatch(r"[+-]?\d+", text):
+            n = int(text)
+            if n < 2:
+                self.fail(f"{n} bars: a window needs at least 2 bars (or give a duration like "
+                          "180D)", param, ctx)
+            return n
+        try:
+            td = pd.Timedelta(text)
+        except (ValueError, TypeError):
+            self.fail(f"{text!r} is neither a number of bars nor a duration like 730D, 26W or "
+                      "72h", param, ctx)
+        if td <= pd.Timedelta(0):
+            self.fail(f"{text!r}: a window must be longer than zero", param, ctx)
+        return text
+
+
+def _cell(value: Any, fmt: str = ".3f") -> str:
+    """Terminal formatting: NaN as n/a, infinities as inf, ints as ints."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int | float) or hasattr(value, "dtype"):
+        v = float(value)
+        if math.isnan(v):
+            return "n/a"
+        if math.isinf(v):
+            return "inf" if v > 0 else "-inf"
+        if fmt == "d":
+            return str(round(v))
+        return format(v, fmt)
+    return str(value)
+
+
+def window_table(result: Any) -> str:
+    """The per-window text table: spans, chosen parameters, in-sample and out-of-sample
+    selection metric, out-of-sample return and trades (and DSR/PBO when computed)."""
+    from backtests.walkforward import format_span
+
+    w, m = result.windows, result.metric
+    table = pd.DataFrame({
+        "#": w["window"].astype(int),
+        "train": [format_span(a, b, " -> ") for a, b in zip(w["train_start"], w["train_end"],
+                                                            strict=True)],
+        "test": [format_span(a, b, " -> ") for a, b in zip(w["test_start"], w["test_end"],
+                                                           strict=True)],
+        "params": [", ".join(f"{k}={_cell(r[k], 'g')}" for k in result.param_names)
+                   for _, r in w.iterrows()],
+        f"IS {m}": [_cell(v) for v in w[f"is_{m}"]],
+        f"OOS {m}": [_cell(v) for v in w[f"oos_{m}"]],
+        "OOS ret %": [_cell(v, ".2f") for v in w["oos_total_return_pct"]],
+        "OOS trades": [_cell(v, "d") for v in w["oos_n_trades"]],
+    })
+    for col, name in (("dsr", "DSR"), ("pbo", "PBO")):
+        if col in w and w[col].notna().any():
+            table[name] = [_cell(v) for v in w[col]]
+    return table.to_string(index=False)
+
+
+def comparison_table(result: Any) -> str:
+    """In-sample vs out-of-sample metrics (means over windows, trades summed) and the stitched
+    out-of-sample curve's own metrics."""
+    c = result.comparison.rename(columns={"in_sample": "in sample", "out_of_sample":
+                                          "out of sample", "stitched_oos": "stitched OOS"})
+    return c.map(_cell).to_string()
+
+
+@click.command("walkforward")
+@click.argument("strategy")
+@_options(_space_options)
+@click.option("--train", required=True, type=WindowLength(),
+              help="Training window: bars (e.g. 730) or a duration (730D, 104W, 72h).")
+@click.option("--test", required=True, type=WindowLength(),
+              help="Test (out-of-sample) window after each training window: bars or duration.")
+@click.option("--step", type=WindowLength(), default=None,
+              help="How far windows move (default: the test length, so test windows tile).")
+@click.option("--anchored", is_flag=True,
+              help="Training windows all start at the first bar and grow (else they roll).")
+@_with_data_options
+@_options(_range_options)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
+              help="Directory for the saved walk-forward and report.html (default: "
+                   "walkforward/<strategy>).")
+@_options(_engine_options)
+def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed: int,
+                fixed: tuple[str, ...], metric: str, workers: int | None, scheduler: str | None,
+                train: int | str, test: int | str, step: int | str | None, anchored: bool,
+                data_file: str | None, data_dir: str | None, timeframe: str | None,
+                offline: bool, start: str | None, end: str | None, out_dir: str | None,
+                cash: float, commission: float, slippage_bps: float, leverage: float,
+                mode: str) -> None:
+    """Walk-forward STRATEGY: on each training window pick the best parameter set (of --grid or
+    --random) by --metric, trade it on the following test window, and stitch the
+    out-of-sample results; compare them with in-sample and buy and hold, save, write HTML."""
+    from backtests.results import data_fingerprint
+    from backtests.walkforward import make_windows, walk_forward
+    from backtests.walkforward import write_report as write_wf_report
+
+    cls = strategy_class(strategy)
+    metric = _metric(metric)
+    space = parameter_space(cls, grid_specs, n_random, seed, fixed)
+    config = _config(cash, commission, slippage_bps, leverage, mode)
+    df, origin = load_data(data_file, data_dir, timeframe, start, end, offline=offline)
+    try:
+        wins = make_windows(df.index, train, test, anchored, step)
+    except ValueError as exc:
+        raise click.BadParameter(
+            f"{exc} (the data runs {df.index[0]:%Y-%m-%d} to {df.index[-1]:%Y-%m-%d})",
+            param_hint="--train/--test/--step") from None
+    where = f"dask {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
+    click.echo(f"walkforward: {cls.name}, {len(wins)} windows x {len(space)} parameter sets, "
+               f"{len(df)} bars, {where}", err=True)
+    bar, progress = _progress_bar(len(wins), "window")
+    try:
+        res = walk_forward(df, cls, space, train, test, config, metric=metric,
+                           anchored=anchored, step=step, workers=workers, scheduler=scheduler,
+                           progress=progress)
+    finally:
+        bar.close()
+    res.settings["data"] = data_fingerprint(df, origin)
+    out = _out_dir(out_dir, "walkforward", cls.name)
+    res.save(out)
+    report = write_wf_report(res, out / "report.html")
+
+    click.echo(window_table(res))
+    click.echo("\nin sample vs out of sample (means over windows; trades summed):")
+    click.echo(comparison_table(res))
+    eq = res.oos_equity
+    line = (f"\nstitched out of sample {eq.index[0]:%Y-%m-%d} -> {eq.index[-1]:%Y-%m-%d}: "
+            f"{100 * (eq.iloc[-1] / eq.iloc[0] - 1):+.2f} %")
+    if res.benchmark is not None and len(res.benchmark):
+        bh = res.benchmark
+        line += f" vs buy and hold {100 * (bh.iloc[-1] / bh.iloc[0] - 1):+.2f} %"
+    click.echo(line)
+    s = res.settings
+    if math.isfinite(s.get("mean_dsr", math.nan)) or math.isfinite(s.get("mean_pbo", math.nan)):
+        click.echo(f"selection over {s['n_sets']} trials per window: mean deflated Sharpe "
+                   f"ratio {_cell(s['mean_dsr'])}, mean probability of backtest overfitting "
+                   f"{_cell(s['mean_pbo'], '.2f')}")
+    click.echo(f"saved {out}; report {report}")
+
+
+# --- audit -----------------------------------------------------------------------------------
+
+
 @click.command("audit")
 @click.argument("strategy")
-@click.option("--data", "data_file", type=click.Path(dir_okay=False), default=None,
-              help="Candle file; default: the default data set.")
+@_with_data_options
+@_options(_range_options)
 @click.option("--cuts", type=click.IntRange(1, 10_000), default=25, show_default=True,
               help="Number of cut points (truncations) to compare.")
 @click.option("--param", "fixed", multiple=True, metavar="KEY=VALUE",
               help="A strategy parameter (default values otherwise).")
+@click.option("--mode", type=click.Choice(MODES), default="both", show_default=True,
+              help="Trading mode of the trade comparison: long, short or both (default, as "
+                   "in 'btc-backtest run', so short trades are audited too).")
 @click.option("--no-trades", is_flag=True, help="Compare signals and indicators only.")
-def audit(strategy: str, data_file: str | None, cuts: int, fixed: tuple[str, ...],
-          no_trades: bool) -> None:
+def audit(strategy: str, data_file: str | None, data_dir: str | None, timeframe: str | None,
+          offline: bool, start: str | None, end: str | None, cuts: int,
+          fixed: tuple[str, ...], mode: str, no_trades: bool) -> None:
     """Check STRATEGY for look-ahead: re-run it on truncated data and report every signal,
     indicator value or trade that changes when the future is removed (exit 1 if any)."""
     from backtests.audit import audit as run_audit
 
-    cls = resolve_strategy(strategy)
+    cls = strategy_class(strategy)
+    params = _fixed_params(fixed)
     try:
-        params = _fixed_params(fixed)
         strat = cls(**params)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--param") from None
-    df = _load_data(data_file)
+    df, _origin = load_data(data_file, data_dir, timeframe, start, end, offline=offline)
     if len(df) < 3:
-        raise DataError(f"only {len(df)} bars: an audit needs at least 3")
-    rep = run_audit(df, strat, cut_points=cuts, check_trades=not no_trades)
+        raise DataError(f"only {len(df)} bars: an audit needs at least 3",
+                        hint="widen --start/--end")
+    rep = run_audit(df, strat, cut_points=cuts, config=BacktestConfig(mode=mode),
+                    check_trades=not no_trades)
     click.echo(rep.summary())
     if not rep.passed:
         sys.exit(1)
 
 
-COMMANDS = [sweep, audit]
+COMMANDS = [sweep, walkforward, audit]
