@@ -138,3 +138,69 @@ def test_sweep_builtin_bounce_on_real_daily(tmp_path: Path) -> None:
     sw = SweepResult.load(tmp_path / "b")
     assert len(sw.table) == 4 and sw.data["rows"] == 3243
     assert sw.best_equity is not None and len(sw.best_equity) == 3243
+
+
+@pytest.mark.parametrize("command", ["sweep", "audit", "walkforward"])
+def test_data_options_like_run(command: str) -> None:
+    res = CliRunner().invoke(main, [command, "--help"])
+    assert res.exit_code == 0
+    for opt in ("--data ", "--data-dir", "BTC_BACKTEST_DATA", "--timeframe", "--offline",
+                "--start", "--end", "--mode"):
+        assert opt in res.output, (command, opt)
+    assert "[default: both]" in res.output
+
+
+@pytest.mark.shared_data
+def test_sweep_start_end_timeframe_mode_on_real_daily(btc_daily: pd.DataFrame,
+                                                      tmp_path: Path) -> None:
+    from tests.conftest import shared_path
+
+    data = str(shared_path("btc_usd_1d_binance.csv"))
+    out = tmp_path / "s"
+    res = _run("sweep", "oversold_bounce", "--grid", "rsi_period=10,14", "--workers", "1",
+               "--data", data, "--start", "2020-01-01", "--end", "2022-12-31", "--out", str(out))
+    assert res.exit_code == 0, res.output
+    sw = SweepResult.load(out)
+    in_range = btc_daily[(btc_daily.index >= "2020-01-01") & (btc_daily.index <= "2022-12-31")]
+    assert sw.data["rows"] == len(in_range) == 1096
+    assert sw.data["start"].startswith("2020-01-01") and sw.data["end"].startswith("2022-12-31")
+    assert sw.config["mode"] == "both"  # the default of `btc-backtest run`
+
+    res = _run("sweep", "oversold_bounce", "--grid", "rsi_period=10,14", "--workers", "1",
+               "--data", data, "--timeframe", "1w", "--mode", "long", "--slippage-bps", "5",
+               "--out", str(tmp_path / "w"))
+    assert res.exit_code == 0, res.output
+    sw = SweepResult.load(tmp_path / "w")
+    assert sw.data["timeframe"] == "1w" and 450 < sw.data["rows"] < 470
+    assert sw.config["mode"] == "long" and sw.config["slippage_bps"] == 5
+
+
+@pytest.mark.parametrize(("args", "msg"), [
+    (("--start", "2030-01-01"), "no candles between 2030-01-01 and the end"),
+    (("--start", "2022-02-01", "--end", "2022-01-01"), "--start 2022-02-01 is after --end"),
+    (("--start", "yesterday-ish"), "is not a date"),
+    (("--timeframe", "7q"), "unknown timeframe '7q'"),
+    (("--timeframe", "1h"), "cannot resample 1d bars to 1h"),
+])
+def test_sweep_and_audit_bad_data_options_exit_2(files, args, msg) -> None:
+    strat, csv = files
+    for cmd in (["sweep", f"{strat}:Toy", "--grid", "period=9"], ["audit", f"{strat}:Toy"]):
+        res = CliRunner().invoke(main, [*cmd, "--data", str(csv), *args])
+        assert res.exit_code == 2, (cmd, res.output)
+        assert msg in res.output, (cmd, res.output)
+
+
+def test_missing_data_file_exits_2(tmp_path: Path) -> None:
+    res = CliRunner().invoke(main, ["audit", "oversold_bounce", "--data",
+                                    str(tmp_path / "nope.csv")])
+    assert res.exit_code == 2
+    assert "nope.csv not found" in res.output
+
+
+def test_audit_on_a_slice_still_flags_the_leak(files) -> None:
+    strat, csv = files
+    res = CliRunner().invoke(main, ["audit", f"{strat}:Leaky", "--data", str(csv), "--start",
+                                    "2022-06-01", "--end", "2022-12-31", "--cuts", "5",
+                                    "--mode", "long"])
+    assert res.exit_code == 1, res.output
+    assert "indicator 'm' at bar" in res.output and "214 bars" in res.output
