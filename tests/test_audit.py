@@ -151,11 +151,10 @@ def test_trades_compared_and_leaky_trades_flagged() -> None:
 @needs_engine
 @pytest.mark.shared_data
 def test_project_strategies_pass_on_real_data(btc_daily: pd.DataFrame) -> None:
-    from backtests.cli_sweep import registered_strategies
+    from strategies.loader import builtin_strategies
 
-    strategies = registered_strategies()
-    if not strategies:
-        pytest.skip("no built-in strategy registered yet")
+    strategies = builtin_strategies()
+    assert set(strategies) == {"breakdown", "oversold_bounce"}
     for cls in strategies.values():
         rep = audit(btc_daily, cls(), cut_points=12)
         assert rep.passed, rep.summary()
