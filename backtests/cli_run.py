@@ -230,7 +230,8 @@ _data_options = [
 ]
 
 
-def _with_data_options(func: Any) -> Any:
+def data_options(func: Any) -> Any:
+    """Decorate a click command with the shared data options (source, file, store, dates...)."""
     for option in reversed(_data_options):
         func = option(func)
     return func
@@ -242,7 +243,7 @@ def _with_data_options(func: Any) -> Any:
               help="Strategy name, path/to/file.py:ClassName, or 'all' (repeat or comma-separate).")
 @click.option("--param", "-p", "params", multiple=True, metavar="KEY=VALUE",
               help="Strategy parameter (repeatable); 'name.key=value' targets one strategy.")
-@_with_data_options
+@data_options
 @click.option("--start", default=None, help="First bar to use (YYYY-MM-DD, UTC).")
 @click.option("--end", default=None, help="Last bar to use (YYYY-MM-DD, UTC).")
 @click.option("--engine", type=click.Choice(ENGINES), default="fast", show_default=True)
@@ -319,7 +320,7 @@ def run_command(
 @click.command("outlook")
 @click.option("--at", "at", default=None, help="As of this date (YYYY-MM-DD); default: last bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@_with_data_options
+@data_options
 def outlook_command(at: str | None, as_json: bool, data_file: str | None, data_dir: str | None,
                     timeframe: str | None, offline: bool) -> None:
     """The technical outlook (levels, RSI, 200-week EMA, trend) as of a date."""

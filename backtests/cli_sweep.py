@@ -26,7 +26,7 @@ from typing import Any
 import click
 import pandas as pd
 
-from backtests.cli_run import _with_data_options, load_data
+from backtests.cli_run import data_options, load_data
 from backtests.config import MODES, BacktestConfig, ConfigError
 from data.frame import DataError
 from strategies.base import Strategy
@@ -226,7 +226,7 @@ def _options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
 @click.command("sweep")
 @click.argument("strategy")
 @_options(_space_options)
-@_with_data_options
+@data_options
 @_options(_range_options)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the saved sweep and report.html (default: "
@@ -269,6 +269,8 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
         cols.append(metric)
     click.echo(res.table.head(top)[cols].to_string(index=False, float_format="{:.3f}".format))
     o = res.overfit
+    if "note" in o:
+        click.echo(o["note"])
     if "dsr" in o:
         click.echo(f"deflated Sharpe ratio of the best: {o['dsr']:.3f} over {o['n_trials']} "
                    f"trials (PSR {o['psr']:.3f})")
@@ -368,7 +370,7 @@ def comparison_table(result: Any) -> str:
               help="How far windows move (default: the test length, so test windows tile).")
 @click.option("--anchored", is_flag=True,
               help="Training windows all start at the first bar and grow (else they roll).")
-@_with_data_options
+@data_options
 @_options(_range_options)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the saved walk-forward and report.html (default: "
@@ -437,7 +439,7 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
 
 @click.command("audit")
 @click.argument("strategy")
-@_with_data_options
+@data_options
 @_options(_range_options)
 @click.option("--cuts", type=click.IntRange(1, 10_000), default=25, show_default=True,
               help="Number of cut points (truncations) to compare.")

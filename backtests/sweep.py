@@ -428,8 +428,8 @@ class SweepResult:
     @property
     def best(self) -> Params:
         """Parameters of the best row (by ``metric``)."""
-        row = self.table.iloc[0]
-        return {k: _py(row[k]) for k in self.param_names}
+        # Column by column: ``table.iloc[0]`` would upcast int parameters to float.
+        return {k: _py(self.table[k].iloc[0]) for k in self.param_names}
 
     def save(self, directory: str | Path) -> Path:
         """Write ``sweep.json`` and Parquet frames into ``directory`` (atomically replaced)."""
@@ -779,6 +779,11 @@ def selection_statistics(table: pd.DataFrame, returns: pd.DataFrame | None,
     )
 
     out: dict[str, Any] = {}
+    if "n_trades" in table and not (table["n_trades"] > 0).any():
+        # Every set flat: Sharpe ratios are undefined and all CSCV ranks tie, so any DSR or PBO
+        # would be noise dressed up as a statistic.
+        out["note"] = "no parameter set traded: nothing to judge"
+        return out
     srs = table["sr_bar"].to_numpy(dtype=float)
     finite = srs[np.isfinite(srs)]
     best = table.iloc[0]
@@ -910,10 +915,8 @@ def run_sweep(
 
 # --- HTML report -------------------------------------------------------------------------------
 
-_REPORT_TEMPLATE = """<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<title>Sweep: {{ r.strategy }} by {{ r.metric }}</title>
-<style>
+#: Stylesheet of the sweep report, shared by the walk-forward report.
+REPORT_STYLE = """\
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px;color:#222}
 h1{font-size:22px} h2{font-size:17px;margin-top:28px}
 table{border-collapse:collapse;font-size:13px} td,th{padding:4px 8px;border-bottom:1px solid #ddd;
@@ -921,7 +924,13 @@ text-align:right} th{background:#f4f4f4} td.l,th.l{text-align:left}
 .box{display:inline-block;margin:4px 16px 4px 0;padding:8px 12px;background:#f7f7f7;
 border-radius:6px}
 .warn{color:#a40000} .ok{color:#006400} .note{color:#555;font-size:13px;max-width:900px}
-</style></head><body>
+"""
+
+
+_REPORT_TEMPLATE = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>Sweep: {{ r.strategy }} by {{ r.metric }}</title>
+<style>{{ style }}</style></head><body>
 <h1>Parameter sweep: {{ r.strategy }}</h1>
 <p class="note">{{ r.space.n }} parameter sets, sorted by <b>{{ r.metric }}</b>; data
 {{ r.data.source or "?" }} {{ r.data.timeframe or "" }} {{ r.data.start }} &rarr; {{ r.data.end }}
@@ -929,6 +938,7 @@ border-radius:6px}
 ({{ r.workers }} workers), {{ "%.2f"|format(r.elapsed_s) }} s; version {{ r.version }},
 {{ r.created }}.</p>
 <h2>Is the best one real?</h2>
+{% if o.note is defined %}<div class="box">{{ o.note }}</div>{% endif %}
 {% if o.dsr is defined %}
 <div class="box">Deflated Sharpe ratio: <b class="{{ 'ok' if o.dsr >= 0.95 else 'warn' }}">
 {{ "%.3f"|format(o.dsr) }}</b> (PSR without deflation {{ "%.3f"|format(o.psr) }};
@@ -1030,11 +1040,12 @@ def write_report(result: SweepResult, path: str | Path, x: str | None = None,
                           margin={"t": 20})
         logits = html(fig)
     cols = [*result.param_names, *[c for c in _TABLE_COLUMNS if c in t.columns]]
-    rows = [{c: _fmt_cell(r[c]) for c in cols} for _, r in t.head(top).iterrows()]
+    # to_dict keeps each column's dtype (iterrows would show int parameters as 14.000).
+    rows = [{c: _fmt_cell(v) for c, v in r.items()} for r in t.head(top)[cols].to_dict("records")]
     env = Environment(autoescape=True)
     page = env.from_string(_REPORT_TEMPLATE).render(
-        r=result, o=result.overfit, heatmap=heatmap, x=x, y=y, top=rows, cols=cols,
-        equity=equity, logits=logits,
+        r=result, o=result.overfit, style=Markup(REPORT_STYLE), heatmap=heatmap, x=x, y=y,
+        top=rows, cols=cols, equity=equity, logits=logits,
         n_equity=0 if result.best_equity is None else result.best_equity.shape[1],
     )
     path = Path(path)

@@ -19,7 +19,6 @@ and the probability of backtest overfitting of each window's selection.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -121,7 +120,10 @@ class WalkForwardResult:
 
     @property
     def params_by_window(self) -> list[Params]:
-        return [{k: _py(r[k]) for k in self.param_names} for _, r in self.windows.iterrows()]
+        """The parameter set chosen on each train window, in window order."""
+        # to_dict keeps each column's dtype; iterrows may upcast int parameters to float.
+        return [{k: _py(v) for k, v in r.items()}
+                for r in self.windows[self.param_names].to_dict("records")]
 
     def save(self, directory: str | Path) -> Path:
         """``walkforward.json`` plus Parquet frames."""
@@ -278,7 +280,7 @@ def walk_forward(
 _REPORT_TEMPLATE = """<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <title>Walk-forward: {{ r.strategy }} by {{ r.metric }}</title>
-{{ style }}</head><body>
+<style>{{ style }}</style></head><body>
 <h1>Walk-forward: {{ r.strategy }}</h1>
 <p class="note">{{ "Anchored" if s.anchored else "Rolling" }} windows: train {{ s.train }},
 test {{ s.test }}{% if s.step %}, step {{ s.step }}{% endif %}; {{ s.n_sets }} parameter sets
@@ -339,10 +341,8 @@ def write_report(result: WalkForwardResult, path: str | Path, data: dict | None 
     from jinja2 import Environment
     from markupsafe import Markup
 
-    from backtests.sweep import _REPORT_TEMPLATE as _SWEEP_TEMPLATE
-    from backtests.sweep import _fmt_cell
+    from backtests.sweep import REPORT_STYLE, _fmt_cell
 
-    style = re.search(r"<style>.*?</style>", _SWEEP_TEMPLATE, re.S)
     include = {"first": True}
 
     def html(fig: Any) -> Markup:
@@ -397,7 +397,7 @@ def write_report(result: WalkForwardResult, path: str | Path, data: dict | None 
               for k in ("mean_dsr", "mean_pbo")]
     page = Environment(autoescape=True).from_string(_REPORT_TEMPLATE).render(
         r=result, s=s, data=data if data is not None else s.get("data"),
-        style=Markup(style.group(0)) if style else "", equity=equity, bars=html(bars),
+        style=Markup(REPORT_STYLE), equity=equity, bars=html(bars),
         rows=rows, cols=cols, left={"#", "train", "test", *result.param_names},
         comparison=comparison, oos_ret=_fmt_cell(oos_ret), bh_ret=bh_ret,
         dsr=finite[0], pbo=finite[1],

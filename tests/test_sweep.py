@@ -210,6 +210,8 @@ def test_results_table_sorted_stably_and_roundtrip(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(back.best_equity, res.best_equity)
     pd.testing.assert_series_equal(back.benchmark, res.benchmark)
     assert back.overfit == {"pbo": 0.25} and back.best == {"a": 1, "b": 1}
+    # 1 == 1.0 in Python: check the type too (a float period would break int-only strategies).
+    assert all(type(v) is int for v in back.best.values())
 
 
 # --- backtest sweeps on the fast engine ---------------------------------------------------------
@@ -302,3 +304,26 @@ def test_windowed_sweep_trades_only_inside_the_window() -> None:
     assert raw[:, 1].min() >= 150 and raw[:, 2].max() <= 249      # entry/exit bars
     m = evaluate_backtest(pay, p)
     assert len(m["_returns"]) == 100 and m["n_trades"] == len(raw) > 0
+
+
+def test_int_parameters_stay_ints_in_best_and_report(tmp_path: Path) -> None:
+    from backtests.sweep import run_sweep, write_report
+
+    res = run_sweep(_toy_frame(), RsiRule, {"period": [5, 9], "oversold": [40.0],
+                                             "overbought": [60.0]}, executor="serial")
+    assert type(res.best["period"]) is int and type(res.best["oversold"]) is float
+    html = write_report(res, tmp_path / "r.html").read_text()
+    assert '<td class="l">5</td>' in html and '<td class="l">9</td>' in html
+    assert '<td class="l">5.000</td>' not in html
+
+
+def test_no_trades_anywhere_gives_a_note_not_a_statistic(tmp_path: Path) -> None:
+    from backtests.sweep import run_sweep, write_report
+
+    # Oversold 0 is never crossed: no set trades, so DSR and PBO have nothing to judge.
+    res = run_sweep(_toy_frame(), RsiRule, {"period": [5, 9], "oversold": [0.0],
+                                             "overbought": [60.0, 70.0]}, executor="serial")
+    assert (res.table["n_trades"] == 0).all()
+    assert res.overfit == {"note": "no parameter set traded: nothing to judge"}
+    html = write_report(res, tmp_path / "r.html").read_text()
+    assert "nothing to judge" in html and "Deflated Sharpe ratio:" not in html
