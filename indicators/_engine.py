@@ -46,16 +46,33 @@ BY_REJECTION = 2
 KIND_HIGH = 1
 KIND_LOW = 2
 
+# Explicit signatures for the helpers: without them numba compiles one specialisation per
+# call site whose constant arguments differ (Literal[int](2) vs int64), several seconds of
+# first-run compile time for the same machine code.
+_F1 = nb.float64[::1]
+_I1 = nb.int64[::1]
+_F2 = nb.float64[:, ::1]
+_I2 = nb.int64[:, ::1]
+_i8 = nb.int64
+_f8 = nb.float64
+_SIG_PUSH = nb.types.Tuple((_F2, _I2, _i8))(_F2, _I2, _i8, _f8, _f8, _f8, _f8, _i8, _i8, _i8,
+                                             _i8, _i8)
+_SIG_BISECT = _i8(_I1, _i8, _F1, _I1, _f8)
+_SIG_ORDER = nb.void(_I1, _I1, _i8, _i8, _F1, _I1)
 
-@nb.njit(cache=True)
+
+@nb.njit(_SIG_PUSH, cache=True)
 def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, break_bar,
                 by):  # pragma: no cover - compiled
     """Append one event row (growing the buffers by doubling); returns the buffers and count."""
     if nev >= evf.shape[0]:
         evf2 = np.zeros((2 * evf.shape[0], 5))
         evi2 = np.zeros((2 * evf.shape[0], 5), np.int64)
-        evf2[:nev] = evf[:nev]
-        evi2[:nev] = evi[:nev]
+        # Plain loops: a 2-D slice assignment costs seconds of first-run compile time.
+        for r in range(nev):
+            for j in range(5):
+                evf2[r, j] = evf[r, j]
+                evi2[r, j] = evi[r, j]
         evf = evf2
         evi = evi2
     evf[nev, 0] = level
@@ -70,12 +87,7 @@ def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, b
     return evf, evi, nev + 1
 
 
-@nb.njit(cache=True)
-def _centre(z, zsum, zcnt):  # pragma: no cover - compiled
-    return zsum[z] / zcnt[z]
-
-
-@nb.njit(cache=True)
+@nb.njit(_SIG_BISECT, cache=True)
 def _bisect_left(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
     lo = 0
     hi = cnt
@@ -89,7 +101,7 @@ def _bisect_left(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
     return lo
 
 
-@nb.njit(cache=True)
+@nb.njit(_SIG_BISECT, cache=True)
 def _bisect_right(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
     lo = 0
     hi = cnt
@@ -103,7 +115,7 @@ def _bisect_right(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
     return lo
 
 
-@nb.njit(cache=True)
+@nb.njit(_SIG_ORDER, cache=True)
 def _insert(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     cnt = cnts[k]
     pos = _bisect_left(order, cnt, zsum, zcnt, zsum[z] / zcnt[z])
@@ -113,7 +125,7 @@ def _insert(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     cnts[k] = cnt + 1
 
 
-@nb.njit(cache=True)
+@nb.njit(_SIG_ORDER, cache=True)
 def _remove(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     # Must run before z's centre changes: the binary search uses the current centre.
     cnt = cnts[k]
@@ -131,7 +143,7 @@ def _remove(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     cnts[k] = cnt - 1
 
 
-@nb.njit(cache=True)
+@nb.njit(_i8(_i8), cache=True)
 def _flip_order_key(flip):  # pragma: no cover - compiled
     # index into cnts of the flipped-zone order for a flip state (-1 s->r, +1 r->s)
     return 1 if flip == -1 else 2

@@ -50,7 +50,7 @@ def test_run_writes_a_report_and_prints_the_summary(
     assert res.prices.index[-1].strftime("%Y-%m-%d") == "2024-12-31"
     assert res.outlook  # the shared analysis is attached to each result
     assert res.config["mode"] == "both" and res.engine == "fast"
-    assert "timing: load" in stderr
+    assert "timing: start-up" in stderr and ", load " in stderr
     # The summary row reports what the saved result holds (reports never recompute).
     row = next(line for line in stdout.splitlines() if line.startswith("oversold_bounce"))
     assert f"{res.metrics['total_return_pct']:.2f}" in row
