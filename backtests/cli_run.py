@@ -191,8 +191,12 @@ def build_strategies(specs: tuple[str, ...], pairs: tuple[str, ...]) -> list[Str
 
 
 def _num(value: Any, fmt: str) -> str:
+    """``value`` formatted with ``fmt``; a missing or non-finite value as n/a / inf, padded to
+    the same width so that table columns stay aligned."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "n/a" if value is None or math.isnan(value) else ("inf" if value > 0 else "-inf")
+        text = "n/a" if value is None or math.isnan(value) else ("inf" if value > 0 else "-inf")
+        width = fmt.split(".")[0].lstrip("<>^")
+        return f"{text:>{width}}" if width.isdigit() else text
     return format(value, fmt)
 
 

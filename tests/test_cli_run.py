@@ -161,3 +161,21 @@ def test_verbose_shows_the_traceback(runner: CliRunner, tmp_path: Path) -> None:
     res = runner.invoke(main, ["--verbose", "run", "--data", str(tmp_path / "nope.csv")])
     assert res.exit_code == 2
     assert "Traceback" in res.stderr
+
+
+def test_summary_table_columns_stay_aligned_with_missing_metrics() -> None:
+    from types import SimpleNamespace
+
+    from backtests.cli_run import summary_table
+
+    flat = SimpleNamespace(strategy="oversold_bounce", metrics={
+        "total_return_pct": 0.0, "max_drawdown_pct": 0.0, "sharpe": float("nan"),
+        "n_trades": 0, "win_rate_pct": None, "n_liquidations": 0,
+        "buy_hold_return_pct": float("inf")})
+    busy = SimpleNamespace(strategy="breakdown", metrics={
+        "total_return_pct": 12.5, "max_drawdown_pct": -3.0, "sharpe": 1.2, "n_trades": 4,
+        "win_rate_pct": 75.0, "n_liquidations": 1, "buy_hold_return_pct": 30.0})
+    lines = summary_table([busy, flat]).splitlines()
+    assert len({len(line) for line in lines}) == 1   # every row as wide as the header
+    cells = lines[3].split()
+    assert cells[3] == "n/a" and cells[5] == "n/a" and cells[7] == "inf"
