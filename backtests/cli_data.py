@@ -14,17 +14,9 @@ import click
 import pandas as pd
 
 from data.frame import DataError, parse_timeframe
+from data.loaders import FORMATS
 from data.store import ENV_VAR, DataStore
 
-FORMAT_CHOICES = (
-    "canonical",
-    "parquet",
-    "binance",
-    "bitstamp",
-    "yahoo",
-    "cryptodatadownload",
-    "tradingview",
-)
 # The exchange an imported file is filed under when --exchange is not given.
 _FORMAT_EXCHANGE = {
     "binance": "binance",
@@ -115,7 +107,7 @@ def download_cmd(ctx: click.Context, exchange: str, symbol: str | None, timefram
 
 @data.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Force the file format (default: detected from the content).")
 @click.option("--exchange", default=None,
               help="File under this exchange name (default: from the format, else 'imported').")
@@ -186,7 +178,7 @@ def info_cmd(ctx: click.Context, data_dir: Path | None) -> None:
 
 @data.command("validate")
 @click.argument("file", type=click.Path(path_type=Path))
-@click.option("--format", "fmt", type=click.Choice(FORMAT_CHOICES), default=None,
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default=None,
               help="Force the file format (default: detected from the content).")
 @click.option("--gaps", type=click.Choice(["error", "warn", "keep"]), default="warn",
               show_default=True, help="Whether missing bars are errors, warnings or accepted.")

@@ -175,6 +175,24 @@ def exposure(trades: pd.DataFrame, n_bars: int) -> np.ndarray:
     return np.cumsum(diff[:-1]) > 0
 
 
+def annualised_ratios(mean: float, std: float, downside: float, n_returns: int,
+                      ppy: float) -> tuple[float, float]:
+    """Annualised Sharpe and Sortino ratios from per-bar return statistics.
+
+    ``mean``/``std`` (ddof 1)/``downside`` (root mean square of the negative returns) are per
+    bar, ``ppy`` bars per year. Returns ``(sharpe, sortino)``: NaN with fewer than 2 returns or
+    no variation; Sortino is +inf for a positive mean without a losing bar.
+    """
+    sharpe = mean / std * math.sqrt(ppy) if n_returns > 1 and std > 0 else math.nan
+    if n_returns < 2:
+        sortino = math.nan
+    elif downside > 0:
+        sortino = mean * ppy / (downside * math.sqrt(ppy))
+    else:
+        sortino = math.inf if mean > 0 else math.nan
+    return sharpe, sortino
+
+
 def compute_metrics(
     equity: pd.Series,
     trades: pd.DataFrame,
@@ -211,14 +229,8 @@ def compute_metrics(
     n_r = len(r)
     std = float(np.std(r, ddof=1)) if n_r > 1 else math.nan
     mean = float(np.mean(r)) if n_r else math.nan
-    sharpe = mean / std * math.sqrt(ppy) if n_r > 1 and std > 0 else math.nan
     downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) if n_r else math.nan
-    if n_r < 2:
-        sortino = math.nan
-    elif downside > 0:
-        sortino = mean * ppy / (downside * math.sqrt(ppy))
-    else:
-        sortino = math.inf if mean > 0 else math.nan
+    sharpe, sortino = annualised_ratios(mean, std, downside, n_r, ppy)
 
     dd, starts, ends = _underwater_runs(eq)
     max_dd = float(dd.min())

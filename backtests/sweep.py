@@ -657,7 +657,7 @@ def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, c
     is the bar position of ``equity[0]`` in the frame the raw trades refer to.
     """
     from backtests.engine_fast import R_REVERSE, R_SIGNAL, R_TIME, RAW_COLUMNS
-    from backtests.metrics import periods_per_year
+    from backtests.metrics import annualised_ratios, periods_per_year
 
     ppy = periods_per_year(timeframe)
     years = (index[-1] - index[0]) / pd.Timedelta(days=365)
@@ -676,13 +676,7 @@ def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, c
     else:
         cagr = math.nan
     n_r = len(equity) - 1
-    sharpe = mean / std * math.sqrt(ppy) if n_r > 1 and std > 0 else math.nan
-    if n_r < 2:
-        sortino = math.nan
-    elif downside > 0:
-        sortino = mean * ppy / (downside * math.sqrt(ppy))
-    else:
-        sortino = math.inf if mean > 0 else math.nan
+    sharpe, sortino = annualised_ratios(mean, std, downside, n_r, ppy)
     calmar = cagr / abs(max_dd) if max_dd < 0 else math.nan
     n_t = len(raw)
     pf = gp / gl if gl > 0 else (math.inf if gp > 0 else math.nan)
@@ -979,6 +973,23 @@ def _fmt_cell(v: Any) -> str:
     return str(v)
 
 
+def plotly_fragments() -> Callable[[Any], Any]:
+    """A function turning plotly figures into HTML fragments (``markupsafe.Markup``) for one
+    page: the first fragment inlines plotly.js (the page works offline), later ones reuse it."""
+    import plotly.io as pio
+    from markupsafe import Markup
+
+    include = {"first": True}
+
+    def html(fig: Any) -> Markup:
+        out = pio.to_html(fig, include_plotlyjs=include["first"], full_html=False,
+                          config={"displaylogo": False})
+        include["first"] = False
+        return Markup(out)
+
+    return html
+
+
 def write_report(result: SweepResult, path: str | Path, x: str | None = None,
                  y: str | None = None, top: int = 20) -> Path:
     """Write a self-contained HTML report (plotly inlined, every text escaped).
@@ -988,7 +999,6 @@ def write_report(result: SweepResult, path: str | Path, x: str | None = None,
     Everything comes from the saved sweep: nothing is recomputed.
     """
     import plotly.graph_objects as go
-    import plotly.io as pio
     from jinja2 import Environment
     from markupsafe import Markup
 
@@ -1000,13 +1010,7 @@ def write_report(result: SweepResult, path: str | Path, x: str | None = None,
                              f"{', '.join(result.param_names)}")
     x = x or (varying[0] if varying else None)
     y = y or next((p for p in varying if p != x), None)
-    include = {"first": True}
-
-    def html(fig: Any) -> Markup:
-        out = pio.to_html(fig, include_plotlyjs=include["first"], full_html=False,
-                          config={"displaylogo": False})
-        include["first"] = False
-        return Markup(out)
+    html = plotly_fragments()
 
     heatmap = None
     if x and y and x != y:

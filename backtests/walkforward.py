@@ -337,19 +337,12 @@ def write_report(result: WalkForwardResult, path: str | Path, data: dict | None 
     ``data``: the data fingerprint to show (default: ``result.settings["data"]`` if any).
     """
     import plotly.graph_objects as go
-    import plotly.io as pio
     from jinja2 import Environment
     from markupsafe import Markup
 
-    from backtests.sweep import REPORT_STYLE, _fmt_cell
+    from backtests.sweep import REPORT_STYLE, _fmt_cell, plotly_fragments
 
-    include = {"first": True}
-
-    def html(fig: Any) -> Markup:
-        out = pio.to_html(fig, include_plotlyjs=include["first"], full_html=False,
-                          config={"displaylogo": False})
-        include["first"] = False
-        return Markup(out)
+    html = plotly_fragments()
 
     w, m = result.windows, result.metric
     fig = go.Figure(go.Scatter(x=result.oos_equity.index, y=result.oos_equity,
