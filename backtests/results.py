@@ -418,7 +418,8 @@ def _values_equal(a: Any, b: Any) -> bool:
 
 @dataclass(eq=False)
 class BacktestResult:
-    """Everything about one backtest run (see the module docstring and ENGINE-CONTRACT.md).
+    """Everything about one backtest run (see the module docstring; the execution rules are in
+    :mod:`backtests.engine_fast`).
 
     Attributes:
         strategy: strategy name.
