@@ -23,6 +23,7 @@ import math
 import multiprocessing as mp
 import os
 import re
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -295,6 +296,25 @@ class ProcessExecutor:
         return results
 
 
+class _ByValue:
+    """Pickles ``obj`` with cloudpickle, with the modules of loaded strategy files by value: a
+    Dask worker is another process (perhaps on another machine) that cannot import
+    ``user_strategy_...`` by name. Unpickles as ``obj`` itself."""
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj
+
+    def __reduce__(self) -> tuple[Any, tuple[bytes]]:
+        import cloudpickle
+
+        from strategies.loader import USER_MODULE_PREFIX
+
+        for name, module in list(sys.modules.items()):
+            if name.startswith(USER_MODULE_PREFIX):
+                cloudpickle.register_pickle_by_value(module)
+        return cloudpickle.loads, (cloudpickle.dumps(self.obj),)
+
+
 class DaskExecutor:
     """A Dask ``distributed`` cluster: ``scheduler`` is an address (``tcp://host:8786``) or a
     ``distributed.Client``. The payload is scattered to every worker once (``broadcast``), each
@@ -328,7 +348,7 @@ class DaskExecutor:
         client, own = self._client()
         try:
             self.workers = len(client.scheduler_info(n_workers=-1)["workers"])
-            [data] = client.scatter([payload], broadcast=True, hash=False)
+            [data] = client.scatter([_ByValue(payload)], broadcast=True, hash=False)
             futs = [client.submit(_eval_chunk, evaluate, data, chunk, pure=False,
                                   retries=self.retries) for chunk in chunks]
             total = sum(len(c) for c in chunks)

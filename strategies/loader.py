@@ -22,6 +22,11 @@ def builtin_strategies() -> dict[str, type[Strategy]]:
     return {cls.name: cls for cls in (Breakdown, OversoldBounce)}
 
 
+#: Strategy files are imported as modules named with this prefix. Other processes cannot import
+#: them by name, so distributed executors ship their classes by value.
+USER_MODULE_PREFIX = "user_strategy_"
+
+
 def load_strategy(spec: str) -> type[Strategy]:
     """Return the Strategy subclass named by ``spec``.
 
@@ -48,7 +53,7 @@ def load_strategy(spec: str) -> type[Strategy]:
     path = Path(path_part).expanduser()
     if not path.is_file():
         raise StrategyLoadError(f"strategy file {path} not found (spec {spec!r})")
-    mod_name = f"user_strategy_{abs(hash(str(path.resolve())))}"
+    mod_name = f"{USER_MODULE_PREFIX}{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(mod_name, path)
     if module_spec is None or module_spec.loader is None:
         raise StrategyLoadError(f"cannot import {path} as a Python module")

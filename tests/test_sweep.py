@@ -327,3 +327,40 @@ def test_no_trades_anywhere_gives_a_note_not_a_statistic(tmp_path: Path) -> None
     assert res.overfit == {"note": "no parameter set traded: nothing to judge"}
     html = write_report(res, tmp_path / "r.html").read_text()
     assert "nothing to judge" in html and "Deflated Sharpe ratio:" not in html
+
+
+USER_STRATEGY = '''
+import numpy as np
+import talib
+from strategies.base import Param, Signals, Strategy
+
+
+class MyRsi(Strategy):
+    """A user's strategy in a file of their own (not importable by name on other machines)."""
+
+    name = "my_rsi"
+    params = {"period": Param(14, "RSI period, bars", int, min=2),
+              "level": Param(40.0, "RSI level", min=0, max=100)}
+
+    def signals(self, df):
+        rsi = talib.RSI(df["close"].to_numpy(), self.p.period)
+        prev = np.r_[np.nan, rsi[:-1]]
+        entry = np.where((rsi > self.p.level) & (prev <= self.p.level), 1, 0)
+        return Signals.from_entries(entry, exit=rsi > 100 - self.p.level)
+'''
+
+
+def test_dask_runs_a_users_strategy_file(dask_client, tmp_path: Path) -> None:
+    from backtests.sweep import run_sweep
+    from strategies.loader import load_strategy
+
+    path = tmp_path / "my_strategy.py"
+    path.write_text(USER_STRATEGY)
+    cls = load_strategy(f"{path}:MyRsi")
+    space = {"period": [5, 9], "level": [35.0, 40.0]}
+    ref = run_sweep(_toy_frame(), cls, space, executor="serial")
+    # The Dask workers are other processes that cannot import the file's module by name: the
+    # class must travel by value.
+    got = run_sweep(_toy_frame(), cls, space, executor=DaskExecutor(dask_client))
+    pd.testing.assert_frame_equal(got.table, ref.table)
+    assert (ref.table["n_trades"] > 0).all()
