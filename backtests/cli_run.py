@@ -304,7 +304,8 @@ def run_command(
                f"{df.index[-1]:%Y-%m-%d}", err=True)
 
     steps = ["analysis"] + [s.name for s in strategies]
-    with click.progressbar(length=len(steps), label="backtesting", file=sys.stderr,
+    label = f"backtesting {len(strategies)} strateg{'y' if len(strategies) == 1 else 'ies'}"
+    with click.progressbar(length=len(steps), label=label, file=sys.stderr,
                            show_pos=True, item_show_func=lambda s: s) as bar:
         done: list[str] = []
 
