@@ -125,8 +125,10 @@ def parameter_space(cls: type[Strategy], grid_specs: tuple[str, ...], n_random: 
             raise click.BadParameter(str(exc), param_hint="--random") from None
     else:
         space = grid(axes)
-    space = [{**base, **p} for p in space]
     try:
+        # Declared types (a grid of "20,25" is ints; oversold is a float parameter).
+        space = [{k: cls.params[k].coerce(k, v) for k, v in {**base, **p}.items()}
+                 for p in space]
         check_params(cls, space)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grid/--param") from None
@@ -268,6 +270,10 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
     if metric not in cols:
         cols.append(metric)
     click.echo(res.table.head(top)[cols].to_string(index=False, float_format="{:.3f}".format))
+    if res.skipped:
+        first = res.skipped[0]
+        click.echo(f"skipped {len(res.skipped)} of {len(space)} sets that the strategy rejects "
+                   f"(not counted as trials), e.g. {first['params']}: {first['reason']}")
     o = res.overfit
     if "note" in o:
         click.echo(o["note"])
@@ -277,7 +283,8 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
     if "pbo" in o:
         click.echo(f"probability of backtest overfitting: {o['pbo']:.2f} "
                    f"({o['pbo_splits']} CSCV blocks)")
-    click.echo(f"{len(space)} sets in {res.elapsed_s:.2f} s; saved {out}; report {report}")
+    click.echo(f"{len(space) - len(res.skipped)} sets in {res.elapsed_s:.2f} s; saved {out}; "
+               f"report {report}")
 
 
 # --- walkforward -----------------------------------------------------------------------------

@@ -439,6 +439,7 @@ class SweepResult:
     best_equity: pd.DataFrame | None = None    # equity of the best few, columns = trial ids (str)
     benchmark: pd.Series | None = None         # buy-and-hold equity over the same bars
     overfit: dict[str, Any] = field(default_factory=dict)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # conflicting sets, not run
     executor: str = ""
     workers: int = 0
     elapsed_s: float = 0.0
@@ -466,7 +467,8 @@ class SweepResult:
         if self.benchmark is not None:
             self.benchmark.to_frame("benchmark").to_parquet(tmp / "benchmark.parquet")
         meta = {k: getattr(self, k) for k in ("strategy", "metric", "param_names", "config",
-                                              "data", "space", "overfit", "executor",
+                                              "data", "space", "overfit", "skipped",
+                                              "executor",
                                               "workers", "elapsed_s", "created", "version")}
         meta["frames"] = [n for n, f in frames.items() if f is not None]
         meta["has_benchmark"] = self.benchmark is not None
@@ -519,11 +521,12 @@ def _json_default(o: Any) -> Any:
 
 
 def results_table(param_sets: Sequence[Params], metrics: Sequence[dict], metric: str,
-                  ascending: bool = False) -> pd.DataFrame:
-    """One row per set: ``trial``, the parameters, then scalar metrics; stably sorted by
-    ``metric`` (NaN last)."""
+                  ascending: bool = False, trials: Sequence[int] | None = None) -> pd.DataFrame:
+    """One row per set: ``trial`` (``trials[i]``, default the position ``i``), the parameters,
+    then scalar metrics; stably sorted by ``metric`` (NaN last)."""
     rows = []
-    for i, (p, m) in enumerate(zip(param_sets, metrics, strict=True)):
+    ids = range(len(param_sets)) if trials is None else trials
+    for i, p, m in zip(ids, param_sets, metrics, strict=True):
         row = {"trial": i, **p}
         row.update({k: v for k, v in m.items() if np.isscalar(v) and not k.startswith("_")})
         rows.append(row)
@@ -759,19 +762,34 @@ def _as_param_sets(space: Sequence[Params] | dict[str, Sequence[Any]]) -> list[P
     return [dict(p) for p in space]
 
 
-def check_params(strategy_cls: type, param_sets: Sequence[Params]) -> None:
-    """Validate every parameter set against the strategy's declaration before any work starts
-    (raises the strategy's ``ParamError`` naming the set)."""
-    seen: set[tuple] = set()
-    for p in param_sets:
-        key = tuple(sorted(p.items()))
-        if key in seen:
-            continue
-        seen.add(key)
+def check_params(strategy_cls: type, param_sets: Sequence[Params]) -> list[dict[str, Any]]:
+    """Validate every parameter set against the strategy before any work starts.
+
+    Returns:
+        The sets whose values conflict with each other (the strategy's ``check`` raised
+        :class:`~strategies.base.ParamConflict`, e.g. ``deep >= oversold``), to be skipped:
+        ``[{"trial": position, "params": set, "reason": message}, ...]``. A grid crossing such
+        a boundary is normal; those sets are not trials and do not count in the DSR.
+
+    Raises:
+        ValueError (the strategy's ``ParamError``) naming the set: an unknown key or a value
+        outside its declaration; ``ParamConflict`` when every set conflicts.
+    """
+    from strategies.base import ParamConflict
+
+    skipped = []
+    for i, p in enumerate(param_sets):
         try:
             strategy_cls(**p)
+        except ParamConflict as exc:
+            skipped.append({"trial": i, "params": dict(p), "reason": str(exc)})
         except ValueError as exc:
             raise type(exc)(f"{exc} (in parameter set {p})") from None
+    if param_sets and len(skipped) == len(param_sets):
+        first = skipped[0]
+        raise ParamConflict(f"every parameter set conflicts, e.g. {first['params']}: "
+                            f"{first['reason']}")
+    return skipped
 
 
 def _pbo_splits(n_rows: int, wanted: int = 16) -> int:
@@ -874,7 +892,12 @@ def run_sweep(
     param_sets = _as_param_sets(space)
     if not param_sets:
         raise ValueError("the parameter space is empty")
-    check_params(strategy_cls, param_sets)
+    skipped = check_params(strategy_cls, param_sets)
+    n_space = len(param_sets)
+    # Trial ids stay positions in the space the caller gave, conflicting sets left out.
+    skip = {s["trial"] for s in skipped}
+    trials = [i for i in range(n_space) if i not in skip]
+    param_sets = [param_sets[i] for i in trials]
     end = len(df) if end is None else end
     lo = max(start - 1, 0)
     if keep_returns is None:
@@ -886,10 +909,11 @@ def run_sweep(
     metrics = evaluate_all(evaluate_backtest, payload, param_sets, executor=ex,
                            chunk_size=chunk_size, progress=progress)
     elapsed = time.perf_counter() - t0
-    table = results_table(param_sets, metrics, metric)
+    table = results_table(param_sets, metrics, metric, trials=trials)
     returns = None
     if keep_returns:
-        returns = pd.DataFrame({str(i): m["_returns"] for i, m in enumerate(metrics)},
+        returns = pd.DataFrame({str(i): m["_returns"] for i, m in zip(trials, metrics,
+                                                                       strict=True)},
                                index=df.index[lo + 1:end])
     # Re-run the best few through the engine proper: reports show them without recomputing.
     window = df.iloc[:end]
@@ -914,7 +938,8 @@ def run_sweep(
         table=table,
         config=config.to_dict(),
         data=data_fingerprint(df),
-        space={"n": len(param_sets), "start": start, "end": end},
+        space={"n": len(param_sets), "n_space": n_space, "start": start, "end": end},
+        skipped=skipped,
         returns=returns,
         best_equity=best_equity,
         benchmark=bench,
@@ -946,7 +971,9 @@ _REPORT_TEMPLATE = """<!DOCTYPE html>
 <title>Sweep: {{ r.strategy }} by {{ r.metric }}</title>
 <style>{{ style }}</style></head><body>
 <h1>Parameter sweep: {{ r.strategy }}</h1>
-<p class="note">{{ r.space.n }} parameter sets, sorted by <b>{{ r.metric }}</b>; data
+<p class="note">{{ r.space.n }} parameter sets{% if r.skipped %} ({{ r.skipped|length }} more
+skipped, not counted as trials: the strategy rejects them, e.g. {{ r.skipped[0].params }}:
+{{ r.skipped[0].reason }}){% endif %}, sorted by <b>{{ r.metric }}</b>; data
 {{ r.data.source or "?" }} {{ r.data.timeframe or "" }} {{ r.data.start }} &rarr; {{ r.data.end }}
 ({{ r.data.rows }} bars, sha256 {{ (r.data.sha256 or "")[:12] }}); executor {{ r.executor }}
 ({{ r.workers }} workers), {{ "%.2f"|format(r.elapsed_s) }} s; version {{ r.version }},

@@ -5,7 +5,7 @@ Built in: :class:`~strategies.breakdown.Breakdown` (``"breakdown"``) and
 own file loads with :func:`~strategies.loader.load_strategy` (``"path/to/file.py:ClassName"``).
 """
 
-from strategies.base import Param, ParamError, Signals, Strategy
+from strategies.base import Param, ParamConflict, ParamError, Signals, Strategy
 from strategies.bounce import OversoldBounce
 from strategies.breakdown import Breakdown
 from strategies.loader import StrategyLoadError, builtin_strategies, load_strategy
@@ -14,6 +14,7 @@ __all__ = [
     "Breakdown",
     "OversoldBounce",
     "Param",
+    "ParamConflict",
     "ParamError",
     "Signals",
     "Strategy",

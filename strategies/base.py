@@ -39,6 +39,13 @@ class ParamError(ValueError):
     """An unknown strategy parameter or a value that does not fit its declaration."""
 
 
+class ParamConflict(ParamError):
+    """Parameter values that are each valid but not together (e.g. ``deep >= oversold``).
+
+    Raised by :meth:`Strategy.check`; a sweep skips such sets (and says so) instead of failing.
+    """
+
+
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
 
@@ -228,6 +235,13 @@ class Strategy:
         values = {k: spec.coerce(k, params.get(k, spec.default))
                   for k, spec in self.params.items()}
         self.p = types.SimpleNamespace(**values)
+        self.check()
+
+    def check(self) -> None:
+        """Check constraints between parameters (``self.p``); raise :class:`ParamConflict`.
+
+        Called by ``__init__`` after each value was validated on its own. Nothing by default.
+        """
 
     @property
     def param_values(self) -> dict[str, Any]:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from indicators.signals import signal_frame
-from strategies.base import Param, Signals, Strategy
+from strategies.base import Param, ParamConflict, Signals, Strategy
 
 
 def _rolling_any(x: np.ndarray, window: int) -> np.ndarray:
@@ -65,11 +65,15 @@ class OversoldBounce(Strategy):
         "atr_period": Param(14, "ATR period, bars", int, min=1),
     }
 
-    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
+    def check(self) -> None:
+        """The RSI thresholds must be ordered: deep < oversold < overbought."""
         p = self.p
         if not p.deep < p.oversold < p.overbought:
-            raise ValueError(f"need deep < oversold < overbought, got {p.deep}, {p.oversold}, "
-                             f"{p.overbought}")
+            raise ParamConflict(f"need deep < oversold < overbought, got deep={p.deep}, "
+                                f"oversold={p.oversold}, overbought={p.overbought}")
+
+    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        p = self.p
         return signal_frame(
             df, rsi_period=p.rsi_period, rsi_oversold=p.oversold, rsi_deep=p.deep,
             rsi_overbought=p.overbought, left=p.pivot_bars, right=p.pivot_bars,

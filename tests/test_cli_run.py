@@ -93,6 +93,7 @@ def test_report_rerenders_from_saved_results_only(
         (["-p", "nosuch=1"], "unknown parameter 'nosuch'"),
         (["-s", "breakdown", "-p", "oversold=20"], "unknown parameter 'oversold'"),
         (["-p", "oversold=abc"], "parameter 'oversold' expects float"),
+        (["-s", "oversold_bounce", "-p", "deep=35"], "need deep < oversold < overbought"),
         (["-p", "oversold"], "is not key=value"),
         (["--start", "2024-13-45"], "is not a date"),
         (["--start", "2024-05-01", "--end", "2024-01-01"], "is after --end"),

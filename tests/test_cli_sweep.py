@@ -140,6 +140,26 @@ def test_sweep_builtin_bounce_on_real_daily(tmp_path: Path) -> None:
     assert sw.best_equity is not None and len(sw.best_equity) == 3243
 
 
+def test_sweep_skips_sets_the_strategy_rejects(tmp_path: Path) -> None:
+    from tests.conftest import shared_path
+
+    data = shared_path("btc_usd_1d_binance.csv")
+    # deep defaults to 20: oversold=20 conflicts (deep < oversold < overbought).
+    res = _run("sweep", "oversold_bounce", "--grid", "rsi_period=10,14", "--grid",
+               "oversold=20,30", "--workers", "1", "--data", str(data), "--out",
+               str(tmp_path / "b"))
+    assert res.exit_code == 0, res.output
+    assert "skipped 2 of 4 sets that the strategy rejects" in res.output
+    assert "need deep < oversold < overbought" in res.output
+    sw = SweepResult.load(tmp_path / "b")
+    assert len(sw.table) == 2 and (sw.table["oversold"] == 30.0).all()
+    assert sw.table["oversold"].dtype == float          # the declared type, not the grid's int
+    assert "2 more\nskipped" in (tmp_path / "b" / "report.html").read_text()
+    bad = _run("sweep", "oversold_bounce", "--grid", "oversold=15,20", "--data", str(data),
+               "--out", str(tmp_path / "c"))
+    assert bad.exit_code == 2 and "every parameter set conflicts" in bad.output
+
+
 @pytest.mark.parametrize("command", ["sweep", "audit", "walkforward"])
 def test_data_options_like_run(command: str) -> None:
     res = CliRunner().invoke(main, [command, "--help"])

@@ -45,6 +45,17 @@ def test_params_are_validated_and_coerced():
     assert Breakdown().param_values["target"] == "support"
 
 
+def test_conflicting_params_fail_at_construction():
+    from strategies import ParamConflict
+
+    with pytest.raises(ParamConflict, match="need deep < oversold < overbought"):
+        OversoldBounce(deep=30, oversold=25)
+    with pytest.raises(ParamConflict):
+        OversoldBounce(oversold=75)          # above overbought 70
+    assert issubclass(ParamConflict, ParamError)   # callers catching ParamError still do
+    OversoldBounce(deep=10, oversold=25, overbought=80)
+
+
 def test_bad_param_declaration_fails_at_class_creation():
     with pytest.raises(ParamError):
         # the class statement itself must fail: its default is not an int

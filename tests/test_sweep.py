@@ -364,3 +364,42 @@ def test_dask_runs_a_users_strategy_file(dask_client, tmp_path: Path) -> None:
     got = run_sweep(_toy_frame(), cls, space, executor=DaskExecutor(dask_client))
     pd.testing.assert_frame_equal(got.table, ref.table)
     assert (ref.table["n_trades"] > 0).all()
+
+
+class OrderedRsi(RsiRule):
+    """RsiRule with a cross-parameter constraint, as OversoldBounce has."""
+
+    name = "ordered_rsi"
+
+    def check(self) -> None:
+        from strategies.base import ParamConflict
+
+        if not self.p.oversold < self.p.overbought:
+            raise ParamConflict(f"need oversold < overbought, got {self.p.oversold} >= "
+                                f"{self.p.overbought}")
+
+
+def test_conflicting_sets_are_skipped_with_trial_ids_kept(tmp_path: Path) -> None:
+    from backtests.sweep import run_sweep
+    from strategies.base import ParamConflict
+
+    space = grid({"period": [5, 9], "oversold": [40.0, 60.0], "overbought": [50.0, 65.0]})
+    bad = [i for i, p in enumerate(space) if p["oversold"] >= p["overbought"]]
+    assert len(bad) == 2
+    res = run_sweep(_toy_frame(), OrderedRsi, space, executor="serial")
+    assert sorted(s["trial"] for s in res.skipped) == bad
+    assert "need oversold < overbought" in res.skipped[0]["reason"]
+    assert sorted(res.table["trial"]) == [i for i in range(8) if i not in bad]
+    for _, row in res.table.iterrows():   # a row's parameters are the set its trial id names
+        assert space[int(row["trial"])]["oversold"] == row["oversold"]
+    assert sorted(res.returns.columns, key=int) == [str(i) for i in range(8) if i not in bad]
+    assert res.overfit["n_trials"] == 6 and res.space == {"n": 6, "n_space": 8, "start": 0,
+                                                          "end": 300}
+    assert SweepResult.load(res.save(tmp_path / "s")).skipped == res.skipped
+    # The same sets without the conflicting ones give the same metrics.
+    ok = run_sweep(_toy_frame(), OrderedRsi, [space[i] for i in range(8) if i not in bad],
+                   executor="serial")
+    cols = [c for c in ok.table.columns if c != "trial"]
+    pd.testing.assert_frame_equal(ok.table[cols], res.table[cols])
+    with pytest.raises(ParamConflict, match="every parameter set conflicts"):
+        run_sweep(_toy_frame(), OrderedRsi, [space[i] for i in bad], executor="serial")
