@@ -163,7 +163,8 @@ def _progress_bar(total: int, unit: str) -> tuple[Any, Callable[[int, int], None
 
     bar = tqdm(total=total, unit=unit, file=sys.stderr, disable=None, leave=False)
 
-    def progress(done: int, _total: int) -> None:
+    def progress(done: int, total_now: int) -> None:
+        bar.total = total_now  # fewer than announced when conflicting sets were skipped
         bar.n = done
         bar.refresh()
 
