@@ -48,6 +48,7 @@ from plotly.offline import get_plotlyjs
 from plotly.subplots import make_subplots
 
 from backtests import metrics as metrics_mod
+from backtests._files import write_text_atomic
 from backtests.metrics import MONTHS
 from data.frame import parse_timeframe
 from data.resample import period_start
@@ -1199,9 +1200,4 @@ def render_html(
         data=dict(first.data),
         months=list(MONTHS),
     )
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)  # atomic: a reader never sees half a report
-    return out
+    return write_text_atomic(path, page)  # a reader never sees half a report

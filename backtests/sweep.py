@@ -454,35 +454,25 @@ class SweepResult:
 
     def save(self, directory: str | Path) -> Path:
         """Write ``sweep.json`` and Parquet frames into ``directory`` (atomically replaced)."""
-        directory = Path(directory)
-        tmp = directory.with_name(directory.name + ".tmp")
-        if tmp.exists():
-            _rmtree(tmp)
-        tmp.mkdir(parents=True)
-        self.table.to_parquet(tmp / "table.parquet")
+        from backtests._files import replace_directory
+
         frames = {"returns": self.returns, "best_equity": self.best_equity}
-        for name, frame in frames.items():
-            if frame is not None:
-                frame.to_parquet(tmp / f"{name}.parquet")
-        if self.benchmark is not None:
-            self.benchmark.to_frame("benchmark").to_parquet(tmp / "benchmark.parquet")
-        meta = {k: getattr(self, k) for k in ("strategy", "metric", "param_names", "config",
-                                              "data", "space", "overfit", "skipped",
-                                              "executor",
-                                              "workers", "elapsed_s", "created", "version")}
-        meta["frames"] = [n for n, f in frames.items() if f is not None]
-        meta["has_benchmark"] = self.benchmark is not None
-        (tmp / "sweep.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-        if directory.exists():
-            old = directory.with_name(directory.name + ".old")
-            if old.exists():
-                _rmtree(old)
-            directory.rename(old)
-            tmp.rename(directory)
-            _rmtree(old)
-        else:
-            tmp.rename(directory)
-        return directory
+
+        def fill(tmp: Path) -> None:
+            self.table.to_parquet(tmp / "table.parquet")
+            for name, frame in frames.items():
+                if frame is not None:
+                    frame.to_parquet(tmp / f"{name}.parquet")
+            if self.benchmark is not None:
+                self.benchmark.to_frame("benchmark").to_parquet(tmp / "benchmark.parquet")
+            meta = {k: getattr(self, k) for k in (
+                "strategy", "metric", "param_names", "config", "data", "space", "overfit",
+                "skipped", "executor", "workers", "elapsed_s", "created", "version")}
+            meta["frames"] = [n for n, f in frames.items() if f is not None]
+            meta["has_benchmark"] = self.benchmark is not None
+            (tmp / "sweep.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+
+        return replace_directory(directory, fill)
 
     @classmethod
     def load(cls, directory: str | Path) -> SweepResult:
@@ -498,12 +488,6 @@ class SweepResult:
             bench = pd.read_parquet(directory / "benchmark.parquet")["benchmark"]
         return cls(table=pd.read_parquet(directory / "table.parquet"), benchmark=bench,
                    **frames, **meta)
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path)
 
 
 def _py(v: Any) -> Any:
@@ -1099,9 +1083,6 @@ def write_report(result: SweepResult, path: str | Path, x: str | None = None,
         top=rows, cols=cols, equity=equity, logits=logits,
         n_equity=0 if result.best_equity is None else result.best_equity.shape[1],
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from backtests._files import write_text_atomic
+
+    return write_text_atomic(path, page)

@@ -126,20 +126,22 @@ class WalkForwardResult:
                 for r in self.windows[self.param_names].to_dict("records")]
 
     def save(self, directory: str | Path) -> Path:
-        """``walkforward.json`` plus Parquet frames."""
-        d = Path(directory)
-        d.mkdir(parents=True, exist_ok=True)
-        self.windows.to_parquet(d / "windows.parquet")
-        self.comparison.to_parquet(d / "comparison.parquet")
-        self.oos_equity.to_frame("equity").to_parquet(d / "oos_equity.parquet")
-        self.oos_trades.to_parquet(d / "oos_trades.parquet")
-        if self.benchmark is not None:
-            self.benchmark.to_frame("benchmark").to_parquet(d / "benchmark.parquet")
-        meta = {"strategy": self.strategy, "metric": self.metric,
-                "param_names": self.param_names, "config": self.config,
-                "settings": self.settings}
-        (d / "walkforward.json").write_text(json.dumps(meta, indent=2, default=str))
-        return d
+        """``walkforward.json`` plus Parquet frames (the directory is replaced atomically)."""
+        from backtests._files import replace_directory
+
+        def fill(d: Path) -> None:
+            self.windows.to_parquet(d / "windows.parquet")
+            self.comparison.to_parquet(d / "comparison.parquet")
+            self.oos_equity.to_frame("equity").to_parquet(d / "oos_equity.parquet")
+            self.oos_trades.to_parquet(d / "oos_trades.parquet")
+            if self.benchmark is not None:
+                self.benchmark.to_frame("benchmark").to_parquet(d / "benchmark.parquet")
+            meta = {"strategy": self.strategy, "metric": self.metric,
+                    "param_names": self.param_names, "config": self.config,
+                    "settings": self.settings}
+            (d / "walkforward.json").write_text(json.dumps(meta, indent=2, default=str))
+
+        return replace_directory(directory, fill)
 
     @classmethod
     def load(cls, directory: str | Path) -> WalkForwardResult:
@@ -395,9 +397,6 @@ def write_report(result: WalkForwardResult, path: str | Path, data: dict | None 
         comparison=comparison, oos_ret=_fmt_cell(oos_ret), bh_ret=bh_ret,
         dsr=finite[0], pbo=finite[1],
     )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    from backtests._files import write_text_atomic
+
+    return write_text_atomic(path, page)
