@@ -31,6 +31,27 @@ def source_timeframe(df: pd.DataFrame) -> str:
     return str(tf) if tf else infer_timeframe(df.index)
 
 
+def bin_origin_ns(timeframe: str | pd.Timedelta) -> int:
+    """Epoch nanoseconds that ``timeframe`` bins are counted from: Monday 1970-01-05 for weeks
+    and multiples of a week, else the Unix epoch (0)."""
+    return _MONDAY_ORIGIN_NS if parse_timeframe(timeframe) % _WEEK == pd.Timedelta(0) else 0
+
+
+def bin_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Group sorted bin keys (:func:`period_start` of strictly increasing bars).
+
+    Returns ``(group, first, last)``: the bin number of every bar (0, 1, 2, ... in time order)
+    and the positions of each bin's first and last bar.
+    """
+    # Equal keys are contiguous because the bars are strictly increasing.
+    new_bin = np.empty(len(keys), dtype=bool)
+    new_bin[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=new_bin[1:])
+    first = np.flatnonzero(new_bin)
+    last = np.r_[first[1:] - 1, len(keys) - 1]
+    return np.cumsum(new_bin) - 1, first, last
+
+
 def period_start(index: pd.DatetimeIndex, timeframe: str | pd.Timedelta) -> pd.DatetimeIndex:
     """Return, for each timestamp in ``index``, the open time of the ``timeframe`` bin holding it.
 
@@ -38,7 +59,7 @@ def period_start(index: pd.DatetimeIndex, timeframe: str | pd.Timedelta) -> pd.D
     """
     td = parse_timeframe(timeframe)
     step = td.value
-    origin = _MONDAY_ORIGIN_NS if td % _WEEK == pd.Timedelta(0) else 0
+    origin = bin_origin_ns(td)
     ns = index.as_unit("ns").asi8
     starts = (ns - origin) // step * step + origin
     return pd.DatetimeIndex(pd.to_datetime(starts, unit="ns", utc=True), name=index.name)
@@ -90,11 +111,8 @@ def resample(
         out.attrs.update(timeframe=timeframe, incomplete_last=False)
         return out
 
-    starts = period_start(df.index, dst)
-    keys = starts.asi8
-    # Group boundaries: input is strictly increasing, so equal keys are contiguous.
-    first = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
-    last = np.r_[first[1:] - 1, len(keys) - 1]
+    keys = period_start(df.index, dst).asi8
+    _, first, last = bin_groups(keys)
     o = df["open"].to_numpy()
     h = df["high"].to_numpy()
     lo = df["low"].to_numpy()

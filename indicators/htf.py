@@ -61,15 +61,12 @@ from numba import types
 from numba.extending import intrinsic
 
 from data.frame import MONTHLY, DataError, check_canonical, parse_timeframe
-from data.resample import period_start, source_timeframe
+from data.resample import bin_groups, bin_origin_ns, period_start, source_timeframe
 
 __all__ = ["HtfEmaWarmup", "htf_ema", "htf_ema_warmup", "weekly_ema"]
 
 Mode = Literal["closed", "developing"]
 _MODES = ("closed", "developing")
-# 1970-01-05 was a Monday: the origin of weekly bins in data.resample.
-_MONDAY_ORIGIN_NS = pd.Timestamp("1970-01-05", tz="UTC").value
-_WEEK = pd.Timedelta(weeks=1)
 
 
 @dataclass(frozen=True)
@@ -210,7 +207,7 @@ def _bins(df: pd.DataFrame, timeframe: str) -> tuple[np.ndarray, np.ndarray, np.
     keys = period_start(df.index, dst).asi8
     # Every input bar must sit inside one bin: a daily bar opening at 12:00 would straddle the
     # Monday boundary and its close would belong to two weeks.
-    origin = _MONDAY_ORIGIN_NS if dst % _WEEK == pd.Timedelta(0) else 0
+    origin = bin_origin_ns(dst)
     offset = (df.index.asi8 - origin) % src.value
     if offset.any():
         pos = int(np.flatnonzero(offset)[0])
@@ -220,13 +217,7 @@ def _bins(df: pd.DataFrame, timeframe: str) -> tuple[np.ndarray, np.ndarray, np.
             timestamp=df.index[pos],
             hint=f"use bars aligned to 00:00 UTC (weekly bars opening on Monday) for {src_tf}",
         )
-    new_bin = np.empty(len(keys), dtype=bool)
-    new_bin[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=new_bin[1:])
-    first = np.flatnonzero(new_bin)
-    last = np.r_[first[1:] - 1, len(keys) - 1]
-    group = np.cumsum(new_bin) - 1
-    return group, first, last
+    return bin_groups(keys)
 
 
 def htf_ema(
