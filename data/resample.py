@@ -52,6 +52,22 @@ def bin_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.cumsum(new_bin) - 1, first, last
 
 
+def check_aligned(df: pd.DataFrame, src_tf: str, timeframe: str) -> None:
+    """Raise :class:`DataError` unless every bar of ``df`` (``src_tf`` bars) sits inside one
+    ``timeframe`` bin: a daily bar opening at 12:00 would straddle the Monday boundary, and its
+    close would belong to two weeks."""
+    offset = (df.index.as_unit("ns").asi8 - bin_origin_ns(timeframe)) % parse_timeframe(
+        src_tf).value
+    if offset.any():
+        pos = int(np.flatnonzero(offset)[0])
+        raise DataError(
+            f"bar does not start on a {src_tf} boundary, so it would straddle two {timeframe} bins",
+            source=df.attrs.get("source"),
+            timestamp=df.index[pos],
+            hint=f"use bars aligned to 00:00 UTC (weekly bars opening on Monday) for {src_tf}",
+        )
+
+
 def period_start(index: pd.DatetimeIndex, timeframe: str | pd.Timedelta) -> pd.DatetimeIndex:
     """Return, for each timestamp in ``index``, the open time of the ``timeframe`` bin holding it.
 
@@ -90,7 +106,8 @@ def resample(
         real, final bar, but shorter: a 200-week EMA seeded on it says so).
 
     Raises:
-        DataError: when the target is not a whole multiple of the input timeframe.
+        DataError: when the target is not a whole multiple of the input timeframe, or a bar
+            does not start on its own timeframe's boundary (it would straddle two bins).
     """
     check_canonical(df)
     src_tf = source_timeframe(df)
@@ -111,6 +128,7 @@ def resample(
         out.attrs.update(timeframe=timeframe, incomplete_last=False)
         return out
 
+    check_aligned(df, src_tf, timeframe)
     keys = period_start(df.index, dst).asi8
     _, first, last = bin_groups(keys)
     o = df["open"].to_numpy()

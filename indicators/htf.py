@@ -61,7 +61,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from data.frame import MONTHLY, DataError, check_canonical, parse_timeframe
-from data.resample import bin_groups, bin_origin_ns, period_start, source_timeframe
+from data.resample import bin_groups, check_aligned, period_start, source_timeframe
 
 __all__ = ["HtfEmaWarmup", "htf_ema", "htf_ema_warmup", "weekly_ema"]
 
@@ -204,19 +204,8 @@ def _bins(df: pd.DataFrame, timeframe: str) -> tuple[np.ndarray, np.ndarray, np.
             source=df.attrs.get("source"),
             hint=f"choose a higher timeframe that is a whole multiple of {src_tf}",
         )
+    check_aligned(df, src_tf, timeframe)
     keys = period_start(df.index, dst).asi8
-    # Every input bar must sit inside one bin: a daily bar opening at 12:00 would straddle the
-    # Monday boundary and its close would belong to two weeks.
-    origin = bin_origin_ns(dst)
-    offset = (df.index.asi8 - origin) % src.value
-    if offset.any():
-        pos = int(np.flatnonzero(offset)[0])
-        raise DataError(
-            f"bar does not start on a {src_tf} boundary, so it would straddle two {timeframe} bins",
-            source=df.attrs.get("source"),
-            timestamp=df.index[pos],
-            hint=f"use bars aligned to 00:00 UTC (weekly bars opening on Monday) for {src_tf}",
-        )
     return bin_groups(keys)
 
 

@@ -161,6 +161,19 @@ def test_impossible_resampling_is_a_clear_error(src: str, dst: str, message: str
         resample(df, dst)
 
 
+@pytest.mark.parametrize(("src", "shift", "dst"), [("1d", "12h", "1w"), ("4h", "2h", "1d")])
+def test_bars_off_their_boundary_are_not_split_between_bins(src: str, shift: str,
+                                                             dst: str) -> None:
+    # A daily bar opening at 12:00 covers the Sunday/Monday boundary; a 4h bar opening at
+    # 22:00 covers midnight. Assigning either to one bin would be a silently wrong candle.
+    df = _frame("2024-01-01", 48, src)
+    df.index = df.index + pd.Timedelta(shift)
+    with pytest.raises(DataError, match=f"straddle two {dst} bins") as exc:
+        resample(df, dst)
+    assert str(df.index[0].year) in str(exc.value)   # names the first offending bar
+    resample(_frame("2024-01-01", 48, src), dst)     # aligned bars are fine
+
+
 def test_monthly_data_cannot_be_resampled() -> None:
     idx = pd.date_range("2020-01-01", periods=12, freq="MS", tz="UTC")
     df = _frame("2020-01-01", 12, "1d")
