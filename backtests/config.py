@@ -3,7 +3,7 @@
 Units: ``cash`` in quote currency (USD/USDT); ``commission``, ``maintenance_margin`` and
 ``liquidation_fee`` as fractions of notional (0.001 = 0.1 %); ``slippage_bps`` in basis points of
 the reference price; ``funding_rate`` as a fraction of notional per 8-hour funding period (a
-constant, or a Series of rates indexed by funding time). See :mod:`backtests.engine_fast` for the
+constant, or a Series of rates indexed by funding time). See :mod:`backtests.engines.fast` for the
 exact execution rules both engines follow.
 """
 

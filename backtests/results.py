@@ -419,7 +419,7 @@ def _values_equal(a: Any, b: Any) -> bool:
 @dataclass(eq=False)
 class BacktestResult:
     """Everything about one backtest run (see the module docstring; the execution rules are in
-    :mod:`backtests.engine_fast`).
+    :mod:`backtests.engines.fast`).
 
     Attributes:
         strategy: strategy name.

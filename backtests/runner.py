@@ -11,15 +11,15 @@ from strategies.base import Strategy
 def run(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None):
     """Backtest ``strategy`` on the canonical candle frame ``df``.
 
-    ``config.engine`` picks the engine: "fast" (numba, :func:`backtests.engine_fast.run_fast`) or
-    "backtrader" (:func:`backtests.engine_bt.run_backtrader`); both follow the same execution
+    ``config.engine`` picks the engine: "fast" (numba, :func:`backtests.engines.fast.run_fast`) or
+    "backtrader" (:func:`backtests.engines.bt.run_backtrader`); both follow the same execution
     rules and return a :class:`backtests.results.BacktestResult`.
     """
     config = config or BacktestConfig()
     if config.engine == "fast":
-        from backtests.engine_fast import run_fast
+        from backtests.engines.fast import run_fast
 
         return run_fast(df, strategy, config)
-    from backtests.engine_bt import run_backtrader  # imports backtrader: only when asked
+    from backtests.engines.bt import run_backtrader  # imports backtrader: only when asked
 
     return run_backtrader(df, strategy, config)

@@ -123,7 +123,7 @@ def _from_result(res) -> pd.DataFrame:
 
 
 def run_ours_fast(df: pd.DataFrame) -> pd.DataFrame:
-    from backtests.engine_fast import run_fast
+    from backtests.engines.fast import run_fast
 
     return _from_result(run_fast(df, RsiBounce(), _our_config()))
 
@@ -131,7 +131,7 @@ def run_ours_fast(df: pd.DataFrame) -> pd.DataFrame:
 def run_ours_fast_core(df: pd.DataFrame) -> pd.DataFrame:
     """Our fast engine without the result object: signals + simulation + trade table only
     (no buy-and-hold, fingerprint or metrics), the work comparable to vectorbt's."""
-    from backtests.engine_fast import prepare, simulate
+    from backtests.engines.fast import prepare, simulate
 
     cfg = _our_config()
     trades, _ = simulate(df, prepare(df, RsiBounce(), cfg), cfg)
@@ -139,7 +139,7 @@ def run_ours_fast_core(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_ours_bt(df: pd.DataFrame) -> pd.DataFrame:
-    from backtests.engine_bt import run_backtrader
+    from backtests.engines.bt import run_backtrader
 
     return _from_result(run_backtrader(df, RsiBounce(), _our_config()))
 

@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backtests.config import BacktestConfig  # noqa: E402
-from backtests.sweep import (  # noqa: E402
+from backtests.tuning.sweep import (  # noqa: E402
     BacktestPayload,
     ProcessExecutor,
     SerialExecutor,

@@ -1,7 +1,7 @@
 """The public strategy API: :class:`Param`, :class:`Signals` and :class:`Strategy`.
 
 A strategy is written once, vectorised and causal, and runs unchanged on both engines
-(:mod:`backtests.engine_fast` and :mod:`backtests.engine_bt`)::
+(:mod:`backtests.engines.fast` and :mod:`backtests.engines.bt`)::
 
     import numpy as np, talib
     from strategies.base import Param, Signals, Strategy

@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 import talib
 
-from backtests.audit import AuditReport, audit, default_cuts
+from backtests.tuning.audit import AuditReport, audit, default_cuts
 from data.frame import to_canonical
 from strategies.base import Param, Signals, Strategy
 
-HAS_ENGINE = importlib.util.find_spec("backtests.engine_fast") is not None
-needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="backtests.engine_fast not there yet")
+HAS_ENGINE = importlib.util.find_spec("backtests.engines.fast") is not None
+needs_engine = pytest.mark.skipif(not HAS_ENGINE, reason="backtests.engines.fast not there yet")
 
 
 def random_candles(n: int = 600, seed: int = 0) -> pd.DataFrame:

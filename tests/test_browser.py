@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backtests.report_html import render_html
+from backtests.reports.html import render_html
 from tests.conftest import REPO, real
 from tests.factories import make_result
 

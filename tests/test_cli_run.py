@@ -167,7 +167,7 @@ def test_verbose_shows_the_traceback(runner: CliRunner, tmp_path: Path) -> None:
 def test_summary_table_columns_stay_aligned_with_missing_metrics() -> None:
     from types import SimpleNamespace
 
-    from backtests.cli_run import summary_table
+    from backtests.cli.run import summary_table
 
     flat = SimpleNamespace(strategy="oversold_bounce", metrics={
         "total_return_pct": 0.0, "max_drawdown_pct": 0.0, "sharpe": float("nan"),

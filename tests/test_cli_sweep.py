@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from backtests.cli import main
-from backtests.sweep import SweepResult
+from backtests.tuning.sweep import SweepResult
 
 USER_FILE = textwrap.dedent('''
     from typing import ClassVar

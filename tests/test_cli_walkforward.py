@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from backtests.cli import main
-from backtests.walkforward import WalkForwardResult, format_span, make_windows
+from backtests.tuning.walkforward import WalkForwardResult, format_span, make_windows
 from tests.conftest import shared_path
 from tests.test_cli_sweep import USER_FILE
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backtests import engine_bt, engine_fast
 from backtests.config import BacktestConfig
+from backtests.engines import bt as engine_bt
+from backtests.engines import fast as engine_fast
 from strategies.base import Signals
 from tests.test_engine_fast import FLAT, _Always, bars, sig
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from backtests.config import BacktestConfig, ConfigError
-from backtests.engine_fast import run_fast, simulate
+from backtests.engines.fast import run_fast, simulate
 from strategies.base import Signals, Strategy
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from backtests import engine_bt, engine_fast
 from backtests.config import BacktestConfig
-from backtests.engine_fast import liquidation_price
+from backtests.engines import bt as engine_bt
+from backtests.engines import fast as engine_fast
+from backtests.engines.fast import liquidation_price
 from tests.test_engine_fast import FLAT, bars, sig
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from backtests.overfit import (
+from backtests.tuning.overfit import (
     deannualise,
     deflated_sharpe_from_trials,
     deflated_sharpe_ratio,

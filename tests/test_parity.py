@@ -13,8 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests import engine_bt, engine_fast
 from backtests.config import BacktestConfig
+from backtests.engines import bt as engine_bt
+from backtests.engines import fast as engine_fast
 from strategies.base import Signals
 from strategies.bounce import OversoldBounce
 from strategies.breakdown import Breakdown

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.report_html import (
+from backtests.reports.html import (
     MAX_CANDLES,
     _down_ohlc,
     _log_ticks,
@@ -314,7 +314,7 @@ def test_file_size_is_reasonable(one):
 
 
 def test_write_report_folder_round_trip(daily, tmp_path):
-    from backtests.report import load_results, write_report
+    from backtests.reports.write import load_results, write_report
 
     results = [make_result(daily, strategy="oversold_bounce", n_trades=8, seed=1),
                make_result(daily, strategy="a/b <c>", n_trades=5, seed=2)]  # fmt: skip

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backtests.report_png import _money, _t, render_png
+from backtests.reports.png import _money, _t, render_png
 from tests.conftest import real
 from tests.factories import make_result
 

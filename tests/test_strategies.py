@@ -8,8 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests import engine_bt, engine_fast
 from backtests.config import BacktestConfig
+from backtests.engines import bt as engine_bt
+from backtests.engines import fast as engine_fast
 from backtests.runner import run
 from strategies import (
     Breakdown,

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import talib
 
-from backtests.sweep import (
+from backtests.tuning.sweep import (
     DaskExecutor,
     ProcessExecutor,
     SerialExecutor,
@@ -241,8 +241,8 @@ SMALL_GRID = {"period": [7, 14], "oversold": [25.0, 30.0], "overbought": [65.0, 
 @pytest.mark.shared_data
 def test_sweep_metrics_equal_compute_metrics_and_executors_agree(btc_daily: pd.DataFrame) -> None:
     from backtests.config import BacktestConfig
-    from backtests.engine_fast import run_fast
-    from backtests.sweep import SWEEP_METRICS, run_sweep
+    from backtests.engines.fast import run_fast
+    from backtests.tuning.sweep import SWEEP_METRICS, run_sweep
 
     cfg = BacktestConfig(commission=0.001)
     ser = run_sweep(btc_daily, RsiRule, SMALL_GRID, cfg, executor="serial", top=3)
@@ -266,7 +266,7 @@ def test_sweep_metrics_equal_compute_metrics_and_executors_agree(btc_daily: pd.D
 
 
 def test_sweep_rejects_bad_parameters_and_metric() -> None:
-    from backtests.sweep import run_sweep
+    from backtests.tuning.sweep import run_sweep
 
     df = _toy_frame()
     with pytest.raises(ValueError, match=r"period.*in parameter set"):
@@ -291,7 +291,7 @@ def _toy_frame(n: int = 300) -> pd.DataFrame:
 
 
 def test_windowed_sweep_trades_only_inside_the_window() -> None:
-    from backtests.sweep import BacktestPayload, evaluate_backtest, simulate_window
+    from backtests.tuning.sweep import BacktestPayload, evaluate_backtest, simulate_window
 
     df = _toy_frame()
     from backtests.config import BacktestConfig
@@ -307,7 +307,7 @@ def test_windowed_sweep_trades_only_inside_the_window() -> None:
 
 
 def test_int_parameters_stay_ints_in_best_and_report(tmp_path: Path) -> None:
-    from backtests.sweep import run_sweep, write_report
+    from backtests.tuning.sweep import run_sweep, write_report
 
     res = run_sweep(_toy_frame(), RsiRule, {"period": [5, 9], "oversold": [40.0],
                                              "overbought": [60.0]}, executor="serial")
@@ -318,7 +318,7 @@ def test_int_parameters_stay_ints_in_best_and_report(tmp_path: Path) -> None:
 
 
 def test_no_trades_anywhere_gives_a_note_not_a_statistic(tmp_path: Path) -> None:
-    from backtests.sweep import run_sweep, write_report
+    from backtests.tuning.sweep import run_sweep, write_report
 
     # Oversold 0 is never crossed: no set trades, so DSR and PBO have nothing to judge.
     res = run_sweep(_toy_frame(), RsiRule, {"period": [5, 9], "oversold": [0.0],
@@ -351,7 +351,7 @@ class MyRsi(Strategy):
 
 
 def test_dask_runs_a_users_strategy_file(dask_client, tmp_path: Path) -> None:
-    from backtests.sweep import run_sweep
+    from backtests.tuning.sweep import run_sweep
     from strategies.loader import load_strategy
 
     path = tmp_path / "my_strategy.py"
@@ -380,7 +380,7 @@ class OrderedRsi(RsiRule):
 
 
 def test_conflicting_sets_are_skipped_with_trial_ids_kept(tmp_path: Path) -> None:
-    from backtests.sweep import run_sweep
+    from backtests.tuning.sweep import run_sweep
     from strategies.base import ParamConflict
 
     space = grid({"period": [5, 9], "oversold": [40.0, 60.0], "overbought": [50.0, 65.0]})

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from backtests.config import BacktestConfig
-from backtests.sweep import run_sweep
-from backtests.walkforward import WalkForwardResult, make_windows, walk_forward
+from backtests.tuning.sweep import run_sweep
+from backtests.tuning.walkforward import WalkForwardResult, make_windows, walk_forward
 from tests.test_sweep import RsiRule
 
 SPACE = {"period": [7, 14], "oversold": [25.0, 35.0], "overbought": [65.0, 75.0]}

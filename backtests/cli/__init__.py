@@ -1,8 +1,8 @@
 """The ``btc-backtest`` command line (a click group).
 
 Sub-commands live in their own modules and are attached here, so that each stays small:
-``data`` (:mod:`backtests.cli_data`); ``run``, ``outlook``, ``strategies``, ``report``
-(:mod:`backtests.cli_run`); ``sweep``, ``audit`` (:mod:`backtests.cli_sweep`).
+``data`` (:mod:`backtests.cli.data`); ``run``, ``outlook``, ``strategies``, ``report``
+(:mod:`backtests.cli.run`); ``sweep``, ``audit`` (:mod:`backtests.cli.tuning`).
 
 Errors are one clear line plus a hint; ``--verbose`` shows the traceback. Exit codes: 0 ok,
 2 usage or bad input, 1 failure.
@@ -10,22 +10,12 @@ Errors are one clear line plus a hint; ``--verbose`` shows the traceback. Exit c
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import sys
 import traceback
 
 import click
 
 from data.frame import DataError
-
-# Modules holding sub-commands; each exposes ``COMMANDS: list[click.Command]``. A module that
-# exists but fails to import is a bug and must fail loudly, so only absence is tolerated.
-_COMMAND_MODULES: tuple[str, ...] = (
-    "backtests.cli_data",
-    "backtests.cli_run",
-    "backtests.cli_sweep",
-)
 
 
 class _Group(click.Group):
@@ -66,7 +56,12 @@ def main(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
-for _module in _COMMAND_MODULES:
-    if importlib.util.find_spec(_module) is not None:
-        for _command in importlib.import_module(_module).COMMANDS:
-            main.add_command(_command)
+# Each command-group module exposes ``COMMANDS: list[click.Command]``; imported here, after
+# ``main`` exists, so that the group is complete when ``main`` is called.
+from backtests.cli import data as _data_cmds  # noqa: E402
+from backtests.cli import run as _run_cmds  # noqa: E402
+from backtests.cli import tuning as _tuning_cmds  # noqa: E402
+
+for _module in (_data_cmds, _run_cmds, _tuning_cmds):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)

@@ -1,6 +1,6 @@
 """The fast engine: one numba-compiled loop over bars consuming a strategy's :class:`Signals`.
 
-Execution rules (the contract both engines follow; :mod:`backtests.engine_bt` implements the same
+Execution rules (the contract both engines follow; :mod:`backtests.engines.bt` implements the same
 rules with backtrader's broker, and ``tests/test_parity.py`` checks they agree trade for trade):
 
 Account: isolated-margin perpetual. Opening ``q`` BTC at fill price ``pe`` locks the margin

@@ -4,8 +4,8 @@ Windows are rolling (a fixed-length training window slides forward) or anchored 
 starts at the first bar and grows). Lengths are in bars (``int``) or time (``"730D"``,
 ``"26W"``: anything :class:`pandas.Timedelta` parses). On each step:
 
-1. a sweep (:func:`backtests.sweep.run_sweep`) over the parameter space ranks every set on the
-   training window (indicators warm up on the bars before it, trades stay inside it);
+1. a sweep (:func:`backtests.tuning.sweep.run_sweep`) over the parameter space ranks every set
+   on the training window (indicators warm up on the bars before it, trades stay inside it);
 2. the best set by ``metric`` is run on the following test window: its signals are computed on
    the data up to the end of the test window (so indicators are warmed up on everything before,
    and nothing after the window is visible), and it trades only inside the window: a position
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from backtests.sweep import (
+from backtests.tuning.sweep import (
     BacktestPayload,
     Executor,
     Params,
@@ -178,7 +178,7 @@ def walk_forward(
         space: parameter sets or grid axes.
         train, test: window lengths, in bars or as durations (``"730D"``).
         config: ``BacktestConfig`` (default one if None).
-        metric: selection metric (highest wins), one of ``backtests.sweep.SWEEP_METRICS``.
+        metric: selection metric (highest wins), one of ``backtests.tuning.sweep.SWEEP_METRICS``.
         anchored: training windows all start at bar 0 (else rolling).
         step: how far windows move (default: the test length).
         executor, workers, scheduler: where the training sweeps run.
@@ -188,7 +188,7 @@ def walk_forward(
         :class:`WalkForwardResult`.
     """
     from backtests.config import BacktestConfig
-    from backtests.engine_fast import build_trades
+    from backtests.engines.fast import build_trades
     from backtests.metrics import compute_metrics
     from backtests.results import buy_and_hold
 
@@ -334,7 +334,8 @@ def write_report(result: WalkForwardResult, path: str | Path, data: dict | None 
 
     It shows the stitched out-of-sample equity against buy and hold, one table row per window
     (train and test spans, chosen parameters, in-sample and out-of-sample metrics, DSR, PBO) and
-    the in-sample vs out-of-sample comparison. Built like :func:`backtests.sweep.write_report`
+    the in-sample vs out-of-sample comparison. Built like
+    :func:`backtests.tuning.sweep.write_report`
     (same jinja2 autoescaping, stylesheet and cell formatting); nothing is recomputed.
     ``data``: the data fingerprint to show (default: ``result.settings["data"]`` if any).
     """
@@ -342,7 +343,7 @@ def write_report(result: WalkForwardResult, path: str | Path, data: dict | None 
     from jinja2 import Environment
     from markupsafe import Markup
 
-    from backtests.sweep import REPORT_STYLE, _fmt_cell, plotly_fragments
+    from backtests.tuning.sweep import REPORT_STYLE, _fmt_cell, plotly_fragments
 
     html = plotly_fragments()
 

@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from backtests.report_html import (
+from backtests.reports.html import (
     EVENTS_SHOWN,
     LEVELS_DRAWN,
     _thresholds,

@@ -147,7 +147,7 @@ def _indicators(strategy: Any, df: pd.DataFrame, sig: Any) -> pd.DataFrame:
 
 
 def _trades(df: pd.DataFrame, strategy: Any, config: Any) -> pd.DataFrame:
-    from backtests.engine_fast import run_fast
+    from backtests.engines.fast import run_fast
 
     return run_fast(df, strategy, config).trades
 

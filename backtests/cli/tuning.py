@@ -11,7 +11,7 @@ Examples::
     btc-backtest audit path/to/file.py:ClassName --data candles.csv
 
 Strategies are resolved by :func:`strategies.loader.load_strategy` and candles by
-:func:`backtests.cli_run.load_data`, exactly as ``btc-backtest run`` does.
+:func:`backtests.cli.run.load_data`, exactly as ``btc-backtest run`` does.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 import click
 import pandas as pd
 
-from backtests.cli_run import data_options, load_data
+from backtests.cli.run import data_options, load_data
 from backtests.config import MODES, BacktestConfig, ConfigError
 from data.frame import DataError
 from strategies.base import Strategy
@@ -50,7 +50,7 @@ def strategy_class(spec: str) -> type[Strategy]:
 
 
 def _fixed_params(values: tuple[str, ...]) -> Params:
-    from backtests.sweep import parse_axis
+    from backtests.tuning.sweep import parse_axis
 
     out = {}
     for v in values:
@@ -103,7 +103,7 @@ def parameter_space(cls: type[Strategy], grid_specs: tuple[str, ...], n_random: 
     Raises:
         click.UsageError / click.BadParameter: no axis, bad spec, unknown key, invalid value.
     """
-    from backtests.sweep import check_params, grid, parse_grid, random_space
+    from backtests.tuning.sweep import check_params, grid, parse_grid, random_space
 
     if not grid_specs and n_random is None:
         raise click.UsageError("give at least one --grid axis or --random N")
@@ -136,7 +136,7 @@ def parameter_space(cls: type[Strategy], grid_specs: tuple[str, ...], n_random: 
 
 
 def _metric(metric: str) -> str:
-    from backtests.sweep import SWEEP_METRICS
+    from backtests.tuning.sweep import SWEEP_METRICS
 
     if metric not in SWEEP_METRICS:
         raise click.BadParameter(f"{metric!r}; choose one of {', '.join(SWEEP_METRICS)}",
@@ -245,8 +245,8 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
           x_param: str | None, y_param: str | None, cash: float, commission: float,
           slippage_bps: float, leverage: float, mode: str) -> None:
     """Backtest STRATEGY over a parameter grid or random sets; rank, judge (DSR, PBO), save."""
-    from backtests.sweep import run_sweep
-    from backtests.sweep import write_report as write_sweep_report
+    from backtests.tuning.sweep import run_sweep
+    from backtests.tuning.sweep import write_report as write_sweep_report
 
     cls = strategy_class(strategy)
     metric = _metric(metric)
@@ -337,7 +337,7 @@ def _cell(value: Any, fmt: str = ".3f") -> str:
 def window_table(result: Any) -> str:
     """The per-window text table: spans, chosen parameters, in-sample and out-of-sample
     selection metric, out-of-sample return and trades (and DSR/PBO when computed)."""
-    from backtests.walkforward import format_span
+    from backtests.tuning.walkforward import format_span
 
     w, m = result.windows, result.metric
     table = pd.DataFrame({
@@ -395,8 +395,8 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     --random) by --metric, trade it on the following test window, and stitch the
     out-of-sample results; compare them with in-sample and buy and hold, save, write HTML."""
     from backtests.results import data_fingerprint
-    from backtests.walkforward import make_windows, walk_forward
-    from backtests.walkforward import write_report as write_wf_report
+    from backtests.tuning.walkforward import make_windows, walk_forward
+    from backtests.tuning.walkforward import write_report as write_wf_report
 
     cls = strategy_class(strategy)
     metric = _metric(metric)
@@ -462,7 +462,7 @@ def audit(strategy: str, data_file: str | None, data_dir: str | None, timeframe:
           fixed: tuple[str, ...], mode: str, no_trades: bool) -> None:
     """Check STRATEGY for look-ahead: re-run it on truncated data and report every signal,
     indicator value or trade that changes when the future is removed (exit 1 if any)."""
-    from backtests.audit import audit as run_audit
+    from backtests.tuning.audit import audit as run_audit
 
     cls = strategy_class(strategy)
     params = _fixed_params(fixed)

@@ -3,7 +3,7 @@
 The strategy's signals are computed once (vectorised) and a ``bt.Strategy`` reads them by bar
 index. backtrader's ``BackBroker`` does the fills (market, stop and limit orders, its slippage
 model), the commission, the cash and position book-keeping and the equity; the execution rules are
-those of :mod:`backtests.engine_fast` (see its docstring) and ``tests/test_parity.py`` holds both
+those of :mod:`backtests.engines.fast` (see its docstring) and ``tests/test_parity.py`` holds both
 engines to the same trades and final equity. How each rule is obtained from backtrader:
 
 * **Fill at t+1's open, sized from the fill price.** Cerebro runs with ``cheat_on_open``: in
@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 
 from backtests.config import BacktestConfig
-from backtests.engine_fast import (
+from backtests.engines.fast import (
     MODE_CODES,
     RAW_COLUMNS,
     REASONS,

@@ -282,7 +282,7 @@ def run_command(
     out_dir: str | None, no_png: bool, open_report: bool,
 ) -> None:
     """Backtest strategies on BTC data and write an HTML + PNG report (the main job)."""
-    from backtests.report import write_report
+    from backtests.reports.write import write_report
 
     timings = Timings()
     strategies = build_strategies(strategy_specs, params)
@@ -378,7 +378,7 @@ def strategies_command() -> None:
 @click.option("--no-png", is_flag=True, help="Skip the PNG charts.")
 def report_command(results: tuple[str, ...], out_dir: str | None, no_png: bool) -> None:
     """Re-render a report from saved results (a run's folder or result folders)."""
-    from backtests.report import load_results, write_report
+    from backtests.reports.write import load_results, write_report
 
     loaded = [r for item in results for r in load_results(item)]
     out = Path(out_dir) if out_dir else Path(results[0]) / "rerendered"

@@ -19,8 +19,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from backtests.report_html import render_html
-from backtests.report_png import render_png
+from backtests.reports.html import render_html
+from backtests.reports.png import render_png
 from backtests.results import RESULTS_JSON, BacktestResult
 from data.frame import DataError
 

@@ -570,7 +570,7 @@ class BacktestPayload:
 
     def arrays(self) -> dict[str, np.ndarray]:
         if self._arrays is None:
-            from backtests.engine_fast import timeframe_of
+            from backtests.engines.fast import timeframe_of
 
             df = self.frame()
             arr = {c: np.ascontiguousarray(df[c].to_numpy(np.float64))
@@ -663,7 +663,7 @@ def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, c
     Same definitions as :func:`backtests.metrics.compute_metrics` (checked in tests); ``offset``
     is the bar position of ``equity[0]`` in the frame the raw trades refer to.
     """
-    from backtests.engine_fast import R_REVERSE, R_SIGNAL, R_TIME, RAW_COLUMNS
+    from backtests.engines.fast import R_REVERSE, R_SIGNAL, R_TIME, RAW_COLUMNS
     from backtests.metrics import annualised_ratios, periods_per_year
 
     ppy = periods_per_year(timeframe)
@@ -695,7 +695,7 @@ def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, c
         "win_rate_pct": 100.0 * wins / n_t if n_t else math.nan,
         "profit_factor": pf, "n_trades": n_t, "exposure_pct": 100.0 * exposed,
         "final_equity": final,
-        # per-bar moments for the deflated Sharpe ratio (as backtests.overfit.return_moments)
+        # per-bar moments for the deflated Sharpe ratio (as backtests.tuning.overfit.return_moments)
         "sr_bar": (0.0 if std == 0 else mean / std) if n_r > 1 else math.nan,
         "skew": 0.0 if flat else m3 / m2**1.5,
         "kurtosis": 3.0 if flat else m4 / m2**2,
@@ -707,7 +707,7 @@ def simulate_window(payload: BacktestPayload, params: Params
                     ) -> tuple[np.ndarray, np.ndarray, Any]:
     """Run the fast-engine kernel for one parameter set: ``(equity, raw_trades, signals)`` over
     bars ``0 .. end - 1`` (equity is flat cash before the window)."""
-    from backtests.engine_fast import MODE_CODES, SIZING_CODES, _simulate
+    from backtests.engines.fast import MODE_CODES, SIZING_CODES, _simulate
 
     cfg = payload.config
     df = payload.frame()
@@ -726,7 +726,7 @@ def simulate_window(payload: BacktestPayload, params: Params
 def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any]:
     """Evaluation function of backtest sweeps: :data:`SWEEP_METRICS` of one parameter set (and
     its per-bar returns under ``"_returns"`` when the payload keeps them, for PBO)."""
-    from backtests.engine_fast import timeframe_of
+    from backtests.engines.fast import timeframe_of
 
     equity, raw, _ = simulate_window(payload, params)
     lo = max(payload.start - 1, 0)
@@ -787,7 +787,7 @@ def selection_statistics(table: pd.DataFrame, returns: pd.DataFrame | None,
                          pbo_splits: int = 16) -> dict[str, Any]:
     """Deflated Sharpe ratio of the best row (``table`` sorted best first) given all trials, and
     the PBO of the selection when per-bar returns of every trial are available."""
-    from backtests.overfit import (
+    from backtests.tuning.overfit import (
         deflated_sharpe_ratio,
         expected_max_sharpe,
         probabilistic_sharpe_ratio,
@@ -867,7 +867,7 @@ def run_sweep(
         :class:`SweepResult` (table sorted by ``metric``; DSR and PBO in ``overfit``).
     """
     from backtests.config import BacktestConfig
-    from backtests.engine_fast import run_fast
+    from backtests.engines.fast import run_fast
     from backtests.results import data_fingerprint, package_version
 
     if metric not in SWEEP_METRICS:
