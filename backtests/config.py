@@ -42,7 +42,9 @@ class BacktestConfig:
         sizing: "percent" (``size`` = fraction of equity used as margin plus entry fee),
             "fixed" (``size`` = BTC), "risk" (``size`` = fraction of equity lost at the stop).
         size: see ``sizing``.
-        mode: "long" (long-only), "short" (short-only) or "both".
+        mode: "both" (default: the strategy's signals are traded as written, a ``-1`` entry
+            opens a short), "long" (long-only: a ``-1`` only closes a long) or "short"
+            (short-only). The command line has the same default.
         engine: "fast" or "backtrader".
     """
 
@@ -55,7 +57,7 @@ class BacktestConfig:
     funding_rate: float | pd.Series = 0.0
     sizing: str = "percent"
     size: float = 1.0
-    mode: str = "long"
+    mode: str = "both"
     engine: str = "fast"
 
     def __post_init__(self) -> None:

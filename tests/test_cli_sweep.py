@@ -197,7 +197,8 @@ def test_sweep_start_end_timeframe_mode_on_real_daily(btc_daily: pd.DataFrame,
 
 @pytest.mark.parametrize(("args", "msg"), [
     (("--start", "2030-01-01"), "no candles between 2030-01-01 and the end"),
-    (("--start", "2022-02-01", "--end", "2022-01-01"), "--start 2022-02-01 is after --end"),
+    (("--start", "2022-02-01", "--end", "2022-01-01"),
+     "start 2022-02-01 is after end 2022-01-01"),
     (("--start", "yesterday-ish"), "is not a date"),
     (("--timeframe", "7q"), "unknown timeframe '7q'"),
     (("--timeframe", "1h"), "cannot resample 1d bars to 1h"),

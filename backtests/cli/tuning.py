@@ -11,7 +11,9 @@ Examples::
     btc-backtest audit path/to/file.py:ClassName --data candles.csv
 
 Strategies are resolved by :func:`strategies.loader.load_strategy` and candles by
-:func:`backtests.cli.run.load_data`, exactly as ``btc-backtest run`` does.
+:func:`data.select.select_candles`, and the options are those of ``btc-backtest run``
+(:mod:`backtests.cli.options`), with the same defaults as the API's ``BacktestConfig``. Sweeps,
+walk-forward and the audit's trade comparison run on the fast engine.
 """
 
 from __future__ import annotations
@@ -26,9 +28,16 @@ from typing import Any
 import click
 import pandas as pd
 
-from backtests.cli.run import data_options, load_data
-from backtests.config import MODES, BacktestConfig, ConfigError
-from data.frame import DataError
+from backtests.cli.options import (
+    announce,
+    config_from_options,
+    config_options,
+    data_options,
+    option_group,
+    param_option,
+    strategy_params,
+)
+from data.select import select_candles
 from strategies.base import Strategy
 from strategies.loader import StrategyLoadError, load_strategy
 
@@ -47,21 +56,6 @@ def strategy_class(spec: str) -> type[Strategy]:
         return load_strategy(spec)
     except StrategyLoadError as exc:
         raise click.BadParameter(str(exc), param_hint="STRATEGY") from None
-
-
-def _fixed_params(values: tuple[str, ...]) -> Params:
-    from backtests.tuning.sweep import parse_axis
-
-    out = {}
-    for v in values:
-        try:
-            key, vals = parse_axis(v)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--param") from None
-        if len(vals) != 1:
-            raise click.BadParameter(f"{v!r}: --param takes one value", param_hint="--param")
-        out[key] = vals[0]
-    return out
 
 
 def _random_ranges(cls: type[Strategy], axes: dict[str, list[Any]]
@@ -111,8 +105,8 @@ def parameter_space(cls: type[Strategy], grid_specs: tuple[str, ...], n_random: 
         axes = parse_grid(grid_specs)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--grid") from None
-    base = _fixed_params(fixed)
-    unknown = sorted((set(axes) | set(base)) - set(cls.params))
+    base = strategy_params(fixed, [cls])[cls.name]
+    unknown = sorted(set(axes) - set(cls.params))
     if unknown:
         raise click.BadParameter(
             f"unknown parameter(s) {', '.join(unknown)} for {cls.name!r}; valid: "
@@ -144,15 +138,6 @@ def _metric(metric: str) -> str:
     return metric
 
 
-def _config(cash: float, commission: float, slippage_bps: float, leverage: float,
-            mode: str) -> BacktestConfig:
-    try:
-        return BacktestConfig(cash=cash, commission=commission, slippage_bps=slippage_bps,
-                              leverage=leverage, mode=mode)
-    except ConfigError as exc:
-        raise click.UsageError(str(exc)) from None
-
-
 def _out_dir(out_dir: str | None, kind: str, name: str) -> Path:
     # A user's strategy name may hold anything ("<b>toy</b>"): keep the folder name plain.
     return Path(out_dir) if out_dir else Path(kind) / (re.sub(r"[^\w.-]+", "_", name) or "x")
@@ -173,15 +158,6 @@ def _progress_bar(total: int, unit: str) -> tuple[Any, Callable[[int, int], None
 
 # --- shared options --------------------------------------------------------------------------
 
-_MODE_HELP = ("long (long-only), short (short-only) or both. Default both, as in "
-              "'btc-backtest run', so that the parameters tuned here are tuned for the trades "
-              "'run' makes.")
-
-_range_options = [
-    click.option("--start", default=None, help="First bar to use (YYYY-MM-DD, UTC)."),
-    click.option("--end", default=None, help="Last bar to use (YYYY-MM-DD, UTC)."),
-]
-
 _space_options = [
     click.option("--grid", "grid_specs", multiple=True,
                  metavar="KEY=START:STOP:STEP|KEY=A,B,C",
@@ -190,8 +166,7 @@ _space_options = [
                  help="Sample N distinct random sets (from the --grid axes' ranges, else from "
                       "the declared parameter bounds) instead of the full grid."),
     click.option("--seed", type=int, default=0, show_default=True, help="Seed of --random."),
-    click.option("--param", "fixed", multiple=True, metavar="KEY=VALUE",
-                 help="A parameter held fixed in every set."),
+    param_option("A parameter held fixed in every set (repeatable)."),
     click.option("--metric", default="sharpe", show_default=True,
                  help="Metric to rank by (highest first)."),
     click.option("--workers", type=click.IntRange(min=1), default=None,
@@ -200,65 +175,41 @@ _space_options = [
                  help="Run on a Dask distributed cluster (e.g. tcp://host:8786)."),
 ]
 
-_engine_options = [
-    click.option("--cash", type=float, default=10_000.0, show_default=True,
-                 help="Starting equity, quote currency."),
-    click.option("--commission", type=float, default=0.001, show_default=True,
-                 help="Fee per side, fraction of notional (0.001 = 0.1 %)."),
-    click.option("--slippage", "--slippage-bps", "slippage_bps", type=float, default=0.0,
-                 show_default=True, help="Adverse slippage, basis points."),
-    click.option("--leverage", type=float, default=1.0, show_default=True,
-                 help="Notional / margin (isolated margin; liquidation is simulated)."),
-    click.option("--mode", type=click.Choice(MODES), default="both", show_default=True,
-                 help=_MODE_HELP),
-]
-
-
-def _options(options: list[Callable[[Any], Any]]) -> Callable[[Any], Any]:
-    def apply(func: Any) -> Any:
-        for option in reversed(options):
-            func = option(func)
-        return func
-
-    return apply
-
-
 # --- sweep -----------------------------------------------------------------------------------
 
 
 @click.command("sweep")
 @click.argument("strategy")
-@_options(_space_options)
-@data_options
-@_options(_range_options)
+@option_group(_space_options)
+@data_options()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the saved sweep and report.html (default: "
                    "sweeps/<strategy>).")
 @click.option("--top", type=int, default=10, show_default=True, help="Rows to print.")
 @click.option("--x", "x_param", default=None, help="Heatmap x parameter.")
 @click.option("--y", "y_param", default=None, help="Heatmap y parameter.")
-@_options(_engine_options)
+@config_options(exclude=("engine",))
 def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed: int,
-          fixed: tuple[str, ...], metric: str, workers: int | None, scheduler: str | None,
+          params: tuple[str, ...], metric: str, workers: int | None, scheduler: str | None,
           data_file: str | None, data_dir: str | None, timeframe: str | None, offline: bool,
           start: str | None, end: str | None, out_dir: str | None, top: int,
-          x_param: str | None, y_param: str | None, cash: float, commission: float,
-          slippage_bps: float, leverage: float, mode: str) -> None:
+          x_param: str | None, y_param: str | None, **config: Any) -> None:
     """Backtest STRATEGY over a parameter grid or random sets; rank, judge (DSR, PBO), save."""
     from backtests.tuning.sweep import run_sweep
     from backtests.tuning.sweep import write_report as write_sweep_report
 
     cls = strategy_class(strategy)
     metric = _metric(metric)
-    space = parameter_space(cls, grid_specs, n_random, seed, fixed)
-    config = _config(cash, commission, slippage_bps, leverage, mode)
-    df, _origin = load_data(data_file, data_dir, timeframe, start, end, offline=offline)
+    space = parameter_space(cls, grid_specs, n_random, seed, params)
+    cfg = config_from_options(config)
+    df, _origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
+                                 echo=announce)
     where = f"dask {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
     click.echo(f"sweep: {cls.name}, {len(space)} parameter sets, {len(df)} bars, {where}",
                err=True)
     bar, progress = _progress_bar(len(space), "set")
     try:
-        res = run_sweep(df, cls, space, config, metric=metric, workers=workers,
+        res = run_sweep(df, cls, space, cfg, metric=metric, workers=workers,
                         scheduler=scheduler, progress=progress)
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -369,7 +320,7 @@ def comparison_table(result: Any) -> str:
 
 @click.command("walkforward")
 @click.argument("strategy")
-@_options(_space_options)
+@option_group(_space_options)
 @click.option("--train", required=True, type=WindowLength(),
               help="Training window: bars (e.g. 730) or a duration (730D, 104W, 72h).")
 @click.option("--test", required=True, type=WindowLength(),
@@ -378,19 +329,17 @@ def comparison_table(result: Any) -> str:
               help="How far windows move (default: the test length, so test windows tile).")
 @click.option("--anchored", is_flag=True,
               help="Training windows all start at the first bar and grow (else they roll).")
-@data_options
-@_options(_range_options)
+@data_options()
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the saved walk-forward and report.html (default: "
                    "walkforward/<strategy>).")
-@_options(_engine_options)
+@config_options(exclude=("engine",))
 def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed: int,
-                fixed: tuple[str, ...], metric: str, workers: int | None, scheduler: str | None,
-                train: int | str, test: int | str, step: int | str | None, anchored: bool,
-                data_file: str | None, data_dir: str | None, timeframe: str | None,
-                offline: bool, start: str | None, end: str | None, out_dir: str | None,
-                cash: float, commission: float, slippage_bps: float, leverage: float,
-                mode: str) -> None:
+                params: tuple[str, ...], metric: str, workers: int | None,
+                scheduler: str | None, train: int | str, test: int | str,
+                step: int | str | None, anchored: bool, data_file: str | None,
+                data_dir: str | None, timeframe: str | None, offline: bool, start: str | None,
+                end: str | None, out_dir: str | None, **config: Any) -> None:
     """Walk-forward STRATEGY: on each training window pick the best parameter set (of --grid or
     --random) by --metric, trade it on the following test window, and stitch the
     out-of-sample results; compare them with in-sample and buy and hold, save, write HTML."""
@@ -400,9 +349,10 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
 
     cls = strategy_class(strategy)
     metric = _metric(metric)
-    space = parameter_space(cls, grid_specs, n_random, seed, fixed)
-    config = _config(cash, commission, slippage_bps, leverage, mode)
-    df, origin = load_data(data_file, data_dir, timeframe, start, end, offline=offline)
+    space = parameter_space(cls, grid_specs, n_random, seed, params)
+    cfg = config_from_options(config)
+    df, origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
+                                echo=announce)
     try:
         wins = make_windows(df.index, train, test, anchored, step)
     except ValueError as exc:
@@ -414,7 +364,7 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
                f"{len(df)} bars, {where}", err=True)
     bar, progress = _progress_bar(len(wins), "window")
     try:
-        res = walk_forward(df, cls, space, train, test, config, metric=metric,
+        res = walk_forward(df, cls, space, train, test, cfg, metric=metric,
                            anchored=anchored, step=step, workers=workers, scheduler=scheduler,
                            progress=progress)
     finally:
@@ -447,34 +397,28 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
 
 @click.command("audit")
 @click.argument("strategy")
-@data_options
-@_options(_range_options)
+@data_options()
 @click.option("--cuts", type=click.IntRange(1, 10_000), default=25, show_default=True,
               help="Number of cut points (truncations) to compare.")
-@click.option("--param", "fixed", multiple=True, metavar="KEY=VALUE",
-              help="A strategy parameter (default values otherwise).")
-@click.option("--mode", type=click.Choice(MODES), default="both", show_default=True,
-              help="Trading mode of the trade comparison: long, short or both (default, as "
-                   "in 'btc-backtest run', so short trades are audited too).")
+@param_option("A strategy parameter (repeatable; default values otherwise).")
+@config_options(exclude=("engine",))
 @click.option("--no-trades", is_flag=True, help="Compare signals and indicators only.")
 def audit(strategy: str, data_file: str | None, data_dir: str | None, timeframe: str | None,
           offline: bool, start: str | None, end: str | None, cuts: int,
-          fixed: tuple[str, ...], mode: str, no_trades: bool) -> None:
+          params: tuple[str, ...], no_trades: bool, **config: Any) -> None:
     """Check STRATEGY for look-ahead: re-run it on truncated data and report every signal,
     indicator value or trade that changes when the future is removed (exit 1 if any)."""
     from backtests.tuning.audit import audit as run_audit
 
     cls = strategy_class(strategy)
-    params = _fixed_params(fixed)
     try:
-        strat = cls(**params)
+        strat = cls(**strategy_params(params, [cls])[cls.name])
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--param") from None
-    df, _origin = load_data(data_file, data_dir, timeframe, start, end, offline=offline)
-    if len(df) < 3:
-        raise DataError(f"only {len(df)} bars: an audit needs at least 3",
-                        hint="widen --start/--end")
-    rep = run_audit(df, strat, cut_points=cuts, config=BacktestConfig(mode=mode),
+    cfg = config_from_options(config)
+    df, _origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
+                                 echo=announce, min_bars=3)
+    rep = run_audit(df, strat, cut_points=cuts, config=cfg,
                     check_trades=not no_trades)
     click.echo(rep.summary())
     if not rep.passed:
