@@ -101,7 +101,7 @@ def test_select_candles_raises_data_errors(tmp_path: Path, kwargs: dict, message
 
 
 def test_select_candles_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="nope.csv not found"):
+    with pytest.raises(DataError, match=r"nope\.csv not found"):
         select_candles(tmp_path / "nope.csv")
 
 
