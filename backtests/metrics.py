@@ -35,11 +35,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtests.results import OPEN_EXITS
 from data.frame import DataError, parse_timeframe
 
 DAYS_PER_YEAR = 365.0
 _YEAR = pd.Timedelta(days=DAYS_PER_YEAR)
-_OPEN_EXITS = ("signal", "time", "reverse")  # filled at the exit bar's open
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 #: Keys every ``compute_metrics`` result has (the contract's list first, then extras).
@@ -163,7 +163,7 @@ def exposure(trades: pd.DataFrame, n_bars: int) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     start = trades["entry_bar"].to_numpy(dtype=np.int64)
     stop = trades["exit_bar"].to_numpy(dtype=np.int64)
-    at_open = trades["exit_reason"].isin(_OPEN_EXITS).to_numpy()
+    at_open = trades["exit_reason"].isin(OPEN_EXITS).to_numpy()
     stop = np.where(at_open, stop, stop + 1)  # exclusive end
     if len(start) and (start.min() < 0 or stop.max() > n_bars or (stop < start).any()):
         raise DataError(f"trade bar positions fall outside the {n_bars} equity bars",

@@ -92,6 +92,8 @@ EXIT_REASONS: tuple[str, ...] = (
     "end",
     "reverse",
 )
+#: The exit reasons filled at the exit bar's open (the others fill inside the bar or at its close).
+OPEN_EXITS: tuple[str, ...] = ("signal", "time", "reverse")
 
 # The frames a result stores, each in its own Parquet file.
 _FRAMES: tuple[str, ...] = ("prices", "trades", "indicators", "events", "levels")

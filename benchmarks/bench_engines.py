@@ -272,9 +272,9 @@ ENGINES = [
 def available(engine: Engine) -> bool:
     """Our engines join the table once their modules exist."""
     if engine.fn in (run_ours_fast, run_ours_fast_core):
-        return (REPO / "backtests" / "engine_fast.py").exists()
+        return (REPO / "backtests" / "engines" / "fast.py").exists()
     if engine.fn is run_ours_bt:
-        return (REPO / "backtests" / "engine_bt.py").exists()
+        return (REPO / "backtests" / "engines" / "bt.py").exists()
     return True
 
 

@@ -230,3 +230,29 @@ def test_excursions_cover_the_bars_held_and_the_exit_price():
     assert (t["exit_bar"], t["exit_price"]) == (3, 108.0)
     assert t["mae_pct"] == pytest.approx(-9.0, rel=1e-12)   # 109 on bar 2
     assert t["mfe_pct"] == pytest.approx(4.0, rel=1e-12)    # 96 on bar 1
+
+
+def test_single_run_and_sweep_window_share_one_kernel_entry():
+    # a whole-frame sweep window runs the same kernel on the same inputs as a single run
+    from backtests.engines.fast import build_trades, prepare
+    from backtests.tuning.sweep import BacktestPayload, simulate_window
+    from strategies.breakdown import Breakdown
+    from tests.lookahead import ohlc_frame
+
+    df = ohlc_frame(600, "1d", seed=3, volatility=0.04)
+    cfg = BacktestConfig(mode="both", leverage=3, size=0.5, funding_rate=0.0001)
+    trades, equity = simulate(df, prepare(df, Breakdown(), cfg), cfg)
+    eq, raw, s = simulate_window(BacktestPayload(df=df, strategy_cls=Breakdown, config=cfg), {})
+    assert len(trades) > 0
+    np.testing.assert_array_equal(eq, equity.to_numpy())
+    pd.testing.assert_frame_equal(build_trades(df, raw, cfg, s.tags), trades)
+
+
+def test_exit_codes_name_the_one_reason_table():
+    from backtests.engines import fast
+    from backtests.results import EXIT_REASONS, OPEN_EXITS
+
+    for name in ("signal", "stop", "target", "liquidation", "time", "end", "reverse"):
+        code = getattr(fast, {"liquidation": "R_LIQ"}.get(name, f"R_{name.upper()}"))
+        assert EXIT_REASONS[code] == name
+    assert [EXIT_REASONS[c] for c in fast.OPEN_EXIT_CODES] == list(OPEN_EXITS)

@@ -48,7 +48,6 @@ from backtests.config import BacktestConfig
 from backtests.engines.fast import (
     MODE_CODES,
     RAW_COLUMNS,
-    REASONS,
     SIZING_CODES,
     WIPED_OUT,
     build_trades,
@@ -59,9 +58,10 @@ from backtests.engines.fast import (
     size_position,
     timeframe_of,
 )
+from backtests.results import EXIT_REASONS
 from strategies.base import Signals, Strategy
 
-_REASON_CODE = {r: i for i, r in enumerate(REASONS)}
+_REASON_CODE = {r: i for i, r in enumerate(EXIT_REASONS)}
 
 
 class BacktraderRejection(RuntimeError):

@@ -53,19 +53,33 @@ slippage)`` with commission ("end"); then funding: a position still open pays
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numba as nb
 import numpy as np
 import pandas as pd
 from numba import njit
 
 from backtests.config import BacktestConfig
+from backtests.results import EXIT_REASONS, OPEN_EXITS, BacktestResult
 from data.frame import check_canonical, infer_timeframe
 from strategies.base import Signals, Strategy
 
-REASONS: tuple[str, ...] = ("signal", "stop", "target", "liquidation", "time", "end", "reverse")
-R_SIGNAL, R_STOP, R_TARGET, R_LIQ, R_TIME, R_END, R_REVERSE = range(7)
-SIZING_CODES = {"percent": 0, "fixed": 1, "risk": 2}
-MODE_CODES = {"long": 0, "short": 1, "both": 2}
+# Exit-reason codes of the kernel's trade records: positions in the one table of names,
+# ``backtests.results.EXIT_REASONS`` (numba reads these module globals as constants).
+R_SIGNAL = EXIT_REASONS.index("signal")
+R_STOP = EXIT_REASONS.index("stop")
+R_TARGET = EXIT_REASONS.index("target")
+R_LIQ = EXIT_REASONS.index("liquidation")
+R_TIME = EXIT_REASONS.index("time")
+R_END = EXIT_REASONS.index("end")
+R_REVERSE = EXIT_REASONS.index("reverse")
+#: Codes of the exits filled at the exit bar's open (``backtests.results.OPEN_EXITS``).
+OPEN_EXIT_CODES = np.array([EXIT_REASONS.index(r) for r in OPEN_EXITS], dtype=np.int64)
+SIZE_PERCENT, SIZE_FIXED, SIZE_RISK = 0, 1, 2
+SIZING_CODES = {"percent": SIZE_PERCENT, "fixed": SIZE_FIXED, "risk": SIZE_RISK}
+MODE_LONG, MODE_SHORT, MODE_BOTH = 0, 1, 2
+MODE_CODES = {"long": MODE_LONG, "short": MODE_SHORT, "both": MODE_BOTH}
 #: Fraction of the affordable size left unused so float rounding never overdraws cash.
 CASH_BUFFER = 1e-9
 #: An account whose equity fell below this fraction of the starting cash is wiped out: it opens
@@ -93,9 +107,9 @@ def size_position(sizing: int, size: float, equity: float, fill_price: float, st
     if equity <= min_equity or fill_price <= 0.0:
         return 0.0
     qmax = equity / (fill_price * (1.0 / leverage + commission)) * (1.0 - CASH_BUFFER)
-    if sizing == 0:
+    if sizing == SIZE_PERCENT:
         return size * qmax
-    if sizing == 1:
+    if sizing == SIZE_FIXED:
         return min(size, qmax)
     if np.isnan(stop) or stop == fill_price:
         return 0.0
@@ -104,8 +118,9 @@ def size_position(sizing: int, size: float, equity: float, fill_price: float, st
 
 @njit(cache=True)
 def mode_allows(mode: int, side: int) -> bool:
-    """Whether the account mode (0 long, 1 short, 2 both) may open a position on ``side``."""
-    return mode == 2 or (mode == 0 and side > 0) or (mode == 1 and side < 0)
+    """Whether the account mode (:data:`MODE_CODES`) may open a position on ``side``."""
+    return mode == MODE_BOTH or (mode == MODE_LONG and side > 0) or (mode == MODE_SHORT
+                                                                      and side < 0)
 
 
 @njit(cache=True)
@@ -119,29 +134,29 @@ def protective_exit(side: int, o: float, h: float, low: float, liq: float, stop:
         else:
             hit = o >= liq or (h >= liq and not (has_stop and stop < liq))
         if hit:
-            return 3, liq
+            return R_LIQ, liq
     if has_stop:
         if side > 0:
             if o <= stop:
-                return 1, o * (1.0 - slip)
+                return R_STOP, o * (1.0 - slip)
             if low <= stop:
-                return 1, stop * (1.0 - slip)
+                return R_STOP, stop * (1.0 - slip)
         else:
             if o >= stop:
-                return 1, o * (1.0 + slip)
+                return R_STOP, o * (1.0 + slip)
             if h >= stop:
-                return 1, stop * (1.0 + slip)
+                return R_STOP, stop * (1.0 + slip)
     if not np.isnan(target):
         if side > 0:
             if o >= target:
-                return 2, o * (1.0 - slip)
+                return R_TARGET, o * (1.0 - slip)
             if h >= target:
-                return 2, target
+                return R_TARGET, target
         else:
             if o <= target:
-                return 2, o * (1.0 + slip)
+                return R_TARGET, o * (1.0 + slip)
             if low <= target:
-                return 2, target
+                return R_TARGET, target
     return -1, np.nan
 
 
@@ -170,9 +185,78 @@ def _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason
     return nt + 1
 
 
+class Market(NamedTuple):
+    """The per-bar price arrays of one frame, float64 and contiguous (:func:`market_arrays`)."""
+
+    open: np.ndarray
+    high: np.ndarray
+    low: np.ndarray
+    close: np.ndarray
+    funding: np.ndarray  # sum of the funding rates inside each bar (BacktestConfig)
+
+
+class KernelInputs(NamedTuple):
+    """Everything the compiled loop reads: one frame's :class:`Market`, one strategy's validated
+    :class:`Signals` and the :class:`BacktestConfig` numbers (units as in ``BacktestConfig``).
+    Built by :func:`kernel_inputs`, the one way into :func:`simulate_nb`."""
+
+    market: Market
+    entry: np.ndarray  # int8
+    exit: np.ndarray  # bool
+    stop: np.ndarray  # float64 price, NaN none
+    target: np.ndarray  # float64 price, NaN none
+    max_bars: int
+    cash: float
+    commission: float
+    slippage: float  # fraction of price
+    leverage: float
+    maintenance_margin: float
+    liquidation_fee: float
+    sizing: int  # SIZING_CODES
+    size: float
+    mode: int  # MODE_CODES
+
+
+def market_arrays(df: pd.DataFrame, config: BacktestConfig, timeframe: str | None = None
+                  ) -> Market:
+    """The price and funding arrays of ``df`` for the kernel (build once per frame, reuse).
+
+    ``timeframe`` (e.g. "1d") places the funding times in bars; default :func:`timeframe_of`.
+    """
+    col = {c: np.ascontiguousarray(df[c].to_numpy(np.float64))
+           for c in ("open", "high", "low", "close")}
+    funding = np.ascontiguousarray(
+        config.funding_per_bar(df.index, timeframe or timeframe_of(df)), dtype=np.float64)
+    return Market(funding=funding, **col)
+
+
+def kernel_inputs(market: Market, signals: Signals, config: BacktestConfig) -> KernelInputs:
+    """Bundle a frame's arrays, validated signals and a config for :func:`simulate_nb`.
+
+    ``signals`` must already be validated against the frame (``Signals.validate``). Scalars are
+    cast to fixed Python types so every call site shares one compiled specialisation.
+    """
+    return KernelInputs(
+        market=market, entry=signals.entry, exit=signals.exit, stop=signals.stop,
+        target=signals.target, max_bars=int(signals.max_bars), cash=float(config.cash),
+        commission=float(config.commission), slippage=float(config.slippage),
+        leverage=float(config.leverage), maintenance_margin=float(config.maintenance_margin),
+        liquidation_fee=float(config.liquidation_fee), sizing=SIZING_CODES[config.sizing],
+        size=float(config.size), mode=MODE_CODES[config.mode],
+    )
+
+
 @njit(cache=True)
-def _simulate(o, h, low, c, entry, exit_, stop, target, max_bars, funding, cash0, comm, slip,
-              lev, mm, liq_fee, sizing, size, mode):  # pragma: no cover - compiled
+def simulate_nb(inp):  # pragma: no cover - compiled
+    """The execution rules of the module docstring over every bar of ``inp``
+    (:class:`KernelInputs`). Returns ``(equity, trades)``: equity at each bar's close (quote
+    currency) and one row of :data:`RAW_COLUMNS` per closed trade."""
+    m = inp.market
+    o, h, low, c, funding = m.open, m.high, m.low, m.close, m.funding
+    entry, exit_, stop, target = inp.entry, inp.exit, inp.stop, inp.target
+    max_bars, cash0, comm, slip = inp.max_bars, inp.cash, inp.commission, inp.slippage
+    lev, mm, liq_fee = inp.leverage, inp.maintenance_margin, inp.liquidation_fee
+    sizing, size, mode = inp.sizing, inp.size, inp.mode
     n = len(o)
     equity = np.empty(n)
     trades = np.empty((n + 1, 12))
@@ -194,13 +278,13 @@ def _simulate(o, h, low, c, entry, exit_, stop, target, max_bars, funding, cash0
             j = k - 1
             reason = -1
             if side != 0 and max_bars > 0 and k - ebar >= max_bars:
-                reason = 4
+                reason = R_TIME
             elif side != 0 and exit_[j]:
-                reason = 0
+                reason = R_SIGNAL
             e = entry[j]
             allowed = e != 0 and mode_allows(mode, e)
             if reason < 0 and side != 0 and e == -side:
-                reason = 6 if allowed else 0
+                reason = R_REVERSE if allowed else R_SIGNAL
             if reason >= 0:
                 px = o[k] * (1.0 - side * slip)
                 xfee = q * px * comm
@@ -236,10 +320,10 @@ def _simulate(o, h, low, c, entry, exit_, stop, target, max_bars, funding, cash0
         if side != 0:
             reason, px = protective_exit(side, o[k], h[k], low[k], liq, s_px, t_px, slip)
             if reason < 0 and k == n - 1:
-                reason = 5
+                reason = R_END
                 px = c[k] * (1.0 - side * slip)
             if reason >= 0:
-                xfee = q * px * (liq_fee if reason == 3 else comm)
+                xfee = q * px * (liq_fee if reason == R_LIQ else comm)
                 cash += margin + side * q * (px - pe) - xfee
                 nt = _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason,
                              liq)
@@ -285,15 +369,7 @@ def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
         ``signal_bar``), equity in quote currency at each bar's close (Series on ``df.index``).
     """
     sig = signals.validate(len(df))
-    funding = config.funding_per_bar(df.index, timeframe_of(df))
-    arr = {c: np.ascontiguousarray(df[c].to_numpy(np.float64)) for c in ("open", "high", "low",
-                                                                          "close")}
-    equity, raw = _simulate(
-        arr["open"], arr["high"], arr["low"], arr["close"], sig.entry, sig.exit, sig.stop,
-        sig.target, int(sig.max_bars), funding, config.cash, config.commission,
-        config.slippage, config.leverage, config.maintenance_margin, config.liquidation_fee,
-        SIZING_CODES[config.sizing], config.size, MODE_CODES[config.mode],
-    )
+    equity, raw = simulate_nb(kernel_inputs(market_arrays(df, config), sig, config))
     trades = build_trades(df, raw, config, sig.tags)
     return trades, pd.Series(equity, index=df.index, name="equity")
 
@@ -361,7 +437,7 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
         "pnl": pnl,
         "return_pct": np.divide(pnl, margin, out=np.full(len(raw), np.nan),
                                 where=margin > 0) * 100,
-        "exit_reason": [REASONS[i] for i in reason],
+        "exit_reason": [EXIT_REASONS[i] for i in reason],
         "leverage": np.full(len(raw), config.leverage),
         "liquidation_price": r["liquidation_price"],
         "mae_pct": mae,
@@ -374,8 +450,6 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
 def make_result(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig, signals: Signals,
                 trades: pd.DataFrame, equity: pd.Series, engine: str):
     """Wrap an engine's raw output into a :class:`backtests.results.BacktestResult`."""
-    from backtests.results import BacktestResult
-
     indicators = signals.indicators
     if indicators is None:
         indicators = strategy.indicators(df)

@@ -36,6 +36,16 @@ import numpy as np
 import pandas as pd
 from numba import njit
 
+from backtests.engines.fast import (
+    OPEN_EXIT_CODES,
+    RAW_COLUMNS,
+    Market,
+    kernel_inputs,
+    market_arrays,
+    simulate_nb,
+    timeframe_of,
+)
+
 Params = dict[str, Any]
 Evaluate = Callable[[Any, Params], dict[str, Any]]
 ProgressFn = Callable[[int, int], None]
@@ -553,7 +563,7 @@ class BacktestPayload:
     start: int = 0
     end: int | None = None
     keep_returns: bool = False
-    _arrays: dict[str, np.ndarray] | None = None
+    _arrays: Market | None = None
     _frame: pd.DataFrame | None = None
 
     def frame(self) -> pd.DataFrame:
@@ -568,16 +578,10 @@ class BacktestPayload:
             self._frame = light
         return self._frame
 
-    def arrays(self) -> dict[str, np.ndarray]:
+    def market(self) -> Market:
+        """The kernel's price arrays of :meth:`frame`, built once per payload."""
         if self._arrays is None:
-            from backtests.engines.fast import timeframe_of
-
-            df = self.frame()
-            arr = {c: np.ascontiguousarray(df[c].to_numpy(np.float64))
-                   for c in ("open", "high", "low", "close")}
-            arr["funding"] = np.ascontiguousarray(
-                self.config.funding_per_bar(df.index, timeframe_of(self.df)))
-            self._arrays = arr
+            self._arrays = market_arrays(self.frame(), self.config, timeframe_of(self.df))
         return self._arrays
 
 
@@ -663,14 +667,13 @@ def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, c
     Same definitions as :func:`backtests.metrics.compute_metrics` (checked in tests); ``offset``
     is the bar position of ``equity[0]`` in the frame the raw trades refer to.
     """
-    from backtests.engines.fast import R_REVERSE, R_SIGNAL, R_TIME, RAW_COLUMNS
     from backtests.metrics import annualised_ratios, periods_per_year
 
     ppy = periods_per_year(timeframe)
     years = (index[-1] - index[0]) / pd.Timedelta(days=365)
     col = {name: raw[:, i] for i, name in enumerate(RAW_COLUMNS)}
     reason = col["reason"].astype(np.int64)
-    at_open = (reason == R_SIGNAL) | (reason == R_TIME) | (reason == R_REVERSE)
+    at_open = np.isin(reason, OPEN_EXIT_CODES)
     mean, std, m2, m3, m4, downside, max_dd, wins, gp, gl, exposed = _metrics_kernel(
         np.ascontiguousarray(equity, dtype=np.float64), col["entry_bar"].astype(np.int64),
         col["exit_bar"].astype(np.int64), col["side"], col["size"], col["entry_price"],
@@ -707,27 +710,15 @@ def simulate_window(payload: BacktestPayload, params: Params
                     ) -> tuple[np.ndarray, np.ndarray, Any]:
     """Run the fast-engine kernel for one parameter set: ``(equity, raw_trades, signals)`` over
     bars ``0 .. end - 1`` (equity is flat cash before the window)."""
-    from backtests.engines.fast import MODE_CODES, SIZING_CODES, _simulate
-
-    cfg = payload.config
-    df = payload.frame()
     strat = payload.strategy_cls(**params)
-    sig = window_signals(strat, df, payload.start)
-    a = payload.arrays()
-    equity, raw = _simulate(
-        a["open"], a["high"], a["low"], a["close"], sig.entry, sig.exit, sig.stop, sig.target,
-        int(sig.max_bars), a["funding"], cfg.cash, cfg.commission, cfg.slippage, cfg.leverage,
-        cfg.maintenance_margin, cfg.liquidation_fee, SIZING_CODES[cfg.sizing], cfg.size,
-        MODE_CODES[cfg.mode],
-    )
+    sig = window_signals(strat, payload.frame(), payload.start)
+    equity, raw = simulate_nb(kernel_inputs(payload.market(), sig, payload.config))
     return equity, raw, sig
 
 
 def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any]:
     """Evaluation function of backtest sweeps: :data:`SWEEP_METRICS` of one parameter set (and
     its per-bar returns under ``"_returns"`` when the payload keeps them, for PBO)."""
-    from backtests.engines.fast import timeframe_of
-
     equity, raw, _ = simulate_window(payload, params)
     lo = max(payload.start - 1, 0)
     df = payload.frame()
