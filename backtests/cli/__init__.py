@@ -2,7 +2,8 @@
 
 Sub-commands live in their own modules and are attached here, so that each stays small:
 ``data`` (:mod:`backtests.cli.data`); ``run``, ``outlook``, ``strategies``, ``report``
-(:mod:`backtests.cli.run`); ``sweep``, ``audit`` (:mod:`backtests.cli.tuning`).
+(:mod:`backtests.cli.run`); ``sweep``, ``audit`` (:mod:`backtests.cli.tuning`); ``squeeze``
+(:mod:`backtests.cli.squeeze`).
 
 Errors are one clear line plus a hint; ``--verbose`` shows the traceback. Exit codes: 0 ok,
 2 usage or bad input, 1 failure.
@@ -60,8 +61,9 @@ def main(ctx: click.Context, verbose: bool) -> None:
 # ``main`` exists, so that the group is complete when ``main`` is called.
 from backtests.cli import data as _data_cmds  # noqa: E402
 from backtests.cli import run as _run_cmds  # noqa: E402
+from backtests.cli import squeeze as _squeeze_cmds  # noqa: E402
 from backtests.cli import tuning as _tuning_cmds  # noqa: E402
 
-for _module in (_data_cmds, _run_cmds, _tuning_cmds):
+for _module in (_data_cmds, _run_cmds, _squeeze_cmds, _tuning_cmds):
     for _command in _module.COMMANDS:
         main.add_command(_command)

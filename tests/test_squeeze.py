@@ -1,0 +1,213 @@
+"""The squeeze analysis: leverage survival, the closed-form check on the Feb-2026 crash, tiers,
+agreement with a brute-force scan and with both engines' liquidations, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from backtests.cli import main
+from backtests.config import BacktestConfig
+from backtests.engines import bt as engine_bt
+from backtests.engines import fast as engine_fast
+from backtests.squeeze import leverage_survival
+from data.frame import DataError
+from indicators.liquidation import MarginModel, Tier, liquidation_prices, load_tiers, survival
+from tests.conftest import shared_path
+from tests.test_engine_fast import bars, sig
+
+FLAT = MarginModel.flat(0.005)
+
+
+def test_hand_computed_long_and_short():
+    # entry at the close of bar 0 (100); later lows 95, 80, highs 105, 110
+    df = bars([(100, 100, 100, 100), (100, 105, 95, 100), (100, 110, 80, 100),
+               (100, 101, 99, 100)])
+    res = leverage_survival(df, "2024-01-01", "2024-01-01", until="2024-01-04", model=FLAT)
+    long = res.table[res.table["side"] == "long"].iloc[0]
+    short = res.table[res.table["side"] == "short"].iloc[0]
+    # long survives iff 100*(1-1/L)/(1-0.005) < 80  <=>  L < 1/(1 - 0.8*0.995)
+    assert long["max_leverage"] == pytest.approx(1 / (1 - 0.8 * 0.995), rel=1e-13)
+    assert long["adverse_pct"] == pytest.approx(-20.0) and long["adverse_price"] == 80
+    # 4.93x -> the first grid step that dies is 5x, on bar 2 (the 95 low of bar 1 needs 20.5x)
+    assert long["next_leverage"] == 5 and long["next_liquidated_time"] == df.index[2]
+    # short survives iff 100*(1+1/L)/(1+0.005) > 110  <=>  L < 1/(1.1*1.005 - 1)
+    assert short["max_leverage"] == pytest.approx(1 / (1.1 * 1.005 - 1), rel=1e-13)
+    assert short["next_leverage"] == 10 and short["next_liquidated_time"] == df.index[2]
+    curve = res.curve().set_index(["side", "leverage"])["liquidated_share"]
+    assert curve[("long", 4.0)] == 0 and curve[("long", 5.0)] == 1
+    assert curve[("short", 9.0)] == 0 and curve[("short", 10.0)] == 1
+
+
+def test_tiers_match_binance_formula_with_maintenance_amount():
+    model = MarginModel(notional=600_000.0)  # third tier: 1 %, 50x
+    rate, amount, cap = model.terms()
+    cum = 50_000 * (0.005 - 0.004) + 250_000 * (0.01 - 0.005)  # Binance's maintenance amount
+    assert (rate, cap) == (0.01, 50) and amount * 600_000 == pytest.approx(cum)
+    e, lev = 80_000.0, 20.0
+    q = 600_000 / e
+    wb = q * e / lev  # isolated wallet balance = initial margin
+    # Binance: LP = (WB + cumB - side*Q*E) / (Q*MMR - side*Q)
+    lp_long = (wb + cum - q * e) / (q * rate - q)
+    lp_short = (wb + cum + q * e) / (q * rate + q)
+    assert liquidation_prices(1, e, lev, model) == pytest.approx(lp_long, rel=1e-13)
+    assert liquidation_prices(-1, e, lev, model) == pytest.approx(lp_short, rel=1e-13)
+    # default notional sits in the first tier, 0.40 %
+    assert MarginModel().terms() == (0.004, 0.0, 125)
+
+
+def test_tier_file_csv_and_bad_file(tmp_path):
+    f = tmp_path / "t.csv"
+    f.write_text("max_notional,max_leverage,maintenance_rate\n1000,50,0.01\n1e9,10,0.05\n")
+    m = load_tiers(f)
+    assert m.tiers == (Tier(1000, 50, 0.01), Tier(1e9, 10, 0.05))
+    assert MarginModel(tiers=m.tiers, notional=5000).terms()[:2] == (0.05, pytest.approx(0.008))
+    bad = tmp_path / "bad.csv"
+    bad.write_text("notional,rate\n1,2\n")
+    with pytest.raises(DataError, match="not a tier table"):
+        load_tiers(bad)
+
+
+def _brute(low, high, close, i, end, side, lev, model):
+    lp = liquidation_prices(side, close[i], lev, model)
+    for k in range(i + 1, end + 1):
+        if (side > 0 and low[k] <= lp) or (side < 0 and high[k] >= lp):
+            return k
+    return -1
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_kernel_matches_brute_force_scan(seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.03, n)))
+    high = close * (1 + rng.uniform(0, 0.04, n))
+    low = close * (1 - rng.uniform(0, 0.04, n))
+    entries = np.arange(0, n - 1)
+    ends = np.minimum(entries + rng.integers(1, 80, len(entries)), n - 1)
+    levs = np.array([1, 2, 3, 5, 10, 25, 100.0])
+    for side in (1, -1):
+        s = survival(low, high, close, entries, ends, side, levs, FLAT)
+        for i in range(0, len(entries), 7):
+            for j, lev in enumerate(levs):
+                assert s.liq_bar[i, j] == _brute(low, high, close, i, ends[i], side, lev, FLAT)
+            # grid leverage liquidated exactly when it is at or above the survival maximum
+            np.testing.assert_array_equal(s.liq_bar[i] >= 0, levs >= s.max_leverage[i])
+
+
+# --- the seed's claim on the real Binance daily data ------------------------------------------
+
+
+def _binance_daily() -> pd.DataFrame:
+    raw = pd.read_csv(shared_path("btc_usd_1d_binance.csv"), index_col="timestamp")
+    raw.index = pd.to_datetime(raw.index, utc=True).as_unit("ns")
+    raw.index.name = "timestamp"
+    raw.attrs["timeframe"] = "1d"
+    return raw
+
+
+@pytest.mark.shared_data
+def test_feb_2026_crash_leverage_above_about_4x_was_wiped_out():
+    df = _binance_daily()
+    res = leverage_survival(df, "2026-01-25", "2026-02-03", horizon="30D", side="long")
+    t = res.table.set_index("entry_time")
+    assert len(t) == 10 and t["complete"].all()
+    for ts, row in t.iterrows():
+        e = df.loc[ts, "close"]
+        # independent closed form: worst low of the 30 days after the entry close, then the
+        # leverage whose long liquidation price E(1-1/L)/(1-0.004) equals it
+        after = df.loc[ts + pd.Timedelta(days=1): ts + pd.Timedelta(days=30), "low"]
+        worst = after.min()
+        assert row["adverse_price"] == worst
+        assert row["max_leverage"] == pytest.approx(1 / (1 - worst * (1 - 0.004) / e), rel=1e-12)
+    # what the data says: the crash low was 60,000 on 2026-02-06; no long opened 25 Jan - 3 Feb
+    # survived 5x, none opened 25-30 Jan survived 4x, the best entry survived below 4.73x
+    assert set(t["adverse_price"]) == {60_000.0}
+    assert (t["max_leverage"] < 5).all()
+    assert (t.loc[:"2026-01-30", "max_leverage"] < 4).all()
+    assert t["max_leverage"].min() == pytest.approx(3.02, abs=0.005)
+    assert t["max_leverage"].max() == pytest.approx(4.73, abs=0.005)
+    curve = res.curve().set_index("leverage")["liquidated_share"]
+    assert curve[3.0] == 0.0 and curve[5.0] == 1.0
+    assert "longs opened 2026-01-25..2026-02-03 survived 30D only below 3.0x–4.7x" in res.text()
+
+
+# --- both engines liquidate where the analysis says -------------------------------------------
+
+
+def _gapless(df: pd.DataFrame) -> pd.DataFrame:
+    """Each bar opens at the previous close, so an engine's next-open fill = the entry close."""
+    out = df.copy()
+    out.iloc[1:, out.columns.get_loc("open")] = df["close"].to_numpy()[:-1]
+    out["high"] = out[["high", "open"]].max(axis=1)
+    out["low"] = out[["low", "open"]].min(axis=1)
+    out.attrs = dict(df.attrs)
+    return out
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("engine", [engine_fast, engine_bt])
+def test_engines_liquidate_at_the_predicted_bars(engine):
+    df = _gapless(_binance_daily().loc["2026-01-20":"2026-03-15"])
+    res = leverage_survival(df, "2026-01-25", "2026-02-10", until="2026-03-15", model=FLAT)
+    levs = [2.0, 3.0, 4.0, 5.0, 6.0, 10.0, 20.0, 50.0, 100.0]
+    step = 1 if engine is engine_fast else 4
+    checked = liquidated = 0
+    for side, code in (("long", 1), ("short", -1)):
+        for r, i in list(enumerate(res.entry_bars))[::step]:
+            part = df.iloc[i:]
+            for lev in levs:
+                predicted = res.liq_bars[side][r, int(lev) - 1]
+                cfg = BacktestConfig(cash=10_000, commission=0.0, leverage=lev,
+                                     maintenance_margin=0.005, mode=side)
+                trades, _ = engine.simulate(part, sig(len(part), {0: code}), cfg)
+                t = trades.iloc[0]
+                assert t["entry_price"] == df["close"].iloc[i]
+                if predicted >= 0:
+                    assert t["exit_reason"] == "liquidation", (side, df.index[i], lev)
+                    assert t["exit_bar"] + i == predicted, (side, df.index[i], lev)
+                    liquidated += 1
+                else:
+                    assert t["exit_reason"] == "end", (side, df.index[i], lev)
+                checked += 1
+    assert liquidated > 10 and checked > liquidated
+
+
+# --- command line -----------------------------------------------------------------------------
+
+
+@pytest.mark.shared_data
+def test_cli_json_and_text():
+    data = str(shared_path("btc_usd_1d_binance.csv"))
+    runner = CliRunner()
+    out = runner.invoke(main, ["squeeze", "--data", data, "--from", "2026-01-31", "--to",
+                               "2026-02-01", "--json"])
+    assert out.exit_code == 0, out.output
+    rows = json.loads(out.stdout)
+    assert [(r["entry_time"], r["side"]) for r in rows] == [
+        ("2026-01-31T00:00:00+00:00", "long"), ("2026-01-31T00:00:00+00:00", "short"),
+        ("2026-02-01T00:00:00+00:00", "long"), ("2026-02-01T00:00:00+00:00", "short")]
+    assert rows[0]["entry_price"] == 78741.09
+    assert rows[0]["max_leverage"] == pytest.approx(1 / (1 - 60_000 * 0.996 / 78741.09))
+    text = runner.invoke(main, ["squeeze", "--data", data, "--from", "2026-01-31", "--to",
+                                "2026-02-01", "--side", "long", "--maintenance", "0.005"])
+    assert text.exit_code == 0
+    assert "5x on 2026-02-05" in text.stdout and "mark price" in text.stdout
+    assert "flat maintenance rate 0.005" in text.stdout
+
+
+@pytest.mark.shared_data
+@pytest.mark.parametrize("args,msg", [
+    (["--until", "2026-03-01", "--horizon", "30D"], "either --until or --horizon"),
+    (["--from", "2030-01-01"], "no entry bar"),
+    (["--horizon", "soon"], "not a duration"),
+    (["--maintenance", "0.7"], "maintenance rate"),
+])
+def test_cli_bad_input_is_one_line(args, msg):
+    data = str(shared_path("btc_usd_1d_binance.csv"))
+    out = CliRunner().invoke(main, ["squeeze", "--data", data, *args])
+    assert out.exit_code == 2 and msg in out.output
