@@ -15,8 +15,9 @@ import json
 import click
 import pandas as pd
 
-from backtests.cli.run import data_options, load_data
+from backtests.cli.options import announce, data_options
 from backtests.squeeze import leverage_survival
+from data.select import select_candles
 from indicators.liquidation import DEFAULT_NOTIONAL, MarginModel, load_tiers
 
 
@@ -35,7 +36,7 @@ def margin_model(maintenance: float | None, tiers: str | None, notional: float,
 
 
 @click.command("squeeze")
-@data_options
+@data_options(dates=False)
 @click.option("--from", "start", default=None,
               help="First entry bar (YYYY-MM-DD, UTC). Default: the first bar.")
 @click.option("--to", "end", default=None,
@@ -87,7 +88,7 @@ def squeeze_command(data_file: str | None, data_dir: str | None, timeframe: str 
             raise click.BadParameter(f"{horizon!r} is not a duration; use e.g. 30D or 12h",
                                      param_hint="--horizon") from None
     model = margin_model(maintenance, tiers, notional, entry_fee, liquidation_fee)
-    df, _origin = load_data(data_file, data_dir, timeframe, None, None, offline=offline)
+    df, _origin = select_candles(data_file, data_dir, timeframe, offline=offline, echo=announce)
     res = leverage_survival(df, start, end, horizon=span, until=until, side=side, model=model)
     if show_curve:
         curve = res.curve()

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from data.frame import DataError, check_canonical, infer_timeframe, parse_timeframe
+from data.select import parse_time
 from indicators.liquidation import MarginModel, survival
 
 __all__ = ["CAVEAT", "DEFAULT_HORIZON", "LEVERAGES", "SIDES", "SqueezeResult",
@@ -172,17 +173,9 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _ts(value: object, name: str) -> pd.Timestamp:
-    try:
-        ts = pd.Timestamp(value)
-    except (TypeError, ValueError):
-        raise DataError(f"{name} {value!r} is not a date", hint="use YYYY-MM-DD") from None
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 def _end_exclusive(value: object, name: str) -> pd.Timestamp:
     """A date-only bound covers the whole day; a timestamp bound is inclusive of that bar."""
-    ts = _ts(value, name)
+    ts = parse_time(value, name)
     if isinstance(value, str) and len(value.strip()) <= 10:
         return ts + pd.Timedelta(days=1)
     return ts + pd.Timedelta(1, "ns")
@@ -222,7 +215,7 @@ def leverage_survival(df: pd.DataFrame, start: object = None, end: object = None
     tf = parse_timeframe(df.attrs.get("timeframe") or infer_timeframe(idx))
     opens = idx.as_unit("ns").asi8
     data_end = opens[-1] + tf.value
-    t0 = _ts(start, "start").value if start is not None else opens[0]
+    t0 = parse_time(start, "start").value if start is not None else opens[0]
     t1 = _end_exclusive(end, "end").value if end is not None else data_end
     entries = np.flatnonzero((opens >= t0) & (opens < t1) & (np.arange(len(idx)) < len(idx) - 1))
     if not len(entries):
