@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from data.frame import OHLCV, DataError
+from data.frame import OHLCV, DataError, timeframe_of
 
 RESULT_KIND = "btc-backtest-result"
 SCHEMA_VERSION = 1
@@ -512,12 +512,7 @@ class BacktestResult:
         cash = float(config.get("cash", equity.iloc[0] if len(equity) else 0.0))
         bench = buy_and_hold(df, cash, float(config.get("commission", 0.0)))
         trades = normalize_trades(trades)
-        tf = df.attrs.get("timeframe")
-        if tf is None:
-            from data.frame import infer_timeframe
-
-            tf = infer_timeframe(df.index)
-        metrics = compute_metrics(equity, trades, bench, tf, cash=cash)
+        metrics = compute_metrics(equity, trades, bench, timeframe_of(df), cash=cash)
         return cls(
             strategy=strategy,
             params=dict(params),

@@ -7,10 +7,11 @@ from data.frame import (
     format_timeframe,
     infer_timeframe,
     parse_timeframe,
+    timeframe_of,
     to_canonical,
 )
 from data.loaders import FORMATS, detect_format, load, validate_file
-from data.resample import drop_incomplete, period_start, resample, source_timeframe
+from data.resample import drop_incomplete, period_start, resample
 from data.validate import ValidationReport, validate
 
 __all__ = [
@@ -27,7 +28,7 @@ __all__ = [
     "parse_timeframe",
     "period_start",
     "resample",
-    "source_timeframe",
+    "timeframe_of",
     "to_canonical",
     "validate",
     "validate_file",

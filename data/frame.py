@@ -134,6 +134,25 @@ def infer_timeframe(index: pd.DatetimeIndex) -> str:
     return format_timeframe(mode)
 
 
+def timeframe_of(df: pd.DataFrame) -> str:
+    """The bar timeframe of a canonical frame: ``df.attrs["timeframe"]`` when a loader or
+    :func:`data.resample.resample` set it, else the most common spacing of the index
+    (:func:`infer_timeframe`, so a missing bar does not change the answer). The one rule used
+    everywhere (engines, metrics, walk-forward, signals, reports).
+
+    Raises:
+        DataError: no ``timeframe`` attribute and fewer than two bars.
+    """
+    tf = df.attrs.get("timeframe")
+    return str(tf) if tf else infer_timeframe(df.index)
+
+
+def timeframe_length(timeframe: str) -> pd.Timedelta:
+    """Nominal length of one bar: :func:`parse_timeframe`, with a calendar month (``"1M"``)
+    counted as 30 days (for comparisons such as "longer than a week", never for arithmetic)."""
+    return pd.Timedelta(days=30) if timeframe == MONTHLY else parse_timeframe(timeframe)
+
+
 def check_canonical(df: pd.DataFrame, name: str = "frame") -> None:
     """Cheap structural check that ``df`` is in canonical form.
 

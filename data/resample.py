@@ -18,17 +18,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from data.frame import MONTHLY, DataError, check_canonical, infer_timeframe, parse_timeframe
+from data.frame import MONTHLY, DataError, check_canonical, parse_timeframe, timeframe_of
 
 # 1970-01-05 was a Monday: weekly bins are counted from there so that they open on Mondays.
 _MONDAY_ORIGIN_NS = pd.Timestamp("1970-01-05", tz="UTC").value
 _WEEK = pd.Timedelta(weeks=1)
-
-
-def source_timeframe(df: pd.DataFrame) -> str:
-    """Return the timeframe of ``df``: ``attrs["timeframe"]`` if set, else inferred."""
-    tf = df.attrs.get("timeframe")
-    return str(tf) if tf else infer_timeframe(df.index)
 
 
 def bin_origin_ns(timeframe: str | pd.Timedelta) -> int:
@@ -66,6 +60,35 @@ def check_aligned(df: pd.DataFrame, src_tf: str, timeframe: str) -> None:
             timestamp=df.index[pos],
             hint=f"use bars aligned to 00:00 UTC (weekly bars opening on Monday) for {src_tf}",
         )
+
+
+def coarser_bins(df: pd.DataFrame, timeframe: str, what: str
+                 ) -> tuple[str, pd.Timedelta, pd.Timedelta]:
+    """Check that ``df``'s bars fit whole into ``timeframe`` bins: ``timeframe`` is a whole
+    multiple of the bars' timeframe (monthly bars fit nothing) and every bar starts on its own
+    boundary (:func:`check_aligned`, skipped for an empty frame).
+
+    ``what`` names the job in the error, e.g. ``"resample {src} bars to {dst}"`` (``{src}`` and
+    ``{dst}`` are filled in). Returns ``(source timeframe, source length, target length)``.
+
+    Raises:
+        DataError: ``"cannot <what>"`` with a hint.
+    """
+    src_tf = timeframe_of(df)
+    if src_tf == MONTHLY:
+        raise DataError(f"cannot {what.format(src='monthly', dst=timeframe)}: a month does not "
+                        "split into whole shorter bars", source=df.attrs.get("source"),
+                        hint="monthly bars are the coarsest supported; load daily or intraday "
+                             "data")
+    src = parse_timeframe(src_tf)
+    dst = parse_timeframe(timeframe)
+    if dst < src or dst % src != pd.Timedelta(0):
+        raise DataError(f"cannot {what.format(src=src_tf, dst=timeframe)}",
+                        source=df.attrs.get("source"),
+                        hint=f"choose a timeframe that is a whole multiple of {src_tf}")
+    if len(df):
+        check_aligned(df, src_tf, timeframe)
+    return src_tf, src, dst
 
 
 def period_start(index: pd.DatetimeIndex, timeframe: str | pd.Timedelta) -> pd.DatetimeIndex:
@@ -110,25 +133,12 @@ def resample(
             does not start on its own timeframe's boundary (it would straddle two bins).
     """
     check_canonical(df)
-    src_tf = source_timeframe(df)
-    if src_tf == MONTHLY:
-        raise DataError(
-            f"cannot resample monthly bars to {timeframe}",
-            hint="monthly bars are the coarsest supported; load daily or intraday data",
-        )
-    src = parse_timeframe(src_tf)
-    dst = parse_timeframe(timeframe)
-    if dst < src or dst % src != pd.Timedelta(0):
-        raise DataError(
-            f"cannot resample {src_tf} bars to {timeframe}",
-            hint=f"choose a timeframe that is a whole multiple of {src_tf}",
-        )
+    _src_tf, src, dst = coarser_bins(df, timeframe, "resample {src} bars to {dst}")
     if df.empty:
         out = df.copy()
         out.attrs.update(timeframe=timeframe, incomplete_last=False)
         return out
 
-    check_aligned(df, src_tf, timeframe)
     keys = period_start(df.index, dst).asi8
     _, first, last = bin_groups(keys)
     o = df["open"].to_numpy()

@@ -13,8 +13,8 @@ from pathlib import Path
 import pandas as pd
 
 from data.default import resolve_default_data
-from data.frame import DataError, parse_timeframe
-from data.resample import resample, source_timeframe
+from data.frame import DataError, parse_timeframe, timeframe_of
+from data.resample import resample
 from data.store import DataStore
 
 
@@ -97,7 +97,7 @@ def select_candles(
                                       echo=echo)
     desc = origin.description
     if timeframe is not None:
-        src = source_timeframe(df)
+        src = timeframe_of(df)
         if src != timeframe:
             df = resample(df, timeframe, incomplete="drop")
             desc += f", resampled {src} -> {timeframe}"

@@ -60,8 +60,8 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from data.frame import MONTHLY, DataError, check_canonical, parse_timeframe
-from data.resample import bin_groups, check_aligned, period_start, source_timeframe
+from data.frame import DataError, check_canonical, parse_timeframe
+from data.resample import bin_groups, coarser_bins, period_start
 
 __all__ = ["HtfEmaWarmup", "htf_ema", "htf_ema_warmup", "weekly_ema"]
 
@@ -188,23 +188,7 @@ def _bins(df: pd.DataFrame, timeframe: str) -> tuple[np.ndarray, np.ndarray, np.
     Returns ``(group, first, last)``: the bin number of every bar (0, 1, 2, ... in time order)
     and the positions of each bin's first and last bar.
     """
-    src_tf = source_timeframe(df)
-    if src_tf == MONTHLY:
-        raise DataError(
-            f"cannot compute a {timeframe} EMA from monthly bars: a month does not split into "
-            "whole weeks",
-            source=df.attrs.get("source"),
-            hint="load daily or intraday data (e.g. the real daily BTC file) for weekly EMAs",
-        )
-    src = parse_timeframe(src_tf)
-    dst = parse_timeframe(timeframe)
-    if dst < src or dst % src != pd.Timedelta(0):
-        raise DataError(
-            f"cannot compute a {timeframe} EMA from {src_tf} bars",
-            source=df.attrs.get("source"),
-            hint=f"choose a higher timeframe that is a whole multiple of {src_tf}",
-        )
-    check_aligned(df, src_tf, timeframe)
+    _src_tf, _src, dst = coarser_bins(df, timeframe, "compute a {dst} EMA from {src} bars")
     keys = period_start(df.index, dst).asi8
     return bin_groups(keys)
 

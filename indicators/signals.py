@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from data.frame import MONTHLY, DataError, infer_timeframe, parse_timeframe
+from data.frame import DataError, timeframe_length, timeframe_of
 from indicators.core import atr as ta_atr
 from indicators.core import rsi as ta_rsi
 from indicators.flips import flips
@@ -112,28 +112,15 @@ def confluence(
     return pd.Series(ok & ~np.isnan(gap) & (w > 0), index=df.index, name="confluence")
 
 
-def _bar_length(df: pd.DataFrame) -> pd.Timedelta | None:
-    tf = df.attrs.get("timeframe")
-    if tf is None:
-        if len(df) < 2:
-            return None
-        tf = infer_timeframe(df.index)
-    if tf == MONTHLY:
-        return pd.Timedelta(days=30)
-    try:
-        return parse_timeframe(tf)
-    except DataError:
-        return None
-
-
 def weekly_ema_or_nan(df: pd.DataFrame, period: int = 200) -> pd.Series:
     """Closed-mode weekly EMA on ``df``'s bars, or all-NaN for bars longer than a week (monthly
     data cannot give a weekly EMA) and for frames too short to seed it (NaN, not an error)."""
     from indicators.htf import weekly_ema
 
     name = f"wema{period}"
-    bar = _bar_length(df)
-    if len(df) == 0 or bar is None or bar > pd.Timedelta(weeks=1):
+    if len(df) < 2 and not df.attrs.get("timeframe"):
+        return pd.Series(np.nan, index=df.index, name=name)  # no bar length to go by
+    if timeframe_length(timeframe_of(df)) > pd.Timedelta(weeks=1):
         return pd.Series(np.nan, index=df.index, name=name)
     return weekly_ema(df, period=period, mode="closed").rename(name)
 

@@ -7,7 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.frame import DataError, check_canonical, infer_timeframe, parse_timeframe, to_canonical
+from data.frame import (
+    DataError,
+    check_canonical,
+    infer_timeframe,
+    parse_timeframe,
+    timeframe_length,
+    timeframe_of,
+    to_canonical,
+)
 from data.resample import drop_incomplete, period_start, resample
 from tests.conftest import real
 
@@ -200,3 +208,14 @@ def test_check_canonical_names_the_problem() -> None:
         check_canonical(df.iloc[::-1])
     with pytest.raises(DataError, match="lacks column"):
         check_canonical(df.drop(columns="volume"))
+
+
+def test_timeframe_of_prefers_the_attribute_and_survives_gaps() -> None:
+    idx = pd.date_range("2024-01-01", periods=60, freq="h", tz="UTC").delete([3, 17])
+    df = pd.DataFrame({"close": np.ones(len(idx))}, index=idx)
+    assert timeframe_of(df) == "1h"  # the most common spacing, not the first one
+    df.attrs["timeframe"] = "4h"
+    assert timeframe_of(df) == "4h"
+    assert timeframe_length("1M") == pd.Timedelta(days=30)
+    with pytest.raises(DataError, match="fewer than two bars"):
+        timeframe_of(pd.DataFrame({"close": [1.0]}, index=idx[:1]))

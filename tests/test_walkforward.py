@@ -81,3 +81,29 @@ def test_walk_forward_selects_on_train_and_trades_only_in_test(btc_daily: pd.Dat
                          config=cfg, executor="serial")
     cols = [c for c in wf.windows.columns if c not in ("pbo",)]  # PBO blocks depend on T only
     pd.testing.assert_frame_equal(short.windows[cols].iloc[:3], wf.windows[cols].iloc[:3])
+
+
+def test_walk_forward_on_hourly_bars_with_a_gap_annualises_with_hours() -> None:
+    # Hourly bars with one missing hour early on and no timeframe attribute: pandas' frequency
+    # inference gives up (None) on such an index, which once made walk-forward annualise the
+    # stitched curve as daily bars (Sharpe too small by sqrt(24)).
+    rng = np.random.default_rng(5)
+    n = 1200
+    idx = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC", name="timestamp",
+                        unit="ns")
+    close = 40_000 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    df = pd.DataFrame({"open": np.r_[close[0], close[:-1]], "close": close,
+                       "high": close * 1.004, "low": close * 0.996, "volume": 1.0}, index=idx)
+    df["high"] = df[["open", "close", "high"]].max(axis=1)
+    df["low"] = df[["open", "close", "low"]].min(axis=1)
+    df = df.drop(idx[10])
+    df.attrs = {}
+    assert pd.infer_freq(df.index[:50]) is None
+    wf = walk_forward(df, RsiRule, {"period": [7, 14], "oversold": [30.0, 40.0],
+                                    "overbought": [60.0]},
+                      train=400, test=200, executor="serial")
+    eq = wf.oos_equity
+    r = (eq / eq.shift(1) - 1).dropna()
+    assert r.std() > 0, "the test needs trades out of sample"
+    expected = r.mean() / r.std() * np.sqrt(24 * 365)  # hours per year
+    assert wf.comparison.loc["sharpe", "stitched_oos"] == pytest.approx(expected, rel=1e-9)

@@ -56,9 +56,9 @@ from backtests.engines.fast import (
     mode_allows,
     prepare,
     size_position,
-    timeframe_of,
 )
 from backtests.results import EXIT_REASONS
+from data.frame import timeframe_of
 from strategies.base import Signals, Strategy
 
 _REASON_CODE = {r: i for i, r in enumerate(EXIT_REASONS)}

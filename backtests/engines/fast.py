@@ -62,7 +62,7 @@ from numba import njit
 
 from backtests.config import BacktestConfig
 from backtests.results import EXIT_REASONS, OPEN_EXITS, BacktestResult
-from data.frame import check_canonical, infer_timeframe
+from data.frame import check_canonical, timeframe_of
 from strategies.base import Signals, Strategy
 
 # Exit-reason codes of the kernel's trade records: positions in the one table of names,
@@ -353,11 +353,6 @@ def prepare(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig) -> Sig
         raise TypeError(f"{type(strategy).__name__}.signals() returned "
                         f"{type(sig).__name__}, not Signals")
     return sig.validate(len(df))
-
-
-def timeframe_of(df: pd.DataFrame) -> str:
-    """The bar timeframe: ``df.attrs["timeframe"]`` or inferred from the index."""
-    return df.attrs.get("timeframe") or infer_timeframe(df.index)
 
 
 def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig

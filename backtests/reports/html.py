@@ -50,7 +50,7 @@ from plotly.subplots import make_subplots
 from backtests import metrics as metrics_mod
 from backtests._files import write_text_atomic
 from backtests.metrics import MONTHS
-from data.frame import parse_timeframe
+from data.frame import parse_timeframe, timeframe_length, timeframe_of
 from data.resample import period_start
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -305,15 +305,9 @@ def _r(values: Any, decimals: int = 2) -> np.ndarray:
 
 
 def _bar_timeframe(prices: pd.DataFrame) -> pd.Timedelta:
-    tf = prices.attrs.get("timeframe")
-    if tf:
-        try:
-            return parse_timeframe(tf)
-        except ValueError:
-            pass
-    if len(prices) > 1:
-        return pd.Timedelta(np.median(np.diff(prices.index.asi8)), unit="ns")
-    return pd.Timedelta(days=1)
+    if len(prices) < 2 and not prices.attrs.get("timeframe"):
+        return pd.Timedelta(days=1)  # nothing to go by; one bar draws the same either way
+    return timeframe_length(timeframe_of(prices))
 
 
 def display_timeframe(prices: pd.DataFrame, max_candles: int = MAX_CANDLES) -> str | None:

@@ -43,8 +43,8 @@ from backtests.engines.fast import (
     kernel_inputs,
     market_arrays,
     simulate_nb,
-    timeframe_of,
 )
+from data.frame import timeframe_of
 
 Params = dict[str, Any]
 Evaluate = Callable[[Any, Params], dict[str, Any]]

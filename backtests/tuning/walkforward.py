@@ -38,6 +38,7 @@ from backtests.tuning.sweep import (
     run_sweep,
     simulate_window,
 )
+from data.frame import timeframe_of
 
 #: Metrics shown side by side (in-sample: the chosen set on its training window).
 COMPARED: tuple[str, ...] = ("sharpe", "sortino", "cagr_pct", "total_return_pct",
@@ -242,12 +243,11 @@ def walk_forward(
     benchmark = pd.concat([pd.Series([config.cash], index=df.index[first - 1:first]), bh]
                           ).rename("benchmark")
     oos_trades = pd.concat(trades, ignore_index=True)
-    tf = df.attrs.get("timeframe") or pd.infer_freq(df.index[:50]) or "1d"
     shifted = oos_trades.copy()  # bar positions relative to the stitched curve's first bar
     off = max(first - 1, 0)
     shifted["entry_bar"] -= off
     shifted["exit_bar"] -= off
-    stitched = compute_metrics(oos_equity, shifted, None, tf, cash=config.cash)
+    stitched = compute_metrics(oos_equity, shifted, None, timeframe_of(df), cash=config.cash)
     def finite_mean(col: str) -> float:
         v = windows[col].to_numpy(dtype=float)
         v = v[np.isfinite(v)]  # a window without losing trade has profit factor inf
