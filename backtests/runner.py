@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 
 from backtests.config import BacktestConfig
 from strategies.base import Strategy
+from strategies.native import BacktraderStrategy, backtrader_strategy, is_backtrader_strategy
 
 
-def run(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None):
+def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | None = None):
     """Backtest ``strategy`` on the canonical candle frame ``df``.
 
     ``config.engine`` picks the engine: "fast" (numba, :func:`backtests.engines.fast.run_fast`) or
     "backtrader" (:func:`backtests.engines.bt.run_backtrader`); both follow the same execution
-    rules and return a :class:`backtests.results.BacktestResult`.
+    rules and return a :class:`backtests.results.BacktestResult`. A user's ``backtrader.Strategy``
+    (wrapped by :func:`strategies.native.backtrader_strategy`, as ``load_strategy`` does) always
+    runs on backtrader (:func:`backtests.engines.bt_native.run_native`).
     """
     config = config or BacktestConfig()
+    if is_backtrader_strategy(strategy):  # a bt.Strategy class given as is: default params
+        strategy = backtrader_strategy(strategy)()
+    if isinstance(strategy, BacktraderStrategy):
+        # A user's bt.Strategy has no vectorised signals: backtrader is its only engine.
+        from backtests.engines.bt_native import run_native  # imports backtrader: when asked
+
+        return run_native(df, strategy, replace(config, engine="backtrader"))
     if config.engine == "fast":
         from backtests.engines.fast import run_fast
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from strategies.base import Strategy
+from strategies.native import backtrader_strategy, is_backtrader_strategy
 
 
 class StrategyLoadError(ValueError):
@@ -33,7 +34,8 @@ def load_strategy(spec: str) -> type[Strategy]:
     ``spec`` is a built-in name (``"breakdown"``, ``"oversold_bounce"``) or
     ``"path/to/file.py:ClassName"``; the file is imported as a fresh module (it may import
     ``strategies.base`` and anything installed). ``"path/to/file.py"`` alone works when the file
-    defines exactly one Strategy subclass.
+    defines exactly one strategy class. A ``backtrader.Strategy`` subclass is accepted as is and
+    returned wrapped by :func:`strategies.native.backtrader_strategy` (it runs on backtrader).
 
     Raises:
         StrategyLoadError: unknown name, missing file, import error, missing class (listing the
@@ -65,26 +67,34 @@ def load_strategy(spec: str) -> type[Strategy]:
         sys.modules.pop(mod_name, None)
         raise StrategyLoadError(f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
     found = {name: obj for name, obj in vars(module).items()
-             if inspect.isclass(obj) and issubclass(obj, Strategy) and obj is not Strategy
-             and obj.__module__ == mod_name}
+             if inspect.isclass(obj) and obj.__module__ == mod_name
+             and ((issubclass(obj, Strategy) and obj is not Strategy)
+                  or is_backtrader_strategy(obj))}
     if not cls_name:
         if len(found) != 1:
             raise StrategyLoadError(
-                f"{path} defines {len(found)} Strategy subclasses "
+                f"{path} defines {len(found)} strategy classes "
                 f"({', '.join(sorted(found)) or 'none'}); name one as {path}:ClassName"
             )
-        return next(iter(found.values()))
+        return _as_strategy(next(iter(found.values())))
     obj = getattr(module, cls_name, None)
     if obj is None:
         raise StrategyLoadError(
             f"{path} has no class {cls_name!r}; Strategy subclasses defined there: "
             f"{', '.join(sorted(found)) or 'none'}"
         )
+    if is_backtrader_strategy(obj):
+        return _as_strategy(obj)
     if not (inspect.isclass(obj) and issubclass(obj, Strategy)):
         raise StrategyLoadError(
-            f"{path}:{cls_name} is not a subclass of strategies.base.Strategy"
+            f"{path}:{cls_name} is not a subclass of strategies.base.Strategy or "
+            f"backtrader.Strategy"
         )
     return obj
+
+
+def _as_strategy(cls: type) -> type[Strategy]:
+    return backtrader_strategy(cls) if is_backtrader_strategy(cls) else cls
 
 
 def _is_drive(spec: str) -> bool:

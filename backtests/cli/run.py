@@ -83,6 +83,23 @@ def _num(value: Any, fmt: str) -> str:
     return format(value, fmt)
 
 
+def native_notes(results: list) -> list[str]:
+    """Lines about the users' backtrader strategies among ``results``: the engine they ran on
+    and the orders backtrader refused (sized at the signal close, short of cash at the fill)."""
+    lines = []
+    for res in results:
+        if not res.config.get("native_backtrader"):
+            continue
+        lines.append(f"{res.strategy}: a backtrader strategy, run on the backtrader engine only "
+                     f"(no second engine to agree with)")
+        rejected = int(res.config.get("rejected_orders", 0))
+        if rejected:
+            lines.append(f"warning: backtrader refused {rejected} order(s) of {res.strategy} for "
+                         f"lack of cash at the fill (sized at the signal bar's close, filled at "
+                         f"the next open); fix: --size 0.95 leaves room for the next bar's move")
+    return lines
+
+
 def summary_table(results: list) -> str:
     """A fixed-width table: return, max drawdown, Sharpe, trades, liquidations, buy & hold."""
     head = (f"{'strategy':<18} {'return %':>10} {'max DD %':>9} {'Sharpe':>7} {'trades':>7} "
@@ -162,6 +179,8 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
     timings.rendering = time.perf_counter() - t0
 
     click.echo(summary_table(results))
+    for note in native_notes(results):
+        click.secho(note, fg="yellow" if note.startswith("warning") else None, err=True)
     click.echo(f"\nreport: {paths['html']}")
     click.echo(f"timing: {timings.line()}", err=True)
     if open_report:
