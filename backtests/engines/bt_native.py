@@ -46,18 +46,17 @@ from backtests.engines.bt import PerpBroker, PerpCommInfo
 from backtests.engines.fast import (
     CASH_BUFFER,
     RAW_COLUMNS,
-    REASONS,
     build_trades,
     liquidation_price,
     timeframe_of,
 )
-from backtests.results import BacktestResult
+from backtests.results import EXIT_REASONS, BacktestResult
 from data.frame import check_canonical
 from strategies.native import BacktraderStrategy
 
 __all__ = ["ConfigSizer", "NativeBroker", "run_native"]
 
-_REASON_CODE = {r: i for i, r in enumerate(REASONS)}
+_REASON_CODE = {r: i for i, r in enumerate(EXIT_REASONS)}
 _STOP_TYPES = (bt.Order.Stop, bt.Order.StopLimit, bt.Order.StopTrail, bt.Order.StopTrailLimit)
 
 
