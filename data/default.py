@@ -3,14 +3,14 @@
 Order, each step announced to the user:
 
 1. an explicit file (``--data FILE``), loaded and validated by :func:`data.loaders.load`;
-2. the local store: the longest stored daily BTC/USD or BTC/USDT series;
-3. when the store has none: download daily BTC/USD from Bitstamp (the longest public BTC/USD daily
+2. an explicit bundled series (``--dataset binance|bitstamp``, see :mod:`data.bundled`);
+3. the local store: the longest stored daily BTC/USD or BTC/USDT series;
+4. when the store has none: download daily BTC/USD from Bitstamp (the longest public BTC/USD daily
    history, since 2011) into the store, with a progress bar and a short timeout when offline;
-4. offline: the real BTC/USD **monthly** sample that the ``backtesting`` package (a runtime
-   dependency) ships as ``backtesting/test/BTCUSD.csv`` (2012-01 to 2024-12, 156 bars), with a
-   prominent notice of what it is and how to get full daily data.
+5. offline (or when the download fails): the real daily candles shipped with the package,
+   Binance BTC/USDT 2017-08-17 -> 2026-07-03 (:func:`data.bundled.load_bundled`, hash-checked).
 
-No step ever invents data: the sample is real exchange-derived BTC/USD, labelled as a sample.
+No step ever invents data, and the first line a run prints names what it uses.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from data.frame import MONTHLY, DataError, check_canonical, to_canonical
+from data.bundled import dataset, load_bundled
+from data.frame import DataError
 from data.store import DataStore
 
 DAILY_SYMBOLS = ("BTC/USD", "BTC/USDT")
@@ -29,29 +30,18 @@ DOWNLOAD_EXCHANGE = "bitstamp"
 DOWNLOAD_SYMBOL = "BTC/USD"
 OFFLINE_TIMEOUT_S = 10.0
 
-SAMPLE_NOTICE = (
-    "NOTICE: using a small SAMPLE, not full data: real BTC/USD MONTHLY candles 2012-01 to 2024-12 "
-    "(156 bars) shipped by the 'backtesting' package (backtesting/test/BTCUSD.csv). Monthly bars "
-    "are too coarse for most strategies. For full daily data run "
-    "'btc-backtest data download' when online, or 'btc-backtest data import FILE' with a daily "
-    "BTC CSV (e.g. Binance klines from https://data.binance.vision or Yahoo Finance BTC-USD "
-    "history)."
-)
-
 
 @dataclass(frozen=True)
 class DataOrigin:
     """Where the default data came from.
 
-    ``kind`` is ``"file"``, ``"store"``, ``"download"`` or ``"sample"``; ``description`` is one
-    line for reports; ``path`` the file read; ``notice`` a warning the user must see (set for the
-    sample), else None.
+    ``kind`` is ``"file"``, ``"store"``, ``"download"`` or ``"bundled"``; ``description`` is one
+    line for reports; ``path`` the file read.
     """
 
     kind: str
     description: str
     path: str | None = None
-    notice: str | None = None
 
 
 def _default_echo(msg: str) -> None:
@@ -60,42 +50,12 @@ def _default_echo(msg: str) -> None:
     click.echo(msg, err=True)
 
 
-def sample_path() -> Path:
-    """Path of the BTC/USD monthly sample shipped by the ``backtesting`` package."""
-    import backtesting
-
-    return Path(backtesting.__file__).resolve().parent / "test" / "BTCUSD.csv"
-
-
-def load_sample() -> pd.DataFrame:
-    """The ``backtesting`` package's BTC/USD monthly candles as a canonical frame.
-
-    The file labels each month by its **last** day (``2012-01-31`` holds January 2012); the
-    canonical index is the bar *open* time, so each bar is relabelled to the 1st of its month.
-
-    Raises:
-        DataError: when the package or file is missing or not what we expect.
-    """
-    path = sample_path()
-    if not path.exists():
-        raise DataError(
-            "the BTC/USD sample of the 'backtesting' package is missing",
-            source=str(path),
-            hint="pip install 'backtesting>=0.6.4,<0.7', or import a file",
-        )
-    raw = pd.read_csv(path, index_col=0, parse_dates=[0])
-    month_end = pd.DatetimeIndex(raw.index)
-    if not (month_end == month_end + pd.offsets.MonthEnd(0)).all():
-        raise DataError("expected month-end dates in the sample", source=str(path))
-    raw.index = month_end.to_period("M").to_timestamp(how="start")
-    df = to_canonical(raw)
-    check_canonical(df, "sample")
-    df.attrs.update(
-        source=f"backtesting package sample {path.name} (BTC/USD monthly)",
-        timeframe=MONTHLY,
-        incomplete_last=False,
-    )
-    return df
+def _bundled(key: str | None, say: Callable[[str], None], why: str) -> tuple[pd.DataFrame,
+                                                                               DataOrigin]:
+    df = load_bundled(key)
+    ds = dataset(key)
+    say(f"data: {ds.label()}{why}")
+    return df, DataOrigin("bundled", ds.label(), str(ds.path))
 
 
 def best_stored_daily(store: DataStore) -> tuple[pd.DataFrame, str] | None:
@@ -122,15 +82,23 @@ def resolve_default_data(
     echo: Callable[[str], None] | None = None,
     *,
     progress: bool = True,
+    bundled: str | None = None,
 ) -> tuple[pd.DataFrame, DataOrigin]:
     """Return the candles to use and where they came from, announcing each step via ``echo``.
 
-    See the module docstring for the order. ``allow_download=False`` skips step 3.
+    See the module docstring for the order. ``allow_download=False`` skips the download;
+    ``bundled`` ("binance" or "bitstamp") picks a shipped series directly.
 
     Raises:
-        DataError: when an explicit file is missing or invalid (never falls back silently).
+        DataError: when an explicit file is missing or invalid, or both a file and a bundled
+            series are named (never falls back silently).
     """
     say = echo or _default_echo
+    if data_file is not None and bundled is not None:
+        raise DataError("both a data file and a bundled dataset were given",
+                        hint="use either --data FILE or --dataset NAME")
+    if bundled is not None:
+        return _bundled(bundled, say, " [--dataset]")
     if data_file is not None:
         from data.loaders import load
 
@@ -154,7 +122,7 @@ def resolve_default_data(
         from data.download import DownloadError, download
 
         try:
-            # One attempt, short timeout: offline users should not wait long for the sample.
+            # One attempt, short timeout: offline users should not wait long for the bundled data.
             download(DOWNLOAD_EXCHANGE, DOWNLOAD_SYMBOL, "1d", store=store, progress=progress,
                      retries=1, timeout=OFFLINE_TIMEOUT_S)
         except DownloadError as exc:
@@ -165,11 +133,8 @@ def resolve_default_data(
             say(f"data: {desc}")
             return df, DataOrigin("download", desc, df.attrs.get("path"))
 
-    df = load_sample()
-    path = str(sample_path())
-    desc = "BTC/USD monthly sample 2012-01 -> 2024-12 from the backtesting package"
-    say(SAMPLE_NOTICE)
-    return df, DataOrigin("sample", desc, path, notice=SAMPLE_NOTICE)
+    why = " (offline: no download tried)" if not allow_download else " (download failed)"
+    return _bundled(None, say, why)
 
 
 def describe_default(store: DataStore | None = None) -> str:
@@ -180,6 +145,5 @@ def describe_default(store: DataStore | None = None) -> str:
         return f"default data: {found[1]}"
     return (
         f"default data: none stored yet; the first run downloads daily {DOWNLOAD_SYMBOL} from "
-        f"{DOWNLOAD_EXCHANGE} into {store.root}, or, offline, uses the BTC/USD monthly sample "
-        "of the backtesting package (2012-01 -> 2024-12, 156 bars)"
+        f"{DOWNLOAD_EXCHANGE} into {store.root}, or, offline, uses the {dataset().label()}"
     )

@@ -542,8 +542,26 @@ def _load(
     sort: bool,
 ) -> tuple[pd.DataFrame | None, ValidationReport]:
     path = Path(path)
-    name = path.name
-    data = _read(path)
+    return parse_bytes(_read(path), path.name, fmt, gaps=gaps, timeframe=timeframe,
+                       duplicates=duplicates, sort=sort)
+
+
+def parse_bytes(
+    data: bytes,
+    name: str,
+    fmt: str | None = None,
+    *,
+    gaps: GapPolicy = "warn",
+    timeframe: str | None = None,
+    duplicates: DuplicatePolicy = "error",
+    sort: bool = False,
+) -> tuple[pd.DataFrame | None, ValidationReport]:
+    """Parse and validate a candle file's (decompressed) ``data``, named ``name`` in messages.
+
+    For bytes already in memory (e.g. bundled data whose hash was just checked); arguments are
+    those of :func:`load`. Returns the canonical frame (None when the report has errors) and the
+    :class:`~data.validate.ValidationReport`.
+    """
     if fmt is None:
         fmt = _detect(data, name)
     elif fmt not in FORMATS:

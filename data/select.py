@@ -1,5 +1,5 @@
-"""Choosing the candles for a job: a file, the local store or the shipped data, then an optional
-resample and a date slice (:func:`select_candles`).
+"""Choosing the candles for a job: a file, the local store or the bundled real data, then an
+optional resample and a date slice (:func:`select_candles`).
 
 This is library logic: every problem is a :class:`~data.frame.DataError` (the command line turns
 it into one line and exit code 2).
@@ -68,15 +68,17 @@ def select_candles(
     end: str | pd.Timestamp | None = None,
     *,
     offline: bool = False,
+    dataset: str | None = None,
     echo: Callable[[str], None] | None = None,
     min_bars: int = 2,
 ) -> tuple[pd.DataFrame, str]:
     """The candles for a job and a one-line description of their origin.
 
-    Order: ``data_file`` if given, else the default data (store in ``data_dir``, download unless
-    ``offline``, the shipped sample; see :func:`data.default.resolve_default_data`, which
-    announces each step through ``echo``); then resampled to ``timeframe`` (an incomplete last
-    bar is dropped) and sliced to bars opening in ``[start, end]`` (UTC; naive means UTC).
+    Order: ``data_file`` if given, else the bundled series ``dataset`` if given, else the default
+    data (store in ``data_dir``, download unless ``offline``, the bundled Binance daily; see
+    :func:`data.default.resolve_default_data`, which announces each step through ``echo``);
+    then resampled to ``timeframe`` (an incomplete last bar is dropped) and sliced to bars
+    opening in ``[start, end]`` (UTC; naive means UTC).
 
     Raises:
         DataError: a bad date or timeframe (checked before loading), a missing or invalid file,
@@ -94,7 +96,7 @@ def select_candles(
 
     store = DataStore(data_dir) if data_dir else None
     df, origin = resolve_default_data(data_file, store=store, allow_download=not offline,
-                                      echo=echo)
+                                      echo=echo, bundled=dataset)
     desc = origin.description
     if timeframe is not None:
         src = timeframe_of(df)

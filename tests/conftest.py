@@ -1,8 +1,12 @@
-"""Shared fixtures: the real BTC candles in ../shared/data (skipped with a reason when absent)."""
+"""Shared fixtures: real BTC candles that every clone has.
+
+The daily series are the package's bundled files (``data/bundled``); the intraday ones are slices
+of the ``../shared/data`` files under ``tests/data/real`` (see the README there). Nothing here
+depends on ``../shared``, so no test skips for missing data.
+"""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -11,30 +15,29 @@ import pytest
 from data.frame import to_canonical
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = Path(os.environ.get("BTC_SHARED_DATA", REPO.parent / "shared" / "data"))
+BUNDLED = REPO / "data" / "bundled"
+TEST_REAL = REPO / "tests" / "data" / "real"
 
 REAL_FILES = {
-    "1d_binance": ("btc_usd_1d_binance.csv", "1d"),
-    "1d_bitstamp": ("btc_usd_1d_bitstamp.csv", "1d"),
-    "1h_binance": ("btc_usd_1h_binance.csv.gz", "1h"),
-    "2h_bitstamp": ("btc_usd_2h_bitstamp.csv.gz", "2h"),
+    "1d_binance": (BUNDLED / "btc_usd_1d_binance.csv.gz", "1d"),
+    "1d_bitstamp": (BUNDLED / "btc_usd_1d_bitstamp.csv.gz", "1d"),
+    "1h_binance": (TEST_REAL / "btc_usd_1h_binance_2021-06_2021-10.csv.gz", "1h"),
+    "1h_binance_halt": (TEST_REAL / "btc_usd_1h_binance_2023-03-20_2023-03-26.csv.gz", "1h"),
+    "2h_bitstamp": (TEST_REAL / "btc_usd_2h_bitstamp_2015-01.csv.gz", "2h"),
 }
 
 
-def shared_path(name: str) -> Path:
-    """Path of a real data file, skipping the test when ../shared/data is not there."""
-    path = SHARED_DATA / name
-    if not path.exists():
-        pytest.skip(f"real BTC data not found at {path} (set BTC_SHARED_DATA)")
-    return path
+def real_path(key: str) -> Path:
+    """Path of a real data file (a key of :data:`REAL_FILES`)."""
+    return REAL_FILES[key][0]
 
 
 def _read_plain(key: str) -> pd.DataFrame:
     # Deliberately not our loader: fixtures must not depend on the code under test.
-    name, tf = REAL_FILES[key]
-    raw = pd.read_csv(shared_path(name), parse_dates=["timestamp"], index_col="timestamp")
+    path, tf = REAL_FILES[key]
+    raw = pd.read_csv(path, parse_dates=["timestamp"], index_col="timestamp")
     df = to_canonical(raw)
-    df.attrs.update(timeframe=tf, source=name)
+    df.attrs.update(timeframe=tf, source=path.name)
     return df
 
 
@@ -64,11 +67,11 @@ def btc_daily_bitstamp() -> pd.DataFrame:
 
 @pytest.fixture
 def btc_hourly() -> pd.DataFrame:
-    """Binance BTC/USDT hourly candles 2021-06-01 → 2026-06-20 (44,283 rows, 7 missing hours)."""
+    """Binance BTC/USDT hourly candles 2021-06-01 → 2021-10-31 (3,666 rows, 6 missing hours)."""
     return real("1h_binance")
 
 
 @pytest.fixture
 def btc_2h() -> pd.DataFrame:
-    """Bitstamp BTC/USD 2-hour candles 2011-08-18 → 2025-08-26 (61,464 rows)."""
+    """Bitstamp BTC/USD 2-hour candles 2015-01 (372 rows, 53 suspension fill bars)."""
     return real("2h_bitstamp")

@@ -65,7 +65,11 @@ def test_info_on_empty_store_tells_what_the_default_data_would_be(cli, tmp_path)
     assert "default data: none stored yet; the first run downloads daily BTC/USD from bitstamp" in (
         r.output
     )
-    assert "monthly sample of the backtesting package" in r.output
+    assert "offline, uses the bundled real data: Binance spot BTC/USDT daily" in r.output
+    # The bundled series are listed with span, rows and terms.
+    assert "  binance   binance BTC/USDT 1d, 2017-08-17 -> 2026-07-03, 3,243 rows" in r.output
+    assert "  bitstamp  bitstamp BTC/USD 1d, 2011-08-19 -> 2025-08-25, 5,121 rows" in r.output
+    assert "Binance's terms of use" in r.output and "Repository licence MIT" in r.output
 
 
 def test_import_then_info(cli, tmp_path, store):

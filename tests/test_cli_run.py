@@ -11,14 +11,14 @@ from click.testing import CliRunner
 
 from backtests.cli import main
 from backtests.results import BacktestResult
-from tests.conftest import shared_path
+from tests.conftest import real_path
 
 pytestmark = pytest.mark.shared_data
 
 
 @pytest.fixture
 def daily_file() -> str:
-    return str(shared_path("btc_usd_1d_binance.csv"))
+    return str(real_path("1d_binance"))
 
 
 @pytest.fixture

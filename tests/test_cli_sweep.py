@@ -128,9 +128,9 @@ def test_audit_flags_leaky_and_passes_causal(files) -> None:
 
 @pytest.mark.shared_data
 def test_sweep_builtin_bounce_on_real_daily(tmp_path: Path) -> None:
-    from tests.conftest import shared_path
+    from tests.conftest import real_path
 
-    data = shared_path("btc_usd_1d_binance.csv")
+    data = real_path("1d_binance")
     res = _run("sweep", "oversold_bounce", "--grid", "rsi_period=10,14", "--grid",
                "oversold=25,30", "--workers", "2", "--data", str(data), "--out",
                str(tmp_path / "b"))
@@ -141,9 +141,9 @@ def test_sweep_builtin_bounce_on_real_daily(tmp_path: Path) -> None:
 
 
 def test_sweep_skips_sets_the_strategy_rejects(tmp_path: Path) -> None:
-    from tests.conftest import shared_path
+    from tests.conftest import real_path
 
-    data = shared_path("btc_usd_1d_binance.csv")
+    data = real_path("1d_binance")
     # deep defaults to 20: oversold=20 conflicts (deep < oversold < overbought).
     res = _run("sweep", "oversold_bounce", "--grid", "rsi_period=10,14", "--grid",
                "oversold=20,30", "--workers", "1", "--data", str(data), "--out",
@@ -173,9 +173,9 @@ def test_data_options_like_run(command: str) -> None:
 @pytest.mark.shared_data
 def test_sweep_start_end_timeframe_mode_on_real_daily(btc_daily: pd.DataFrame,
                                                       tmp_path: Path) -> None:
-    from tests.conftest import shared_path
+    from tests.conftest import real_path
 
-    data = str(shared_path("btc_usd_1d_binance.csv"))
+    data = str(real_path("1d_binance"))
     out = tmp_path / "s"
     res = _run("sweep", "oversold_bounce", "--grid", "rsi_period=10,14", "--workers", "1",
                "--data", data, "--start", "2020-01-01", "--end", "2022-12-31", "--out", str(out))
@@ -228,12 +228,13 @@ def test_audit_on_a_slice_still_flags_the_leak(files) -> None:
 
 
 def test_data_dir_from_env_and_offline(tmp_path: Path) -> None:
-    # An empty store given through the environment, no download: the bundled sample is used
-    # (with its notice), which shows the store option reached the loader.
+    # An empty store given through the environment, no download: the bundled real data is used
+    # (and named), which shows the store option reached the loader.
     res = CliRunner(env={"BTC_BACKTEST_DATA": str(tmp_path)}).invoke(
         main, ["audit", "oversold_bounce", "--offline", "--no-trades", "--cuts", "3"])
     assert res.exit_code == 0, res.output
-    assert "NOTICE: using a small SAMPLE" in res.output and "PASS" in res.output
+    assert "data: bundled real data: Binance spot BTC/USDT daily" in res.output
+    assert "(offline: no download tried)" in res.output and "PASS" in res.output
     # ... and the variable really is the option: a file there is rejected like --data-dir.
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("x")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from backtests.cli import main
 from backtests.tuning.walkforward import WalkForwardResult, format_span, make_windows
-from tests.conftest import shared_path
+from tests.conftest import real_path
 from tests.test_cli_sweep import USER_FILE
 
 pytestmark = pytest.mark.shared_data
@@ -21,7 +21,7 @@ GRID = ("--grid", "rsi_period=10,14", "--grid", "oversold=25,30")
 
 @pytest.fixture
 def daily() -> str:
-    return str(shared_path("btc_usd_1d_binance.csv"))
+    return str(real_path("1d_binance"))
 
 
 def _invoke(*args: str):

@@ -1,4 +1,4 @@
-"""Default-data resolution: explicit file, local store, download, then the shipped real sample."""
+"""Default-data resolution: explicit file, local store, download, then the bundled real data."""
 
 from __future__ import annotations
 
@@ -15,16 +15,12 @@ import pytest
 import requests
 import responses
 
-from data.default import (
-    SAMPLE_NOTICE,
-    describe_default,
-    load_sample,
-    resolve_default_data,
-    sample_path,
-)
+import data.bundled
+from data.bundled import dataset, datasets, load_bundled
+from data.default import describe_default, resolve_default_data
 from data.frame import DataError, check_canonical
 from data.store import DataStore
-from tests.conftest import shared_path
+from tests.conftest import real_path
 
 _spec = importlib.util.spec_from_file_location(
     "make_recordings", Path(__file__).parent / "data" / "recorded" / "make_recordings.py"
@@ -51,33 +47,60 @@ def no_waiting(monkeypatch):
     monkeypatch.setattr(time, "sleep", lambda _s: None)
 
 
-def test_sample_is_the_real_monthly_btcusd_file_relabelled_to_open_time():
-    df = load_sample()
-    check_canonical(df)
-    assert len(df) == 156 and df.attrs["timeframe"] == "1M"
-    assert df.index[0] == pd.Timestamp("2012-01-01", tz="UTC")
-    assert df.index[-1] == pd.Timestamp("2024-12-01", tz="UTC")
-    # The file labels January 2012 as 2012-01-31; its first row is open 4.58, close 5.55.
-    raw_first = sample_path().read_text().splitlines()[1]
-    assert raw_first.startswith("2012-01-31,4.58,")
-    assert (df.iloc[0]["open"], df.iloc[0]["close"]) == (4.58, 5.55)
-
-
 @pytest.mark.shared_data
-def test_sample_months_match_bitstamp_daily_data():
-    # Independent check that each sample bar is the calendar month it is labelled with: the
-    # monthly highs equal the highs of the real Bitstamp daily candles of that month.
-    daily = pd.read_csv(shared_path("btc_usd_1d_bitstamp.csv"), parse_dates=["timestamp"],
-                        index_col="timestamp")
-    monthly_high = daily["high"].resample("MS").max()
-    s = load_sample()
-    common = s.index.intersection(monthly_high.index)
-    assert len(common) >= 150
-    equal = np.isclose(s.loc[common, "high"], monthly_high.loc[common], rtol=1e-9)
-    assert equal.mean() > 0.9
-    # Shifted by one month (the month-end label taken as an open time) it would not match.
-    shifted = monthly_high.shift(-1).reindex(common)
-    assert np.isclose(s.loc[common, "high"], shifted, rtol=1e-9).mean() < 0.2
+@pytest.mark.parametrize(("key", "rows", "start", "end"), [
+    ("binance", 3243, "2017-08-17", "2026-07-03"), ("bitstamp", 5121, "2011-08-19", "2025-08-25")])
+def test_bundled_series_are_the_real_daily_files(key, rows, start, end):
+    df = load_bundled(key)
+    check_canonical(df)
+    assert len(df) == rows and df.attrs["timeframe"] == "1d" and df.attrs["bundled"] == key
+    assert (df.index[0], df.index[-1]) == (pd.Timestamp(start, tz="UTC"),
+                                           pd.Timestamp(end, tz="UTC"))
+    plain = pd.read_csv(real_path(f"1d_{key}"), parse_dates=["timestamp"], index_col="timestamp")
+    np.testing.assert_array_equal(df.to_numpy(), plain[list(df.columns)].to_numpy())
+    # The original CSVs' SHA-256 as published in ../shared/data/SOURCES.md.
+    published = {"binance": "ca87f825bf491dfce5876c55bae8a2fb1bf8a1b8d1678e899dcc36437eb66df7",
+                 "bitstamp": "4a7cb05ebc5403e6784518005b65a9ff4d5cbd1ea8e433c7f247d35a5a5a62c1"}
+    assert dataset(key).source_sha256 == published[key]
+    rec = dataset(key).record
+    assert rec["rows"] == rows
+    assert {"binance": "Binance's terms of use", "bitstamp": "MIT"}[key] in rec["licence"]
+    assert rec["origin"]["repository"].startswith("https://github.com/")
+
+
+def test_bundled_binance_holds_the_february_2026_crash():
+    df = load_bundled()  # the default: Binance, the series that reaches 2026
+    day = df.loc[pd.Timestamp("2026-02-05", tz="UTC")]
+    assert (day["open"], day["low"], day["close"]) == (73165.84, 62345.00, 62909.86)
+    assert list(datasets()) == ["binance", "bitstamp"]
+
+
+def test_a_modified_bundled_file_is_refused(tmp_path, monkeypatch):
+    for name in ("btc_usd_1d_binance.csv.gz", "btc_usd_1d_bitstamp.csv.gz"):
+        (tmp_path / name).write_bytes((data.bundled.BUNDLE_DIR / name).read_bytes())
+    monkeypatch.setattr(data.bundled, "BUNDLE_DIR", tmp_path)
+    assert len(load_bundled("binance")) == 3243  # an intact copy loads
+    raw = bytearray((tmp_path / "btc_usd_1d_binance.csv.gz").read_bytes())
+    raw[-20] ^= 0xFF
+    (tmp_path / "btc_usd_1d_binance.csv.gz").write_bytes(bytes(raw))
+    with pytest.raises(DataError, match=r"SHA-256 of the shipped file is [0-9a-f]{64}, expected"):
+        load_bundled("binance")
+    (tmp_path / "btc_usd_1d_bitstamp.csv.gz").unlink()
+    with pytest.raises(DataError, match="bundled data file missing"):
+        load_bundled("bitstamp")
+    with pytest.raises(DataError, match=r"no bundled dataset .kraken.*binance, bitstamp"):
+        load_bundled("kraken")
+
+
+def test_dataset_option_selects_a_bundled_series(tmp_path):
+    store = DataStore(tmp_path)
+    store.write(candles("2020-01-01", 50), "bitstamp", "BTC/USD", "1d")
+    msgs: list[str] = []
+    got, origin = resolve_default_data(store=store, echo=msgs.append, bundled="bitstamp")
+    assert origin.kind == "bundled" and len(got) == 5121
+    assert msgs == [f"data: {dataset('bitstamp').label()} [--dataset]"]
+    with pytest.raises(DataError, match="both a data file and a bundled dataset"):
+        resolve_default_data(tmp_path / "x.csv", store=store, bundled="binance")
 
 
 def test_explicit_file_wins(tmp_path):
@@ -131,7 +154,7 @@ def test_empty_store_downloads_daily_btcusd(tmp_path):
     assert store.list()[0].exchange == "bitstamp"
 
 
-def test_offline_falls_back_to_the_sample_with_a_notice(tmp_path):
+def test_offline_falls_back_to_the_bundled_binance_data(tmp_path):
     store = DataStore(tmp_path)
     msgs: list[str] = []
     with responses.RequestsMock() as rs:
@@ -140,17 +163,19 @@ def test_offline_falls_back_to_the_sample_with_a_notice(tmp_path):
         t = time.perf_counter()
         got, origin = resolve_default_data(store=store, echo=msgs.append, progress=False)
         assert time.perf_counter() - t < 10
-    assert origin.kind == "sample" and origin.notice == SAMPLE_NOTICE
-    assert len(got) == 156
+    assert origin.kind == "bundled" and len(got) == 3243
+    assert got.index[-1] == pd.Timestamp("2026-07-03", tz="UTC")
     assert any("could not reach bitstamp" in m for m in msgs)
-    assert msgs[-1] == SAMPLE_NOTICE
-    assert "MONTHLY" in SAMPLE_NOTICE and "btc-backtest data download" in SAMPLE_NOTICE
+    assert msgs[-1].startswith("data: bundled real data: Binance spot BTC/USDT daily")
+    assert msgs[-1].endswith("(download failed)")
     assert store.list() == []
 
 
-def test_no_download_allowed_uses_the_sample(tmp_path):
+def test_no_download_allowed_uses_the_bundled_data(tmp_path):
     msgs: list[str] = []
     got, origin = resolve_default_data(store=DataStore(tmp_path), allow_download=False,
                                        echo=msgs.append)
-    assert origin.kind == "sample" and len(got) == 156 and msgs == [SAMPLE_NOTICE]
-    assert "none stored yet" in describe_default(DataStore(tmp_path))
+    assert origin.kind == "bundled" and len(got) == 3243
+    assert msgs == [f"data: {dataset().label()} (offline: no download tried)"]
+    info = describe_default(DataStore(tmp_path))
+    assert "none stored yet" in info and "2017-08-17 -> 2026-07-03" in info

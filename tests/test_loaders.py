@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from data import DataError, check_canonical, detect_format, load, parse_timeframe
 from data.loaders import FORMATS
 from data.validate import ValidationReport
-from tests.conftest import shared_path
+from tests.conftest import real_path
 
 FORMATS_DIR = Path(__file__).parent / "data" / "formats"
 
@@ -254,17 +254,17 @@ def test_load_options_pass_through():
 # --- the real files in ../shared/data --------------------------------------------------------
 
 REAL = [
-    ("btc_usd_1d_binance.csv", 3243, "1d", "2017-08-17", "2026-07-03"),
-    ("btc_usd_1d_bitstamp.csv", 5121, "1d", "2011-08-19", "2025-08-25"),
-    ("btc_usd_1h_binance.csv.gz", 44283, "1h", "2021-06-01 00:00", "2026-06-20 09:00"),
-    ("btc_usd_2h_bitstamp.csv.gz", 61464, "2h", "2011-08-18 12:00", "2025-08-26 10:00"),
+    ("1d_binance", 3243, "1d", "2017-08-17", "2026-07-03"),
+    ("1d_bitstamp", 5121, "1d", "2011-08-19", "2025-08-25"),
+    ("1h_binance", 3666, "1h", "2021-06-01 00:00", "2021-10-31 23:00"),
+    ("2h_bitstamp", 372, "2h", "2015-01-01 00:00", "2015-01-31 22:00"),
 ]
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize(("name", "rows", "tf", "start", "end"), REAL, ids=[r[0] for r in REAL])
-def test_real_files_load_and_validate(name, rows, tf, start, end):
-    path = shared_path(name)
+@pytest.mark.parametrize(("key", "rows", "tf", "start", "end"), REAL, ids=[r[0] for r in REAL])
+def test_real_files_load_and_validate(key, rows, tf, start, end):
+    path = real_path(key)
     df = load(path)
     check_canonical(df)
     report = df.attrs["validation"]
@@ -281,27 +281,33 @@ def test_real_files_load_and_validate(name, rows, tf, start, end):
 
 
 @pytest.mark.shared_data
-def test_real_hourly_file_has_exactly_the_seven_missing_hours():
-    df = load(shared_path("btc_usd_1h_binance.csv.gz"))
+def test_real_hourly_files_have_exactly_the_missing_hours():
+    # SOURCES.md: 2021-08-13 02:00-05:00, 2021-09-29 07:00-08:00 and 2023-03-24 13:00 are missing.
+    df = load(real_path("1h_binance"))
     report = df.attrs["validation"]
     ts = pd.Timestamp
     assert report.gaps == [
         (ts("2021-08-13 02:00Z"), ts("2021-08-13 05:00Z"), 4),
         (ts("2021-09-29 07:00Z"), ts("2021-09-29 08:00Z"), 2),
-        (ts("2023-03-24 13:00Z"), ts("2023-03-24 13:00Z"), 1),
     ]
-    assert report.missing_bars == 7
-    assert report.zero_volume == 1  # the 2023-03-24 12:00 halt bar: legitimate
-    with pytest.raises(DataError, match=r"3 gap\(s\) in the 1h bars, 7 missing bar\(s\)"):
-        load(shared_path("btc_usd_1h_binance.csv.gz"), gaps="error")
+    assert report.missing_bars == 6 and report.zero_volume == 0
+    with pytest.raises(DataError, match=r"2 gap\(s\) in the 1h bars, 6 missing bar\(s\)"):
+        load(real_path("1h_binance"), gaps="error")
+    halt = load(real_path("1h_binance_halt")).attrs["validation"]
+    assert halt.gaps == [(ts("2023-03-24 13:00Z"), ts("2023-03-24 13:00Z"), 1)]
+    assert halt.zero_volume == 1  # the 2023-03-24 12:00 halt bar: legitimate
 
 
 @pytest.mark.shared_data
 def test_real_bitstamp_2h_file_has_no_gaps_and_its_fill_bars_are_fine():
-    df = load(shared_path("btc_usd_2h_bitstamp.csv.gz"), gaps="error")
+    df = load(real_path("2h_bitstamp"), gaps="error")
     report = df.attrs["validation"]
     assert report.gaps == [] and report.warnings == []
-    assert report.zero_volume == 2430  # SOURCES.md: 2,430 zero-volume fill bars
+    # SOURCES.md: 53 zero-volume fill bars from 2015-01-05 10:00 to 2015-01-09 18:00.
+    assert report.zero_volume == 53
+    flat = df.index[df["volume"] == 0]
+    assert flat[0] == pd.Timestamp("2015-01-05 10:00Z")
+    assert flat[-1] == pd.Timestamp("2015-01-09 18:00Z")
 
 
 # --- property: valid frames round-trip through CSV and Parquet unchanged ----------------------

@@ -12,7 +12,6 @@ import pandas as pd
 import pytest
 
 from backtests.reports.html import (
-    MAX_CANDLES,
     _down_ohlc,
     _log_ticks,
     display_timeframe,
@@ -264,16 +263,17 @@ def test_report_from_saved_results(daily, tmp_path):
 
 
 def test_hourly_data_is_downsampled_for_display_only(tmp_path):
-    hourly = real("1h_binance")
+    hourly = real("1h_binance")  # 3,666 real hourly bars: a lower cap makes them too many
+    cap = 1500
     result = make_result(hourly, n_trades=40)
-    tf = display_timeframe(hourly)
+    tf = display_timeframe(hourly, max_candles=cap)
     assert tf is not None and pd.Timedelta(tf) > pd.Timedelta("1h")
-    path = render_html([result], tmp_path / "hourly.html")
+    path = render_html([result], tmp_path / "hourly.html", max_candles=cap)
     text = path.read_text(encoding="utf-8")
     page = Page(text)
     price = next(v for k, v in page.figures().items() if k.endswith("-price"))
     candles = next(t for t in price["data"] if t["type"] == "candlestick")
-    assert len(candles["x"]) <= MAX_CANDLES
+    assert len(candles["x"]) <= cap < len(hourly)
     assert "Display downsampled" in text
     assert page.trade_rows == {result.strategy: len(result.trades)}  # trade list complete
     assert path.stat().st_size < 8_000_000  # plotly.js is ~4.8 MB of it

@@ -72,7 +72,7 @@ def test_hourly_aggregates_to_the_published_daily_file() -> None:
     complete = counts[counts == 24].index
     ref = real("1d_binance")
     common = complete.intersection(ref.index)
-    assert len(common) > 1800
+    assert len(common) == 153 - 2  # June-October 2021 less the two days with missing hours
     for col in ("open", "high", "low", "close"):
         np.testing.assert_array_equal(daily.loc[common, col], ref.loc[common, col])
     np.testing.assert_allclose(daily.loc[common, "volume"], ref.loc[common, "volume"], rtol=1e-9)
@@ -84,7 +84,7 @@ def test_bitstamp_two_hour_to_daily_reproduces_the_daily_file() -> None:
     daily = resample(two_h, "1d")
     ref = real("1d_bitstamp")
     common = daily.index.intersection(ref.index)
-    assert len(common) == len(ref)
+    assert len(common) == 31  # every day of January 2015
     for col in ("open", "high", "low", "close"):
         np.testing.assert_array_equal(daily.loc[common, col], ref.loc[common, col])
     # The daily file's volume was rounded to 8 decimals.

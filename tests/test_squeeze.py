@@ -17,7 +17,7 @@ from backtests.engines import fast as engine_fast
 from backtests.squeeze import leverage_survival
 from data.frame import DataError
 from indicators.liquidation import MarginModel, Tier, liquidation_prices, load_tiers, survival
-from tests.conftest import shared_path
+from tests.conftest import real_path
 from tests.test_engine_fast import bars, sig
 
 FLAT = MarginModel.flat(0.005)
@@ -103,7 +103,7 @@ def test_kernel_matches_brute_force_scan(seed):
 
 
 def _binance_daily() -> pd.DataFrame:
-    raw = pd.read_csv(shared_path("btc_usd_1d_binance.csv"), index_col="timestamp")
+    raw = pd.read_csv(real_path("1d_binance"), index_col="timestamp")
     raw.index = pd.to_datetime(raw.index, utc=True).as_unit("ns")
     raw.index.name = "timestamp"
     raw.attrs["timeframe"] = "1d"
@@ -182,7 +182,7 @@ def test_engines_liquidate_at_the_predicted_bars(engine):
 
 @pytest.mark.shared_data
 def test_cli_json_and_text():
-    data = str(shared_path("btc_usd_1d_binance.csv"))
+    data = str(real_path("1d_binance"))
     runner = CliRunner()
     out = runner.invoke(main, ["squeeze", "--data", data, "--from", "2026-01-31", "--to",
                                "2026-02-01", "--json"])
@@ -208,6 +208,6 @@ def test_cli_json_and_text():
     (["--maintenance", "0.7"], "maintenance rate"),
 ])
 def test_cli_bad_input_is_one_line(args, msg):
-    data = str(shared_path("btc_usd_1d_binance.csv"))
+    data = str(real_path("1d_binance"))
     out = CliRunner().invoke(main, ["squeeze", "--data", data, *args])
     assert out.exit_code == 2 and msg in out.output

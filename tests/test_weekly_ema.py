@@ -17,7 +17,8 @@ from indicators import htf_ema, htf_ema_warmup, weekly_ema
 from indicators.htf import _ema_step
 from tests.lookahead import assert_causal, calendar_cut_points, ohlc_frame, ohlc_paths
 
-REAL = [("btc_daily_bitstamp", 200), ("btc_daily", 50), ("btc_hourly", 50), ("btc_2h", 200)]
+# The intraday fixtures are real slices (tests/data/real): 22 weeks of hourly, 5 of 2-hour bars.
+REAL = [("btc_daily_bitstamp", 200), ("btc_daily", 50), ("btc_hourly", 8), ("btc_2h", 2)]
 
 
 def pandas_reference_closed(df: pd.DataFrame, period: int) -> pd.Series:
@@ -51,7 +52,7 @@ def test_closed_equals_pandas_reference(request, fixture, period):
     ref = pandas_reference_closed(df, period)
     assert ours.index.equals(df.index) and ours.name == f"ema_{period}_1w"
     np.testing.assert_array_equal(np.isnan(ours.to_numpy()), np.isnan(ref.to_numpy()))
-    assert ours.notna().sum() > 1000  # long enough to really have values
+    assert ours.notna().sum() > len(df) / 3  # long enough to really have values
     # pandas' ewm and its pairwise-summed seed may differ from TA-Lib in the last bits only.
     np.testing.assert_allclose(ours.to_numpy(), ref.to_numpy(), rtol=1e-9, atol=0)
 
@@ -90,7 +91,7 @@ def test_developing_on_last_bar_of_week_equals_next_weeks_closed_value(request, 
 
 @pytest.mark.shared_data
 def test_developing_moves_with_the_current_close(btc_hourly):
-    period = 50
+    period = 8
     closed = weekly_ema(btc_hourly, period)
     dev = weekly_ema(btc_hourly, period, mode="developing")
     c = btc_hourly["close"]
@@ -294,7 +295,7 @@ def _weekly_cuts(df: pd.DataFrame) -> list:
 
 
 @pytest.mark.shared_data
-@pytest.mark.parametrize(("fixture", "period"), [("btc_daily_bitstamp", 200), ("btc_hourly", 50)])
+@pytest.mark.parametrize(("fixture", "period"), [("btc_daily_bitstamp", 200), ("btc_hourly", 8)])
 @pytest.mark.parametrize("mode", ["closed", "developing"])
 def test_truncation_on_real_data(request, fixture, period, mode):
     df = request.getfixturevalue(fixture)

@@ -153,6 +153,7 @@ def import_cmd(ctx: click.Context, file: Path, fmt: str | None, exchange: str | 
 @click.pass_context
 def info_cmd(ctx: click.Context, data_dir: Path | None) -> None:
     """What is stored (span, rows, gaps), and what the default data is."""
+    from data.bundled import datasets
     from data.default import describe_default
 
     store = _store(ctx, data_dir)
@@ -173,6 +174,13 @@ def info_cmd(ctx: click.Context, data_dir: Path | None) -> None:
         widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
         for r in [header, *rows]:
             click.echo("  " + "  ".join(str(v).ljust(w) for v, w in zip(r, widths, strict=True)))
+    click.echo("bundled with the package (real daily candles, SHA-256 checked on load; "
+               "select with --dataset NAME):")
+    for key, ds in datasets().items():
+        click.echo(f"  {key:<9} {ds.exchange} {ds.symbol} {ds.timeframe}, {ds.start} -> "
+                   f"{ds.end}, {ds.rows:,} rows  {ds.path}")
+        click.echo(f"            origin {ds.origin['repository']} ({ds.origin['path']}); "
+                   f"terms: {ds.licence}")
     click.echo(describe_default(store))
 
 

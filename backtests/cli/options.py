@@ -4,8 +4,8 @@
   with the dataclass default as the option default: the command line and the API cannot drift
   (``tests/test_cli_options.py`` checks every one).
 * :func:`data_options` declares where candles come from (``--data``, ``--data-dir``,
-  ``--timeframe``, ``--offline``, and ``--start``/``--end`` unless ``dates=False``); the data
-  themselves are chosen by :func:`data.select.select_candles`.
+  ``--timeframe``, ``--dataset``, ``--offline``, and ``--start``/``--end`` unless
+  ``dates=False``); the data themselves are chosen by :func:`data.select.select_candles`.
 * :func:`strategy_params` is the one ``--param KEY=VALUE`` parser, built on
   :meth:`strategies.base.Param.coerce`.
 """
@@ -88,7 +88,7 @@ def config_from_options(options: dict[str, Any]) -> BacktestConfig:
 
 def data_options(*, dates: bool = True) -> Decorator:
     """Add the options that choose the candles: ``data_file``, ``data_dir``, ``timeframe``,
-    ``offline`` (and ``start``, ``end`` when ``dates``), the arguments of
+    ``dataset``, ``offline`` (and ``start``, ``end`` when ``dates``), the arguments of
     :func:`data.select.select_candles`."""
     options = [
         click.option("--data", "data_file", type=click.Path(dir_okay=False), default=None,
@@ -98,8 +98,12 @@ def data_options(*, dates: bool = True) -> Decorator:
                      help="Local candle store (env BTC_BACKTEST_DATA)."),
         click.option("--timeframe", default=None,
                      help="Resample to this timeframe first (e.g. 4h, 1d, 1w)."),
+        click.option("--dataset", type=click.Choice(("binance", "bitstamp")), default=None,
+                     help="A real daily series shipped with the package: binance (BTC/USDT "
+                          "2017-08-17 -> 2026-07-03) or bitstamp (BTC/USD 2011-08-19 -> "
+                          "2025-08-25)."),
         click.option("--offline", is_flag=True,
-                     help="Never download; use the store or the bundled sample."),
+                     help="Never download; use the store or the bundled real daily data."),
     ]
     if dates:
         options += [

@@ -137,7 +137,8 @@ _started = False
 @click.option("--no-png", is_flag=True, help="Skip the PNG charts.")
 @click.option("--open", "open_report", is_flag=True, help="Open the HTML report when done.")
 def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_file: str | None,
-                data_dir: str | None, timeframe: str | None, offline: bool, start: str | None,
+                data_dir: str | None, timeframe: str | None, offline: bool,
+                dataset: str | None, start: str | None,
                 end: str | None, out_dir: str | None, no_png: bool, open_report: bool,
                 **config: Any) -> None:
     """Backtest strategies on BTC data and write an HTML + PNG report (the main job)."""
@@ -152,7 +153,8 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
     if not _started:  # a process's first command pays the imports; later ones do not
         timings.startup = t0 - backtests.IMPORTED_AT
         _started = True
-    df, origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
+    df, origin = select_candles(data_file, data_dir, timeframe, start, end,
+                                offline=offline, dataset=dataset,
                                 echo=announce)
     timings.load = time.perf_counter() - t0
     click.echo(f"data: {origin}: {len(df):,} bars {df.index[0]:%Y-%m-%d} -> "
@@ -192,13 +194,13 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @data_options(dates=False)
 def outlook_command(at: str | None, as_json: bool, data_file: str | None, data_dir: str | None,
-                    timeframe: str | None, offline: bool) -> None:
+                    timeframe: str | None, offline: bool, dataset: str | None) -> None:
     """The technical outlook (levels, RSI, 200-week EMA, trend) as of a date."""
     import json
 
     from indicators.outlook import outlook
 
-    df, _origin = select_candles(data_file, data_dir, timeframe, offline=offline,
+    df, _origin = select_candles(data_file, data_dir, timeframe, offline=offline, dataset=dataset,
                                  echo=announce)
     when = parse_time(at, "--at")
     if when is not None and not (df.index[0] <= when):

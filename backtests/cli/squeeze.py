@@ -67,7 +67,8 @@ def margin_model(maintenance: float | None, tiers: str | None, notional: float,
               help="Print a JSON array: one object per entry bar and side (or per leverage "
                    "and side with --curve).")
 def squeeze_command(data_file: str | None, data_dir: str | None, timeframe: str | None,
-                    offline: bool, start: str | None, end: str | None, until: str | None,
+                    offline: bool,
+                    dataset: str | None, start: str | None, end: str | None, until: str | None,
                     horizon: str | None, side: str, maintenance: float | None,
                     tiers: str | None, notional: float, entry_fee: float,
                     liquidation_fee: float, show_curve: bool, rows: int,
@@ -88,7 +89,8 @@ def squeeze_command(data_file: str | None, data_dir: str | None, timeframe: str 
             raise click.BadParameter(f"{horizon!r} is not a duration; use e.g. 30D or 12h",
                                      param_hint="--horizon") from None
     model = margin_model(maintenance, tiers, notional, entry_fee, liquidation_fee)
-    df, _origin = select_candles(data_file, data_dir, timeframe, offline=offline, echo=announce)
+    df, _origin = select_candles(data_file, data_dir, timeframe,
+                                 offline=offline, dataset=dataset, echo=announce)
     res = leverage_survival(df, start, end, horizon=span, until=until, side=side, model=model)
     if show_curve:
         curve = res.curve()

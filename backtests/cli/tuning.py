@@ -192,6 +192,7 @@ _space_options = [
 def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed: int,
           params: tuple[str, ...], metric: str, workers: int | None, scheduler: str | None,
           data_file: str | None, data_dir: str | None, timeframe: str | None, offline: bool,
+          dataset: str | None,
           start: str | None, end: str | None, out_dir: str | None, top: int,
           x_param: str | None, y_param: str | None, **config: Any) -> None:
     """Backtest STRATEGY over a parameter grid or random sets; rank, judge (DSR, PBO), save."""
@@ -202,7 +203,8 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
     metric = _metric(metric)
     space = parameter_space(cls, grid_specs, n_random, seed, params)
     cfg = config_from_options(config)
-    df, _origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
+    df, _origin = select_candles(data_file, data_dir, timeframe, start, end,
+                                 offline=offline, dataset=dataset,
                                  echo=announce)
     where = f"dask {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
     click.echo(f"sweep: {cls.name}, {len(space)} parameter sets, {len(df)} bars, {where}",
@@ -338,7 +340,8 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
                 params: tuple[str, ...], metric: str, workers: int | None,
                 scheduler: str | None, train: int | str, test: int | str,
                 step: int | str | None, anchored: bool, data_file: str | None,
-                data_dir: str | None, timeframe: str | None, offline: bool, start: str | None,
+                data_dir: str | None, timeframe: str | None, offline: bool,
+                dataset: str | None, start: str | None,
                 end: str | None, out_dir: str | None, **config: Any) -> None:
     """Walk-forward STRATEGY: on each training window pick the best parameter set (of --grid or
     --random) by --metric, trade it on the following test window, and stitch the
@@ -351,7 +354,8 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     metric = _metric(metric)
     space = parameter_space(cls, grid_specs, n_random, seed, params)
     cfg = config_from_options(config)
-    df, origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
+    df, origin = select_candles(data_file, data_dir, timeframe, start, end,
+                                offline=offline, dataset=dataset,
                                 echo=announce)
     try:
         wins = make_windows(df.index, train, test, anchored, step)
@@ -404,7 +408,7 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
 @config_options(exclude=("engine",))
 @click.option("--no-trades", is_flag=True, help="Compare signals and indicators only.")
 def audit(strategy: str, data_file: str | None, data_dir: str | None, timeframe: str | None,
-          offline: bool, start: str | None, end: str | None, cuts: int,
+          offline: bool, dataset: str | None, start: str | None, end: str | None, cuts: int,
           params: tuple[str, ...], no_trades: bool, **config: Any) -> None:
     """Check STRATEGY for look-ahead: re-run it on truncated data and report every signal,
     indicator value or trade that changes when the future is removed (exit 1 if any)."""
@@ -416,7 +420,8 @@ def audit(strategy: str, data_file: str | None, data_dir: str | None, timeframe:
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--param") from None
     cfg = config_from_options(config)
-    df, _origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
+    df, _origin = select_candles(data_file, data_dir, timeframe, start, end,
+                                 offline=offline, dataset=dataset,
                                  echo=announce, min_bars=3)
     rep = run_audit(df, strat, cut_points=cuts, config=cfg,
                     check_trades=not no_trades)
