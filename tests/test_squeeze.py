@@ -211,3 +211,51 @@ def test_cli_bad_input_is_one_line(args, msg):
     data = str(real_path("1d_binance"))
     out = CliRunner().invoke(main, ["squeeze", "--data", data, *args])
     assert out.exit_code == 2 and msg in out.output
+
+
+# --- liquidation map and charts ---------------------------------------------------------------
+
+
+def test_liquidation_map_weights_and_live_levels():
+    from backtests.squeeze import liquidation_map
+
+    df = bars([(100, 100, 100, 100), (100, 101, 99, 100), (100, 100, 94, 95),
+               (95, 96, 94, 95)])
+    df["volume"] = [1.0, 2.0, 3.0, 4.0]
+    lm = liquidation_map(df, window="2D", leverages=(10.0, 20.0), model=FLAT)
+    lv = lm.levels.set_index(["entry_time", "side", "leverage"])
+    # the window holds the last two bars (opened after 2024-01-02 00:00): entries at 95 and 95
+    assert sorted(set(lm.levels["entry_time"])) == list(df.index[2:])
+    row = lv.loc[(df.index[2], "long", 20.0)]
+    assert row["liquidation_price"] == pytest.approx(95 * (1 - 1 / 20) / 0.995)  # 90.70
+    assert row["weight"] == pytest.approx(3 * 95 / 2)  # quote volume split over 2 leverages
+    # entry at bar 2's close 95, 20x long liq 90.70: bar 3's low 94 does not reach it -> alive
+    assert row["alive"]
+    # the 20x short from bar 2 (liq 95*1.05/1.005 = 99.25 > high 96) is alive too
+    assert lv.loc[(df.index[2], "short", 20.0), "alive"]
+    strip = lm.strip(bins=4)
+    live = lm.levels[lm.levels["alive"]]
+    assert strip["long"].sum() + strip["short"].sum() == pytest.approx(live["weight"].sum())
+
+
+def test_liquidation_map_drops_positions_already_liquidated():
+    from backtests.squeeze import liquidation_map
+
+    df = bars([(100, 100, 100, 100), (100, 100, 100, 100), (100, 100, 80, 85)])
+    lm = liquidation_map(df, window="3D", leverages=(2.0, 10.0), model=FLAT)
+    lv = lm.levels.set_index(["entry_time", "side", "leverage"])["alive"]
+    assert not lv[(df.index[0], "long", 10.0)]  # 90.45 was crossed by the 80 low
+    assert lv[(df.index[0], "long", 2.0)]       # 50.25 was not
+    assert lv[(df.index[2], "long", 10.0)]      # opened at the last close: nothing after it
+
+
+@pytest.mark.shared_data
+def test_cli_png_charts(tmp_path):
+    data = str(shared_path("btc_usd_1d_binance.csv"))
+    out = CliRunner().invoke(main, ["squeeze", "--data", data, "--from", "2026-01-01", "--to",
+                                    "2026-02-28", "--png", str(tmp_path)])
+    assert out.exit_code == 0, out.output
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["liquidation_map.png", "safe_leverage.png", "survival_long.png",
+                     "survival_short.png"]
+    assert all((tmp_path / n).stat().st_size > 20_000 for n in names)

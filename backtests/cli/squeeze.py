@@ -11,13 +11,17 @@ Examples::
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 import pandas as pd
 
 from backtests.cli.options import announce, data_options
-from backtests.squeeze import leverage_survival
-from data.select import select_candles
+from backtests.squeeze import SqueezeResult, leverage_survival
+from backtests.squeeze.liqmap import liquidation_map
+from data.select import parse_time, select_candles, slice_dates
+from indicators.htf import weekly_ema
+from indicators.levels import support_resistance
 from indicators.liquidation import DEFAULT_NOTIONAL, MarginModel, load_tiers
 
 
@@ -63,6 +67,9 @@ def margin_model(maintenance: float | None, tiers: str | None, notional: float,
               help="Print the safe-leverage curve (1x..100x) instead of the entries.")
 @click.option("--rows", type=click.IntRange(1), default=40, show_default=True,
               help="Text table: at most this many entries (the lowest surviving leverage).")
+@click.option("--png", "png_dir", type=click.Path(file_okay=False), default=None,
+              help="Also write PNG charts here: survival heatmap per side, safe-leverage "
+                   "curve, liquidation map (last 30 days up to --to) beside the price.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print a JSON array: one object per entry bar and side (or per leverage "
                    "and side with --curve).")
@@ -72,7 +79,7 @@ def squeeze_command(data_file: str | None, data_dir: str | None, timeframe: str 
                     horizon: str | None, side: str, maintenance: float | None,
                     tiers: str | None, notional: float, entry_fee: float,
                     liquidation_fee: float, show_curve: bool, rows: int,
-                    as_json: bool) -> None:
+                    png_dir: str | None, as_json: bool) -> None:
     """Maximum leverage that survived, per entry bar, with the path BTC actually took.
 
     A position is opened at each entry bar's close (isolated margin) and liquidated when a later
@@ -92,6 +99,9 @@ def squeeze_command(data_file: str | None, data_dir: str | None, timeframe: str 
     df, _origin = select_candles(data_file, data_dir, timeframe,
                                  offline=offline, dataset=dataset, echo=announce)
     res = leverage_survival(df, start, end, horizon=span, until=until, side=side, model=model)
+    if png_dir is not None:
+        for path in write_pngs(df, res, Path(png_dir), end, model):
+            click.echo(f"wrote {path}", err=True)
     if show_curve:
         curve = res.curve()
         if as_json:
@@ -111,6 +121,29 @@ def squeeze_command(data_file: str | None, data_dir: str | None, timeframe: str 
         click.echo(json.dumps(res.records(), indent=1, allow_nan=False))
     else:
         click.echo(res.text(rows=rows))
+
+
+def write_pngs(df: pd.DataFrame, res: SqueezeResult, out: Path, end: str | None,
+               model: MarginModel) -> list[Path]:
+    """The squeeze charts for ``res`` and the liquidation map as of ``end`` (default: the last
+    bar) into ``out``; returns the paths written."""
+    # matplotlib costs 0.6-2 s to import (measured with -X importtime): only when charts are
+    # asked for, not on every btc-backtest start.
+    from backtests.squeeze.plots import (
+        liquidation_map_png,
+        safe_leverage_png,
+        survival_heatmap_png,
+    )
+
+    paths = [survival_heatmap_png(res, out / f"survival_{side}.png", side)
+             for side in res.liq_bars]
+    paths.append(safe_leverage_png(res, out / "safe_leverage.png"))
+    upto = slice_dates(df, None, parse_time(end, "--to")) if end is not None else df
+    zones = support_resistance(upto, min_touches=2).table
+    paths.append(liquidation_map_png(upto, liquidation_map(upto, model=model),
+                                     out / "liquidation_map.png", zones=zones,
+                                     wema=weekly_ema(upto)))
+    return paths
 
 
 COMMANDS = [squeeze_command]
