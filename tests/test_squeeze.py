@@ -251,7 +251,7 @@ def test_liquidation_map_drops_positions_already_liquidated():
 
 @pytest.mark.shared_data
 def test_cli_png_charts(tmp_path):
-    data = str(shared_path("btc_usd_1d_binance.csv"))
+    data = str(real_path("1d_binance"))
     out = CliRunner().invoke(main, ["squeeze", "--data", data, "--from", "2026-01-01", "--to",
                                     "2026-02-28", "--png", str(tmp_path)])
     assert out.exit_code == 0, out.output
