@@ -32,7 +32,7 @@ __all__ = [
 # for ``outlook``: a function named like its module must be bound on the package before anything
 # imports the submodule, or ``from indicators import outlook`` would return the module. A module
 # that does not exist yet is skipped; any other import error is a bug and propagates.
-for _mod_name in ("pivots", "levels", "flips", "signals", "outlook"):
+for _mod_name in ("pivots", "levels", "flips", "keylevels", "signals", "outlook"):
     try:
         _mod = importlib.import_module(f"indicators.{_mod_name}")
     except ModuleNotFoundError as _exc:

@@ -8,7 +8,9 @@ The engine walks the bars once. On each bar ``b`` it
 2. advances pending breaks (acceptance closes, failed retests, reclaims, expiry) -> flip events;
 3. records retests of zones flipped on an earlier bar;
 4. starts pending breaks for zones the close of ``b`` broke through (beyond the buffer);
-5. writes the per-bar outputs (nearest zone below/above the close, nearest flipped zones).
+5. writes the per-bar outputs (nearest zone below/above the close, nearest flipped zones);
+6. on the bars marked in ``snap``, copies every live zone into the snapshot rows (the zone set
+   as of that bar's close, used to rank levels and pick targets without re-running the engine).
 
 Online clustering. A confirmed pivot at price ``p`` with tolerance ``tol`` joins the zone whose
 centre is nearest to ``p`` (ties: the lower zone) when ``|centre - p| <= tol``; otherwise it starts
@@ -155,6 +157,7 @@ def _engine(
     low,
     close,
     volume,
+    relvol,
     ph,
     phb,
     pl,
@@ -168,6 +171,7 @@ def _engine(
     confirm_closes,
     window,
     want_bars,
+    snap,
 ):  # pragma: no cover - compiled
     n = close.shape[0]
     cap = 1
@@ -186,6 +190,7 @@ def _engine(
     zlast = np.zeros(cap, np.int64)
     zkind = np.zeros(cap, np.int64)
     zvol = np.zeros(cap)
+    zrv = np.zeros(cap)  # sum of the touches' relative volumes
     zalive = np.zeros(cap, np.bool_)
     zflip = np.zeros(cap, np.int64)
     zflipbar = np.full(cap, -1, np.int64)
@@ -216,6 +221,11 @@ def _engine(
     evf = np.zeros((ecap, 5))  # level, level_low, level_high, break_close, (spare)
     evi = np.zeros((ecap, 5), np.int64)  # bar, kind, zone, break_bar, confirmed_by
     nev = 0
+    scap = 64  # snapshot rows (zones as of the bars in ``snap``), doubling like the events
+    sf = np.zeros((scap, 5))  # centre, low, high, volume, relvol sum
+    si = np.zeros((scap, 8), np.int64)  # bar, zone, touches, first, last, kind, flip, flip bar
+    ns = 0
+    do_snap = snap.shape[0] == n
 
     for b in range(n):
         # ---- 1. pivots confirmed on this bar (high first, then low) ----
@@ -263,6 +273,7 @@ def _engine(
                 zlast[z] = max(zlast[z], pbar)
                 zkind[z] |= kbit
                 zvol[z] += volume[pbar]
+                zrv[z] += relvol[pbar]
                 # absorb neighbours whose centres came within the tolerance
                 while True:
                     c = zsum[z] / zcnt[z]
@@ -301,6 +312,7 @@ def _engine(
                     zlast[z] = max(zlast[z], zlast[y])
                     zkind[z] |= zkind[y]
                     zvol[z] += zvol[y]
+                    zrv[z] += zrv[y]
                     zalive[y] = False
                 _insert(orders[0], cnts, 0, z, zsum, zcnt)
                 if zflip[z] != 0:
@@ -318,6 +330,7 @@ def _engine(
                 zlast[z] = pbar
                 zkind[z] = kbit
                 zvol[z] = volume[pbar]
+                zrv[z] = relvol[pbar]
                 zalive[z] = True
                 _insert(orders[0], cnts, 0, z, zsum, zcnt)
             c = zsum[z] / zcnt[z]
@@ -413,16 +426,19 @@ def _engine(
                 q -= 1
 
             # ---- 4. new breaks by this bar's close ----
+            # A zone holds while the close is at or beyond its near edge: the previous close
+            # inside the band (even below its centre) still had the support/resistance intact.
+            # Centres within a half-width of the previous close can qualify (maxhalf bounds it).
             if cb < cp:
-                # zones that were support at b-1 (centre <= previous close) and lie above cb
+                # zones the previous close was not below (zone low <= cp) and lie above cb
                 q0 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cb)
-                q1 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cp)
+                q1 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cp + maxhalf)
                 for q in range(q0, q1):
                     z = orders[0][q]
                     if zcnt[z] < min_touches or zflip[z] == -1 or zpend[z] == -1:
                         continue
                     zl = zmin[z] - zpad[z]
-                    if cb < zl - buf[b]:
+                    if zl <= cp and cb < zl - buf[b]:
                         zpend[z] = -1
                         zpbar[z] = b
                         zpclose[z] = cb
@@ -430,15 +446,15 @@ def _engine(
                         pend[npend] = z
                         npend += 1
             elif cb > cp:
-                # zones that were resistance at b-1 (centre > previous close) and lie below cb
-                q0 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cp)
+                # zones the previous close was not above (zone high >= cp) and lie below cb
+                q0 = _bisect_left(orders[0], cnts[0], zsum, zcnt, cp - maxhalf)
                 q1 = _bisect_left(orders[0], cnts[0], zsum, zcnt, cb)
                 for q in range(q0, q1):
                     z = orders[0][q]
                     if zcnt[z] < min_touches or zflip[z] == 1 or zpend[z] == 1:
                         continue
                     zh = zmax[z] + zpad[z]
-                    if cb > zh + buf[b]:
+                    if zh >= cp and cb > zh + buf[b]:
                         zpend[z] = 1
                         zpbar[z] = b
                         zpclose[z] = cb
@@ -505,7 +521,41 @@ def _engine(
                 fsup[b, 1] = zmin[z] - zpad[z]
                 fsup[b, 2] = zmax[z] + zpad[z]
 
+        # ---- 6. snapshot of every live zone (sorted by centre) at the requested bars ----
+        if do_snap and snap[b]:
+            need = ns + cnts[0]
+            if need > scap:
+                while scap < need:
+                    scap *= 2
+                sf2 = np.zeros((scap, 5))
+                si2 = np.zeros((scap, 8), np.int64)
+                for r in range(ns):
+                    for j in range(5):
+                        sf2[r, j] = sf[r, j]
+                    for j in range(8):
+                        si2[r, j] = si[r, j]
+                sf = sf2
+                si = si2
+            for j in range(cnts[0]):
+                z = orders[0][j]
+                if zcnt[z] < min_touches:
+                    continue
+                sf[ns, 0] = zsum[z] / zcnt[z]
+                sf[ns, 1] = zmin[z] - zpad[z]
+                sf[ns, 2] = zmax[z] + zpad[z]
+                sf[ns, 3] = zvol[z]
+                sf[ns, 4] = zrv[z]
+                si[ns, 0] = b
+                si[ns, 1] = z
+                si[ns, 2] = zcnt[z]
+                si[ns, 3] = zfirst[z]
+                si[ns, 4] = zlast[z]
+                si[ns, 5] = zkind[z]
+                si[ns, 6] = zflip[z]
+                si[ns, 7] = zflipbar[z]
+                ns += 1
+
     zones = (zsum[:nz], zcnt[:nz], zmin[:nz], zmax[:nz], zpad[:nz], zfirst[:nz], zlast[:nz],
              zkind[:nz], zvol[:nz], zalive[:nz], zflip[:nz], zflipbar[:nz], zfbbar[:nz],
-             zfbclose[:nz], zpend[:nz])
-    return sup, res, fres, fsup, flags, evf[:nev], evi[:nev], zones
+             zfbclose[:nz], zpend[:nz], zrv[:nz])
+    return sup, res, fres, fsup, flags, evf[:nev], evi[:nev], zones, sf[:ns], si[:ns]

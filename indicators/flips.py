@@ -3,9 +3,10 @@
 Zones come from :mod:`indicators.levels` (same parameters). The rule, on closes only (wicks never
 break a level), with ``buffer = buffer_atr x ATR`` (or ``buffer_pct`` % of the close):
 
-* **break**: a zone that was support on the previous bar (``centre <= previous close``) is broken
-  when a close is below ``zone low - buffer``; a resistance is broken when a close is above
-  ``zone high + buffer``. Zones with fewer than ``min_touches`` touches are ignored.
+* **break**: a zone the previous close was not below (``zone low <= previous close``: the support
+  held, even with that close inside the band) is broken when a close is below
+  ``zone low - buffer``; a zone the previous close was not above is broken upwards when a close
+  is above ``zone high + buffer``. Zones with fewer than ``min_touches`` touches are ignored.
 * **acceptance** (within ``max(retest_bars, confirm_closes)`` bars after the breaking bar):
   - ``confirm_closes`` more closes beyond the buffer  -> flip confirmed (``confirmed_by="closes"``);
   - or a failed retest: a bar reaches back into the zone (high >= zone low after a support break)
@@ -41,7 +42,7 @@ from indicators._engine import (
     EV_RETEST_S2R,
     EV_S2R,
 )
-from indicators.levels import SR_COLUMNS, LevelParams, _params, run_engine
+from indicators.levels import SR_COLUMNS, LevelParams, run_engine, takes_level_params
 
 __all__ = ["FlipResult", "flips"]
 
@@ -75,21 +76,8 @@ class FlipResult:
         return iter((self.events, self.bars))
 
 
-def flips(
-    df: pd.DataFrame,
-    left: int = 5,
-    right: int = 5,
-    tolerance_atr: float = 0.5,
-    tolerance_pct: float | None = None,
-    band_atr: float = 0.25,
-    band_pct: float | None = None,
-    atr_period: int = 14,
-    min_touches: int = 1,
-    buffer_atr: float = 0.3,
-    buffer_pct: float | None = None,
-    confirm_closes: int = 2,
-    retest_bars: int = 10,
-) -> FlipResult:
+@takes_level_params("zones", "flips")
+def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
     """Flip and retest events plus per-bar flip columns (see the module docstring for the rule).
 
     Returns:
@@ -104,12 +92,8 @@ def flips(
         support->resistance zone above the close, NaN if none) with its ``_low``/``_high`` band,
         ``flipped_support`` likewise below, ``retest_rejected``/``retest_held`` (bool)).
     """
-    p = _params(dict(left=left, right=right, tolerance_atr=tolerance_atr,
-                     tolerance_pct=tolerance_pct, band_atr=band_atr, band_pct=band_pct,
-                     atr_period=atr_period, min_touches=min_touches, buffer_atr=buffer_atr,
-                     buffer_pct=buffer_pct, confirm_closes=confirm_closes,
-                     retest_bars=retest_bars))
-    (sup, res, fres, fsup, flags, evf, evi, _zones), _atr, _piv = run_engine(df, p, True)
+    p = params
+    (sup, res, fres, fsup, flags, evf, evi, *_), _atr, _piv = run_engine(df, p, True)
     idx = df.index
     bars = pd.DataFrame(np.hstack([sup, res]), index=idx, columns=list(SR_COLUMNS))
     bars["breakdown"] = flags[:, 0]

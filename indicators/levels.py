@@ -33,8 +33,11 @@ first pivots are usable and nothing looks ahead):
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import pandas as pd
@@ -44,44 +47,143 @@ from indicators._engine import KIND_HIGH, KIND_LOW, _engine
 from indicators.core import atr as ta_atr
 from indicators.pivots import pivot_arrays
 
-__all__ = ["LevelParams", "Levels", "sr_levels", "support_resistance"]
+__all__ = ["LevelParams", "Levels", "sr_levels", "support_resistance", "takes_level_params"]
 
 SR_COLUMNS = (
     "support", "support_low", "support_high", "resistance", "resistance_low", "resistance_high"
 )
 
 
+def _param(default: object, help: str, group: str, minimum: float, kind: type = float,
+           optional: bool = False) -> object:
+    """One declared level parameter: its default, help line, group and bounds (metadata)."""
+    return field(default=default, metadata={"help": help, "group": group, "min": minimum,
+                                            "kind": kind, "optional": optional})
+
+
 @dataclass(frozen=True)
 class LevelParams:
-    """Parameters shared by levels and flips (see the module docstrings for their meaning)."""
+    """Every parameter of levels, flips and level significance, declared once.
 
-    left: int = 5
-    right: int = 5
-    tolerance_atr: float = 0.5
-    tolerance_pct: float | None = None
-    band_atr: float = 0.25
-    band_pct: float | None = None
-    atr_period: int = 14
-    min_touches: int = 1
-    buffer_atr: float = 0.3
-    buffer_pct: float | None = None
-    confirm_closes: int = 2
-    retest_bars: int = 10
+    The public functions (:func:`sr_levels`, :func:`support_resistance`,
+    :func:`indicators.flips.flips`, :func:`indicators.keylevels.key_levels`, ...) take the ones
+    they use as named keyword arguments (TA-Lib style) or all at once as
+    ``params=LevelParams(...)``; their signatures and the "Level parameters" section of their
+    docstrings are generated from this class (:func:`takes_level_params`). Groups: ``zones``
+    (pivots, clustering, bands), ``flips`` (breaks and their acceptance), ``rank``
+    (consolidation and significance).
+    Prices in quote currency, ATR = TA-Lib ``ATR(atr_period)``, lengths in bars.
+    """
+
+    left: int = _param(5, "bars left of a pivot that must be lower/higher", "zones", 1, int)
+    right: int = _param(5, "bars right of a pivot that confirm it (its delay)", "zones", 0, int)
+    tolerance_atr: float = _param(0.5, "a pivot joins a zone within this many ATRs of its "
+                                  "centre", "zones", 0)
+    tolerance_pct: float | None = _param(None, "the same tolerance in % of the pivot price "
+                                         "(overrides tolerance_atr)", "zones", 0, optional=True)
+    band_atr: float = _param(0.25, "zone band: member pivots +- this many ATRs", "zones", 0)
+    band_pct: float | None = _param(None, "the band pad in % of the pivot price (overrides "
+                                    "band_atr)", "zones", 0, optional=True)
+    atr_period: int = _param(14, "ATR period, bars", "zones", 1, int)
+    min_touches: int = _param(1, "zones with fewer member pivots are ignored", "zones", 1, int)
+    buffer_atr: float = _param(0.3, "a close must clear the zone by this many ATRs to break it",
+                               "flips", 0)
+    buffer_pct: float | None = _param(None, "the break buffer in % of the close (overrides "
+                                      "buffer_atr)", "flips", 0, optional=True)
+    confirm_closes: int = _param(2, "further closes beyond the buffer that confirm a flip",
+                                 "flips", 0, int)
+    retest_bars: int = _param(10, "bars a failed retest may take to confirm a flip", "flips", 1,
+                              int)
+    merge_atr: float = _param(0.1, "consolidate zones whose bands overlap or lie within this "
+                              "many ATRs", "rank", 0)
+    max_width_atr: float = _param(1.5, "a consolidated zone is never wider than this many ATRs",
+                                  "rank", 0)
+    age_bars: int = _param(180, "touches spanning at least this many bars score a point for age",
+                           "rank", 1, int)
+    volume_bars: int = _param(50, "bars in the volume average touches are compared with",
+                              "rank", 1, int)
+    heavy_volume: float = _param(1.5, "touches averaging this multiple of the volume average "
+                                 "score a point", "rank", 0)
+    wema_period: int = _param(200, "period (weeks) of the weekly EMA a zone can meet", "rank", 1,
+                              int)
+    confluence_pct: float = _param(3.0, "the weekly EMA within this % of the band is confluence "
+                                   "(2 points)", "rank", 0)
+    weekly_bars: int = _param(4, "weeks each side of a weekly swing pivot (a higher-timeframe "
+                              "level inside the band scores 2 points)", "rank", 1, int)
+    major_score: float = _param(7.0, "significance score from which a zone is major", "rank", 0)
 
     def __post_init__(self) -> None:
-        for name in ("tolerance_atr", "band_atr", "buffer_atr"):
-            v = getattr(self, name)
-            if not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
-        for name in ("tolerance_pct", "band_pct", "buffer_pct"):
-            v = getattr(self, name)
-            if v is not None and not (isinstance(v, int | float) and math.isfinite(v) and v >= 0):
-                raise ValueError(f"{name} must be None or a finite number >= 0, got {v!r}")
-        for name, lo in (("atr_period", 1), ("min_touches", 1), ("confirm_closes", 0),
-                         ("retest_bars", 1), ("left", 1), ("right", 0)):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < lo:
-                raise ValueError(f"{name} must be an integer >= {lo}, got {v!r}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            m = f.metadata
+            if v is None and m["optional"]:
+                continue
+            if m["kind"] is int:
+                ok = not isinstance(v, bool) and isinstance(v, int | np.integer)
+                what = "an integer"
+            else:
+                ok = (not isinstance(v, bool) and isinstance(v, int | float | np.number)
+                      and math.isfinite(v))
+                what = "a finite number"
+            if not ok or v < m["min"]:
+                none = "None or " if m["optional"] else ""
+                raise ValueError(f"{f.name} must be {none}{what} >= {m['min']:g}, got {v!r}")
+
+    @classmethod
+    def names(cls, *groups: str) -> tuple[str, ...]:
+        """The parameter names of ``groups`` (all when none given), in declaration order."""
+        return tuple(f.name for f in fields(cls) if not groups or f.metadata["group"] in groups)
+
+    @classmethod
+    def spec(cls, name: str) -> Mapping[str, object]:
+        """``default``, ``help``, ``min``, ``kind`` and ``optional`` of one parameter."""
+        for f in fields(cls):
+            if f.name == name:
+                return {"default": f.default, **f.metadata}
+        raise KeyError(f"no level parameter {name!r}; valid: {', '.join(cls.names())}")
+
+
+def takes_level_params(*groups: str) -> Callable:
+    """Give a function ``fn(df, ..., params: LevelParams)`` the named keyword parameters of
+    ``groups`` (declared once in :class:`LevelParams`), a matching signature and docstring.
+
+    The wrapper accepts ``params=LevelParams(...)`` and/or the individual names (they override
+    ``params``); a level parameter of another group raises ``TypeError`` naming the function.
+    """
+    names = LevelParams.names(*groups)
+
+    def deco(fn: Callable) -> Callable:
+        sig = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: object, params: LevelParams | None = None, **kw: object) -> object:
+            given = {k: kw.pop(k) for k in names if k in kw}
+            alien = sorted(set(kw) & set(LevelParams.names()))
+            if alien:
+                raise TypeError(f"{fn.__name__}() does not use level parameter(s) "
+                                f"{', '.join(alien)}; it takes {', '.join(names)}")
+            base = params if params is not None else LevelParams()
+            if not isinstance(base, LevelParams):
+                raise TypeError(f"params must be a LevelParams, got {type(base).__name__}")
+            return fn(*args, params=replace(base, **given) if given else base, **kw)
+
+        own = [p for p in sig.parameters.values() if p.name != "params"]
+        extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY,
+                                   default=LevelParams.spec(n)["default"],
+                                   annotation=LevelParams.__annotations__[n]) for n in names]
+        pos = [p for p in own if p.kind != inspect.Parameter.VAR_KEYWORD]
+        var = [p for p in own if p.kind == inspect.Parameter.VAR_KEYWORD]
+        pparam = inspect.Parameter("params", inspect.Parameter.KEYWORD_ONLY, default=None,
+                                   annotation="LevelParams | None")
+        wrapper.__signature__ = sig.replace(parameters=[*pos, *extra, pparam, *var])
+        lines = [f"    {n} (default {LevelParams.spec(n)['default']!r}): "
+                 f"{LevelParams.spec(n)['help']}" for n in names]
+        wrapper.__doc__ = ((fn.__doc__ or "").rstrip() + "\n\n    Level parameters (named, or "
+                           "all at once as ``params=LevelParams(...)``):\n\n"
+                           + "\n".join(lines) + "\n")
+        return wrapper
+
+    return deco
 
 
 def _prices(df: pd.DataFrame, name: str = "df") -> tuple[np.ndarray, ...]:
@@ -118,8 +220,25 @@ def causal_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int
     return atr
 
 
-def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool) -> tuple:
-    """Compute pivots, tolerances and run the numba engine over all of ``df``."""
+def relative_volume(volume: np.ndarray, bars: int) -> np.ndarray:
+    """Each bar's volume over the mean volume of the ``bars`` bars ending at it (causal; the
+    mean of the bars so far while fewer exist; 0 where that mean is 0: no volume data)."""
+    v = np.asarray(volume, dtype=np.float64)
+    csum = np.concatenate([[0.0], np.cumsum(v)])
+    k = np.arange(1, len(v) + 1)
+    lo = np.maximum(k - bars, 0)
+    mean = (csum[k] - csum[lo]) / (k - lo)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mean > 0, v / mean, 0.0)
+
+
+def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
+               snap: np.ndarray | None = None) -> tuple:
+    """Compute pivots, tolerances and run the numba engine over all of ``df``.
+
+    ``snap``: bool per bar, the bars whose zone set is copied out (see :mod:`indicators._engine`).
+    Returns ``(engine outputs, atr, pivots)``.
+    """
     h, lo, c, v = _prices(df)
     piv = pivot_arrays(h, lo, p.left, p.right)
     atr = causal_atr(h, lo, c, p.atr_period)
@@ -134,31 +253,17 @@ def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool) -> tuple:
         pad_h = pad_l = atr * p.band_atr
     buf = c * p.buffer_pct / 100.0 if p.buffer_pct is not None else atr * p.buffer_atr
     window = max(p.retest_bars, p.confirm_closes)
-    out = _engine(h, lo, c, v, ph, piv.pivot_high_bar, pl, piv.pivot_low_bar,
-                  np.ascontiguousarray(tol_h), np.ascontiguousarray(tol_l),
+    snap = np.zeros(0, np.bool_) if snap is None else np.ascontiguousarray(snap, dtype=np.bool_)
+    out = _engine(h, lo, c, v, relative_volume(v, p.volume_bars), ph, piv.pivot_high_bar, pl,
+                  piv.pivot_low_bar, np.ascontiguousarray(tol_h), np.ascontiguousarray(tol_l),
                   np.ascontiguousarray(pad_h), np.ascontiguousarray(pad_l),
-                  np.ascontiguousarray(buf), p.min_touches, p.confirm_closes, window, want_bars)
+                  np.ascontiguousarray(buf), p.min_touches, p.confirm_closes, window, want_bars,
+                  snap)
     return out, atr, piv
 
 
-def _params(kw: dict) -> LevelParams:
-    try:
-        return LevelParams(**kw)
-    except TypeError as e:
-        raise TypeError(f"unknown level/flip parameter: {e}") from None
-
-
-def sr_levels(
-    df: pd.DataFrame,
-    left: int = 5,
-    right: int = 5,
-    tolerance_atr: float = 0.5,
-    tolerance_pct: float | None = None,
-    band_atr: float = 0.25,
-    band_pct: float | None = None,
-    atr_period: int = 14,
-    min_touches: int = 1,
-) -> pd.DataFrame:
+@takes_level_params("zones")
+def sr_levels(df: pd.DataFrame, *, params: LevelParams) -> pd.DataFrame:
     """Per-bar nearest support and resistance zones, causal.
 
     Returns:
@@ -168,10 +273,7 @@ def sr_levels(
         such zone exists yet. Only pivots confirmed by each bar are used, so the row for bar t
         equals ``support_resistance(df, at=t).nearest_support(close[t])`` (tested).
     """
-    p = _params(dict(left=left, right=right, tolerance_atr=tolerance_atr,
-                     tolerance_pct=tolerance_pct, band_atr=band_atr, band_pct=band_pct,
-                     atr_period=atr_period, min_touches=min_touches))
-    (sup, res, *_), _, _ = run_engine(df, p, True)
+    (sup, res, *_), _, _ = run_engine(df, params, True)
     return pd.DataFrame(np.hstack([sup, res]), index=df.index, columns=list(SR_COLUMNS))
 
 
@@ -224,7 +326,7 @@ class Levels:
         return None if a.empty else a.iloc[0]
 
 
-def _cut(df: pd.DataFrame, at: object) -> pd.DataFrame:
+def cut_frame(df: pd.DataFrame, at: object) -> pd.DataFrame:
     """``df`` up to and including bar ``at`` (timestamp, date string or integer position)."""
     if at is None:
         return df
@@ -245,27 +347,20 @@ def _cut(df: pd.DataFrame, at: object) -> pd.DataFrame:
     return out
 
 
+@takes_level_params("zones", "flips")
 def support_resistance(
     df: pd.DataFrame,
-    left: int = 5,
-    right: int = 5,
-    tolerance_atr: float = 0.5,
-    tolerance_pct: float | None = None,
-    band_atr: float = 0.25,
-    band_pct: float | None = None,
-    atr_period: int = 14,
-    min_touches: int = 1,
+    *,
     round_levels: float | None = None,
     at: object = None,
     half_life: float = 365.0,
-    **flip_params: object,
+    params: LevelParams,
 ) -> Levels:
     """Support/resistance zones known at bar ``at`` (default: the last bar).
 
     ``at`` may be a timestamp, a date string or an integer position; the frame is truncated to it
-    first, so nothing after ``at`` is used. ``flip_params`` (``buffer_atr``, ``buffer_pct``,
-    ``confirm_closes``, ``retest_bars``) set the rule behind the ``flip`` column, as in
-    :func:`indicators.flips.flips`. Returns a :class:`Levels` (zones with at least
+    first, so nothing after ``at`` is used. The flip parameters set the rule behind the ``flip``
+    column, as in :func:`indicators.flips.flips`. Returns a :class:`Levels` (zones with at least
     ``min_touches`` touches, plus round-number levels if ``round_levels`` is a step in price
     units, e.g. 5000).
     """
@@ -275,15 +370,13 @@ def support_resistance(
         isinstance(round_levels, int | float) and math.isfinite(round_levels) and round_levels > 0
     ):
         raise ValueError(f"round_levels must be None or a price step > 0, got {round_levels!r}")
-    p = _params(dict(left=left, right=right, tolerance_atr=tolerance_atr,
-                     tolerance_pct=tolerance_pct, band_atr=band_atr, band_pct=band_pct,
-                     atr_period=atr_period, min_touches=min_touches, **flip_params))
-    d = _cut(df, at)
+    p = params
+    d = cut_frame(df, at)
     if d.empty:
         raise DataError("cannot compute levels on an empty frame")
     out, atr, piv = run_engine(d, p, False)
     (zsum, zcnt, zmin, zmax, zpad, zfirst, zlast, zkind, zvol, zalive, zflip, zflipbar,
-     _fb, _fc, _pend) = out[7]
+     _fb, _fc, _pend, _rv) = out[7]
     n = len(d)
     close = float(d["close"].iloc[-1])
     keep = zalive & (zcnt >= p.min_touches)

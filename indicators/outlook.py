@@ -41,7 +41,7 @@ import pandas as pd
 from data.frame import DataError
 from indicators.core import ema as ta_ema
 from indicators.core import rsi as ta_rsi
-from indicators.levels import Levels, _cut, support_resistance
+from indicators.levels import Levels, cut_frame, support_resistance
 from indicators.signals import _check_thresholds, oversold, weekly_ema_or_nan
 
 __all__ = ["Outlook", "OutlookLevel", "outlook"]
@@ -303,7 +303,7 @@ def outlook(
     if not isinstance(df.index, pd.DatetimeIndex):
         raise DataError("outlook needs a DatetimeIndex (bar open times)",
                         hint="load data through data.load() or data.to_canonical()")
-    d = _cut(df, at)
+    d = cut_frame(df, at)
     if len(d) < 2:
         raise DataError(f"outlook needs at least 2 bars up to {d.index[-1]}, got {len(d)}",
                         hint="pick a later date")

@@ -11,10 +11,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from data.frame import DataError, timeframe_length, timeframe_of
+from data.frame import DataError
 from indicators.core import atr as ta_atr
 from indicators.core import rsi as ta_rsi
 from indicators.flips import flips
+from indicators.keylevels import weekly_ema_or_nan
+from indicators.levels import LevelParams, takes_level_params
 
 __all__ = [
     "RSI_STATES",
@@ -112,46 +114,35 @@ def confluence(
     return pd.Series(ok & ~np.isnan(gap) & (w > 0), index=df.index, name="confluence")
 
 
-def weekly_ema_or_nan(df: pd.DataFrame, period: int = 200) -> pd.Series:
-    """Closed-mode weekly EMA on ``df``'s bars, or all-NaN for bars longer than a week (monthly
-    data cannot give a weekly EMA) and for frames too short to seed it (NaN, not an error)."""
-    from indicators.htf import weekly_ema
-
-    name = f"wema{period}"
-    if len(df) < 2 and not df.attrs.get("timeframe"):
-        return pd.Series(np.nan, index=df.index, name=name)  # no bar length to go by
-    if timeframe_length(timeframe_of(df)) > pd.Timedelta(weeks=1):
-        return pd.Series(np.nan, index=df.index, name=name)
-    return weekly_ema(df, period=period, mode="closed").rename(name)
-
-
+@takes_level_params("zones", "flips", "rank")
 def signal_frame(
     df: pd.DataFrame,
+    *,
     rsi_period: int = 14,
     rsi_oversold: float = 30.0,
     rsi_deep: float = 20.0,
     rsi_overbought: float = 70.0,
-    wema_period: int = 200,
-    confluence_pct: float = 3.0,
-    **level_params: object,
+    params: LevelParams,
 ) -> pd.DataFrame:
     """Every per-bar column the strategies need, causal, on ``df.index``.
 
     Columns: ``close``, ``rsi`` (TA-Lib Wilder RSI), ``rsi_state`` (:func:`oversold`),
-    ``wema200`` (closed-mode weekly EMA, named after ``wema_period``; NaN without enough weekly
-    history or for bars longer than a week), the six S/R columns, ``dist_support_pct`` and
-    ``dist_resistance_pct`` (close vs the zone centre, :func:`proximity_pct`), ``dist_wema_pct``,
-    ``confluence`` (:func:`confluence`), ``breakdown``, ``breakout``, ``flipped_resistance``
+    ``wema200`` (closed-mode weekly EMA, named after the ``wema_period`` level parameter; NaN
+    without enough weekly history or for bars longer than a week), the six S/R columns,
+    ``dist_support_pct`` and ``dist_resistance_pct`` (close vs the zone centre,
+    :func:`proximity_pct`), ``dist_wema_pct``, ``confluence`` (:func:`confluence` with the
+    ``confluence_pct`` level parameter), ``breakdown``, ``breakout``, ``flipped_resistance``
     (+ ``_low``/``_high``), ``flipped_support`` (+ band), ``retest_rejected``, ``retest_held``
-    and ``atr`` (TA-Lib ATR with ``level_params['atr_period']``, default 14). ``level_params``
-    go to :func:`indicators.flips.flips`.
+    and ``atr`` (TA-Lib ATR with the ``atr_period`` level parameter). The zone and flip
+    parameters go to :func:`indicators.flips.flips`.
     """
     _check_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
     close = df["close"] if "close" in df.columns else None
     if close is None:
         raise DataError("signal_frame: the frame lacks a close column",
                         hint="load data through data.load() or data.to_canonical()")
-    res = flips(df, **level_params)
+    wema_period, confluence_pct = params.wema_period, params.confluence_pct
+    res = flips(df, params=params)
     bars = res.bars
     out = pd.DataFrame(index=df.index)
     out["close"] = close.astype(np.float64)

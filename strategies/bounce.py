@@ -7,8 +7,10 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from indicators.levels import LevelParams
 from indicators.signals import signal_frame
 from strategies.base import Param, ParamConflict, Signals, Strategy
+from strategies.plan import PLAN_PARAMS, level_param, plan
 
 
 def _rolling_any(x: np.ndarray, window: int) -> np.ndarray:
@@ -30,11 +32,13 @@ class OversoldBounce(Strategy):
       close);
     * ``trigger="either"``: either of them.
 
-    Long entry at the next open. Stop: below the lowest low of the setup window, or below the
-    support zone's low when that is lower, minus ``stop_atr`` x ATR. Target: the nearest
-    resistance above the close (the lower edge of the nearer of the resistance zone and the
-    nearest flipped support->resistance zone) or, when none, ``target_r`` x the risk; skipped when
-    the reward/risk at the close is below ``min_rr``. Optional time stop (``max_bars``) and exit
+    Long entry at the next open. Stop (``stop_at``): below the lowest low of the setup window,
+    or below the support zone's low when that is lower (``"setup_low"``), or below the low of the
+    support zone under the trigger close (``"zone"``: the level the bounce is from), minus
+    ``stop_atr`` x ATR. Target and entry filter: :mod:`strategies.plan` (default: the next major
+    level above at least max(1 ATR, 1 R) away, taken only when the planned reward:risk net of
+    fees is >= 1.5). The tag names the RSI state, the level the setup was at (the 200-week EMA,
+    a support zone or both) and the target's kind. Optional time stop (``max_bars``) and exit
     when the RSI turns overbought (``exit_overbought``).
     """
 
@@ -52,17 +56,16 @@ class OversoldBounce(Strategy):
         "trigger": Param("cross", "entry trigger", str,
                          choices=("cross", "bullish_close", "either")),
         "use_stop": Param(True, "place the protective stop", bool),
+        "stop_at": Param("setup_low", "stop below the setup window's low (or the zone if lower) "
+                         "or below the support zone", str, choices=("setup_low", "zone")),
         "stop_atr": Param(0.5, "stop below the setup low / support zone by this many ATRs",
                           min=0),
-        "target": Param("resistance", "take profit at the nearest resistance, an R multiple, or "
-                        "none", str, choices=("resistance", "r_multiple", "none")),
-        "target_r": Param(2.0, "target as a multiple of the risk (fallback for 'resistance')",
-                          min=0.1),
-        "min_rr": Param(0.0, "skip setups whose reward/risk at the close is below this", min=0),
+        **PLAN_PARAMS,
         "max_bars": Param(0, "time stop: exit after this many bars (0: none)", int, min=0),
         "exit_overbought": Param(False, "exit when the RSI rises above `overbought`", bool),
-        "pivot_bars": Param(5, "bars each side that confirm a pivot (left = right)", int, min=1),
-        "atr_period": Param(14, "ATR period, bars", int, min=1),
+        "pivot_bars": Param(LevelParams.spec("left")["default"], "bars each side that confirm a "
+                            "pivot (left = right)", int, min=1),
+        "atr_period": level_param("atr_period"),
     }
 
     def check(self) -> None:
@@ -72,13 +75,17 @@ class OversoldBounce(Strategy):
             raise ParamConflict(f"need deep < oversold < overbought, got deep={p.deep}, "
                                 f"oversold={p.oversold}, overbought={p.overbought}")
 
+    def level_params(self) -> LevelParams:
+        """The level parameters this strategy's zones and ranks use."""
+        p = self.p
+        return LevelParams(left=p.pivot_bars, right=p.pivot_bars, atr_period=p.atr_period,
+                           major_score=p.major_score)
+
     def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
         p = self.p
-        return signal_frame(
-            df, rsi_period=p.rsi_period, rsi_oversold=p.oversold, rsi_deep=p.deep,
-            rsi_overbought=p.overbought, left=p.pivot_bars, right=p.pivot_bars,
-            atr_period=p.atr_period,
-        )
+        return signal_frame(df, rsi_period=p.rsi_period, rsi_oversold=p.oversold,
+                            rsi_deep=p.deep, rsi_overbought=p.overbought,
+                            params=self.level_params())
 
     def indicators(self, df: pd.DataFrame) -> pd.DataFrame:
         """The :func:`~indicators.signals.signal_frame` columns this strategy reads."""
@@ -109,37 +116,34 @@ class OversoldBounce(Strategy):
         trig = {"cross": cross, "bullish_close": bullish, "either": cross | bullish}[p.trigger]
         go = setup & trig
 
-        # stop: under the setup window's low, or under the support zone if that is lower
+        # stop: under the setup window's low (or the support zone if that is lower), or under
+        # the support zone the trigger close sits on
         win_low = pd.Series(low).rolling(p.setup_bars, min_periods=1).min().to_numpy()
         sup_low = f["support_low"].to_numpy()
-        near_sup_win = _rolling_any(near_sup, p.setup_bars)
-        base = np.where(near_sup_win & (sup_low < win_low), sup_low, win_low)
+        if p.stop_at == "zone":
+            base = sup_low
+        else:
+            near_sup_win = _rolling_any(near_sup, p.setup_bars)
+            base = np.where(near_sup_win & (sup_low < win_low), sup_low, win_low)
         stop = base - p.stop_atr * atr
         go &= np.isfinite(stop) & (stop > 0) & (stop < close)
-        risk = close - stop
 
-        res = f["resistance_low"].to_numpy()
-        fres = f["flipped_resistance_low"].to_numpy()
-        with np.errstate(invalid="ignore"):
-            cands = np.where(res > close, res, np.inf)
-            cands = np.minimum(cands, np.where(fres > close, fres, np.inf))
-        r_target = close + p.target_r * risk
-        if p.target == "resistance":
-            target = np.where(np.isfinite(cands), cands, r_target)
-        elif p.target == "r_multiple":
-            target = r_target
-        else:
-            target = np.full(n, np.nan)
-        if p.min_rr > 0:
-            with np.errstate(invalid="ignore"):
-                reward = np.where(np.isnan(target), np.inf, target - close)
-                go &= reward >= p.min_rr * risk
+        pl = plan(df, go, 1, stop, atr, p, self.level_params())
+        go &= pl.take
 
         entry = np.where(go, 1, 0).astype(np.int8)
         exit_ = (rsi > p.overbought) if p.exit_overbought else np.zeros(n, dtype=bool)
         stop = np.where(go & p.use_stop, stop, np.nan)
-        target = np.where(go, target, np.nan)
+        target = np.where(go, pl.target, np.nan)
         deep_now = _rolling_any(rsi < p.deep, p.setup_bars)
-        tags = np.where(go, np.where(deep_now, "deeply_oversold", "oversold"), None)
+        at_wema = _rolling_any(weak & near_wema, p.setup_bars)
+        at_sup = _rolling_any(weak & near_sup, p.setup_bars)
+        tags = np.full(n, None, dtype=object)
+        for b in np.flatnonzero(go):
+            where = " and ".join(w for w, ok in (("200w EMA", at_wema[b]), ("support", at_sup[b]))
+                                 if ok)
+            tags[b] = (f"{'deeply_oversold' if deep_now[b] else 'oversold'} at {where} -> "
+                       f"{pl.why[b]}")
+        f["planned_rr"] = np.where(go, pl.rr, np.nan)
         return Signals(entry=entry, exit=exit_, stop=stop, target=target,
-                       max_bars=p.max_bars, tags=tags.astype(object), indicators=f)
+                       max_bars=p.max_bars, tags=tags, indicators=f)

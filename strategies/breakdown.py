@@ -7,8 +7,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from indicators.keylevels import level_history
+from indicators.levels import LevelParams
 from indicators.signals import signal_frame
 from strategies.base import Param, Signals, Strategy
+from strategies.plan import PLAN_PARAMS, level_param, plan
 
 
 def _band_gap_pct(lo: np.ndarray, hi: np.ndarray, ref: np.ndarray) -> np.ndarray:
@@ -26,13 +29,14 @@ class Breakdown(Strategy):
     * **breakdown**: the close confirms a support->resistance flip (close below the zone low minus
       ``buffer_atr`` x ATR, accepted by ``confirm_closes`` more closes or a failed retest). It
       emits a short entry (``-1``): in long-only mode the engines treat it as the exit of a long;
-      in short/both mode it opens (or reverses into) a short. Stop: the flipped zone's high plus
-      ``stop_atr`` x ATR. Target: the next support below (``target="support"``, falling back to
-      the R multiple when there is none) or ``target_r`` x the risk from the close
-      (``"r_multiple"``) or none.
+      in short/both mode it opens (or reverses into) a short. Stop: ``stop_atr`` x ATR above the
+      flipped zone's high (``stop_at="zone_far"``: the whole zone must be reclaimed) or above its
+      low, the broken edge (``"zone_near"``: the break failed as soon as price is back in).
     * **breakout** (``trade_breakouts``): the mirror image, a resistance->support flip: long entry
-      (an exit for shorts in short-only mode), stop below the flipped zone's low, target the next
-      resistance above or an R multiple.
+      (an exit for shorts in short-only mode), stop below the flipped zone.
+    * target and entry filter: :mod:`strategies.plan` (default: the next major level at least
+      max(1 ATR, 1 R) away, taken only when the planned reward:risk net of fees is >= 1.5). The
+      tag says why: the setup, the target's kind and its evidence.
     * filters: ``confluence_only`` keeps flips of a zone within ``confluence_pct`` % of the
       200-week EMA; ``volume_confirm`` wants the signal bar's volume above ``volume_mult`` x the
       mean volume of the ``volume_period`` bars before it.
@@ -40,34 +44,36 @@ class Breakdown(Strategy):
 
     name = "breakdown"
     params: ClassVar[dict[str, Param]] = {
-        "pivot_bars": Param(5, "bars each side that confirm a pivot (left = right)", int, min=1),
-        "buffer_atr": Param(0.3, "close beyond the zone by this many ATRs to break it", min=0),
-        "confirm_closes": Param(2, "further closes beyond the zone that confirm the flip", int,
-                                min=0, max=20),
-        "retest_bars": Param(10, "bars a failed retest may take to confirm the flip", int, min=1),
+        "pivot_bars": Param(LevelParams.spec("left")["default"], "bars each side that confirm a "
+                            "pivot (left = right)", int, min=1),
+        "buffer_atr": level_param("buffer_atr"),
+        "confirm_closes": level_param("confirm_closes", max=20),
+        "retest_bars": level_param("retest_bars"),
         "confluence_only": Param(False, "only flips of a zone near the 200-week EMA", bool),
-        "confluence_pct": Param(3.0, "max distance of the zone from the 200-week EMA, %", min=0),
+        "confluence_pct": level_param("confluence_pct"),
         "volume_confirm": Param(False, "require volume above its recent average", bool),
         "volume_period": Param(20, "bars in the volume average", int, min=1),
         "volume_mult": Param(1.0, "volume must exceed this multiple of its average", min=0),
         "use_stop": Param(True, "place the protective stop", bool),
+        "stop_at": Param("zone_far", "stop beyond the flipped zone's far side or its broken edge",
+                         str, choices=("zone_far", "zone_near")),
         "stop_atr": Param(1.0, "stop beyond the flipped zone by this many ATRs", min=0),
-        "target": Param("support", "take profit at the next level, an R multiple, or none", str,
-                        choices=("support", "r_multiple", "none")),
-        "target_r": Param(2.0, "target distance as a multiple of the risk (entry to stop)",
-                          min=0.1),
+        **PLAN_PARAMS,
         "trade_breakouts": Param(True, "also go long on confirmed resistance->support flips",
                                  bool),
-        "atr_period": Param(14, "ATR period, bars", int, min=1),
+        "atr_period": level_param("atr_period"),
     }
 
-    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
+    def level_params(self) -> LevelParams:
+        """The level parameters this strategy's zones, flips and ranks use."""
         p = self.p
-        return signal_frame(
-            df, left=p.pivot_bars, right=p.pivot_bars, buffer_atr=p.buffer_atr,
-            confirm_closes=p.confirm_closes, retest_bars=p.retest_bars, atr_period=p.atr_period,
-            confluence_pct=p.confluence_pct,
-        )
+        return LevelParams(left=p.pivot_bars, right=p.pivot_bars, buffer_atr=p.buffer_atr,
+                           confirm_closes=p.confirm_closes, retest_bars=p.retest_bars,
+                           atr_period=p.atr_period, confluence_pct=p.confluence_pct,
+                           major_score=p.major_score)
+
+    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        return signal_frame(df, params=self.level_params())
 
     def indicators(self, df: pd.DataFrame) -> pd.DataFrame:
         """The :func:`~indicators.signals.signal_frame` columns this strategy reads."""
@@ -97,23 +103,21 @@ class Breakdown(Strategy):
             up &= loud
 
         # stops beyond the flipped zone (NaN zone or ATR: no trade, the level is unknown)
-        stop_short = f["flipped_resistance_high"].to_numpy() + p.stop_atr * atr
-        stop_long = f["flipped_support_low"].to_numpy() - p.stop_atr * atr
+        far = p.stop_at == "zone_far"
+        stop_short = f["flipped_resistance_high" if far else "flipped_resistance_low"].to_numpy() \
+            + p.stop_atr * atr
+        stop_long = f["flipped_support_low" if far else "flipped_support_high"].to_numpy() \
+            - p.stop_atr * atr
         down &= np.isfinite(stop_short) & (stop_short > close)
         up &= np.isfinite(stop_long) & (stop_long < close) & ~down
 
-        r_short = close - p.target_r * (stop_short - close)
-        r_long = close + p.target_r * (close - stop_long)
-        if p.target == "support":
-            nxt_sup = f["support"].to_numpy()
-            nxt_res = f["resistance"].to_numpy()
-            t_short = np.where(nxt_sup < close, nxt_sup, r_short)
-            t_long = np.where(nxt_res > close, nxt_res, r_long)
-        elif p.target == "r_multiple":
-            t_short, t_long = r_short, r_long
-        else:
-            t_short = t_long = np.full(len(close), np.nan)
-        t_short = np.where(t_short > 0, t_short, np.nan)
+        levels = self.level_params()
+        hist = (level_history(df, down | up, params=levels)
+                if p.target in ("level", "flipped") else None)
+        short = plan(df, down, -1, stop_short, atr, p, levels, hist)
+        long_ = plan(df, up, 1, stop_long, atr, p, levels, hist)
+        down &= short.take
+        up &= long_.take
 
         entry = np.zeros(len(close), dtype=np.int8)
         entry[down] = -1
@@ -121,9 +125,12 @@ class Breakdown(Strategy):
         stop = np.where(down, stop_short, np.where(up, stop_long, np.nan))
         if not p.use_stop:
             stop[:] = np.nan
-        target = np.where(down, t_short, np.where(up, t_long, np.nan))
+        target = np.where(down, short.target, np.where(up, long_.target, np.nan))
         label = "_confluence" if p.confluence_only else ""
-        tags = np.where(down, "breakdown" + label,
-                        np.where(up, "breakout" + label, None)).astype(object)
+        tags = np.full(len(close), None, dtype=object)
+        for mask, setup, pl in ((down, "breakdown", short), (up, "breakout", long_)):
+            for b in np.flatnonzero(mask):
+                tags[b] = f"{setup}{label} -> {pl.why[b]}"
+        f["planned_rr"] = np.where(down, short.rr, np.where(up, long_.rr, np.nan))
         return Signals(entry=entry, exit=np.zeros(len(close), dtype=bool), stop=stop,
                        target=target, tags=tags, indicators=f)

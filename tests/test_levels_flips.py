@@ -265,3 +265,44 @@ def test_snapshot_causal_real_daily(btc_daily):
 def test_flips_causal_random(df):
     assert_causal(_flip_bars, df, cut_points=6)
     assert_causal(_flip_events, df, cut_points=6, event_time="time")
+
+
+def test_a_close_inside_the_band_still_holds_the_support():
+    # zone around 100 (pivot lows at bars 2 and 7, band 99.5..100.7 with 0.5 % pads); bar 11
+    # closes inside the band below its centre (support still holding), bar 12 closes below the
+    # band minus the buffer: the break is counted from there (confirm_closes=0: flips on bar 12)
+    h = [110, 109, 106, 106, 108, 110, 109, 105, 104, 107, 108, 103, 99.8, 99, 98]
+    lo = [108, 105, 100, 102, 104, 106, 104, 100.2, 101, 103, 104, 99.9, 97, 96, 95]
+    c = [109, 106, 102, 105, 107, 109, 105, 101, 103, 106, 105, 100, 97.5, 97, 96]
+    df = frame(h, lo, c)
+    z = support_resistance(df, at=11, **P).table
+    row = z[(z["low"] <= 100.0) & (z["high"] >= 100.0)].iloc[0]
+    assert row["low"] <= 100.0 < row["centre"]  # bar 11's close is inside, under the centre
+    ev = flips(df, **dict(F, confirm_closes=0)).events
+    s2r = ev[ev["kind"] == "support_to_resistance"]
+    assert list(s2r["bar"]) == [12] and list(s2r["break_bar"]) == [12]
+
+
+def test_level_parameters_are_declared_once():
+    import inspect
+
+    from indicators.levels import LevelParams
+
+    sig = inspect.signature(flips)
+    for name in LevelParams.names("zones", "flips"):
+        assert sig.parameters[name].default == getattr(LevelParams(), name)
+    assert "buffer_atr" not in inspect.signature(sr_levels).parameters  # zones only
+    assert "buffer_atr (default 0.3)" in flips.__doc__
+    with pytest.raises(TypeError, match="does not use level parameter"):
+        sr_levels(frame(DB_H, DB_L, DB_C), buffer_atr=1.0)
+    with pytest.raises(ValueError, match="left must be an integer >= 1"):
+        sr_levels(frame(DB_H, DB_L, DB_C), left=0)
+    with pytest.raises(ValueError, match="tolerance_pct must be None or a finite number"):
+        LevelParams(tolerance_pct=-1)
+    # params= and named values agree; named values override params=
+    df = frame(DB_H, DB_L, DB_C)
+    a = flips(df, **F).bars
+    b = flips(df, params=LevelParams(**F)).bars
+    pd.testing.assert_frame_equal(a, b)
+    c = flips(df, params=LevelParams(**F), confirm_closes=0).events
+    assert c.equals(flips(df, **dict(F, confirm_closes=0)).events)

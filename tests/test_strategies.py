@@ -43,7 +43,12 @@ def test_params_are_validated_and_coerced():
         OversoldBounce(rsi_period=1)
     with pytest.raises(ParamError, match="expects int"):
         OversoldBounce(rsi_period=14.5)
-    assert Breakdown().param_values["target"] == "support"
+    assert Breakdown().param_values["target"] == "level"
+    # level parameters come from their one declaration (LevelParams)
+    from indicators.levels import LevelParams
+    assert Breakdown.params["buffer_atr"].default == LevelParams().buffer_atr
+    assert Breakdown.params["major_score"].help == LevelParams.spec("major_score")["help"]
+    assert OversoldBounce.params["atr_period"].default == LevelParams().atr_period
 
 
 def test_conflicting_params_fail_at_construction():
@@ -91,11 +96,23 @@ def test_breakdown_rules(btc_daily):
     assert (s.stop[short] > close[short]).all() and (s.target[short] < close[short]).all()
     expected_stop = (f["flipped_resistance_high"] + f["atr"]).to_numpy()[short]
     np.testing.assert_allclose(s.stop[short], expected_stop)
-    assert set(s.tags[short]) == {"breakdown"}
+    assert all(t.startswith("breakdown -> ") for t in s.tags[short])
+    # the reward:risk floor holds at every entry, net of the planning fees
+    assert (f["planned_rr"].to_numpy()[s.entry != 0] >= 1.5).all()
+    # targets are at least 1 ATR and 1 R away from the close
+    risk = np.abs(close - s.stop)[short]
+    dist = (close - s.target)[short]
+    assert (dist >= np.maximum(f["atr"].to_numpy()[short], risk) - 1e-9).all()
     # confluence filter keeps a subset
     c = Breakdown(confluence_only=True).signals(btc_daily)
     assert (c.entry != 0).sum() < (s.entry != 0).sum()
     assert np.all((c.entry != 0) <= (s.entry != 0))
+    # the near-edge stop sits inside the far-edge one; a lower floor admits more trades
+    near = Breakdown(stop_at="zone_near").signals(btc_daily)
+    both = (near.entry == -1) & short
+    assert (near.stop[both] < s.stop[both]).all()
+    loose = Breakdown(min_rr=0.5).signals(btc_daily)
+    assert (loose.entry != 0).sum() > (s.entry != 0).sum()
 
 
 @pytest.mark.shared_data
@@ -109,8 +126,12 @@ def test_bounce_rules(btc_daily_bitstamp):
     assert (rsi[go] > 30).all() and (prev[go] <= 30).all()  # the cross trigger
     close = f["close"].to_numpy()
     assert (s.stop[go] < close[go]).all() and (s.target[go] > close[go]).all()
-    deep_only = OversoldBounce(require_deep=True).signals(btc_daily_bitstamp)
-    assert 0 < (deep_only.entry == 1).sum() < go.sum()
+    assert (f["planned_rr"].to_numpy()[go] >= 1.5).all()
+    assert all(" at " in t and " -> " in t for t in s.tags[go])
+    deep_only = OversoldBounce(require_deep=True, min_rr=0).signals(btc_daily_bitstamp)
+    every = OversoldBounce(min_rr=0).signals(btc_daily_bitstamp)
+    assert 0 < (deep_only.entry == 1).sum() < (every.entry == 1).sum()
+    assert (every.entry == 1).sum() > go.sum()  # the floor skips setups
     timed = OversoldBounce(max_bars=7)
     assert timed.signals(btc_daily_bitstamp).max_bars == 7
 

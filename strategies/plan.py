@@ -1,0 +1,143 @@
+"""Trade planning shared by the built-in strategies: targets at levels that matter, the
+reward:risk floor at entry and the tag that says why a trade was taken.
+
+A setup on bar ``t`` (decided at its close ``c``) with stop ``s`` has the planned risk
+``|c - s|``. Its target is, by ``target``:
+
+* ``"level"``: the nearest **major** level (:mod:`indicators.keylevels`, score >= the
+  ``major_score`` level parameter) beyond the close by at least ``max(target_min_atr x ATR,
+  target_min_r x risk)`` (below for a short, above for a long), at the level's near edge
+  (``target_at="edge"``: where it starts to act) or its centre;
+* ``"flipped"``: the same search among zones that flipped against the trade, whatever their
+  score (a long aims at broken support now resistance, a short at broken resistance now
+  support): the classic "back to the flipped level" target;
+* ``"r_multiple"``: ``target_r`` x the risk from the close;
+* ``"none"``: no target (stop, signals and time stops only).
+
+With ``"level"``/``"flipped"``, a setup with no such level aims at ``target_r`` x the risk
+instead (its tag says so). The trade is then **taken only if** the planned reward:risk net of
+fees, ``(reward - fees) / (risk + fees)`` with ``fees = fee_pct`` % of the close (the round
+trip), is at least ``min_rr``, and never with a target inside the fees. Planning uses the
+signal bar's close; the engines fill at the next open (the reports measure the plan at the fill).
+
+How the defaults were chosen: ``min_rr = 1.5`` is the floor the issue asks for; ``target_min_atr
+= 1`` (a day's range on daily bars) and ``target_min_r = 1`` (a target at least as far as the
+stop) are round values a trader would use, checked on the full history of both shipped daily
+files (not on any single event): they put the median planned reward:risk above 1.5 and keep
+same-bar target exits rare there (scripts/strategy_report.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from indicators.keylevels import level_history, next_level
+from indicators.levels import LevelParams
+from strategies.base import Param
+
+#: Flip kind a target zone must have, by trade side (see the module docstring).
+_FLIPPED_AGAINST = {-1: "resistance_to_support", 1: "support_to_resistance"}
+
+
+def level_param(name: str, help: str | None = None, **bounds: Any) -> Param:
+    """A strategy :class:`~strategies.base.Param` for the level parameter ``name``: default,
+    type, help and minimum come from its one declaration in :class:`LevelParams`."""
+    spec = LevelParams.spec(name)
+    return Param(spec["default"], help or str(spec["help"]), spec["kind"],
+                 min=bounds.pop("min", spec["min"]), **bounds)
+
+
+#: Planning parameters shared by the built-in strategies (declared once here).
+PLAN_PARAMS: dict[str, Param] = {
+    "target": Param("level", "take profit at the next major level, at a flipped level, at an R "
+                    "multiple, or none", str, choices=("level", "flipped", "r_multiple", "none")),
+    "target_at": Param("edge", "aim at the target level's near edge or its centre", str,
+                       choices=("edge", "centre")),
+    "target_min_atr": Param(1.0, "a target level is at least this many ATRs away", min=0),
+    "target_min_r": Param(1.0, "a target level is at least this multiple of the risk away",
+                          min=0),
+    "target_r": Param(2.0, "R multiple target (and the fallback when no level qualifies)",
+                      min=0.1),
+    "min_rr": Param(1.5, "skip setups whose planned reward:risk net of fees is below this",
+                    min=0),
+    "fee_pct": Param(0.2, "round-trip fees assumed when planning, % of price (2 x the 0.1 % "
+                     "default commission)", min=0),
+    "major_score": level_param("major_score"),
+}
+
+
+@dataclass
+class Plan:
+    """Targets and reward:risk of the setups of one side (arrays over all bars, NaN off-setup).
+
+    ``target`` (price), ``reward`` and ``risk`` (quote currency, from the signal bar's close),
+    ``rr`` (net of fees), ``why`` (object array: the target's reason for the tag) and ``take``
+    (bool: the setup passes the floor).
+    """
+
+    target: np.ndarray
+    reward: np.ndarray
+    risk: np.ndarray
+    rr: np.ndarray
+    why: np.ndarray
+    take: np.ndarray
+
+
+def _why(row: pd.Series, kind: str) -> str:
+    """Short reason for a level target: the kind and its evidence."""
+    ev = [name for name, col in (("200w EMA", "confluence"), ("weekly", "htf"),
+                                 ("round", "round_number")) if bool(row[col])]
+    return kind + (f" ({', '.join(ev)})" if ev else "")
+
+
+def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: np.ndarray,
+         p: Any, levels: LevelParams, history: pd.DataFrame | None = None) -> Plan:
+    """Plan the targets of the ``setup`` bars (bool per bar) of one ``side`` (+1 long, -1 short).
+
+    ``p`` holds the :data:`PLAN_PARAMS` values; ``levels`` the level parameters of the
+    strategy's zones; ``history`` a :func:`~indicators.keylevels.level_history` covering the
+    setup bars (computed here when None). See the module docstring for the rules.
+    """
+    n = len(df)
+    close = df["close"].to_numpy(dtype=np.float64)
+    target = np.full(n, np.nan)
+    why = np.full(n, None, dtype=object)
+    risk = np.abs(close - stop)
+    bars = np.flatnonzero(setup & np.isfinite(risk) & (risk > 0))
+    r_target = close + side * p.target_r * risk
+    if p.target in ("level", "flipped") and len(bars):
+        hist = history if history is not None else level_history(df, bars, params=levels)
+        min_dist = np.maximum(p.target_min_atr * atr[bars], p.target_min_r * risk[bars])
+        flipped = p.target == "flipped"
+        found = next_level(hist, bars, close[bars], np.full(len(bars), side), min_dist,
+                           -np.inf if flipped else p.major_score, at=p.target_at,
+                           flip=_FLIPPED_AGAINST[side] if flipped else None)
+        lvl = found["level"].to_numpy()
+        kind = ("flipped " if flipped else "major ") + ("support" if side < 0 else "resistance")
+        for j, b in enumerate(bars):
+            if np.isfinite(lvl[j]):
+                target[b] = lvl[j]
+                why[b] = _why(found.iloc[j], kind)
+            else:
+                target[b] = r_target[b]
+                why[b] = f"{p.target_r:g}R (no {kind.split()[0]} level)"
+    elif p.target == "r_multiple":
+        target[bars] = r_target[bars]
+        why[bars] = f"{p.target_r:g}R"
+    else:
+        why[bars] = "no target"
+    with np.errstate(invalid="ignore"):
+        target = np.where(target > 0, target, np.nan)
+        reward = side * (target - close)
+        fees = p.fee_pct / 100.0 * close
+        rr = (reward - fees) / (risk + fees)
+        has_target = np.isfinite(target)
+        take = setup & np.isfinite(risk) & (risk > 0) & np.where(
+            has_target, (reward > fees) & (rr >= p.min_rr), True)
+    return Plan(target=np.where(setup, target, np.nan), reward=np.where(setup, reward, np.nan),
+                risk=np.where(setup, risk, np.nan), rr=np.where(setup, rr, np.nan), why=why,
+                take=take)

@@ -1,0 +1,133 @@
+"""Levels that matter: consolidation, significance scores, the major set, weekly swing levels,
+target search, and truncation (look-ahead) tests on real data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data import resample
+from indicators.keylevels import (
+    KEY_LEVEL_COLUMNS,
+    SCORE_RULES,
+    key_levels,
+    level_history,
+    next_level,
+    weekly_swing_levels,
+)
+from indicators.levels import LevelParams, causal_atr, support_resistance
+from tests.lookahead import assert_causal, ohlc_frame
+
+
+@pytest.fixture(scope="module")
+def daily() -> pd.DataFrame:
+    from tests.conftest import real
+
+    return real("1d_binance")
+
+
+@pytest.mark.shared_data
+def test_consolidated_zones_are_fewer_narrow_and_keep_every_touch(daily):
+    at = 2500
+    raw = support_resistance(daily, at=at).table
+    z = key_levels(daily, at=at)
+    assert list(z.columns[: len(KEY_LEVEL_COLUMNS)]) == list(KEY_LEVEL_COLUMNS)
+    assert 0 < len(z) < len(raw)
+    assert z["touches"].sum() == raw["touches"].sum()  # merging never drops a touch
+    assert z["zones"].sum() == len(raw)
+    assert (z["centre"].diff().dropna() > 0).all()
+    # a merged zone is never wider than max_width_atr x ATR (scaled to its price)
+    p = LevelParams()
+    h, lo, c = (daily[k].to_numpy() for k in ("high", "low", "close"))
+    atr_pct = causal_atr(h, lo, c, p.atr_period)[at] / c[at]
+    merged = z[z["zones"] > 1]
+    assert len(merged) > 0
+    width = (merged["high"] - merged["low"]) / merged["centre"]
+    assert (width <= p.max_width_atr * atr_pct * 1.25).all()  # centre vs member price: slack
+    # neighbours left apart are not adjacent (or merging them would break the width cap)
+    gap = z["low"].to_numpy()[1:] - z["high"].to_numpy()[:-1]
+    span = z["high"].to_numpy()[1:] - z["low"].to_numpy()[:-1]
+    allowed = p.max_width_atr * atr_pct * z["centre"].to_numpy()[:-1]
+    assert ((gap > 0) | (span > allowed * 0.9)).all()
+
+
+@pytest.mark.shared_data
+def test_scores_follow_the_documented_rules(daily):
+    p = LevelParams()
+    h = level_history(daily, np.arange(1500, len(daily), 50))
+    r = SCORE_RULES
+    expect = (np.minimum(h["touches"] * r["touch"], r["max_touch_points"])
+              + r["age"] * ((h["last_touch_bar"] - h["first_touch_bar"]) >= p.age_bars)
+              + r["volume"] * (h["rel_volume"] >= p.heavy_volume)
+              + r["wema"] * h["confluence"] + r["round"] * h["round_number"]
+              + r["htf"] * h["htf"])
+    np.testing.assert_allclose(h["score"], expect.astype(float))
+    assert (h["major"] == (h["score"] >= p.major_score)).all()
+    # confluence: the EMA within confluence_pct % of the band
+    gap = np.maximum(np.maximum(h["low"] - h["wema"], h["wema"] - h["high"]), 0)
+    assert (h["confluence"] == (gap <= p.confluence_pct / 100 * h["wema"])).all()
+    # round numbers: a multiple of the centre's power of ten inside the band
+    step = 10.0 ** np.floor(np.log10(h["centre"]))
+    assert (h["round_number"] == (np.floor(h["high"] / step) * step >= h["low"])).all()
+    # the major set is a real subset: neither empty nor everything
+    share = h.groupby("bar")["major"].mean()
+    assert 0.05 < share.median() < 0.6
+    # every evidence kind occurs
+    assert h["confluence"].any() and h["htf"].any() and h["round_number"].any()
+
+
+@pytest.mark.shared_data
+def test_weekly_swing_levels_are_stamped_after_their_weeks(daily):
+    w = weekly_swing_levels(daily, bars=4)
+    assert len(w) > 20 and set(w["kind"]) == {"high", "low"}
+    weekly = resample(daily, "1w")
+    for _, row in w.iloc[::7].iterrows():
+        known_time = daily.index[row["known_bar"]]
+        col = row["kind"]
+        # the pivot week is at least 4 completed weeks before the bar that knows it
+        weeks = weekly[weekly[col] == row["price"]]
+        assert len(weeks) >= 1
+        pivot_week = weeks.index[0]
+        assert known_time + pd.Timedelta(days=1) >= pivot_week + pd.Timedelta(weeks=5)
+    # weekly or monthly bars have no higher timeframe here
+    assert weekly_swing_levels(resample(daily, "1w")).empty
+
+
+@pytest.mark.shared_data
+def test_level_history_is_causal(daily):
+    def table(d: pd.DataFrame) -> pd.DataFrame:
+        return level_history(d, np.arange(len(d)))
+
+    assert assert_causal(table, daily.iloc[1200:], cut_points=6, event_time="time") >= 6
+
+
+def test_level_history_is_causal_on_random_paths():
+    df = ohlc_frame(600, "1d", seed=5, volatility=0.04)
+    assert assert_causal(lambda d: level_history(d, np.arange(len(d)), weekly_bars=2), df,
+                         cut_points=6, event_time="time") >= 6
+
+
+def test_next_level_picks_the_nearest_qualifying_zone():
+    hist = pd.DataFrame({
+        "bar": [3, 3, 3, 3, 4], "centre": [80.0, 90.0, 110.0, 130.0, 95.0],
+        "low": [78.0, 89.0, 108.0, 128.0, 94.0], "high": [82.0, 91.0, 112.0, 132.0, 96.0],
+        "score": [8.0, 3.0, 9.0, 7.0, 9.0], "confluence": [True, False, False, False, False],
+        "htf": [False, False, True, False, False], "round_number": [False] * 5,
+        "flip": ["resistance_to_support", None, "support_to_resistance", None, None],
+    })
+    q = next_level(hist, np.array([3, 3, 3, 3]), np.array([100.0, 100.0, 100.0, 100.0]),
+                   np.array([-1, 1, -1, 1]), np.array([5.0, 5.0, 30.0, 5.0]), 7.0)
+    # short: 90 scores 3 (not major) -> 80's near edge 82; long: 110's near edge 108
+    assert q["level"].iloc[0] == 82.0 and bool(q["confluence"].iloc[0])
+    assert q["level"].iloc[1] == 108.0 and bool(q["htf"].iloc[1])
+    assert np.isnan(q["level"].iloc[2])  # nothing 30 below
+    cen = next_level(hist, np.array([3]), np.array([100.0]), np.array([1]), np.array([9.0]),
+                     7.0, at="centre")
+    assert cen["level"].iloc[0] == 110.0
+    flipped = next_level(hist, np.array([3]), np.array([100.0]), np.array([1]),
+                         np.array([5.0]), -np.inf, flip="support_to_resistance")
+    assert flipped["level"].iloc[0] == 108.0
+    with pytest.raises(ValueError, match="edge"):
+        next_level(hist, np.array([3]), np.array([1.0]), np.array([1]), np.array([1.0]), 0,
+                   at="middle")
