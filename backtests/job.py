@@ -80,11 +80,15 @@ def run_job(
     origin: str | None = None,
     timings: Timings | None = None,
     on_step: Callable[[str], None] | None = None,
+    start: object = None,
 ) -> list[BacktestResult]:
     """Backtest each strategy on ``df`` with ``config`` and attach the shared analysis.
 
     Args:
-        df: canonical candles (already sliced to the wanted span).
+        df: canonical candles up to the end date; the bars before ``start`` are warm-up.
+        start: first bar of the trading window (None: the first bar of ``df``); see
+            :func:`backtests.runner.run`. The analysis uses the whole history; its flip and
+            retest events are kept from ``start`` on (what the window's charts show).
         strategies: strategy instances, run in order.
         config: engine settings (the same for every strategy).
         origin: one line on where the data came from, stored in each result's fingerprint.
@@ -107,13 +111,21 @@ def run_job(
     for strategy in strategies:
         step(strategy.name)
         t0 = time.perf_counter()
-        res = run(df, strategy, config)
+        res = run(df, strategy, config, start=start)
         elapsed = time.perf_counter() - t0
         timings.simulation += elapsed
         timings.per_strategy[strategy.name] = elapsed
         data = dict(res.data)
         if origin:
             data["origin"] = origin
-        results.append(replace(res, levels=analysis.levels, events=analysis.events,
+        events = analysis.events
+        if start is not None and len(events):
+            # Bar positions count from the window's first bar, like the result's prices.
+            first = res.prices.index[0]
+            shift = int(df.index.get_loc(first))
+            events = events[events["time"] >= first].copy()
+            events["bar"] -= shift
+            events["break_bar"] -= shift
+        results.append(replace(res, levels=analysis.levels, events=events,
                                outlook=analysis.outlook, data=data))
     return results

@@ -11,8 +11,15 @@ from strategies.base import Strategy
 from strategies.native import BacktraderStrategy, backtrader_strategy, is_backtrader_strategy
 
 
-def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | None = None):
-    """Backtest ``strategy`` on the canonical candle frame ``df``.
+def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | None = None, *,
+        start: object = None):
+    """Backtest ``strategy`` on the canonical candle frame ``df``, trading from ``start``.
+
+    ``start`` (a date; None: the first bar) opens the trading window: every bar of ``df`` before
+    it is indicator warm-up (freqtrade's startup candles), positions open only inside the window,
+    and ``result.data["warmup"]`` says per indicator how much history it had and needed
+    (:mod:`backtests.warmup`). Cut ``df`` at the end date yourself: bars after it are never used
+    by a causal indicator anyway.
 
     ``config.engine`` picks the engine: "fast" (numba, :func:`backtests.engines.fast.run_fast`) or
     "backtrader" (:func:`backtests.engines.bt.run_backtrader`); both follow the same execution
@@ -27,11 +34,14 @@ def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | No
         # A user's bt.Strategy has no vectorised signals: backtrader is its only engine.
         from backtests.engines.bt_native import run_native  # imports backtrader: when asked
 
+        if start is not None:  # backtrader computes its indicators itself, on what it is fed
+            raise ValueError("a backtrader.Strategy runs on the bars it is given: cut the data "
+                             "at the start yourself (no warm-up before it)")
         return run_native(df, strategy, replace(config, engine="backtrader"))
     if config.engine == "fast":
         from backtests.engines.fast import run_fast
 
-        return run_fast(df, strategy, config)
+        return run_fast(df, strategy, config, start=start)
     from backtests.engines.bt import run_backtrader  # imports backtrader: only when asked
 
-    return run_backtrader(df, strategy, config)
+    return run_backtrader(df, strategy, config, start=start)

@@ -71,6 +71,7 @@ def select_candles(
     dataset: str | None = None,
     echo: Callable[[str], None] | None = None,
     min_bars: int = 2,
+    keep_history: bool = False,
 ) -> tuple[pd.DataFrame, str]:
     """The candles for a job and a one-line description of their origin.
 
@@ -78,7 +79,10 @@ def select_candles(
     data (store in ``data_dir``, download unless ``offline``, the bundled Binance daily; see
     :func:`data.default.resolve_default_data`, which announces each step through ``echo``);
     then resampled to ``timeframe`` (an incomplete last bar is dropped) and sliced to bars
-    opening in ``[start, end]`` (UTC; naive means UTC).
+    opening in ``[start, end]`` (UTC; naive means UTC). With ``keep_history`` the bars before
+    ``start`` are kept (only ``end`` cuts): they are the indicators' warm-up and ``start`` opens
+    the trading window (pass it on to :func:`backtests.run`); ``min_bars`` then counts the bars
+    from ``start``.
 
     Raises:
         DataError: a bad date or timeframe (checked before loading), a missing or invalid file,
@@ -103,6 +107,15 @@ def select_candles(
         if src != timeframe:
             df = resample(df, timeframe, incomplete="drop")
             desc += f", resampled {src} -> {timeframe}"
+    if keep_history and t0 is not None:
+        df = slice_dates(df, None, t1)
+        window = slice_dates(df, t0, None)
+        desc += (f", trading {window.index[0]:%Y-%m-%d} to {df.index[-1]:%Y-%m-%d} after "
+                 f"{len(df) - len(window):,} warm-up bars from {df.index[0]:%Y-%m-%d}")
+        if len(window) < min_bars:
+            raise DataError(f"only {len(window)} candle(s) from the start: at least {min_bars} "
+                            "are needed", hint="choose an earlier --start")
+        return df, desc
     if t0 is not None or t1 is not None:
         df = slice_dates(df, t0, t1)
         desc += f", {df.index[0]:%Y-%m-%d} to {df.index[-1]:%Y-%m-%d}"

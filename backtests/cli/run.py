@@ -100,6 +100,15 @@ def native_notes(results: list) -> list[str]:
     return lines
 
 
+def warmup_warnings(results: list) -> list[str]:
+    """The warm-up warnings of the results (:mod:`backtests.warmup`), each once, in order."""
+    seen: dict[str, None] = {}
+    for r in results:
+        for w in r.data.get("warmup", {}).get("warnings", []):
+            seen.setdefault(w, None)
+    return list(seen)
+
+
 def summary_table(results: list) -> str:
     """A fixed-width table: return, max drawdown, Sharpe, trades, liquidations, buy & hold."""
     head = (f"{'strategy':<18} {'return %':>10} {'max DD %':>9} {'Sharpe':>7} {'trades':>7} "
@@ -155,7 +164,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
         _started = True
     df, origin = select_candles(data_file, data_dir, timeframe, start, end,
                                 offline=offline, dataset=dataset,
-                                echo=announce)
+                                echo=announce, keep_history=True)
     timings.load = time.perf_counter() - t0
     click.echo(f"data: {origin}: {len(df):,} bars {df.index[0]:%Y-%m-%d} -> "
                f"{df.index[-1]:%Y-%m-%d}", err=True)
@@ -172,7 +181,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
             done.append(label)
 
         results = run_job(df, strategies, cfg, origin=origin, timings=timings,
-                          on_step=on_step)
+                          on_step=on_step, start=parse_time(start, "--start"))
         bar.update(1, done[-1] if done else None)
 
     out = Path(out_dir) if out_dir else _default_out()
@@ -181,6 +190,8 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
     timings.rendering = time.perf_counter() - t0
 
     click.echo(summary_table(results))
+    for note in warmup_warnings(results):
+        click.secho(f"WARNING: {note}", fg="yellow", bold=True, err=True)
     for note in native_notes(results):
         click.secho(note, fg="yellow" if note.startswith("warning") else None, err=True)
     click.echo(f"\nreport: {paths['html']}")

@@ -56,6 +56,7 @@ from backtests.engines.fast import (
     mode_allows,
     prepare,
     size_position,
+    trading_window,
 )
 from backtests.results import EXIT_REASONS
 from data.frame import timeframe_of
@@ -301,9 +302,13 @@ def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
     return trades, pd.Series(strat.equity, index=df.index, name="equity")
 
 
-def run_backtrader(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None):
-    """Backtest ``strategy`` on ``df`` with backtrader's broker; returns a ``BacktestResult``."""
+def run_backtrader(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None,
+                   *, start: object = None):
+    """Backtest ``strategy`` with backtrader's broker, trading from ``start`` with the bars of
+    ``df`` before it as warm-up (:func:`backtests.engines.fast.trading_window`); returns a
+    ``BacktestResult`` over the trading window."""
     config = config or BacktestConfig(engine="backtrader")
     sig = prepare(df, strategy, config)
+    df, sig, warmup = trading_window(df, strategy, sig, start)
     trades, equity = simulate(df, sig, config)
-    return make_result(df, strategy, config, sig, trades, equity, "backtrader")
+    return make_result(df, strategy, config, sig, trades, equity, "backtrader", warmup)

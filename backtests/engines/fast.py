@@ -53,6 +53,7 @@ slippage)`` with commission ("end"); then funding: a position still open pays
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import NamedTuple
 
 import numba as nb
@@ -62,6 +63,7 @@ from numba import njit
 
 from backtests.config import BacktestConfig
 from backtests.results import EXIT_REASONS, OPEN_EXITS, BacktestResult
+from backtests.warmup import warmup_report, window_start
 from data.frame import check_canonical, timeframe_of
 from strategies.base import Signals, Strategy
 
@@ -355,6 +357,35 @@ def prepare(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig) -> Sig
     return sig.validate(len(df))
 
 
+def trading_window(df: pd.DataFrame, strategy: Strategy, signals: Signals, start: object
+                   ) -> tuple[pd.DataFrame, Signals, dict]:
+    """Cut ``df`` and its ``signals`` (computed on all of ``df``) to the trading window.
+
+    The window opens at the first bar at or after ``start`` (None: the first bar). Every signal
+    and indicator inside it is the one computed on the whole history, so the bars before the
+    window only warm the indicators up; entries are signalled from the window's first bar, so a
+    position opens at the earliest on its second bar's open (never on a signal from before).
+
+    Returns:
+        (window candles, window signals, the warm-up record of
+        :func:`backtests.warmup.warmup_report`).
+    """
+    pos = window_start(df, start)
+    record = warmup_report(df, pos, strategy)
+    indicators = signals.indicators
+    if indicators is None:
+        indicators = strategy.indicators(df)  # on the whole history too
+    if pos == 0:
+        return df, replace(signals, indicators=indicators), record
+    window = df.iloc[pos:]
+    window.attrs = dict(df.attrs)
+    cut = Signals(entry=signals.entry[pos:], exit=signals.exit[pos:], stop=signals.stop[pos:],
+                  target=signals.target[pos:], max_bars=signals.max_bars,
+                  tags=None if signals.tags is None else signals.tags[pos:],
+                  indicators=indicators.iloc[pos:])
+    return window, cut, record
+
+
 def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
              ) -> tuple[pd.DataFrame, pd.Series]:
     """Run the fast engine on already computed signals.
@@ -443,20 +474,31 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
 
 
 def make_result(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig, signals: Signals,
-                trades: pd.DataFrame, equity: pd.Series, engine: str):
-    """Wrap an engine's raw output into a :class:`backtests.results.BacktestResult`."""
+                trades: pd.DataFrame, equity: pd.Series, engine: str,
+                warmup: dict | None = None):
+    """Wrap an engine's raw output into a :class:`backtests.results.BacktestResult`; the
+    ``warmup`` record (:func:`trading_window`) goes to ``result.data["warmup"]``."""
     indicators = signals.indicators
     if indicators is None:
         indicators = strategy.indicators(df)
-    return BacktestResult.from_run(
+    res = BacktestResult.from_run(
         df=df, strategy=strategy.name, params=strategy.param_values, config=config.to_dict(),
         trades=trades, equity=equity, engine=engine, indicators=indicators,
     )
+    if warmup is not None:
+        res.data["warmup"] = warmup
+    return res
 
 
-def run_fast(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None):
-    """Backtest ``strategy`` on ``df`` with the fast engine; returns a ``BacktestResult``."""
+def run_fast(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None, *,
+             start: object = None):
+    """Backtest ``strategy`` with the fast engine, trading from ``start`` (None: the first bar)
+    with every bar of ``df`` before it as indicator warm-up (see :func:`trading_window`).
+
+    Returns a ``BacktestResult`` over the trading window.
+    """
     config = config or BacktestConfig()
     sig = prepare(df, strategy, config)
+    df, sig, warmup = trading_window(df, strategy, sig, start)
     trades, equity = simulate(df, sig, config)
-    return make_result(df, strategy, config, sig, trades, equity, "fast")
+    return make_result(df, strategy, config, sig, trades, equity, "fast", warmup)
