@@ -259,3 +259,45 @@ def test_bt_strategy_with_our_indicators_equals_vectorised_twin(btc_daily, engin
     # a native backtrader run leaves it open, marked at the last close
     closed = native["exit_reason"] != "end"
     assert native.loc[closed, "exit_reason"].tolist() == vec.loc[closed, "exit_reason"].tolist()
+
+
+# -- sweeps, walk-forward and warm-up windows with a bt.Strategy -------------------------------
+def test_trading_window_bars_before_start_are_warm_up_only(btc_daily):
+    from backtests.engines.bt_native import simulate_native
+
+    strat = load_strategy(SMA_FILE)()
+    cfg = BacktestConfig(cash=1_000_000.0, sizing="fixed", size=1.0)
+    full = simulate_native(btc_daily, strat, cfg)
+    start = 2000
+    part = simulate_native(btc_daily, strat, cfg, trade_from=start)
+    cols = list(__import__("backtests.engines.fast", fromlist=["RAW_COLUMNS"]).RAW_COLUMNS)
+    entry = cols.index("entry_bar")
+    assert part.warmup_orders > 0 and part.raw[:, entry].min() >= start
+    assert np.all(part.equity[:start] == 1_000_000.0)
+    # from the first bar the full run was flat inside the window on, the trades are the same
+    full_entries = full.raw[:, entry]
+    first_flat = int(full.raw[full.raw[:, cols.index("exit_bar")] >= start - 1][0, entry])
+    later_full = full.raw[full_entries >= max(first_flat, start)]
+    later_part = part.raw[part.raw[:, entry] >= max(first_flat, start)]
+    np.testing.assert_array_equal(later_part, later_full)
+
+
+def test_sweep_and_walk_forward_accept_a_bt_strategy(btc_daily):
+    from backtests.tuning.sweep import run_sweep
+    from backtests.tuning.walkforward import walk_forward
+
+    cls = load_strategy(SMA_FILE)
+    cfg = BacktestConfig(cash=1_000_000.0, sizing="fixed", size=1.0, commission=0.001)
+    space = {"fast": [5, 10], "slow": [30, 60]}
+    sw = run_sweep(btc_daily, cls, space, cfg, executor="serial", top=1)
+    assert len(sw.table) == 4
+    for _, row in sw.table.iterrows():  # every row is the full backtest of its set
+        res = run(btc_daily, cls(fast=int(row["fast"]), slow=int(row["slow"])), cfg)
+        assert row["n_trades"] == len(res.trades)
+        assert row["final_equity"] == pytest.approx(res.equity.iloc[-1], rel=1e-12)
+    wf = walk_forward(btc_daily, cls, space, train="730D", test="365D", config=cfg,
+                      executor="serial")
+    assert len(wf.windows) >= 4
+    t = wf.oos_trades.merge(wf.windows[["window", "test_start", "test_end"]], on="window")
+    assert len(t) > 5
+    assert ((t["entry_time"] >= t["test_start"]) & (t["entry_time"] <= t["test_end"])).all()

@@ -36,6 +36,7 @@ broker value, so the final value equals a plain cerebro run with the same settin
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import backtrader as bt
 import numpy as np
@@ -54,7 +55,7 @@ from backtests.results import EXIT_REASONS, BacktestResult
 from data.frame import check_canonical
 from strategies.native import BacktraderStrategy
 
-__all__ = ["ConfigSizer", "NativeBroker", "run_native"]
+__all__ = ["ConfigSizer", "NativeBroker", "NativeRun", "run_native", "simulate_native"]
 
 _REASON_CODE = {r: i for i, r in enumerate(EXIT_REASONS)}
 _STOP_TYPES = (bt.Order.Stop, bt.Order.StopLimit, bt.Order.StopTrail, bt.Order.StopTrailLimit)
@@ -78,11 +79,27 @@ class ConfigSizer(bt.Sizer):
 class NativeBroker(PerpBroker):
     """:class:`PerpBroker` that liquidates the positions of a strategy it does not control."""
 
-    def __init__(self, leverage: float, maintenance_margin: float) -> None:
+    def __init__(self, leverage: float, maintenance_margin: float, trade_from: int = 0) -> None:
         super().__init__()
         self.leverage = leverage
         self.mmr = maintenance_margin
+        self.trade_from = trade_from
+        self.warmup_orders = 0  # orders placed on warm-up bars, cancelled
         self.owner: bt.Strategy | None = None  # set when the strategy starts (_Recorder)
+
+    def _warm_up(self, order):
+        # Bars before ``trade_from - 1`` are warm-up: indicators see them, the account does
+        # not trade (an order placed there would fill before the trading window).
+        if len(order.data) - 1 < self.trade_from - 1:
+            self.cancel(order)
+            self.warmup_orders += 1
+        return order
+
+    def buy(self, *args, **kwargs):  # backtrader's broker API
+        return self._warm_up(super().buy(*args, **kwargs))
+
+    def sell(self, *args, **kwargs):  # backtrader's broker API
+        return self._warm_up(super().sell(*args, **kwargs))
 
     def _liq_price(self, pos) -> float:
         side = 1 if pos.size > 0 else -1
@@ -222,26 +239,37 @@ def _round_trips(fills: list[tuple], funding: np.ndarray, close: np.ndarray, sig
     return np.array(rows, dtype=np.float64).reshape(-1, len(RAW_COLUMNS))
 
 
-def run_native(df: pd.DataFrame, strategy: BacktraderStrategy,
-               config: BacktestConfig | None = None) -> BacktestResult:
-    """Backtest the user's backtrader strategy wrapped in ``strategy`` on ``df``.
+@dataclass
+class NativeRun:
+    """Raw output of :func:`simulate_native`: ``equity`` (broker value at each bar's close, quote
+    currency), ``raw`` trade records (:data:`~backtests.engines.fast.RAW_COLUMNS`), the number of
+    orders backtrader ``rejected`` for lack of cash, and the ``warmup_orders`` cancelled because
+    they were placed before the trading window."""
 
-    Returns a :class:`BacktestResult` with ``engine="backtrader"`` and
-    ``config["native_backtrader"] = True`` (reports say "backtrader only": there is no second
-    engine to agree with), ``config["rejected_orders"]`` (orders backtrader refused for lack of
-    cash at the fill) and equity = backtrader's broker value at each bar's close.
+    equity: np.ndarray
+    raw: np.ndarray
+    rejected: int
+    warmup_orders: int
+
+
+def simulate_native(df: pd.DataFrame, strategy: BacktraderStrategy, config: BacktestConfig,
+                    trade_from: int = 0) -> NativeRun:
+    """Run the user's backtrader class wrapped in ``strategy`` on ``df`` (see the module doc).
+
+    ``trade_from``: first bar of the trading window; the bars before it are warm-up (the
+    strategy and its indicators see them, orders placed before bar ``trade_from - 1`` are
+    cancelled), so the first fill can happen at bar ``trade_from``'s open, as in the fast engine.
 
     Raises:
         ConfigError: ``sizing="risk"`` (it needs a stop per entry, which backtrader orders do not
-            declare) or a config that is not a :class:`BacktestConfig`.
+            declare).
     """
-    config = config or BacktestConfig(engine="backtrader")
     check_canonical(df, "price frame")
     if config.sizing == "risk":
         raise ConfigError("sizing 'risk' needs a stop per entry; a backtrader strategy declares "
                           "none: use --sizing percent or fixed (or size orders yourself)")
     cerebro = bt.Cerebro(stdstats=False)
-    broker = NativeBroker(config.leverage, config.maintenance_margin)
+    broker = NativeBroker(config.leverage, config.maintenance_margin, trade_from)
     broker.set_cash(config.cash)
     broker.set_checksubmit(False)
     broker.set_slippage_perc(config.slippage, slip_open=True, slip_limit=False, slip_match=True,
@@ -269,11 +297,30 @@ def run_native(df: pd.DataFrame, strategy: BacktraderStrategy,
              for f in rec.fills]
     raw = _round_trips(fills, rec.funding, close, signal_bar, config.leverage,
                        config.maintenance_margin)
-    trades = build_trades(df, raw, config, None)
-    equity = pd.Series(rec.equity, index=df.index, name="equity").ffill().fillna(config.cash)
+    equity = pd.Series(rec.equity).ffill().fillna(config.cash).to_numpy(np.float64)
+    return NativeRun(equity=equity, raw=raw, rejected=int(rec.rejected),
+                     warmup_orders=broker.warmup_orders)
+
+
+def run_native(df: pd.DataFrame, strategy: BacktraderStrategy,
+               config: BacktestConfig | None = None) -> BacktestResult:
+    """Backtest the user's backtrader strategy wrapped in ``strategy`` on ``df``.
+
+    Returns a :class:`BacktestResult` with ``engine="backtrader"`` and
+    ``config["native_backtrader"] = True`` (reports say "backtrader only": there is no second
+    engine to agree with), ``config["rejected_orders"]`` (orders backtrader refused for lack of
+    cash at the fill) and equity = backtrader's broker value at each bar's close.
+
+    Raises:
+        ConfigError: see :func:`simulate_native`.
+    """
+    config = config or BacktestConfig(engine="backtrader")
+    out = simulate_native(df, strategy, config)
+    trades = build_trades(df, out.raw, config, None)
     settings = {**config.to_dict(), "engine": "backtrader", "native_backtrader": True,
-                "rejected_orders": int(rec.rejected)}
+                "rejected_orders": out.rejected}
     return BacktestResult.from_run(
         df=df, strategy=strategy.name, params=strategy.param_values, config=settings,
-        trades=trades, equity=equity, engine="backtrader",
+        trades=trades, equity=pd.Series(out.equity, index=df.index, name="equity"),
+        engine="backtrader",
     )

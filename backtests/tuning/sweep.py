@@ -45,6 +45,7 @@ from backtests.engines.fast import (
     simulate_nb,
 )
 from data.frame import timeframe_of
+from strategies.native import BacktraderStrategy
 
 Params = dict[str, Any]
 Evaluate = Callable[[Any, Params], dict[str, Any]]
@@ -709,8 +710,15 @@ def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, c
 def simulate_window(payload: BacktestPayload, params: Params
                     ) -> tuple[np.ndarray, np.ndarray, Any]:
     """Run the fast-engine kernel for one parameter set: ``(equity, raw_trades, signals)`` over
-    bars ``0 .. end - 1`` (equity is flat cash before the window)."""
+    bars ``0 .. end - 1`` (equity is flat cash before the window). A user's backtrader strategy
+    runs on backtrader instead (``signals`` is then None; about 1,000x slower per set)."""
     strat = payload.strategy_cls(**params)
+    if isinstance(strat, BacktraderStrategy):  # no signals: backtrader runs the window
+        # imports backtrader (1.5 s measured under load): only when a bt.Strategy is swept
+        from backtests.engines.bt_native import simulate_native
+
+        out = simulate_native(payload.frame(), strat, payload.config, trade_from=payload.start)
+        return out.equity, out.raw, None
     sig = window_signals(strat, payload.frame(), payload.start)
     equity, raw = simulate_nb(kernel_inputs(payload.market(), sig, payload.config))
     return equity, raw, sig
@@ -849,7 +857,7 @@ def run_sweep(
         executor, workers, scheduler: where to run (:func:`make_executor`): local processes by
             default (all cores), ``"serial"``, or a Dask scheduler address.
         chunk_size: parameter sets per task (default: about 8 tasks per worker).
-        top: how many of the best are re-run through ``run_fast`` to store their equity.
+        top: how many of the best are re-run through ``backtests.run`` to store their equity.
         keep_returns: keep every trial's per-bar returns (needed for PBO); default: when the
             matrix has fewer than :data:`KEEP_RETURNS_LIMIT` values.
         start, end: trade only bars ``start .. end - 1`` (earlier bars warm indicators up).
@@ -858,8 +866,8 @@ def run_sweep(
         :class:`SweepResult` (table sorted by ``metric``; DSR and PBO in ``overfit``).
     """
     from backtests.config import BacktestConfig
-    from backtests.engines.fast import run_fast
     from backtests.results import data_fingerprint, package_version
+    from backtests.runner import run
 
     if metric not in SWEEP_METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(SWEEP_METRICS)}")
@@ -900,7 +908,7 @@ def run_sweep(
             eq, _, _ = simulate_window(payload, p)
             equity[str(int(row["trial"]))] = eq[lo:]
         else:
-            res = run_fast(window, strategy_cls(**p), config)
+            res = run(window, strategy_cls(**p), config)
             equity[str(int(row["trial"]))] = res.equity.to_numpy()
             bench = res.benchmark
     best_equity = pd.DataFrame(equity, index=window.index[lo:]) if equity else None

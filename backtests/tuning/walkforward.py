@@ -211,7 +211,7 @@ def walk_forward(
                               end=te1, keep_returns=True)
         oos = evaluate_backtest(pay, best)
         _, raw, sig = simulate_window(pay, best)
-        win_trades = build_trades(pay.frame(), raw, config, sig.tags)
+        win_trades = build_trades(pay.frame(), raw, config, sig.tags if sig is not None else None)
         win_trades.insert(0, "window", k)
         trades.append(win_trades)
         oos_returns.append(pd.Series(oos.pop("_returns"), index=df.index[te0:te1]))
