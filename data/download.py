@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -166,11 +167,15 @@ def known_market(exchange: str, symbol: str) -> dict[str, Any] | None:
     }
 
 
-def make_exchange(exchange: str, symbol: str, *, timeout: float = 10.0) -> Any:
+def make_exchange(exchange: str, symbol: str, *, timeout: float = 10.0,
+                  market: dict[str, Any] | None = None, need: str = "fetchOHLCV") -> Any:
     """A ccxt exchange client with rate limiting on and, when possible, the market passed in.
 
+    ``market`` (a ccxt market entry) is set instead of :func:`known_market`'s spot entry;
+    ``need`` is the ccxt capability the caller uses.
+
     Raises:
-        DataError: for an unknown exchange id or one without public OHLCV candles.
+        DataError: for an unknown exchange id or one without that capability.
     """
     import ccxt
 
@@ -181,12 +186,14 @@ def make_exchange(exchange: str, symbol: str, *, timeout: float = 10.0) -> Any:
             hint=f"use one of {', '.join(SUPPORTED_EXCHANGES)} (or another ccxt exchange id)",
         )
     client = getattr(ccxt, eid)({"enableRateLimit": True, "timeout": int(timeout * 1000)})
-    if not client.has.get("fetchOHLCV"):
+    if not client.has.get(need):
+        what = "OHLCV candles" if need == "fetchOHLCV" else need
         raise DataError(
-            f"{eid} offers no OHLCV candles through ccxt",
-            hint=f"use one of {', '.join(SUPPORTED_EXCHANGES)}",
+            f"{eid} offers no {what} through ccxt",
+            hint=f"use one of {', '.join(SUPPORTED_EXCHANGES)}" if need == "fetchOHLCV"
+            else "use binance or bybit",
         )
-    market = known_market(eid, symbol)
+    market = market if market is not None else known_market(eid, symbol)
     if market is not None:
         client.set_markets([market])
     return client
@@ -411,16 +418,41 @@ def _fetch_page(
     store: DataStore,
 ) -> list[list[Any]]:
     """One ``fetch_ohlcv`` call with bounded exponential backoff on transient failures."""
+    return fetch_with_retries(
+        lambda: client.fetch_ohlcv(symbol, timeframe, since=_ms(cursor), limit=limit),
+        client=client, what=f"{symbol} {timeframe}", at=f"candles from {cursor.isoformat()}",
+        retries=retries, backoff=backoff, stats=result, first_request=first_request,
+        saved=lambda: _saved_so_far(result, store),
+    )
+
+
+T = TypeVar("T")
+
+
+def fetch_with_retries(fetch: Callable[[], T], *, client: Any, what: str, at: str,
+                       retries: int, backoff: float, stats: Any, first_request: bool,
+                       saved: Callable[[], str]) -> T:
+    """Call ``fetch`` (one ccxt request) with bounded exponential backoff on transient failures.
+
+    ``stats`` gets its ``requests``/``retries`` counters increased; ``what`` (the series) and
+    ``at`` (e.g. "candles from <time>") name the request and ``saved()`` says what is stored, in
+    the error messages.
+
+    Raises:
+        ExchangeUnreachableError: the first request could not connect at all.
+        DownloadError: retries exhausted or the exchange refused the request.
+        DataError: the exchange has no such market.
+    """
     import ccxt
 
     attempt = 0
     while True:
-        result.requests += 1
+        stats.requests += 1
         try:
-            return client.fetch_ohlcv(symbol, timeframe, since=_ms(cursor), limit=limit)
+            return fetch()
         except ccxt.BadSymbol as exc:
             raise DataError(
-                f"{client.id} has no market {symbol}: {exc}",
+                f"{client.id} has no market {what.split()[0]}: {exc}",
                 hint=f"BTC pairs: {default_symbol(client.id)}; see the exchange's market list",
             ) from exc
         except ccxt.NetworkError as exc:
@@ -432,23 +464,21 @@ def _fetch_page(
                 ) from exc
             if attempt >= retries:
                 raise DownloadError(
-                    f"{client.id} {symbol} {timeframe}: gave up at candles from "
-                    f"{cursor.isoformat()} after {attempt + 1} attempt(s) "
-                    f"({type(exc).__name__}: {exc}); {_saved_so_far(result, store)}",
+                    f"{client.id} {what}: gave up at {at} after {attempt + 1} attempt(s) "
+                    f"({type(exc).__name__}: {exc}); {saved()}",
                     hint="run the same command again later: it resumes after the last saved "
-                    "candle",
+                    "one",
                 ) from exc
             # 429 / DDoS protection: the exchange asked us to slow down, so wait longer.
             factor = 4.0 if isinstance(exc, ccxt.DDoSProtection) else 1.0
             time.sleep(min(60.0, backoff * factor * 2**attempt))
             attempt += 1
-            result.retries += 1
+            stats.retries += 1
         except ccxt.ExchangeError as exc:
             raise DownloadError(
-                f"{client.id} refused the request for {symbol} {timeframe} candles from "
-                f"{cursor.isoformat()}: {exc}; {_saved_so_far(result, store)}",
+                f"{client.id} refused the request for {what} {at}: {exc}; {saved()}",
                 hint="check the symbol and timeframe; re-running resumes after the last saved "
-                "candle",
+                "one",
             ) from exc
 
 

@@ -304,6 +304,57 @@ class DataStore:
             return True
         return False
 
+    # ------------------------------------------------------------------ funding rates
+    def funding_path(self, exchange: str, symbol: str) -> Path:
+        """File of a perpetual's funding-rate history (below the candle files, so
+        :meth:`list` never takes it for candles)."""
+        return self.root / _check_exchange(exchange) / symbol_dirname(symbol) / "funding" / \
+            "rates.parquet"
+
+    def read_funding(self, exchange: str, symbol: str) -> pd.Series:
+        """The stored funding rates (fraction of notional per funding event, indexed by the
+        event time, UTC); ``attrs`` hold ``source``, ``downloaded_at`` and ``path``.
+
+        Raises:
+            DataError: nothing stored for the key, or the file is unreadable.
+        """
+        path = self.funding_path(exchange, symbol)
+        if not path.exists():
+            raise DataError(f"no {exchange} {symbol} funding rates in the store {self.root}",
+                            hint=f"btc-backtest data download --funding --exchange {exchange}")
+        try:
+            table = pq.read_table(path)
+        except (OSError, pa.ArrowException) as exc:
+            raise DataError(f"cannot read stored funding rates: {exc}", source=str(path),
+                            hint="delete the file and download the rates again") from exc
+        meta = _read_meta(table.schema)
+        frame = table.to_pandas()
+        if "timestamp" in frame.columns:
+            frame = frame.set_index("timestamp")
+        idx = pd.DatetimeIndex(frame.index)
+        idx = (idx.tz_localize("UTC") if idx.tz is None else idx.tz_convert("UTC")).as_unit("ns")
+        out = pd.Series(frame["funding_rate"].to_numpy(np.float64), index=idx,
+                        name="funding_rate")
+        out.index.name = "timestamp"
+        out.attrs = {"source": meta.get("source") or str(path),
+                     "downloaded_at": meta.get("downloaded_at"), "path": str(path)}
+        return out
+
+    def write_funding(self, rates: pd.Series, exchange: str, symbol: str, *,
+                      source: str | None = None) -> Path:
+        """Replace the stored funding rates with ``rates`` (atomically); returns the path."""
+        meta = {"source": source or rates.attrs.get("source"), "exchange": exchange,
+                "symbol": symbol, "kind": "funding",
+                "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds")}
+        frame = pd.DataFrame({"funding_rate": rates.to_numpy(np.float64)},
+                             index=pd.DatetimeIndex(rates.index, name="timestamp"))
+        table = pa.Table.from_pandas(frame, preserve_index=True)
+        schema_meta = dict(table.schema.metadata or {})
+        schema_meta[_META_KEY] = json.dumps(meta).encode()
+        path = self.funding_path(exchange, symbol)
+        _atomic_write_table(table.replace_schema_metadata(schema_meta), path)
+        return path
+
     # ------------------------------------------------------------------ list
     def list(self) -> list[StoreEntry]:
         """Every stored series, sorted by exchange, symbol and timeframe."""

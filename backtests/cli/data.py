@@ -91,15 +91,25 @@ def data(ctx: click.Context, data_dir: Path | None) -> None:
 @click.option("--retries", default=5, show_default=True, type=click.IntRange(0, 20),
               help="Retries per request on timeouts, 429 and 5xx.")
 @click.option("--progress/--no-progress", default=True, help="Show a progress bar.")
+@click.option("--funding", is_flag=True,
+              help="Download the funding-rate history of the exchange's BTC perpetual instead "
+                   "(binance or bybit; symbol default BTC/USDT:USDT; --timeframe/--until unused).")
 @_data_dir_option
 @click.pass_context
 def download_cmd(ctx: click.Context, exchange: str, symbol: str | None, timeframe: str,
                  since: str | None, until: str | None, retries: int, progress: bool,
-                 data_dir: Path | None) -> None:
-    """Download candles from an exchange's public API into the store (resumable)."""
+                 funding: bool, data_dir: Path | None) -> None:
+    """Download candles (or --funding rates) from an exchange's public API into the store
+    (resumable)."""
     from data.download import download
 
     store = _store(ctx, data_dir)
+    if funding:
+        from data.funding import download_funding
+
+        click.echo(download_funding(exchange, symbol, since=since, store=store,
+                                    progress=progress, retries=retries).summary())
+        return
     res = download(exchange, symbol, timeframe, since=since, until=until, store=store,
                    progress=progress, retries=retries)
     click.echo(res.summary())
@@ -117,15 +127,29 @@ def download_cmd(ctx: click.Context, exchange: str, symbol: str | None, timefram
               help="Expected timeframe (default: inferred from the bar spacing).")
 @click.option("--allow-gap", is_flag=True,
               help="Allow a hole between the stored candles and the file's.")
+@click.option("--funding", is_flag=True,
+              help="FILE holds funding rates (timestamp,funding_rate); detected from the header "
+                   "too. Stored under --exchange (default 'imported') and --symbol (default "
+                   "BTC/USDT:USDT).")
 @_data_dir_option
 @click.pass_context
 def import_cmd(ctx: click.Context, file: Path, fmt: str | None, exchange: str | None,
-               symbol: str | None, timeframe: str | None, allow_gap: bool,
+               symbol: str | None, timeframe: str | None, allow_gap: bool, funding: bool,
                data_dir: Path | None) -> None:
-    """Load and validate FILE, then merge it into the store."""
+    """Load and validate FILE (candles or funding rates), then merge it into the store."""
+    from data.funding import looks_like_funding_csv, read_funding_csv, store_funding
     from data.loaders import load
 
     _require_file(file)
+    if funding or looks_like_funding_csv(file):
+        rates = read_funding_csv(file)
+        store = _store(ctx, data_dir)
+        exchange, symbol = exchange or "imported", symbol or "BTC/USDT:USDT"
+        merged = store_funding(store, rates, exchange, symbol, rates.attrs["source"])
+        click.echo(f"imported {file.name} (funding, {len(rates)} rates {_day(rates.index[0])} "
+                   f"-> {_day(rates.index[-1])}) as {exchange} {symbol}: {len(merged)} stored in "
+                   f"{store.funding_path(exchange, symbol)}")
+        return
     df = load(file, fmt, timeframe=timeframe)
     tf = str(df.attrs.get("timeframe") or timeframe or "")
     if not tf:
