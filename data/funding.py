@@ -33,7 +33,7 @@ from data.store import DataStore
 
 __all__ = ["FUNDING_EXCHANGES", "FUNDING_GRID", "FundingResult", "download_funding",
            "funding_schedule", "looks_like_funding_csv", "perpetual_symbol", "read_funding_csv",
-           "store_funding"]
+           "store_funding", "stored_funding"]
 
 FUNDING_EXCHANGES: tuple[str, ...] = ("binance", "bybit")
 FUNDING_GRID = pd.Timedelta(hours=8)
@@ -188,8 +188,9 @@ def funding_schedule(rates: pd.Series, index: pd.DatetimeIndex, timeframe: pd.Ti
 
     An event at a grid time stays there; one between grid times is charged at the next grid time
     (summed with the rate due there). Grid times in the bars' span without any event before the
-    series' first or after its last event get ``fallback``. Returns a Series on every grid time
-    from the first bar's open to the last bar's end.
+    series' first or after its last event get ``fallback``; inside the span, a grid time without
+    an event pays nothing. Returns the schedule from the first bar's open, one entry per change
+    of rate (forward-filled by the config, so equal consecutive rates are dropped).
     """
     step = FUNDING_GRID.value
     t0 = index[0].value // step * step
@@ -204,7 +205,9 @@ def funding_schedule(rates: pd.Series, index: pd.DatetimeIndex, timeframe: pd.Ti
     pos = np.searchsorted(grid, summed.index.to_numpy())
     ok = (pos < len(grid)) & (grid[np.minimum(pos, len(grid) - 1)] == summed.index.to_numpy())
     out[pos[ok]] = summed.to_numpy()[ok]
-    sched = pd.Series(out, index=pd.DatetimeIndex(grid, tz="UTC").as_unit("ns"),
+    # the config forward-fills its Series: keep only the grid times where the rate changes
+    keep = np.r_[True, out[1:] != out[:-1]]
+    sched = pd.Series(out[keep], index=pd.DatetimeIndex(grid[keep], tz="UTC").as_unit("ns"),
                       name="funding_rate")
     sched.attrs["source"] = rates.attrs.get("source", "funding series")
     return sched
@@ -284,6 +287,23 @@ def download_funding(exchange: str = "binance", symbol: str | None = None,
         bar.close()
     _totals(res, store)
     return res
+
+
+#: Where :func:`stored_funding` looks, in order: the venues downloaded by default, then imports.
+STORE_PREFERENCE: tuple[tuple[str, str], ...] = (("binance", "BTC/USDT:USDT"),
+                                                  ("bybit", "BTC/USDT:USDT"),
+                                                  ("imported", "BTC/USDT:USDT"))
+
+
+def stored_funding(store: DataStore) -> pd.Series | None:
+    """The first funding series found in ``store`` (see :data:`STORE_PREFERENCE`), or None;
+    ``attrs["source"]`` names it."""
+    for exchange, symbol in STORE_PREFERENCE:
+        if store.funding_path(exchange, symbol).exists():
+            rates = store.read_funding(exchange, symbol)
+            rates.attrs["source"] = f"{exchange} {symbol} funding ({rates.attrs['source']})"
+            return rates
+    return None
 
 
 def _utc(value: object, what: str) -> pd.Timestamp:

@@ -7,6 +7,7 @@ parameters on the default BTC data (see :mod:`data.default`), written as a repor
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import sys
 import time
@@ -27,9 +28,12 @@ from backtests.cli.options import (
     param_option,
     strategy_params,
 )
+from backtests.config import BacktestConfig
 from backtests.job import Timings, run_job
-from data.frame import DataError
+from data.frame import DataError, parse_timeframe, timeframe_of
+from data.funding import funding_schedule, read_funding_csv, stored_funding
 from data.select import parse_time, select_candles
+from data.store import DataStore
 from strategies.base import ParamError, Strategy
 from strategies.loader import StrategyLoadError, builtin_strategies, load_strategy
 
@@ -110,9 +114,11 @@ def warmup_warnings(results: list) -> list[str]:
 
 
 def summary_table(results: list) -> str:
-    """A fixed-width table: return, max drawdown, Sharpe, trades, liquidations, buy & hold."""
+    """A fixed-width table: return, max drawdown, Sharpe, trades, liquidations, buy & hold, and
+    the net funding paid (negative = received; quote currency) when any strategy paid some."""
+    funded = any(r.metrics.get("funding_paid") for r in results)
     head = (f"{'strategy':<18} {'return %':>10} {'max DD %':>9} {'Sharpe':>7} {'trades':>7} "
-            f"{'win %':>6} {'liq.':>5} {'B&H %':>10}")
+            f"{'win %':>6} {'liq.':>5} {'B&H %':>10}" + (f" {'funding':>10}" if funded else ""))
     lines = [head, "-" * len(head)]
     for r in results:
         m = r.metrics
@@ -121,8 +127,30 @@ def summary_table(results: list) -> str:
             f"{_num(m.get('max_drawdown_pct'), '9.2f')} {_num(m.get('sharpe'), '7.2f')} "
             f"{int(m.get('n_trades', 0)):>7d} {_num(m.get('win_rate_pct'), '6.1f')} "
             f"{int(m.get('n_liquidations', 0)):>5d} {_num(m.get('buy_hold_return_pct'), '10.2f')}"
+            + (f" {_num(m.get('funding_paid'), '10.2f')}" if funded else "")
         )
+    if funded:
+        lines.append("funding: net paid by each strategy, quote currency (negative = received)")
     return "\n".join(lines)
+
+
+def with_funding_series(cfg: BacktestConfig, df: pd.DataFrame, funding_data: str | None,
+                        data_dir: str | None) -> BacktestConfig:
+    """``cfg`` charging a real funding series: ``funding_data`` (a CSV), else the store's
+    (:func:`data.funding.stored_funding`); the constant rate stays the fallback outside the
+    series' span. Unchanged when there is no series. Says on stderr which one is used."""
+    if funding_data is not None:
+        rates = read_funding_csv(funding_data)
+    else:
+        rates = stored_funding(DataStore(data_dir) if data_dir else DataStore())
+    if rates is None or rates.empty:
+        return cfg
+    sched = funding_schedule(rates, df.index, parse_timeframe(timeframe_of(df)),
+                             fallback=float(cfg.funding_rate))
+    click.echo(f"funding: {rates.attrs.get('source')}: {len(rates):,} rates "
+               f"{rates.index[0]:%Y-%m-%d} -> {rates.index[-1]:%Y-%m-%d}; outside that "
+               f"{float(cfg.funding_rate):g} per 8 h", err=True)
+    return dataclasses.replace(cfg, funding_rate=sched)
 
 
 def _default_out() -> Path:
@@ -145,11 +173,15 @@ _started = False
               help="Report folder. Default: reports/run-<UTC time>.")
 @click.option("--no-png", is_flag=True, help="Skip the PNG charts.")
 @click.option("--open", "open_report", is_flag=True, help="Open the HTML report when done.")
+@click.option("--funding-data", type=click.Path(dir_okay=False, exists=True), default=None,
+              help="Funding-rate CSV (timestamp,funding_rate) charged at its own times. "
+                   "Default: the funding series in the store if there is one; --funding RATE "
+                   "applies outside the series' span.")
 def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_file: str | None,
                 data_dir: str | None, timeframe: str | None, offline: bool,
                 dataset: str | None, start: str | None,
                 end: str | None, out_dir: str | None, no_png: bool, open_report: bool,
-                **config: Any) -> None:
+                funding_data: str | None, **config: Any) -> None:
     """Backtest strategies on BTC data and write an HTML + PNG report (the main job)."""
     from backtests.reports.write import write_report
 
@@ -168,6 +200,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
     timings.load = time.perf_counter() - t0
     click.echo(f"data: {origin}: {len(df):,} bars {df.index[0]:%Y-%m-%d} -> "
                f"{df.index[-1]:%Y-%m-%d}", err=True)
+    cfg = with_funding_series(cfg, df, funding_data, data_dir)
 
     steps = ["analysis"] + [s.name for s in strategies]
     label = f"backtesting {len(strategies)} strateg{'y' if len(strategies) == 1 else 'ies'}"
