@@ -34,10 +34,7 @@ def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | No
         # A user's bt.Strategy has no vectorised signals: backtrader is its only engine.
         from backtests.engines.bt_native import run_native  # imports backtrader: when asked
 
-        if start is not None:  # backtrader computes its indicators itself, on what it is fed
-            raise ValueError("a backtrader.Strategy runs on the bars it is given: cut the data "
-                             "at the start yourself (no warm-up before it)")
-        return run_native(df, strategy, replace(config, engine="backtrader"))
+        return run_native(df, strategy, replace(config, engine="backtrader"), start=start)
     if config.engine == "fast":
         from backtests.engines.fast import run_fast
 

@@ -301,3 +301,19 @@ def test_sweep_and_walk_forward_accept_a_bt_strategy(btc_daily):
     t = wf.oos_trades.merge(wf.windows[["window", "test_start", "test_end"]], on="window")
     assert len(t) > 5
     assert ((t["entry_time"] >= t["test_start"]) & (t["entry_time"] <= t["test_end"])).all()
+
+
+def test_run_with_start_keeps_history_as_warm_up(btc_daily):
+    cls = load_strategy(SMA_FILE)
+    cfg = BacktestConfig(cash=1_000_000.0, sizing="fixed", size=1.0)
+    full = run(btc_daily, cls(), cfg)
+    res = run(btc_daily, cls(), cfg, start="2024-01-01")
+    first = btc_daily.index.get_loc(pd.Timestamp("2024-01-01", tz="UTC"))
+    assert res.equity.index[0] == btc_daily.index[first] and res.equity.iloc[0] == 1_000_000.0
+    assert res.data["warmup"]["history_bars"] == first
+    assert (res.trades["entry_time"] > btc_daily.index[first]).all()
+    # the SMAs saw the history: once the full run is flat inside the window, the trades agree
+    later = full.trades[full.trades["entry_time"] > res.trades["entry_time"].iloc[0]]
+    cols = ["entry_time", "exit_time", "entry_price", "exit_price"]
+    pd.testing.assert_frame_equal(res.trades[cols].iloc[1:].reset_index(drop=True),
+                                  later[cols].reset_index(drop=True))

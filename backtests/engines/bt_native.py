@@ -52,6 +52,7 @@ from backtests.engines.fast import (
     timeframe_of,
 )
 from backtests.results import EXIT_REASONS, BacktestResult
+from backtests.warmup import warmup_report, window_start
 from data.frame import check_canonical
 from strategies.native import BacktraderStrategy
 
@@ -303,8 +304,15 @@ def simulate_native(df: pd.DataFrame, strategy: BacktraderStrategy, config: Back
 
 
 def run_native(df: pd.DataFrame, strategy: BacktraderStrategy,
-               config: BacktestConfig | None = None) -> BacktestResult:
-    """Backtest the user's backtrader strategy wrapped in ``strategy`` on ``df``.
+               config: BacktestConfig | None = None, *, start: object = None) -> BacktestResult:
+    """Backtest the user's backtrader strategy wrapped in ``strategy`` on ``df``, trading from
+    ``start`` (None: the first bar).
+
+    As with our own strategies (:func:`backtests.engines.fast.trading_window`), the bars before
+    the window are warm-up: backtrader runs on all of ``df``, so the strategy's indicators see
+    them, but an order placed before the window's first bar is cancelled, and a position opens
+    at the earliest on the window's second bar's open. The result covers the window;
+    ``result.data["warmup"]`` records the history the window had.
 
     Returns a :class:`BacktestResult` with ``engine="backtrader"`` and
     ``config["native_backtrader"] = True`` (reports say "backtrader only": there is no second
@@ -315,12 +323,20 @@ def run_native(df: pd.DataFrame, strategy: BacktraderStrategy,
         ConfigError: see :func:`simulate_native`.
     """
     config = config or BacktestConfig(engine="backtrader")
-    out = simulate_native(df, strategy, config)
-    trades = build_trades(df, out.raw, config, None)
+    pos = window_start(df, start)
+    out = simulate_native(df, strategy, config, trade_from=pos + 1 if pos else 0)
+    raw = out.raw.copy()
+    for col in ("signal_bar", "entry_bar", "exit_bar"):  # bar positions in the window
+        raw[:, RAW_COLUMNS.index(col)] -= pos
+    window = df.iloc[pos:]
+    window.attrs = dict(df.attrs)
+    trades = build_trades(window, raw, config, None)
     settings = {**config.to_dict(), "engine": "backtrader", "native_backtrader": True,
                 "rejected_orders": out.rejected}
-    return BacktestResult.from_run(
-        df=df, strategy=strategy.name, params=strategy.param_values, config=settings,
-        trades=trades, equity=pd.Series(out.equity, index=df.index, name="equity"),
+    res = BacktestResult.from_run(
+        df=window, strategy=strategy.name, params=strategy.param_values, config=settings,
+        trades=trades, equity=pd.Series(out.equity[pos:], index=window.index, name="equity"),
         engine="backtrader",
     )
+    res.data["warmup"] = warmup_report(df, pos, strategy)
+    return res
