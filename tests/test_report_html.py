@@ -1,4 +1,4 @@
-"""The self-contained HTML report: complete, offline, escaped, with one or several strategies."""
+"""The run report page: complete, offline, escaped, small, and only reading saved results."""
 
 from __future__ import annotations
 
@@ -11,14 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.reports.html import (
-    _down_ohlc,
-    _log_ticks,
-    display_timeframe,
-    fmt,
-    render_html,
-    safe_json,
-)
+from backtests.reports import cards
+from backtests.reports.assets import chart_library, safe_json
+from backtests.reports.cards import Card
+from backtests.reports.format import fmt
+from backtests.reports.html import render_html
 from backtests.results import BacktestResult
 from tests.conftest import real
 from tests.factories import make_result
@@ -29,72 +26,71 @@ EVIL = "<script>alert(1)</script>"
 
 
 class Page(HTMLParser):
-    """Collects what the tests look at: tags with attributes, trade rows, scripts, metric cells."""
+    """What the tests look at: tags, scripts, and the cells of every table (by table class)."""
 
     def __init__(self, text: str) -> None:
         super().__init__(convert_charrefs=True)
         self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.trade_rows: dict[str, int] = {}
         self.scripts: list[tuple[dict[str, str | None], str]] = []
+        self.tables: list[tuple[str, list[list[str]]]] = []
         self.metric_cells: dict[tuple[int, str], list[str]] = {}
-        self._table: str | None = None
-        self._summary_no = 0
-        self._in_summary = False
-        self._metric: str | None = None
-        self._cell: list[str] | None = None
         self._script: dict[str, str | None] | None = None
-        self._script_text: list[str] = []
+        self._text: list[str] = []
+        self._cell: list[str] | None = None
+        self._metric: str | None = None
+        self._summaries = 0
         self.feed(text)
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
         self.tags.append((tag, a))
-        cls = (a.get("class") or "").split()
-        if tag == "table" and "trades" in cls:
-            self._table = a.get("data-strategy") or ""
-            self.trade_rows.setdefault(self._table, 0)
-        if tag == "table" and "summary" in cls:
-            self._in_summary = True
-            self._summary_no += 1
-        if tag == "tr" and self._table is not None and "trade" in cls:
-            self.trade_rows[self._table] += 1
-        if tag == "tr" and self._in_summary and a.get("data-metric"):
-            self._metric = a["data-metric"]
-            self.metric_cells[(self._summary_no, self._metric)] = []
-        if tag == "td" and self._metric is not None:
-            self._cell = []
         if tag == "script":
-            self._script, self._script_text = a, []
+            self._script, self._text = a, []
+        if tag == "table":
+            self.tables.append((a.get("class") or "", []))
+            if "summary" in (a.get("class") or ""):
+                self._summaries += 1
+        if tag == "tr" and self.tables:
+            self.tables[-1][1].append([])
+            self._metric = a.get("data-metric")
+            if self._metric:
+                self.metric_cells[(self._summaries, self._metric)] = []
+        if tag in ("td", "th"):
+            self._cell = []
 
     def handle_endtag(self, tag):
-        if tag == "table":
-            self._table = None
-            self._in_summary = False
-        if tag == "td" and self._cell is not None and self._metric is not None:
-            self.metric_cells[(self._summary_no, self._metric)].append("".join(self._cell).strip())
-            self._cell = None
-        if tag == "tr":
-            self._metric = None
         if tag == "script" and self._script is not None:
-            self.scripts.append((self._script, "".join(self._script_text)))
+            self.scripts.append((self._script, "".join(self._text)))
             self._script = None
+        if tag in ("td", "th") and self._cell is not None and self.tables:
+            text = "".join(self._cell).strip()
+            self.tables[-1][1][-1].append(text)
+            if self._metric and tag == "td":
+                self.metric_cells[(self._summaries, self._metric)].append(text)
+            self._cell = None
 
     def handle_data(self, data):
+        if self._script is not None:
+            self._text.append(data)
         if self._cell is not None:
             self._cell.append(data)
-        if self._script is not None:
-            self._script_text.append(data)
 
-    def figures(self) -> dict:
-        (text,) = [t for a, t in self.scripts if a.get("id") == "figure-data"]
+    def payload(self) -> dict:
+        (text,) = [t for a, t in self.scripts if a.get("id") == "report-data"]
         return json.loads(text)
 
+    def table(self, cls: str, n: int = 0) -> list[list[str]]:
+        return [rows for c, rows in self.tables if cls in c.split()][n]
 
-def arr(value) -> np.ndarray:
-    """A plotly JSON array: a list, or a typed array {"dtype", "bdata" (base64)}."""
-    if isinstance(value, dict) and "bdata" in value:
-        return np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
-    return np.asarray(value)
+
+def decode(payload: dict, ref: dict) -> np.ndarray:
+    """A packed column back as float64 (missing: NaN), as the page's script decodes it."""
+    raw = base64.b64decode(payload["blobs"][ref["b"]])
+    a = np.frombuffer(raw, dtype="<" + ref["d"]).astype(float)
+    na = {"i4": -(2**31), "u2": 65535}.get(ref["d"])
+    if na is not None:
+        a[a == na] = np.nan
+    return a / ref["k"]
 
 
 @pytest.fixture(scope="module")
@@ -110,126 +106,111 @@ def one(daily, tmp_path_factory) -> tuple[BacktestResult, str, Page]:
     return result, text, Page(text)
 
 
-def test_every_trade_is_a_row(one):
-    result, text, page = one
-    assert len(result.trades) >= 20
-    assert page.trade_rows == {result.strategy: len(result.trades)}
-    for t in result.trades.itertuples():
-        assert fmt(t.entry_price, "price") in text
-        assert fmt(t.pnl, "money") in text
-    assert "liquidation" in set(result.trades["exit_reason"])  # the factory's 10x trade
+def test_chart_data_is_the_saved_result_exactly(one):
+    result, _, page = one
+    data = page.payload()
+    (chart,) = data["charts"]
+    bars = chart["bars"]
+    sec = bars["t0"] + decode(data, bars["t"]) * 60
+    expect = result.prices.index.as_unit("s").asi8
+    np.testing.assert_array_equal(sec, expect)
+    for col in ("open", "high", "low", "close"):
+        np.testing.assert_allclose(decode(data, bars[col[0]]), result.prices[col], atol=0.005)
+    np.testing.assert_allclose(decode(data, bars["v"]), result.prices["volume"], rtol=1e-6)
+    rsi = decode(data, chart["lines"]["rsi"])
+    np.testing.assert_allclose(rsi, result.indicators["rsi"], atol=0.005)
+    np.testing.assert_allclose(decode(data, chart["equity"]["equity"]), result.equity, atol=0.005)
+    trades = chart["trades"]
+    assert len(trades["pnl"]) == len(result.trades)
+    np.testing.assert_allclose(trades["pnl"], result.trades["pnl"], atol=1e-4)  # 4 decimals
+    assert trades["exit_reason"] == list(result.trades["exit_reason"])
+    assert "liquidation" in trades["exit_reason"]  # the factory's 10x trade
+    assert all(isinstance(w, str) and w for w in trades["why"])
 
 
 def test_metrics_table_shows_the_saved_metrics(one):
     result, _, page = one
     m = result.metrics
     for key, kind in [("total_return_pct", "pct"), ("max_drawdown_pct", "pct"),
-                      ("sharpe", "ratio"), ("win_rate_pct", "pct"), ("n_trades", "int"),
+                      ("sharpe", "ratio"), ("win_rate_pct", "pct_abs"), ("n_trades", "int"),
                       ("final_equity", "money"), ("fees_paid", "money")]:  # fmt: skip
         assert page.metric_cells[(1, key)][1] == fmt(m[key], kind), key
-    # Long + Short trade counts add up to All; the split is the trade list's.
     _, all_n, long_n, short_n = page.metric_cells[(1, "n_trades")]
     assert int(long_n) + int(short_n) == int(all_n) == len(result.trades)
-    assert int(long_n) == int((result.trades["side"] > 0).sum())
-    # every saved metric has a row
     assert {k for (_, k) in page.metric_cells} >= set(m)
+    assert page.metric_cells[(1, "total_return_pct")][1][0] in "+−0"  # % carry their sign
 
 
-def test_provenance_outlook_params_and_exit_reasons(one):
-    result, text, _ = one
-    for key in ("sha256", "source", "start", "end"):
-        assert str(result.data[key]) in text
-    assert f"{result.data['rows']:,}" in text or str(result.data["rows"]) in text
-    assert result.outlook["text"].split(".")[0] in text
-    assert "Technical outlook" in text
-    for name in result.params:
-        assert f"<th>{name}</th>" in text
-    for reason in set(result.trades["exit_reason"]):
-        assert f"<td>{reason}</td>" in text
-    assert "Monthly returns" in text and "Worst drawdowns" in text
+def test_tables_are_formatted_and_sorted_as_captioned(one):
+    _, text, page = one
+    levels = page.table("levels")
+    head, rows = levels[0], levels[1:]
+    assert head[:4] == ["Role", "Centre", "Zone", "From last close"]
+    centres = [float(r[1].replace("$", "").replace(",", "")) for r in rows]
+    assert centres == sorted(centres, reverse=True) and len(rows) >= 3  # highest price first
+    assert all(re.fullmatch(r"[+−]?\d[\d,]*\.\d\d%", r[3]) for r in rows)
+    assert "T00:00:00" not in text  # dates as dates, never ISO timestamps
+    exits = page.table("exit-reasons")[1:]
+    counts = [int(r[1]) for r in exits]
+    assert counts == sorted(counts, reverse=True)  # "most trades first"
+    dd = page.table("drawdowns")[1:]
+    depths = [float(r[3].replace("−", "-").rstrip("%")) for r in dd]
+    assert depths == sorted(depths)  # deepest first
 
 
-def test_self_contained_no_external_urls(one):
+def test_outlook_is_sentences_and_a_small_table_not_a_key_dump(one):
+    result, text, page = one
+    section = text.split('id="outlook"')[1]
+    assert result.outlook["text"].split(".")[0] in section
+    assert "rsi_period" not in section and "change_1bar_pct" not in section
+    assert len(page.table("outlook-levels")) <= 6
+
+
+def test_self_contained_offline_and_small(one):
     _, text, page = one
     for tag, attrs in page.tags:
         for attr in ("src", "href"):
             value = attrs.get(attr)
             if value is not None:
                 assert "http" not in value and not value.startswith("//"), (tag, value)
-        if tag == "link":
-            raise AssertionError(f"external stylesheet/link: {attrs}")
-    scripts = [a for a, _ in page.scripts]
-    assert all("src" not in a for a in scripts)
-    # plotly.js inlined exactly once
-    from plotly.offline import get_plotlyjs
-
-    head = get_plotlyjs()[:300]
-    assert text.count(head) == 1
-
-
-def test_figures_hold_candles_levels_events_trades_rsi_equity(one):
-    result, _, page = one
-    figs = page.figures()
-    price = next(v for k, v in figs.items() if k.endswith("-price"))
-    names = [t.get("name", "") for t in price["data"]]
-    candles = next(t for t in price["data"] if t["type"] == "candlestick")
-    assert len(candles["x"]) == len(result.prices)
-    assert {"200-week EMA", "RSI", "Long entry", "Exit", "Liquidation"} <= set(names)
-    assert any(n.startswith("Flip") for n in names) and any(n.startswith("Retest") for n in names)
-    # one band per S/R zone
-    rects = [s for s in price["layout"]["shapes"] if s["type"] == "rect" and s.get("yref") == "y"]
-    assert len(rects) == len(result.levels)
-    # entry markers cover every trade
-    entries = sum(len(t["x"]) for t in price["data"] if t.get("name", "").endswith("entry"))
-    assert entries == len(result.trades)
-    equity = next(v for k, v in figs.items() if k.endswith("-equity"))
-    assert {"Strategy equity", "Buy & hold", "Drawdown"} <= {t["name"] for t in equity["data"]}
-    eq_trace = next(t for t in equity["data"] if t["name"] == "Strategy equity")
-    np.testing.assert_allclose(arr(eq_trace["y"]), result.equity.to_numpy(), atol=0.006)
-    np.testing.assert_allclose(arr(candles["high"]), result.prices["high"].to_numpy())
+        assert tag != "link", attrs
+    assert all("src" not in a for a, _ in page.scripts)
+    lib = str(chart_library())
+    assert "Lightweight Charts" in lib[:300] and text.count(lib[:300]) == 1  # inlined once
+    assert "plotly" not in text.lower()
+    assert len(text.encode()) < 1_000_000
 
 
 def test_user_strings_are_escaped(daily, tmp_path):
-    result = make_result(
-        daily, strategy=EVIL, params={"note": EVIL, "oversold": 30.0}, n_trades=6
-    )
+    result = make_result(daily, strategy=EVIL, params={"note": EVIL, "oversold": 30.0}, n_trades=6)
     result.trades["tag"] = EVIL
-    result.outlook["text"] = f"Outlook {EVIL} & more"
+    result.outlook["text"] = f"Outlook {EVIL}\nMore {EVIL} & more"
     result.data["origin"] = EVIL
-    path = render_html([result], tmp_path / "evil.html")
-    text = path.read_text(encoding="utf-8")
+    text = render_html([result], tmp_path / "evil.html").read_text(encoding="utf-8")
     assert EVIL not in text
-    assert text.lower().count("<script") == 3  # plotly.js, the figure data, the bootstrap
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
     page = Page(text)
-    # the only scripts are ours: plotly, the figure data, the bootstrapping code
-    assert len(page.scripts) == 3
-    figs = page.figures()  # still valid JSON; chart hover text is HTML-escaped for plotly
-    hover = json.dumps(figs)
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in hover and EVIL not in hover
-    assert page.trade_rows == {EVIL: len(result.trades)}
+    assert len(page.scripts) == 3  # the chart library, the data, our script
+    assert page.payload()["charts"][0]["trades"]["tag"] == [EVIL] * len(result.trades)
 
 
 def test_safe_json_cannot_close_a_script():
-    text = str(safe_json({"a": "</script><script>x()</script>", "b": "\u2028&"}))
+    text = str(safe_json({"a": "</script><script>x()</script>", "b": "\u2028&", "c": float("nan")}))
     assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
-    assert json.loads(text) == {"a": "</script><script>x()</script>", "b": "\u2028&"}
+    assert json.loads(text) == {"a": "</script><script>x()</script>", "b": "\u2028&", "c": None}
 
 
 def test_zero_trades(daily, tmp_path):
     result = make_result(daily, n_trades=0)
-    assert len(result.trades) == 0
     text = render_html(result, tmp_path / "empty.html").read_text(encoding="utf-8")
     page = Page(text)
-    assert page.trade_rows == {result.strategy: 0}
     assert "No trades in this run." in text
     assert page.metric_cells[(1, "n_trades")][1] == "0"
-    assert page.metric_cells[(1, "win_rate_pct")][1] == "—"  # NaN shown as a dash
-    price = next(v for k, v in page.figures().items() if k.endswith("-price"))
-    assert not any(t.get("name", "").endswith("entry") for t in price["data"])
+    assert page.metric_cells[(1, "win_rate_pct")][1] == "—"
+    assert page.payload()["charts"][0]["trades"]["pnl"] == []
 
 
-def test_several_strategies_one_comparison_page(daily, tmp_path):
+def test_several_strategies_one_comparison_card(daily, tmp_path):
     results = [
         make_result(daily, strategy="oversold_bounce", n_trades=20, seed=1),
         make_result(daily, strategy="breakdown", n_trades=11, seed=2, with_liquidation=False),
@@ -237,21 +218,12 @@ def test_several_strategies_one_comparison_page(daily, tmp_path):
     ]
     text = render_html(results, tmp_path / "cmp.html").read_text(encoding="utf-8")
     page = Page(text)
-    assert 'id="comparison"' in text
-    assert text.count('class="strategy"') == 3
-    # the same name twice gets distinct columns; each section lists its own trades
+    assert 'id="comparison"' in text and text.count('class="strategy"') == 3
     assert "breakdown #2" in text and "breakdown #3" in text
-    counts = [
-        len(re.findall(r'<tr class="trade ', part))
-        for part in text.split('<section id="s')[1:]
-    ]
-    assert counts == [20, 11, 0]
-    figs = page.figures()
-    comp = figs["comparison-equity"]
-    assert [t["name"] for t in comp["data"]].count("Buy & hold") == 1  # same data: one B&H
-    assert len(comp["data"]) == 1 + len(results)
-    assert sum(k.endswith("-price") for k in figs) == 3
-    # one outlook section for the shared data
+    data = page.payload()
+    assert [len(c["trades"]["pnl"]) for c in data["charts"]] == [20, 11, 0]
+    # the same candles are stored once for the three strategies
+    assert len({c["bars"]["c"]["b"] for c in data["charts"]}) == 1
     assert text.count('class="outlook"') == 1
 
 
@@ -259,46 +231,33 @@ def test_report_from_saved_results(daily, tmp_path):
     result = make_result(daily, n_trades=12)
     loaded = BacktestResult.load(result.save(tmp_path / "run"))
     page = Page(render_html([loaded], tmp_path / "r.html").read_text(encoding="utf-8"))
-    assert page.trade_rows == {result.strategy: len(result.trades)}
+    assert len(page.payload()["charts"][0]["trades"]["pnl"]) == 12
 
 
-def test_hourly_data_is_downsampled_for_display_only(tmp_path):
-    hourly = real("1h_binance")  # 3,666 real hourly bars: a lower cap makes them too many
-    cap = 1500
-    result = make_result(hourly, n_trades=40)
-    tf = display_timeframe(hourly, max_candles=cap)
-    assert tf is not None and pd.Timedelta(tf) > pd.Timedelta("1h")
-    path = render_html([result], tmp_path / "hourly.html", max_candles=cap)
-    text = path.read_text(encoding="utf-8")
-    page = Page(text)
-    price = next(v for k, v in page.figures().items() if k.endswith("-price"))
-    candles = next(t for t in price["data"] if t["type"] == "candlestick")
-    assert len(candles["x"]) <= cap < len(hourly)
-    assert "Display downsampled" in text
-    assert page.trade_rows == {result.strategy: len(result.trades)}  # trade list complete
-    assert path.stat().st_size < 8_000_000  # plotly.js is ~4.8 MB of it
-
-
-def test_downsampled_candles_are_exact_aggregates():
-    hourly = real("1h_binance").iloc[:24 * 60]
-    bars = _down_ohlc(hourly, "1d")
-    ref = hourly.resample("1D").agg(
-        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"}
-    )
-    pd.testing.assert_frame_equal(bars, ref.dropna(), check_freq=False, check_names=False)
-
-
-def test_display_timeframe_and_ticks():
-    idx = pd.date_range("2020-01-01", periods=50_000, freq="1h", tz="UTC", name="timestamp")
-    df = pd.DataFrame({"open": 1.0, "high": 1.0, "low": 1.0, "close": 1.0, "volume": 1.0},
-                      index=idx)  # fmt: skip
+def hourly_years(n: int = 44_000, seed: int = 7) -> pd.DataFrame:
+    """``n`` hourly candles (a random walk around BTC's price level): the size of the hourly
+    report depends on the number of bars, not on their values (packed fixed-width columns)."""
+    rng = np.random.default_rng(seed)
+    close = 60_000 * np.exp(np.cumsum(rng.normal(0, 0.006, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    wick = np.abs(rng.normal(0, 0.003, n)) * close
+    idx = pd.date_range("2021-07-01", periods=n, freq="1h", tz="UTC", name="timestamp")
+    df = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) + wick,
+                       "low": np.minimum(open_, close) - wick, "close": close,
+                       "volume": rng.gamma(2.0, 400.0, n)}, index=idx)
     df.attrs["timeframe"] = "1h"
-    assert display_timeframe(df.iloc[:100]) is None
-    assert display_timeframe(df, max_candles=6000) == "12h"  # 50k h / 12 = 4167 bars
-    assert display_timeframe(df, max_candles=30_000) == "2h"
-    assert _log_ticks(3000, 126_000) == [5000, 10_000, 20_000, 50_000, 100_000]
-    assert fmt(float("inf"), "ratio") == "∞" and fmt(np.nan, "pct") == "—"
-    assert fmt(-1234.5, "money") == "−$1,234.50"
+    return df
+
+
+def test_hourly_report_is_native_and_under_budget(tmp_path):
+    hourly = hourly_years()
+    results = [make_result(hourly, strategy="oversold_bounce", n_trades=400, seed=1),
+               make_result(hourly, strategy="breakdown", n_trades=1500, seed=2)]
+    path = render_html(results, tmp_path / "hourly.html")
+    page = Page(path.read_text(encoding="utf-8"))
+    bars = page.payload()["charts"][0]["bars"]
+    assert bars["n"] == len(hourly) and bars["step"] == 3600  # every native bar is there
+    assert path.stat().st_size < 4_000_000
 
 
 def test_single_result_and_bad_input(daily, tmp_path):
@@ -308,9 +267,28 @@ def test_single_result_and_bad_input(daily, tmp_path):
         render_html([], tmp_path / "z.html")
 
 
-def test_file_size_is_reasonable(one):
-    _, text, _ = one
-    assert len(text.encode()) < 6_500_000  # ~4.8 MB plotly.js + ~0.8 MB report
+def test_a_registered_card_is_shown_first(daily, tmp_path, monkeypatch):
+    def market_now(ctx):
+        last = ctx.results[0].prices["close"].iloc[-1]
+        return Card("market-now", "Market now", f"<p class='mn'>{fmt(last, 'price')}</p>")
+
+    monkeypatch.setattr(cards, "PAGE_CARDS", [market_now, *cards.PAGE_CARDS])
+    results = [make_result(daily, n_trades=3, seed=1), make_result(daily, n_trades=4, seed=2)]
+    text = render_html(results, tmp_path / "cards.html").read_text(encoding="utf-8")
+    order = [text.index(x) for x in ('id="market-now"', 'id="comparison"', 'class="strategy"')]
+    assert order == sorted(order)
+    assert fmt(daily["close"].iloc[-1], "price") in text
+
+
+def test_trust_badges(daily, tmp_path):
+    a = make_result(daily, n_trades=5)
+    a.checks = {"lookahead": {"passed": True, "cuts": [1000, 2000],
+                              "cut_times": ["2020-05-12", "2023-02-05"]}}
+    b = make_result(daily, n_trades=5, engine="backtrader")
+    text = render_html([a, b], tmp_path / "b.html").read_text(encoding="utf-8")
+    assert "no look-ahead" in text and "not audited" in text
+    assert "engines agree" in text
+    assert a.data["sha256"][:12] in text
 
 
 def test_write_report_folder_round_trip(daily, tmp_path):
@@ -326,34 +304,7 @@ def test_write_report_folder_round_trip(daily, tmp_path):
     }
     loaded = load_results(tmp_path / "out")
     assert [r.strategy for r in loaded] == ["oversold_bounce", "a/b <c>"]
-    assert [len(r.trades) for r in loaded] == [len(r.trades) for r in results]
-    assert len(load_results(written["dir:1"])) == 1
     page = Page(written["html"].read_text(encoding="utf-8"))
-    assert page.trade_rows == {"oversold_bounce": 8, "a/b <c>": 5}
+    assert [len(c["trades"]["pnl"]) for c in page.payload()["charts"]] == [8, 5]
     with pytest.raises(Exception, match="no saved backtest results"):
         load_results(tmp_path)
-
-
-def test_indicator_style_events_and_many_levels(daily, tmp_path):
-    """Events without a price column (the indicators' flips table) sit at their level; only
-    the zones nearest to the last close are drawn, and big event groups start hidden."""
-    result = make_result(daily, n_trades=5)
-    ev = result.events.drop(columns=["price"])
-    ev["kind"] = np.where(ev["kind"] == "flip", "support_to_resistance", "retest")
-    many = pd.concat([ev[ev["kind"] == "retest"]] * 30, ignore_index=True)
-    result.events = pd.concat([ev[ev["kind"] != "retest"], many], ignore_index=True)
-    last = float(daily["close"].iloc[-1])
-    centres = last * np.linspace(0.2, 3.0, 50)
-    result.levels = pd.DataFrame({"centre": centres, "low": centres * 0.99,
-                                  "high": centres * 1.01, "role": "support", "touches": 2})
-    page = Page(render_html([result], tmp_path / "ev.html").read_text(encoding="utf-8"))
-    price = next(v for k, v in page.figures().items() if k.endswith("-price"))
-    flips = next(t for t in price["data"] if t.get("name", "").startswith("Support to resistance"))
-    np.testing.assert_allclose(arr(flips["y"]), ev.loc[ev["kind"] != "retest", "level"], atol=0.01)
-    assert flips.get("visible", True) is True
-    retests = next(t for t in price["data"] if t.get("name", "").startswith("Retest"))
-    assert retests["visible"] == "legendonly" and len(arr(retests["y"])) == len(many)
-    rects = [s for s in price["layout"]["shapes"] if s["type"] == "rect" and s.get("yref") == "y"]
-    assert len(rects) == 10
-    lows = sorted(r["y0"] for r in rects)
-    assert lows[0] < last < lows[-1] * 1.02  # the nearest, around the last close

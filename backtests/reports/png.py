@@ -32,14 +32,9 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from backtests.reports.html import (
-    EVENTS_SHOWN,
-    LEVELS_DRAWN,
-    _thresholds,
-    event_price_column,
-    event_style,
-    nearest_levels,
-)
+from backtests.reports.chart_data import EVENTS_SHOWN
+from backtests.reports.html import LEVELS_DRAWN
+from backtests.reports.tables import nearest_levels, thresholds
 
 if TYPE_CHECKING:  # pragma: no cover
     from backtests.results import BacktestResult
@@ -54,6 +49,26 @@ UP, DOWN, BLUE, GREY, ORANGE, PURPLE = (
     "#7e57c2",
 )
 CANDLES_MAX = 400  # above this many bars the price is drawn as a close line (candles unreadable)
+
+
+def _event_price_column(events: pd.DataFrame | None) -> str | None:
+    """The column giving an event's price (price, else the level, else a close)."""
+    if events is None or len(events) == 0 or not {"time", "kind"} <= set(events.columns):
+        return None
+    return next((c for c in ("price", "level", "close", "break_close") if c in events), None)
+
+
+def _event_style(kind: str) -> tuple[str, bool]:
+    """Colour of an event kind and whether it is drawn as a ring: retests orange rings, flips
+    diamonds coloured by the new role (green: became support, red: became resistance)."""
+    k = kind.lower()
+    if "retest" in k:
+        return ORANGE, True
+    if k.endswith("to_support"):
+        return UP, False
+    if k.endswith("to_resistance"):
+        return DOWN, False
+    return PURPLE, False
 
 
 def _t(text: Any) -> str:
@@ -191,11 +206,10 @@ def price_png(result: BacktestResult, path: Path) -> Path:
                 bbox=dict(facecolor="white", alpha=0.75, edgecolor="none", pad=0.6),
             )
     ev = result.events
-    col = event_price_column(ev)
+    col = _event_price_column(ev)
     if col is not None:
         for kind, g in ev.groupby(ev["kind"].astype(str)):
-            symbol, colour, _size = event_style(kind)
-            ring = symbol.endswith("open")
+            colour, ring = _event_style(kind)
             many = len(g) > EVENTS_SHOWN  # keep hundreds of markers from hiding the price
             ax.scatter(
                 _x(g["time"]),
@@ -295,7 +309,7 @@ RSI_WINDOW = 500  # bars shown in rsi.png: the whole history would be a solid ba
 
 
 def _rsi_levels(params: dict[str, Any]) -> tuple[list[tuple[str, float]], float, float]:
-    th = _thresholds(params)
+    th = thresholds(params)
     low = [v for n, v in th if "oversold" in n.lower()]
     high = [v for n, v in th if "overbought" in n.lower()]
     return th, (max(low) if low else 30.0), (min(high) if high else 70.0)

@@ -1,0 +1,113 @@
+"""Cards: the blocks a run report is made of, and the one way to add a new one.
+
+A card is a titled box of HTML. The page shows, in order: the header (title, trust badges), the
+**page cards** (:data:`PAGE_CARDS`, in list order), one section per strategy (its built-in charts
+and tables, then the **strategy cards**, :data:`STRATEGY_CARDS`), and the outlook.
+
+To add a card:
+
+1. write a builder: a function taking the :class:`RunContext` (page cards) or the context and
+   one :class:`Section` (strategy cards) and returning a :class:`Card`, or ``None`` when it has
+   nothing to show. It must only *read* the saved results (``ctx.results``, ``section.result``):
+   reports never recompute. Its body is usually a template of ``templates/cards/``::
+
+       def market_now(ctx: RunContext) -> Card | None:
+           body = render("cards/market_now.html", outlook=ctx.results[0].outlook)
+           return Card("market-now", "Market now", body)
+
+2. register it: ``PAGE_CARDS.insert(0, market_now)`` (a card that must come first) or
+   ``PAGE_CARDS.append(...)`` / ``STRATEGY_CARDS.append(...)`` in this module.
+
+Inside a card, format numbers with the template filters (``x|fmt("price")``, ``|fmt("pct")``,
+``|fmt_time``: :mod:`backtests.reports.format`), use ``<table class="data">`` for tables (styled,
+never wider than the card: wrap wide ones in ``<div class="scroll-x">``), and to make something
+zoom the price chart give it ``data-zoom-from`` / ``data-zoom-to`` (ISO dates or epoch seconds)
+and optionally ``data-chart`` (a section's ``chart_id``; default: the first price chart): a click
+zooms that chart to the range and scrolls to it. Scripts may call ``btcReport.zoom(chartId, from,
+to)`` and ``btcReport.onReady(fn)``; ``LightweightCharts`` is available for a card's own chart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from markupsafe import Markup
+
+from backtests.reports.assets import render
+from backtests.reports.format import fmt
+from backtests.reports.tables import COMPARISON_ROWS, METRIC_ROWS, SIGNED, cell
+from backtests.results import BacktestResult
+
+
+@dataclass(frozen=True)
+class Card:
+    """A titled box: ``id`` (HTML id and nav anchor), ``title``, ``body`` (HTML), an optional
+    ``note`` under the title, ``nav`` (listed in the top navigation)."""
+
+    id: str
+    title: str
+    body: Markup | str
+    note: str = ""
+    nav: bool = True
+
+    def html(self) -> Markup:
+        """The card's full HTML (``<section class="card">`` with its title)."""
+        return Markup(render("card.html", card=self))
+
+
+@dataclass
+class Section:
+    """One strategy's part of the page: its ``result``, HTML ``id``, display ``name`` (unique on
+    the page) and the id of its price chart (``chart_id``)."""
+
+    result: BacktestResult
+    id: str
+    name: str
+    chart_id: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class RunContext:
+    """What page cards see: every result (in page order) and its section."""
+
+    results: list[BacktestResult]
+    sections: list[Section]
+
+
+PageCard = Callable[[RunContext], "Card | None"]
+StrategyCard = Callable[[RunContext, Section], "Card | None"]
+
+
+def comparison_card(ctx: RunContext) -> Card | None:
+    """Several strategies: their key metrics side by side and all equity curves on one chart."""
+    if len(ctx.results) < 2:
+        return None
+    rows = [
+        {"label": label, "cells": [cell(r.metrics.get(key), kind, key in SIGNED)
+                                   for r in ctx.results]}
+        for key, label, kind, _ in METRIC_ROWS if key in COMPARISON_ROWS
+    ]
+    body = render("cards/comparison.html", sections=ctx.sections, rows=rows)
+    best = max(ctx.results, key=lambda r: r.metrics.get("total_return_pct") or float("-inf"))
+    note = (f"Best total return: {best.strategy} "
+            f"({fmt(best.metrics.get('total_return_pct'), 'pct')}).")
+    return Card("comparison", "Strategy comparison", Markup(body), note=note)
+
+
+#: Page cards, top of the page, in this order (a "Market now" card goes first: insert at 0).
+PAGE_CARDS: list[PageCard] = [comparison_card]
+#: Extra cards inside each strategy's section, after its built-in charts and tables.
+STRATEGY_CARDS: list[StrategyCard] = []
+
+
+def page_cards(ctx: RunContext) -> list[Card]:
+    """The page cards that have something to show, in :data:`PAGE_CARDS` order."""
+    return [c for build in PAGE_CARDS if (c := build(ctx)) is not None]
+
+
+def strategy_cards(ctx: RunContext, section: Section) -> list[Card]:
+    """The extra cards of one strategy section, in :data:`STRATEGY_CARDS` order."""
+    return [c for build in STRATEGY_CARDS if (c := build(ctx, section)) is not None]
