@@ -200,14 +200,16 @@ def test_safe_json_cannot_close_a_script():
     assert json.loads(text) == {"a": "</script><script>x()</script>", "b": "\u2028&", "c": None}
 
 
-def test_zero_trades(daily, tmp_path):
+def test_zero_trades_and_no_levels(daily, tmp_path):
     result = make_result(daily, n_trades=0)
+    result.levels = pd.DataFrame()
     text = render_html(result, tmp_path / "empty.html").read_text(encoding="utf-8")
     page = Page(text)
     assert "No trades in this run." in text
     assert page.metric_cells[(1, "n_trades")][1] == "0"
     assert page.metric_cells[(1, "win_rate_pct")][1] == "—"
     assert page.payload()["charts"][0]["trades"]["pnl"] == []
+    assert "No zones." in text
 
 
 def test_several_strategies_one_comparison_card(daily, tmp_path):

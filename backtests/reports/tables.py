@@ -201,6 +201,8 @@ def levels_rows(result: BacktestResult, k: int = LEVELS_LISTED) -> list[dict[str
     prices = result.prices
     last = float(prices["close"].iloc[-1]) if len(prices) else float("nan")
     near = nearest_levels(result.levels, last, k)
+    if near.empty:
+        return []
     rows = []
     for _, z in near.sort_values("low", ascending=False).iterrows():
         centre = z["centre"] if "centre" in z else (z["low"] + z["high"]) / 2
