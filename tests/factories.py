@@ -306,3 +306,19 @@ def make_result(
         outlook=_outlook(df, ind, levels),
         origin="tests/factories.py synthetic trades on real candles",
     )
+
+
+def hourly_candles(n: int = 44_000, seed: int = 7) -> pd.DataFrame:
+    """``n`` hourly candles (a random walk around BTC's price level): the size of the hourly
+    report depends on the number of bars, not on their values (packed fixed-width columns)."""
+    rng = np.random.default_rng(seed)
+    close = 60_000 * np.exp(np.cumsum(rng.normal(0, 0.006, n)))
+    open_ = np.r_[close[0], close[:-1]]
+    wick = np.abs(rng.normal(0, 0.003, n)) * close
+    idx = pd.date_range("2021-07-01", periods=n, freq="1h", tz="UTC", name="timestamp",
+                        unit="ns")
+    df = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) + wick,
+                       "low": np.minimum(open_, close) - wick, "close": close,
+                       "volume": rng.gamma(2.0, 400.0, n)}, index=idx)
+    df.attrs["timeframe"] = "1h"
+    return df

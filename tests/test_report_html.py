@@ -18,7 +18,7 @@ from backtests.reports.format import fmt
 from backtests.reports.html import render_html
 from backtests.results import BacktestResult
 from tests.conftest import real
-from tests.factories import make_result
+from tests.factories import hourly_candles, make_result
 
 pytestmark = pytest.mark.shared_data
 
@@ -236,23 +236,8 @@ def test_report_from_saved_results(daily, tmp_path):
     assert len(page.payload()["charts"][0]["trades"]["pnl"]) == 12
 
 
-def hourly_years(n: int = 44_000, seed: int = 7) -> pd.DataFrame:
-    """``n`` hourly candles (a random walk around BTC's price level): the size of the hourly
-    report depends on the number of bars, not on their values (packed fixed-width columns)."""
-    rng = np.random.default_rng(seed)
-    close = 60_000 * np.exp(np.cumsum(rng.normal(0, 0.006, n)))
-    open_ = np.r_[close[0], close[:-1]]
-    wick = np.abs(rng.normal(0, 0.003, n)) * close
-    idx = pd.date_range("2021-07-01", periods=n, freq="1h", tz="UTC", name="timestamp")
-    df = pd.DataFrame({"open": open_, "high": np.maximum(open_, close) + wick,
-                       "low": np.minimum(open_, close) - wick, "close": close,
-                       "volume": rng.gamma(2.0, 400.0, n)}, index=idx)
-    df.attrs["timeframe"] = "1h"
-    return df
-
-
 def test_hourly_report_is_native_and_under_budget(tmp_path):
-    hourly = hourly_years()
+    hourly = hourly_candles()
     results = [make_result(hourly, strategy="oversold_bounce", n_trades=400, seed=1),
                make_result(hourly, strategy="breakdown", n_trades=1500, seed=2)]
     path = render_html(results, tmp_path / "hourly.html")
