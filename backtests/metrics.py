@@ -25,6 +25,10 @@ Conventions (checked against empyrical-reloaded and quantstats in tests/test_met
   close of the exit bar (stop, target, liquidation, end).
 * VaR/CVaR 95 %: historical, on per-bar returns (the 5 % quantile, linear interpolation, and the
   mean of returns at or below it).
+
+One implementation: :func:`core_metrics` (a compiled pass, :func:`metrics_pass`) computes the
+return, risk, trade and exposure figures for both the full result (:func:`compute_metrics`, which
+adds the rest) and every sweep row (:func:`backtests.tuning.sweep.evaluate_backtest`).
 """
 
 from __future__ import annotations
@@ -34,12 +38,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from numba import njit
 
 from backtests.results import OPEN_EXITS
 from data.frame import DataError, parse_timeframe
 
 DAYS_PER_YEAR = 365.0
-_YEAR = pd.Timedelta(days=DAYS_PER_YEAR)
+#: The calendar year metrics annualise with (crypto trades every day).
+YEAR = pd.Timedelta(days=DAYS_PER_YEAR)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 #: Keys every ``compute_metrics`` result has (the contract's list first, then extras).
@@ -55,11 +61,21 @@ METRIC_KEYS: tuple[str, ...] = (
 )
 
 
+#: The figures :func:`core_metrics` returns: those of :data:`METRIC_KEYS` a sweep ranks by, plus
+#: the per-bar moments the deflated Sharpe ratio needs (as ``backtests.tuning.overfit
+#: .return_moments``: ``sr_bar`` = mean / std, ``skew``, ``kurtosis`` (not excess), ``n_obs``).
+CORE_KEYS: tuple[str, ...] = (
+    "sharpe", "sortino", "calmar", "total_return_pct", "cagr_pct", "max_drawdown_pct",
+    "volatility_pct", "win_rate_pct", "profit_factor", "n_trades", "exposure_pct",
+    "final_equity", "sr_bar", "skew", "kurtosis", "n_obs",
+)
+
+
 def periods_per_year(timeframe: str | pd.Timedelta) -> float:
     """Bars per 365-day year for a timeframe ("1d" -> 365.0, "1h" -> 8760.0, "1M" -> 12.0)."""
     if isinstance(timeframe, str) and timeframe.strip() == "1M":
         return 12.0
-    return _YEAR / parse_timeframe(timeframe)
+    return YEAR / parse_timeframe(timeframe)
 
 
 def _check_equity(equity: pd.Series, name: str = "equity") -> np.ndarray:
@@ -113,6 +129,135 @@ def _run_durations(index: pd.DatetimeIndex, starts: np.ndarray, ends: np.ndarray
     return (t[stop] - t[np.maximum(starts - 1, 0)]) / 86_400e9
 
 
+def profit_factor(gross_profit: float, gross_loss: float) -> float:
+    """Gross profit / gross loss: ``inf`` with winners and no loss, NaN with neither."""
+    if gross_loss > 0:
+        return gross_profit / gross_loss
+    return math.inf if gross_profit > 0 else math.nan
+
+
+@njit(cache=True)
+def pnl_stats(pnl):  # pragma: no cover - compiled
+    """``(wins, gross_profit, gross_loss)`` of net trade PnLs (a zero PnL is neither)."""
+    wins = 0
+    gp = 0.0
+    gl = 0.0
+    for k in range(len(pnl)):
+        if pnl[k] > 0:
+            wins += 1
+            gp += pnl[k]
+        elif pnl[k] < 0:
+            gl -= pnl[k]
+    return wins, gp, gl
+
+
+@njit(cache=True)
+def held_mask(n, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - compiled
+    """Per bar of an ``n``-bar curve starting at bar ``offset``: True while a position is open
+    (bars ``entry..exit-1`` for exits at the open, ``entry..exit`` otherwise; clipped)."""
+    held = np.zeros(n + 1, dtype=np.int64)
+    for k in range(len(entry_bar)):
+        a = min(max(entry_bar[k] - offset, 0), n)
+        b = min(max(exit_bar[k] - offset + (0 if at_open[k] else 1), 0), n)
+        held[a] += 1  # difference array: overlapping trades stay > 0
+        held[b] -= 1
+    out = np.zeros(n, dtype=np.bool_)
+    run = 0
+    for i in range(n):
+        run += held[i]
+        out[i] = run > 0
+    return out
+
+
+@njit(cache=True)
+def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - compiled
+    """The compiled pass behind :func:`core_metrics`.
+
+    Returns ``(mean, std, m2, m3, m4, downside, max_dd, wins, gross_profit, gross_loss,
+    exposed)``: per-bar return mean, sample std (ddof 1), central moments 2..4 (divided by n),
+    downside deviation (root mean square of the negative returns), lowest ``eq / peak - 1``,
+    the trade figures of :func:`pnl_stats` and the share of bars held.
+    """
+    n = len(eq)
+    nr = n - 1
+    r = np.empty(max(nr, 0))
+    s = 0.0
+    for i in range(nr):
+        r[i] = eq[i + 1] / eq[i] - 1.0 if eq[i] > 0 else 0.0  # 0 after a wipe-out
+        s += r[i]
+    mean = s / nr if nr > 0 else np.nan
+    m2 = 0.0
+    m3 = 0.0
+    m4 = 0.0
+    dn = 0.0
+    for i in range(nr):
+        d = r[i] - mean
+        d2 = d * d
+        m2 += d2
+        m3 += d2 * d
+        m4 += d2 * d2
+        if r[i] < 0:
+            dn += r[i] * r[i]
+    std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
+    peak = eq[0]
+    max_dd = 0.0
+    for i in range(n):
+        if eq[i] > peak:
+            peak = eq[i]
+        if peak > 0:
+            dd = eq[i] / peak - 1.0
+            if dd < max_dd:
+                max_dd = dd
+    wins, gp, gl = pnl_stats(pnl)
+    exposed = held_mask(n, entry_bar, exit_bar, at_open, offset).sum() / n if n else np.nan
+    return (mean, std, m2 / nr if nr > 0 else np.nan, m3 / nr if nr > 0 else np.nan,
+            m4 / nr if nr > 0 else np.nan, np.sqrt(dn / nr) if nr > 0 else np.nan, max_dd,
+            wins, gp, gl, exposed)
+
+
+def core_metrics(equity: np.ndarray, years: float, ppy: float, cash: float, pnl: np.ndarray,
+                 entry_bar: np.ndarray, exit_bar: np.ndarray, at_open: np.ndarray,
+                 offset: int = 0) -> dict[str, float]:
+    """The :data:`CORE_KEYS` figures of an equity curve and its closed trades.
+
+    Args:
+        equity: float64 equity (quote currency) at each bar's close.
+        years: calendar span of the curve in 365-day years; ``ppy``: bars per year.
+        cash: starting cash.
+        pnl, entry_bar, exit_bar, at_open: per trade: net PnL, bar positions, whether the exit
+            filled at the exit bar's open (``backtests.results.OPEN_EXITS``).
+        offset: bar position of ``equity[0]`` in the frame the trades' bars refer to.
+
+    Returns:
+        Percentages in %, money in quote currency; definitions in the module docstring.
+    """
+    mean, std, m2, m3, m4, downside, max_dd, wins, gp, gl, exposed = metrics_pass(
+        equity, pnl, entry_bar, exit_bar, at_open, offset)
+    final = float(equity[-1])
+    total = final / cash - 1.0
+    if years > 0:
+        cagr = (final / cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
+    else:
+        cagr = math.nan
+    n_r = len(equity) - 1
+    sharpe, sortino = annualised_ratios(mean, std, downside, n_r, ppy)
+    n_t = len(pnl)
+    flat = not (m2 > 0) or n_r < 2
+    return {
+        "sharpe": sharpe, "sortino": sortino,
+        "calmar": cagr / abs(max_dd) if max_dd < 0 else math.nan,
+        "total_return_pct": 100.0 * total, "cagr_pct": 100.0 * cagr,
+        "max_drawdown_pct": 100.0 * max_dd, "volatility_pct": 100.0 * std * math.sqrt(ppy),
+        "win_rate_pct": 100.0 * wins / n_t if n_t else math.nan,
+        "profit_factor": profit_factor(gp, gl), "n_trades": n_t,
+        "exposure_pct": 100.0 * exposed, "final_equity": final,
+        "sr_bar": (0.0 if std == 0 else mean / std) if n_r > 1 else math.nan,
+        "skew": 0.0 if flat else m3 / m2**1.5,
+        "kurtosis": 3.0 if flat else m4 / m2**2,
+        "n_obs": float(n_r),
+    }
+
+
 def trade_stats(trades: pd.DataFrame) -> dict[str, float]:
     """Closed-trade statistics (quote currency and %): see the module docstring.
 
@@ -125,18 +270,14 @@ def trade_stats(trades: pd.DataFrame) -> dict[str, float]:
     ret = trades["return_pct"].to_numpy(dtype=np.float64)
     side = trades["side"].to_numpy()
     n = len(pnl)
+    n_wins, gross_profit, gross_loss = pnl_stats(pnl)
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
-    gross_profit, gross_loss = float(wins.sum()), float(-losses.sum())
-    if gross_loss > 0:
-        pf = gross_profit / gross_loss
-    else:
-        pf = math.inf if gross_profit > 0 else math.nan
     avg_win = _nan_if_empty(wins, np.mean)
     avg_loss = _nan_if_empty(losses, np.mean)
     bars = trades["exit_bar"].to_numpy(dtype=np.int64) - trades["entry_bar"].to_numpy(np.int64)
     return {
-        "win_rate_pct": 100.0 * len(wins) / n if n else math.nan,
-        "profit_factor": pf,
+        "win_rate_pct": 100.0 * n_wins / n if n else math.nan,
+        "profit_factor": profit_factor(gross_profit, gross_loss),
         "expectancy": _nan_if_empty(pnl, np.mean),
         "avg_win": avg_win,
         "avg_loss": avg_loss,
@@ -151,28 +292,29 @@ def trade_stats(trades: pd.DataFrame) -> dict[str, float]:
         "n_liquidations": int((trades["exit_reason"] == "liquidation").sum()),
         "fees_paid": float(trades["entry_fee"].sum() + trades["exit_fee"].sum()),
         "funding_paid": float(trades["funding"].sum()),
-        "gross_profit": gross_profit,
-        "gross_loss": gross_loss,
+        "gross_profit": float(gross_profit),
+        "gross_loss": float(gross_loss),
         "net_pnl": float(pnl.sum()),
     }
+
+
+def _trade_bars(trades: pd.DataFrame, n_bars: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(entry_bar, exit_bar, at_open)`` of ``trades``, checked to lie inside ``n_bars``."""
+    start = trades["entry_bar"].to_numpy(dtype=np.int64)
+    stop = trades["exit_bar"].to_numpy(dtype=np.int64)
+    at_open = trades["exit_reason"].isin(OPEN_EXITS).to_numpy()
+    end = np.where(at_open, stop, stop + 1)  # exclusive
+    if len(start) and (start.min() < 0 or end.max() > n_bars or (end < start).any()):
+        raise DataError(f"trade bar positions fall outside the {n_bars} equity bars",
+                        hint="entry_bar/exit_bar must be positions in the price frame")
+    return start, stop, at_open
 
 
 def exposure(trades: pd.DataFrame, n_bars: int) -> np.ndarray:
     """Boolean per bar: True while a position is open (rules in the module docstring)."""
     if n_bars == 0:
         return np.zeros(0, dtype=bool)
-    start = trades["entry_bar"].to_numpy(dtype=np.int64)
-    stop = trades["exit_bar"].to_numpy(dtype=np.int64)
-    at_open = trades["exit_reason"].isin(OPEN_EXITS).to_numpy()
-    stop = np.where(at_open, stop, stop + 1)  # exclusive end
-    if len(start) and (start.min() < 0 or stop.max() > n_bars or (stop < start).any()):
-        raise DataError(f"trade bar positions fall outside the {n_bars} equity bars",
-                        hint="entry_bar/exit_bar must be positions in the price frame")
-    # Difference array: +1 at entry, -1 after the last held bar; overlapping trades stay > 0.
-    diff = np.zeros(n_bars + 1, dtype=np.int64)
-    np.add.at(diff, start, 1)
-    np.add.at(diff, stop, -1)
-    return np.cumsum(diff[:-1]) > 0
+    return held_mask(n_bars, *_trade_bars(trades, n_bars), 0)
 
 
 def annualised_ratios(mean: float, std: float, downside: float, n_returns: int,
@@ -219,58 +361,36 @@ def compute_metrics(
     start = float(eq[0]) if cash is None else float(cash)
     if start <= 0:
         raise DataError(f"starting cash must be positive, got {start}")
+    years = (equity.index[-1] - equity.index[0]) / YEAR
+    out: dict[str, Any] = core_metrics(
+        eq, years, ppy, start, trades["pnl"].to_numpy(dtype=np.float64),
+        *_trade_bars(trades, len(eq)))
+
     r = bar_returns(equity).to_numpy()
-    final = float(eq[-1])
-    years = (equity.index[-1] - equity.index[0]) / _YEAR
-    total = final / start - 1.0
-    cagr = (final / start) ** (1.0 / years) - 1.0 if years > 0 and final > 0 else (
-        -1.0 if years > 0 else math.nan)
-
-    n_r = len(r)
-    std = float(np.std(r, ddof=1)) if n_r > 1 else math.nan
-    mean = float(np.mean(r)) if n_r else math.nan
-    downside = math.sqrt(float(np.mean(np.minimum(r, 0.0) ** 2))) if n_r else math.nan
-    sharpe, sortino = annualised_ratios(mean, std, downside, n_r, ppy)
-
-    dd, starts, ends = _underwater_runs(eq)
-    max_dd = float(dd.min())
+    _dd, starts, ends = _underwater_runs(eq)
     durations = _run_durations(equity.index, starts, ends)
-    calmar = cagr / abs(max_dd) if max_dd < 0 else math.nan
-
-    if n_r:
+    if len(r):
         var = float(np.quantile(r, 0.05))
         cvar = float(r[r <= var].mean())
     else:
         var = cvar = math.nan
     day = _daily_returns(equity, timeframe)
-
-    ts = trade_stats(trades)
-    exposed = exposure(trades, len(eq))
     if benchmark is not None and len(benchmark):
         bh = float(benchmark.iloc[-1]) / start - 1.0
     else:
         bh = math.nan
-
-    out: dict[str, Any] = {
-        "total_return_pct": 100.0 * total,
-        "cagr_pct": 100.0 * cagr,
-        "max_drawdown_pct": 100.0 * max_dd,
+    ts = trade_stats(trades)
+    out.update({
         "max_drawdown_duration_days": float(durations.max()) if len(durations) else 0.0,
-        "volatility_pct": 100.0 * std * math.sqrt(ppy),
-        "sharpe": sharpe,
-        "sortino": sortino,
-        "calmar": calmar,
-        "exposure_pct": 100.0 * float(exposed.mean()),
         "buy_hold_return_pct": 100.0 * bh,
-        "final_equity": final,
         "var_95_pct": 100.0 * var,
         "cvar_95_pct": 100.0 * cvar,
         "best_day_pct": 100.0 * float(day.max()) if len(day) else math.nan,
         "worst_day_pct": 100.0 * float(day.min()) if len(day) else math.nan,
         "years": float(years),
         "periods_per_year": float(ppy),
-    }
-    out.update({k: v for k, v in ts.items() if k in METRIC_KEYS})
+    })
+    out.update({k: v for k, v in ts.items() if k in METRIC_KEYS and k not in out})
     return {k: out[k] for k in METRIC_KEYS}
 
 

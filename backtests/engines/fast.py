@@ -425,6 +425,13 @@ def _excursions(lo, hi, ebar, xbar, side, pe, px):  # pragma: no cover - compile
     return mae, mfe
 
 
+def raw_pnl(raw: np.ndarray) -> np.ndarray:
+    """Net PnL (quote currency, after fees and funding) of each raw trade record."""
+    c = {name: raw[:, i] for i, name in enumerate(RAW_COLUMNS)}
+    return (c["side"] * c["size"] * (c["exit_price"] - c["entry_price"]) - c["entry_fee"]
+            - c["exit_fee"] - c["funding"])
+
+
 def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
                  tags: np.ndarray | None = None) -> pd.DataFrame:
     """Turn raw trade records (rows of :data:`RAW_COLUMNS`) into the trade table.
@@ -440,7 +447,7 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
     side = r["side"].astype(np.int64)
     reason = r["reason"].astype(np.int64)
     q, pe, px = r["size"], r["entry_price"], r["exit_price"]
-    pnl = side * q * (px - pe) - r["entry_fee"] - r["exit_fee"] - r["funding"]
+    pnl = raw_pnl(raw)
     margin = q * pe / config.leverage
     hi = df["high"].to_numpy()
     lo = df["low"].to_numpy()

@@ -34,7 +34,6 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
-from numba import njit
 
 from backtests.engines.fast import (
     OPEN_EXIT_CODES,
@@ -42,8 +41,10 @@ from backtests.engines.fast import (
     Market,
     kernel_inputs,
     market_arrays,
+    raw_pnl,
     simulate_nb,
 )
+from backtests.metrics import CORE_KEYS, YEAR, core_metrics, periods_per_year
 from data.frame import timeframe_of
 from strategies.native import BacktraderStrategy
 
@@ -542,13 +543,9 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
 
 # --- backtests as evaluations ------------------------------------------------------------------
 
-#: Metrics of every sweep row (same definitions and values as ``compute_metrics``), plus the
+#: Metrics of every sweep row (computed by the same code as ``compute_metrics``), plus the
 #: per-bar return moments the deflated Sharpe ratio needs.
-SWEEP_METRICS: tuple[str, ...] = (
-    "sharpe", "sortino", "calmar", "total_return_pct", "cagr_pct", "max_drawdown_pct",
-    "volatility_pct", "win_rate_pct", "profit_factor", "n_trades", "exposure_pct",
-    "final_equity", "sr_bar", "skew", "kurtosis", "n_obs",
-)
+SWEEP_METRICS: tuple[str, ...] = CORE_KEYS
 
 
 @dataclass
@@ -599,112 +596,25 @@ def window_signals(strategy: Any, df: pd.DataFrame, start: int) -> Any:
     return sig
 
 
-@njit(cache=True)
-def _metrics_kernel(eq, entry_bar, exit_bar, side, size, pe, px, efee, xfee, fund, at_open,
-                    cash, ppy, years, offset):  # pragma: no cover - compiled
-    """Per-bar returns statistics, drawdown, trade statistics and exposure in one pass each."""
-    n = len(eq)
-    nr = n - 1
-    r = np.empty(max(nr, 0))
-    s = 0.0
-    for i in range(nr):
-        r[i] = eq[i + 1] / eq[i] - 1.0 if eq[i] > 0 else 0.0
-        s += r[i]
-    mean = s / nr if nr > 0 else np.nan
-    m2 = 0.0
-    m3 = 0.0
-    m4 = 0.0
-    dn = 0.0
-    for i in range(nr):
-        d = r[i] - mean
-        d2 = d * d
-        m2 += d2
-        m3 += d2 * d
-        m4 += d2 * d2
-        if r[i] < 0:
-            dn += r[i] * r[i]
-    std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
-    peak = eq[0]
-    max_dd = 0.0
-    for i in range(n):
-        if eq[i] > peak:
-            peak = eq[i]
-        if peak > 0:
-            dd = eq[i] / peak - 1.0
-            if dd < max_dd:
-                max_dd = dd
-    nt = len(side)
-    wins = 0
-    gp = 0.0
-    gl = 0.0
-    held = np.zeros(n + 1, dtype=np.int64)
-    for k in range(nt):
-        pnl = side[k] * size[k] * (px[k] - pe[k]) - efee[k] - xfee[k] - fund[k]
-        if pnl > 0:
-            wins += 1
-            gp += pnl
-        elif pnl < 0:
-            gl -= pnl
-        a = min(max(entry_bar[k] - offset, 0), n)
-        b = exit_bar[k] - offset + (0 if at_open[k] else 1)
-        b = min(max(b, 0), n)
-        held[a] += 1
-        held[b] -= 1
-    run = 0
-    exposed = 0
-    for i in range(n):
-        run += held[i]
-        if run > 0:
-            exposed += 1
-    return (mean, std, m2 / nr if nr > 0 else np.nan, m3 / nr if nr > 0 else np.nan,
-            m4 / nr if nr > 0 else np.nan, np.sqrt(dn / nr) if nr > 0 else np.nan, max_dd,
-            wins, gp, gl, exposed / n)
+# Exit-reason code -> filled at the exit bar's open (a lookup is ~40x faster than np.isin).
+_AT_OPEN = np.zeros(int(OPEN_EXIT_CODES.max()) + 8, dtype=bool)
+_AT_OPEN[OPEN_EXIT_CODES] = True
+_COL = {name: i for i, name in enumerate(RAW_COLUMNS)}
 
 
-def lean_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, cash: float,
-                 timeframe: str, offset: int = 0) -> dict[str, float]:
-    """The sweep metrics from an equity array and raw kernel trades (one compiled pass).
+def raw_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, cash: float,
+                timeframe: str, offset: int = 0) -> dict[str, float]:
+    """The sweep metrics (:data:`backtests.metrics.CORE_KEYS`) of an equity array and raw kernel
+    trades: :func:`backtests.metrics.core_metrics`, the same code as a full result's metrics.
 
-    Same definitions as :func:`backtests.metrics.compute_metrics` (checked in tests); ``offset``
-    is the bar position of ``equity[0]`` in the frame the raw trades refer to.
+    ``offset`` is the bar position of ``equity[0]`` in the frame the raw trades refer to.
     """
-    from backtests.metrics import annualised_ratios, periods_per_year
-
-    ppy = periods_per_year(timeframe)
-    years = (index[-1] - index[0]) / pd.Timedelta(days=365)
-    col = {name: raw[:, i] for i, name in enumerate(RAW_COLUMNS)}
-    reason = col["reason"].astype(np.int64)
-    at_open = np.isin(reason, OPEN_EXIT_CODES)
-    mean, std, m2, m3, m4, downside, max_dd, wins, gp, gl, exposed = _metrics_kernel(
-        np.ascontiguousarray(equity, dtype=np.float64), col["entry_bar"].astype(np.int64),
-        col["exit_bar"].astype(np.int64), col["side"], col["size"], col["entry_price"],
-        col["exit_price"], col["entry_fee"], col["exit_fee"], col["funding"], at_open,
-        float(cash), float(ppy), float(years), int(offset))
-    final = float(equity[-1])
-    total = final / cash - 1.0
-    if years > 0:
-        cagr = (final / cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
-    else:
-        cagr = math.nan
-    n_r = len(equity) - 1
-    sharpe, sortino = annualised_ratios(mean, std, downside, n_r, ppy)
-    calmar = cagr / abs(max_dd) if max_dd < 0 else math.nan
-    n_t = len(raw)
-    pf = gp / gl if gl > 0 else (math.inf if gp > 0 else math.nan)
-    flat = not (m2 > 0) or n_r < 2
-    return {
-        "sharpe": sharpe, "sortino": sortino, "calmar": calmar,
-        "total_return_pct": 100.0 * total, "cagr_pct": 100.0 * cagr,
-        "max_drawdown_pct": 100.0 * max_dd, "volatility_pct": 100.0 * std * math.sqrt(ppy),
-        "win_rate_pct": 100.0 * wins / n_t if n_t else math.nan,
-        "profit_factor": pf, "n_trades": n_t, "exposure_pct": 100.0 * exposed,
-        "final_equity": final,
-        # per-bar moments for the deflated Sharpe ratio (as backtests.tuning.overfit.return_moments)
-        "sr_bar": (0.0 if std == 0 else mean / std) if n_r > 1 else math.nan,
-        "skew": 0.0 if flat else m3 / m2**1.5,
-        "kurtosis": 3.0 if flat else m4 / m2**2,
-        "n_obs": float(n_r),
-    }
+    ns = index.asi8
+    return core_metrics(
+        np.ascontiguousarray(equity, dtype=np.float64), (ns[-1] - ns[0]) / YEAR.value,
+        periods_per_year(timeframe), float(cash), raw_pnl(raw),
+        raw[:, _COL["entry_bar"]].astype(np.int64), raw[:, _COL["exit_bar"]].astype(np.int64),
+        _AT_OPEN[raw[:, _COL["reason"]].astype(np.int64)], int(offset))
 
 
 def simulate_window(payload: BacktestPayload, params: Params
@@ -730,8 +640,8 @@ def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any
     equity, raw, _ = simulate_window(payload, params)
     lo = max(payload.start - 1, 0)
     df = payload.frame()
-    out: dict[str, Any] = lean_metrics(equity[lo:], raw, df.index[lo:], payload.config.cash,
-                                       timeframe_of(payload.df), offset=lo)
+    out: dict[str, Any] = raw_metrics(equity[lo:], raw, df.index[lo:], payload.config.cash,
+                                      timeframe_of(payload.df), offset=lo)
     if payload.keep_returns:
         eq = equity[lo:]
         with np.errstate(divide="ignore", invalid="ignore"):
