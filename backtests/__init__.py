@@ -17,14 +17,31 @@ Rooms (sub-packages), in the order data flows through them:
 - :mod:`backtests.cli` — the ``btc-backtest`` command line, one module per command group.
 """
 
+import importlib
 import time as _time
+from typing import TYPE_CHECKING, Any
 
 #: ``time.perf_counter()`` when this package was first imported: the CLI reports the start-up
 #: cost (imports, loading or compiling the numba kernels) from here.
 IMPORTED_AT: float = _time.perf_counter()
 
-from backtests.config import BacktestConfig  # noqa: E402
-from backtests.results import BacktestResult  # noqa: E402
-from backtests.runner import run  # noqa: E402
+if TYPE_CHECKING:
+    from backtests.config import BacktestConfig
+    from backtests.results import BacktestResult
+    from backtests.runner import run
 
 __all__ = ["BacktestConfig", "BacktestResult", "run"]
+
+# Imported on first use (PEP 562): ``btc-backtest --help`` imports this package and must not pay
+# for pandas, numba and the strategies (about 2 s of imports) to print a list of commands.
+_LAZY = {"BacktestConfig": "backtests.config", "BacktestResult": "backtests.results",
+         "run": "backtests.runner"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'backtests' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
