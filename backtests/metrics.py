@@ -19,7 +19,7 @@ Conventions (checked against empyrical-reloaded and quantstats in tests/test_met
 * Calmar = CAGR / |max drawdown| (NaN without a drawdown).
 * Profit factor = gross profit / gross loss over closed trades: ``inf`` with winners and no losing
   trade, NaN with no trade or only break-even trades. Both are valid Python floats; write metrics
-  with :func:`backtests.results.to_jsonable` (or ``BacktestResult.save``) to get strict JSON.
+  with :func:`backtests.persist.to_jsonable` (or ``BacktestResult.save``) to get strict JSON.
 * Exposure = share of bars during which a position was open: bars ``entry_bar..exit_bar-1`` for
   exits at the open (signal, time, reverse) and ``entry_bar..exit_bar`` for exits inside or at the
   close of the exit bar (stop, target, liquidation, end).

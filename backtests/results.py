@@ -8,18 +8,17 @@ and loads back unchanged (same values, dtypes, time zones and NaNs; JSON floats 
 because Python writes the shortest repr that parses back to the same double).
 
 Non-finite floats (``inf`` profit factor with no losing trade, ``NaN`` Sharpe of a flat curve) are
-legal in memory but not in strict JSON; :func:`to_jsonable` writes them as ``{"$float": "inf"}``
-so that ``results.json`` is valid JSON for any reader (browsers included) and loads back exactly.
+legal in memory but not in strict JSON; :func:`backtests.persist.to_jsonable` writes them as
+``{"$float": "inf"}`` so that ``results.json`` is valid JSON for any reader (browsers included)
+and loads back exactly. Saving and loading is :mod:`backtests.persist`, shared with sweeps and
+walk-forwards.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from backtests.persist import load_frames, plain_json, read_manifest, save_folder
 from data.frame import OHLCV, DataError, timeframe_of
 
 RESULT_KIND = "btc-backtest-result"
@@ -240,151 +240,6 @@ def buy_and_hold(df: pd.DataFrame, cash: float, commission: float) -> pd.Series:
     return pd.Series(eq, index=df.index, name="benchmark")
 
 
-# ----------------------------------------------------------------------------------------------
-# JSON: strict, exact round-trip of floats, non-finite floats, timestamps, tuples and Series
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Convert ``obj`` to values strict JSON can hold, reversibly (see :func:`from_jsonable`).
-
-    numpy scalars become Python numbers; ``nan``/``inf`` become ``{"$float": "nan"|"inf"|
-    "-inf"}``; Timestamps ``{"$timestamp": iso}``; tuples ``{"$tuple": [...]}``; a Series with a
-    DatetimeIndex ``{"$series": {...}}``. Use this before ``json.dumps`` of metrics anywhere.
-    """
-    if obj is None or isinstance(obj, (bool, str)):
-        return obj
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        f = float(obj)
-        if math.isfinite(f):
-            return f
-        return {"$float": "nan" if math.isnan(f) else ("inf" if f > 0 else "-inf")}
-    if isinstance(obj, pd.Timestamp):
-        return {"$timestamp": obj.isoformat()}
-    if isinstance(obj, dict):
-        bad = [k for k in obj if not isinstance(k, str)]
-        if bad:
-            raise DataError(f"cannot store non-string dict key(s) {bad[:3]} in results.json")
-        return {k: to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, tuple):
-        return {"$tuple": [to_jsonable(v) for v in obj]}
-    if isinstance(obj, (list, np.ndarray)):
-        return [to_jsonable(v) for v in list(obj)]
-    if isinstance(obj, pd.Series):
-        if not isinstance(obj.index, pd.DatetimeIndex):
-            raise DataError("only Series with a DatetimeIndex can be stored in results.json")
-        return {
-            "$series": {
-                "name": to_jsonable(obj.name),
-                "index_name": to_jsonable(obj.index.name),
-                "tz": None if obj.index.tz is None else str(obj.index.tz),
-                "index_ns": [int(v) for v in obj.index.as_unit("ns").asi8],
-                "values": [to_jsonable(v) for v in obj.to_numpy(dtype=np.float64)],
-            }
-        }
-    raise DataError(
-        f"cannot store a {type(obj).__name__} in results.json",
-        hint="keep parameters and config to numbers, strings, bools, lists, dicts and Series",
-    )
-
-
-def _decode(d: dict[str, Any]) -> Any:
-    if len(d) == 1:
-        (key, val), = d.items()
-        if key == "$float":
-            return float(val)
-        if key == "$timestamp":
-            return pd.Timestamp(val)
-        if key == "$tuple":
-            return tuple(val)
-        if key == "$series":
-            idx = pd.DatetimeIndex(np.asarray(val["index_ns"], dtype="int64").view("M8[ns]"))
-            if val["tz"] is not None:
-                idx = idx.tz_localize("UTC").tz_convert(val["tz"])
-            idx = idx.rename(val.get("index_name"))
-            return pd.Series(np.asarray(val["values"], dtype=np.float64), index=idx,
-                             name=val["name"])
-    return d
-
-
-def from_jsonable(obj: Any) -> Any:
-    """Inverse of :func:`to_jsonable` for an already parsed JSON value."""
-    return json.loads(json.dumps(obj), object_hook=_decode)
-
-
-def dumps(obj: Any) -> str:
-    """Strict JSON text of ``obj`` via :func:`to_jsonable` (no NaN/Infinity literals)."""
-    return json.dumps(to_jsonable(obj), indent=1, allow_nan=False)
-
-
-# ----------------------------------------------------------------------------------------------
-# Frames <-> Parquet with dtypes restored exactly
-
-
-def _plain_json(value: Any) -> bool:
-    """True for values that survive a JSON round trip unchanged (str, finite numbers, bools,
-    None, and lists/dicts of those)."""
-    if value is None or isinstance(value, str | bool | int):
-        return True
-    if isinstance(value, float):
-        return bool(np.isfinite(value))
-    if isinstance(value, list | tuple):
-        return all(_plain_json(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain_json(v) for k, v in value.items())
-    return False
-
-
-def _frame_for_parquet(df: pd.DataFrame, name: str) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Prepare a frame for Parquet; returns it and the notes needed to restore it exactly."""
-    if not all(isinstance(c, str) for c in df.columns):
-        raise DataError(f"{name} has non-string column names {list(df.columns)[:5]}")
-    if df.columns.duplicated().any():
-        raise DataError(f"{name} has duplicate column names")
-    out = df.copy()
-    json_cols = []
-    for c in df.columns:
-        if df[c].dtype == object:
-            vals = df[c]
-            if not all(v is None or isinstance(v, str) for v in vals):
-                # Mixed Python objects: one JSON text per cell, decoded on load.
-                out[c] = vals.map(lambda v: json.dumps(to_jsonable(v), allow_nan=False))
-                json_cols.append(c)
-    notes = {
-        "dtypes": {c: str(t) for c, t in df.dtypes.items()},
-        "json_columns": json_cols,
-        "columns_dtype": str(df.columns.dtype),
-    }
-    return out, notes
-
-
-def _restore_frame(df: pd.DataFrame, notes: dict[str, Any]) -> pd.DataFrame:
-    for c in notes.get("json_columns", []):
-        df[c] = df[c].map(lambda s: from_jsonable(json.loads(s))).astype(object)
-    for c, t in notes.get("dtypes", {}).items():
-        if c not in df.columns:
-            raise DataError(f"stored frame lacks column {c!r}")
-        if t == "object" and c not in notes.get("json_columns", []):
-            col = df[c].astype(object)
-            df[c] = col.where(col.notna(), None)
-        elif str(df[c].dtype) != t:
-            df[c] = df[c].astype(t)
-    if notes.get("columns_dtype") == "object":
-        df.columns = pd.Index(list(df.columns), dtype=object)
-    return df
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _frames_equal(a: pd.DataFrame | pd.Series, b: pd.DataFrame | pd.Series) -> bool:
     if type(a) is not type(b):
         return False
@@ -477,7 +332,7 @@ class BacktestResult:
         # plain JSON (a loader's ValidationReport in prices.attrs, say, is dropped here).
         for name in (*_FRAMES, *_SERIES):
             obj = getattr(self, name)
-            plain = {k: v for k, v in obj.attrs.items() if _plain_json(v)}
+            plain = {k: v for k, v in obj.attrs.items() if plain_json(v)}
             if plain != obj.attrs:
                 obj = obj.copy(deep=False)
                 obj.attrs = plain
@@ -579,47 +434,12 @@ class BacktestResult:
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write ``results.json`` and one Parquet file per frame into ``directory``; return it.
 
-        Atomic: everything is written into a temporary directory next to ``directory`` first.
-        A new directory is then renamed into place in one step. An existing directory (a previous
-        result, or a report folder holding other files) is updated file by file: its old
-        ``results.json`` is removed first and the new one moved in last, so a reader never sees
-        a ``results.json`` next to Parquet files of another run. Other files are left alone.
-        ``results.json`` records the SHA-256 of every Parquet file; :meth:`load` checks them.
+        Atomic, and other files in ``directory`` are left alone (see
+        :func:`backtests.persist.save_folder`). ``results.json`` records the SHA-256 of every
+        Parquet file; :meth:`load` checks them.
         """
-        target = Path(directory)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            manifest = self._manifest()
-            files: dict[str, Any] = {}
-            for name in _FRAMES + _SERIES:
-                obj = getattr(self, name)
-                if isinstance(obj, pd.Series):
-                    frame = obj.to_frame(name="value")
-                    frame.attrs = dict(obj.attrs)
-                    extra = {"series_name": to_jsonable(obj.name)}
-                else:
-                    frame, extra = obj, {}
-                out, notes = _frame_for_parquet(frame, name)
-                path = tmp / f"{name}.parquet"
-                out.to_parquet(path, engine="pyarrow", index=True)
-                files[name] = {"file": path.name, "sha256": _sha256_file(path), **notes, **extra}
-            manifest["files"] = files
-            (tmp / RESULTS_JSON).write_text(dumps(manifest), encoding="utf-8")
-            if not target.exists():
-                os.rename(tmp, target)
-                return target
-            if not target.is_dir():
-                raise DataError(f"{target} exists and is not a directory",
-                                hint="choose a directory path for the result")
-            (target / RESULTS_JSON).unlink(missing_ok=True)
-            for name in _FRAMES + _SERIES:
-                os.replace(tmp / f"{name}.parquet", target / f"{name}.parquet")
-            os.replace(tmp / RESULTS_JSON, target / RESULTS_JSON)
-            return target
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        return save_folder(directory, RESULTS_JSON, self._manifest(),
+                           {name: getattr(self, name) for name in _FRAMES + _SERIES})
 
     @classmethod
     def load(cls, directory: str | os.PathLike[str]) -> BacktestResult:
@@ -629,63 +449,26 @@ class BacktestResult:
             DataError: when ``directory`` holds no result, a file is missing or altered, or the
                 result was written by a newer schema version.
         """
-        d = Path(directory)
-        mpath = d / RESULTS_JSON
-        if not mpath.is_file():
-            raise DataError(
-                f"{d} is not a saved backtest result (no {RESULTS_JSON})",
-                source=str(d),
-                hint="pass the directory written by BacktestResult.save() or `btc-backtest run`",
-            )
-        try:
-            manifest = json.loads(mpath.read_text(encoding="utf-8"), object_hook=_decode)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise DataError(f"{RESULTS_JSON} is not valid JSON: {exc}", source=str(mpath)) from exc
-        if not isinstance(manifest, dict) or manifest.get("kind") != RESULT_KIND:
-            raise DataError(f"{RESULTS_JSON} is not a btc-backtest result file", source=str(mpath),
+        manifest = read_manifest(directory, RESULTS_JSON, "backtest result")
+        mpath = str(Path(directory) / RESULTS_JSON)
+        if manifest.get("kind") != RESULT_KIND:
+            raise DataError(f"{RESULTS_JSON} is not a btc-backtest result file", source=mpath,
                             hint="pass the directory written by BacktestResult.save()")
         schema = manifest.get("schema")
         if not isinstance(schema, int) or schema > SCHEMA_VERSION or schema < 1:
             raise DataError(
                 f"result schema version {schema!r} is not supported (this version reads "
                 f"1..{SCHEMA_VERSION}; written by btc-backtest {manifest.get('version')})",
-                source=str(mpath),
+                source=mpath,
                 hint="upgrade btc-backtest to read this result",
             )
-        files = manifest.get("files", {})
-        loaded: dict[str, Any] = {}
-        for name in _FRAMES + _SERIES:
-            info = files.get(name)
-            if info is None:
-                raise DataError(f"{RESULTS_JSON} lists no {name} file", source=str(mpath))
-            path = d / info["file"]
-            if not path.is_file():
-                raise DataError(f"result file {path.name} is missing", source=str(d),
-                                hint="the result folder is incomplete: re-run the backtest")
-            if _sha256_file(path) != info["sha256"]:
-                raise DataError(f"result file {path.name} does not match its checksum",
-                                source=str(d),
-                                hint="the file was changed or belongs to another run: re-run")
-            frame = pd.read_parquet(path, engine="pyarrow")
-            frame = _restore_frame(frame, info)
-            if name in _SERIES:
-                s = frame["value"].rename(info.get("series_name"))
-                s.attrs = dict(frame.attrs)
-                loaded[name] = s
-            else:
-                loaded[name] = frame
+        loaded = load_frames(directory, manifest, required=_FRAMES + _SERIES)
         res = cls.__new__(cls)
-        res.strategy = manifest["strategy"]
-        res.params = manifest["params"]
-        res.config = manifest["config"]
-        res.data = manifest["data"]
-        res.outlook = manifest["outlook"]
-        res.metrics = manifest["metrics"]
-        res.engine = manifest["engine"]
-        res.version = manifest["version"]
-        res.created = manifest["created"]
-        for k, v in loaded.items():
-            setattr(res, k, v)
+        for key in ("strategy", "params", "config", "data", "outlook", "metrics", "engine",
+                    "version", "created"):
+            setattr(res, key, manifest[key])
+        for name in _FRAMES + _SERIES:
+            setattr(res, name, loaded[name])
         return res
 
     # -- comparison --------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from backtests.cli import main
 from backtests.cli.options import CONFIG_OPTIONS, config_defaults, strategy_params
 from backtests.config import BacktestConfig
+from backtests.reports.format import terminal
 from backtests.results import BacktestResult
 from data.frame import DataError
 from data.select import parse_time, select_candles, slice_dates
@@ -129,3 +130,11 @@ def test_run_reaches_every_generated_option(tmp_path: Path) -> None:
                             "maintenance_margin": 0.01, "liquidation_fee": 0.002,
                             "sizing": "fixed", "size": 0.1, "mode": "long",
                             "slippage_bps": 3.0}
+
+
+def test_terminal_numbers_are_ascii_and_keep_their_width() -> None:
+    assert terminal(12.345, "10.2f") == "     12.35"
+    assert terminal(float("nan"), "10.2f") == "       n/a" and terminal(None, "7.2f") == "    n/a"
+    assert terminal(float("inf"), "7.2f") == "    inf" and terminal(-np.inf) == "-inf"
+    assert terminal(np.float64(3.6), "d") == "4" and terminal(np.int64(7), "g") == "7"
+    assert terminal(True) == "True" and terminal("rsi") == "rsi"

@@ -24,7 +24,8 @@ from backtests.metrics import (
     tag_stats,
     trade_stats,
 )
-from backtests.results import buy_and_hold, empty_trades, normalize_trades, to_jsonable
+from backtests.persist import to_jsonable
+from backtests.results import buy_and_hold, empty_trades, normalize_trades
 from data.frame import DataError
 
 REL = 1e-9

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 import backtests.results as results_mod
+from backtests.persist import from_jsonable, to_jsonable
 from backtests.results import (
     RESULTS_JSON,
     SCHEMA_VERSION,
@@ -20,9 +21,7 @@ from backtests.results import (
     buy_and_hold,
     data_fingerprint,
     empty_trades,
-    from_jsonable,
     normalize_trades,
-    to_jsonable,
 )
 from data.frame import DataError
 

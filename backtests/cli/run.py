@@ -8,7 +8,6 @@ parameters on the default BTC data (see :mod:`data.default`), written as a repor
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
 import webbrowser
@@ -30,6 +29,7 @@ from backtests.cli.options import (
 )
 from backtests.config import BacktestConfig
 from backtests.job import Timings, run_job
+from backtests.reports.format import terminal
 from data.frame import DataError, parse_timeframe, timeframe_of
 from data.funding import funding_schedule, read_funding_csv, stored_funding
 from data.select import parse_time, select_candles
@@ -77,16 +77,6 @@ def build_strategies(specs: tuple[str, ...], pairs: tuple[str, ...]) -> list[Str
 # --- terminal output -------------------------------------------------------------------------
 
 
-def _num(value: Any, fmt: str) -> str:
-    """``value`` formatted with ``fmt``; a missing or non-finite value as n/a / inf, padded to
-    the same width so that table columns stay aligned."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        text = "n/a" if value is None or math.isnan(value) else ("inf" if value > 0 else "-inf")
-        width = fmt.split(".")[0].lstrip("<>^")
-        return f"{text:>{width}}" if width.isdigit() else text
-    return format(value, fmt)
-
-
 def native_notes(results: list) -> list[str]:
     """Lines about the users' backtrader strategies among ``results``: the engine they ran on
     and the orders backtrader refused (sized at the signal close, short of cash at the fill)."""
@@ -123,11 +113,12 @@ def summary_table(results: list) -> str:
     for r in results:
         m = r.metrics
         lines.append(
-            f"{r.strategy:<18.18} {_num(m.get('total_return_pct'), '10.2f')} "
-            f"{_num(m.get('max_drawdown_pct'), '9.2f')} {_num(m.get('sharpe'), '7.2f')} "
-            f"{int(m.get('n_trades', 0)):>7d} {_num(m.get('win_rate_pct'), '6.1f')} "
-            f"{int(m.get('n_liquidations', 0)):>5d} {_num(m.get('buy_hold_return_pct'), '10.2f')}"
-            + (f" {_num(m.get('funding_paid'), '10.2f')}" if funded else "")
+            f"{r.strategy:<18.18} {terminal(m.get('total_return_pct'), '10.2f')} "
+            f"{terminal(m.get('max_drawdown_pct'), '9.2f')} {terminal(m.get('sharpe'), '7.2f')} "
+            f"{int(m.get('n_trades', 0)):>7d} {terminal(m.get('win_rate_pct'), '6.1f')} "
+            f"{int(m.get('n_liquidations', 0)):>5d} "
+            f"{terminal(m.get('buy_hold_return_pct'), '10.2f')}"
+            + (f" {terminal(m.get('funding_paid'), '10.2f')}" if funded else "")
         )
     if funded:
         lines.append("funding: net paid by each strategy, quote currency (negative = received)")

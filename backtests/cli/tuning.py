@@ -37,6 +37,7 @@ from backtests.cli.options import (
     param_option,
     strategy_params,
 )
+from backtests.reports.format import terminal
 from data.select import select_candles
 from strategies.base import Strategy
 from strategies.loader import StrategyLoadError, load_strategy
@@ -271,22 +272,6 @@ class WindowLength(click.ParamType):
         return text
 
 
-def _cell(value: Any, fmt: str = ".3f") -> str:
-    """Terminal formatting: NaN as n/a, infinities as inf, ints as ints."""
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int | float) or hasattr(value, "dtype"):
-        v = float(value)
-        if math.isnan(v):
-            return "n/a"
-        if math.isinf(v):
-            return "inf" if v > 0 else "-inf"
-        if fmt == "d":
-            return str(round(v))
-        return format(v, fmt)
-    return str(value)
-
-
 def window_table(result: Any) -> str:
     """The per-window text table: spans, chosen parameters, in-sample and out-of-sample
     selection metric, out-of-sample return and trades (and DSR/PBO when computed)."""
@@ -299,16 +284,16 @@ def window_table(result: Any) -> str:
                                                             strict=True)],
         "test": [format_span(a, b, " -> ") for a, b in zip(w["test_start"], w["test_end"],
                                                            strict=True)],
-        "params": [", ".join(f"{k}={_cell(r[k], 'g')}" for k in result.param_names)
+        "params": [", ".join(f"{k}={terminal(r[k], 'g')}" for k in result.param_names)
                    for _, r in w.iterrows()],
-        f"IS {m}": [_cell(v) for v in w[f"is_{m}"]],
-        f"OOS {m}": [_cell(v) for v in w[f"oos_{m}"]],
-        "OOS ret %": [_cell(v, ".2f") for v in w["oos_total_return_pct"]],
-        "OOS trades": [_cell(v, "d") for v in w["oos_n_trades"]],
+        f"IS {m}": [terminal(v) for v in w[f"is_{m}"]],
+        f"OOS {m}": [terminal(v) for v in w[f"oos_{m}"]],
+        "OOS ret %": [terminal(v, ".2f") for v in w["oos_total_return_pct"]],
+        "OOS trades": [terminal(v, "d") for v in w["oos_n_trades"]],
     })
     for col, name in (("dsr", "DSR"), ("pbo", "PBO")):
         if col in w and w[col].notna().any():
-            table[name] = [_cell(v) for v in w[col]]
+            table[name] = [terminal(v) for v in w[col]]
     return table.to_string(index=False)
 
 
@@ -317,7 +302,7 @@ def comparison_table(result: Any) -> str:
     out-of-sample curve's own metrics."""
     c = result.comparison.rename(columns={"in_sample": "in sample", "out_of_sample":
                                           "out of sample", "stitched_oos": "stitched OOS"})
-    return c.map(_cell).to_string()
+    return c.map(terminal).to_string()
 
 
 @click.command("walkforward")
@@ -391,8 +376,8 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     s = res.settings
     if math.isfinite(s.get("mean_dsr", math.nan)) or math.isfinite(s.get("mean_pbo", math.nan)):
         click.echo(f"selection over {s['n_sets']} trials per window: mean deflated Sharpe "
-                   f"ratio {_cell(s['mean_dsr'])}, mean probability of backtest overfitting "
-                   f"{_cell(s['mean_pbo'], '.2f')}")
+                   f"ratio {terminal(s['mean_dsr'])}, mean probability of backtest overfitting "
+                   f"{terminal(s['mean_pbo'], '.2f')}")
     click.echo(f"saved {out}; report {report}")
 
 

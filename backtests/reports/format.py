@@ -167,3 +167,19 @@ def _is_bool(x: Any) -> bool:
 def _looks_like_time(text: str) -> bool:
     return len(text) >= 10 and text[4] == "-" and text[7] == "-" and text[:4].isdigit()
 
+
+
+def terminal(x: Any, spec: str = ".3f") -> str:
+    """``x`` for a plain-text terminal table (ASCII): ``format(x, spec)`` for a number
+    (``"d"`` specs round), ``n/a`` for a missing value and ``inf``/``-inf``, padded to the
+    width in ``spec`` (``"10.2f"``) so that columns stay aligned; booleans and text as text."""
+    if _is_bool(x):
+        return str(bool(x))
+    v = None if x is None else _number(x)
+    if x is not None and v is None:
+        return str(x)
+    if v is not None and math.isfinite(v):
+        return format(round(v), spec) if spec.endswith("d") else format(v, spec)
+    text = "n/a" if v is None or math.isnan(v) else ("inf" if v > 0 else "-inf")
+    width = spec.split(".")[0].lstrip("<>^").rstrip("dfg")
+    return f"{text:>{width}}" if width.isdigit() else text

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtests.persist import plain
+
 SIGNAL_FIELDS: tuple[str, ...] = ("entry", "exit", "stop", "target", "tags")
 TRADE_KEYS: tuple[str, ...] = ("entry_bar", "exit_bar", "side", "size", "entry_price",
                                "exit_price", "exit_reason", "pnl")
@@ -133,10 +135,6 @@ def _diff_mask(a: np.ndarray, b: np.ndarray, rtol: float) -> np.ndarray:
     return ~same.to_numpy(dtype=bool)
 
 
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
 def _indicators(strategy: Any, df: pd.DataFrame, sig: Any) -> pd.DataFrame:
     ind = getattr(sig, "indicators", None)
     if ind is None and hasattr(strategy, "indicators"):
@@ -203,8 +201,8 @@ def audit(
             trunc: np.ndarray) -> None:
         if mask.any():
             b = int(np.argmax(mask))
-            report.findings.append(Finding(kind, name, cut, b, idx[b], _py(full[b]),
-                                           _py(trunc[b]), int(mask.sum())))
+            report.findings.append(Finding(kind, name, cut, b, idx[b], plain(full[b]),
+                                           plain(trunc[b]), int(mask.sum())))
 
     for cut in cuts:
         part = df.iloc[:cut]
@@ -221,7 +219,7 @@ def audit(
         for col in full_ind.columns:
             a = full_ind[col].to_numpy()[:cut]
             if col not in ind.columns:
-                report.findings.append(Finding("indicator", str(col), cut, 0, idx[0], _py(a[0]),
+                report.findings.append(Finding("indicator", str(col), cut, 0, idx[0], plain(a[0]),
                                                "<missing>", cut))
                 continue
             b = ind[col].to_numpy()
@@ -255,7 +253,7 @@ def _compare_trades(report: AuditReport, full: pd.DataFrame, trunc: pd.DataFrame
     n_diff = max(len(a), len(b)) - first
 
     def show(r: pd.Series | None) -> Any:
-        return None if r is None else {k: _py(r[k]) for k in TRADE_KEYS}
+        return None if r is None else {k: plain(r[k]) for k in TRADE_KEYS}
 
     report.findings.append(Finding("trade", "trades", cut, bar, idx[bar], show(ra), show(rb),
                                    n_diff))

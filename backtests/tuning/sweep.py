@@ -18,7 +18,6 @@ metric with a stable sort (ties keep parameter order).
 from __future__ import annotations
 
 import itertools
-import json
 import math
 import multiprocessing as mp
 import os
@@ -45,6 +44,7 @@ from backtests.engines.fast import (
     simulate_nb,
 )
 from backtests.metrics import CORE_KEYS, YEAR, core_metrics, periods_per_year
+from backtests.persist import load_frames, plain, read_manifest, save_folder
 from data.frame import timeframe_of
 from strategies.native import BacktraderStrategy
 
@@ -433,6 +433,10 @@ def evaluate_all(
 # --- sweep results ---------------------------------------------------------------------------
 
 
+#: The manifest file of a saved sweep.
+SWEEP_JSON = "sweep.json"
+
+
 @dataclass
 class SweepResult:
     """A sweep: one row per parameter set (``trial`` = its position in the space), sorted by
@@ -462,58 +466,29 @@ class SweepResult:
     def best(self) -> Params:
         """Parameters of the best row (by ``metric``)."""
         # Column by column: ``table.iloc[0]`` would upcast int parameters to float.
-        return {k: _py(self.table[k].iloc[0]) for k in self.param_names}
+        return {k: plain(self.table[k].iloc[0]) for k in self.param_names}
 
     def save(self, directory: str | Path) -> Path:
-        """Write ``sweep.json`` and Parquet frames into ``directory`` (atomically replaced)."""
-        from backtests._files import replace_directory
-
-        frames = {"returns": self.returns, "best_equity": self.best_equity}
-
-        def fill(tmp: Path) -> None:
-            self.table.to_parquet(tmp / "table.parquet")
-            for name, frame in frames.items():
-                if frame is not None:
-                    frame.to_parquet(tmp / f"{name}.parquet")
-            if self.benchmark is not None:
-                self.benchmark.to_frame("benchmark").to_parquet(tmp / "benchmark.parquet")
-            meta = {k: getattr(self, k) for k in (
-                "strategy", "metric", "param_names", "config", "data", "space", "overfit",
-                "skipped", "executor", "workers", "elapsed_s", "created", "version")}
-            meta["frames"] = [n for n, f in frames.items() if f is not None]
-            meta["has_benchmark"] = self.benchmark is not None
-            (tmp / "sweep.json").write_text(json.dumps(meta, indent=2, default=_json_default))
-
-        return replace_directory(directory, fill)
+        """Write ``sweep.json`` and Parquet frames into ``directory``
+        (:func:`backtests.persist.save_folder`: atomic; other files left alone)."""
+        meta = {k: getattr(self, k) for k in (
+            "strategy", "metric", "param_names", "config", "data", "space", "overfit",
+            "skipped", "executor", "workers", "elapsed_s", "created", "version")}
+        return save_folder(directory, SWEEP_JSON, meta, {
+            "table": self.table, "returns": self.returns, "best_equity": self.best_equity,
+            "benchmark": self.benchmark})
 
     @classmethod
     def load(cls, directory: str | Path) -> SweepResult:
-        """Read a directory written by :meth:`save`."""
-        directory = Path(directory)
-        meta_path = directory / "sweep.json"
-        if not meta_path.exists():
-            raise FileNotFoundError(f"{meta_path} not found: not a saved sweep")
-        meta = json.loads(meta_path.read_text())
-        frames = {n: pd.read_parquet(directory / f"{n}.parquet") for n in meta.pop("frames")}
-        bench = None
-        if meta.pop("has_benchmark"):
-            bench = pd.read_parquet(directory / "benchmark.parquet")["benchmark"]
-        return cls(table=pd.read_parquet(directory / "table.parquet"), benchmark=bench,
-                   **frames, **meta)
+        """Read a directory written by :meth:`save`.
 
-
-def _py(v: Any) -> Any:
-    return v.item() if isinstance(v, np.generic) else v
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (pd.Timestamp, pd.Timedelta)):
-        return o.isoformat()
-    return str(o)
+        Raises:
+            DataError: no saved sweep there, or a file missing or altered.
+        """
+        meta = read_manifest(directory, SWEEP_JSON, "sweep")
+        frames = load_frames(directory, meta, required=("table",))
+        meta.pop("files")
+        return cls(**frames, **meta)
 
 
 def results_table(param_sets: Sequence[Params], metrics: Sequence[dict], metric: str,
@@ -813,7 +788,7 @@ def run_sweep(
     equity = {}
     bench = None
     for _, row in table.head(top).iterrows():
-        p = {k: _py(row[k]) for k in param_sets[0]}
+        p = {k: plain(row[k]) for k in param_sets[0]}
         if start > 0:
             eq, _, _ = simulate_window(payload, p)
             equity[str(int(row["trial"]))] = eq[lo:]
@@ -905,7 +880,7 @@ _TABLE_COLUMNS = ("sharpe", "sortino", "total_return_pct", "cagr_pct", "max_draw
 
 
 def _fmt_cell(v: Any) -> str:
-    v = _py(v)
+    v = plain(v)
     if isinstance(v, float):
         if math.isnan(v):
             return "–"

@@ -18,7 +18,6 @@ and the probability of backtest overfitting of each window's selection.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,18 +26,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtests.persist import load_frames, plain, read_manifest, save_folder
 from backtests.tuning.sweep import (
     BacktestPayload,
     Executor,
     Params,
     _as_param_sets,
-    _py,
     evaluate_backtest,
     make_executor,
     run_sweep,
     simulate_window,
 )
 from data.frame import timeframe_of
+
+#: The manifest file of a saved walk-forward.
+WALKFORWARD_JSON = "walkforward.json"
 
 #: Metrics shown side by side (in-sample: the chosen set on its training window).
 COMPARED: tuple[str, ...] = ("sharpe", "sortino", "cagr_pct", "total_return_pct",
@@ -123,37 +125,32 @@ class WalkForwardResult:
     def params_by_window(self) -> list[Params]:
         """The parameter set chosen on each train window, in window order."""
         # to_dict keeps each column's dtype; iterrows may upcast int parameters to float.
-        return [{k: _py(v) for k, v in r.items()}
+        return [{k: plain(v) for k, v in r.items()}
                 for r in self.windows[self.param_names].to_dict("records")]
 
     def save(self, directory: str | Path) -> Path:
-        """``walkforward.json`` plus Parquet frames (the directory is replaced atomically)."""
-        from backtests._files import replace_directory
-
-        def fill(d: Path) -> None:
-            self.windows.to_parquet(d / "windows.parquet")
-            self.comparison.to_parquet(d / "comparison.parquet")
-            self.oos_equity.to_frame("equity").to_parquet(d / "oos_equity.parquet")
-            self.oos_trades.to_parquet(d / "oos_trades.parquet")
-            if self.benchmark is not None:
-                self.benchmark.to_frame("benchmark").to_parquet(d / "benchmark.parquet")
-            meta = {"strategy": self.strategy, "metric": self.metric,
-                    "param_names": self.param_names, "config": self.config,
-                    "settings": self.settings}
-            (d / "walkforward.json").write_text(json.dumps(meta, indent=2, default=str))
-
-        return replace_directory(directory, fill)
+        """``walkforward.json`` plus Parquet frames (:func:`backtests.persist.save_folder`:
+        atomic; other files in ``directory`` left alone)."""
+        meta = {"strategy": self.strategy, "metric": self.metric,
+                "param_names": self.param_names, "config": self.config,
+                "settings": self.settings}
+        return save_folder(directory, WALKFORWARD_JSON, meta, {
+            "windows": self.windows, "comparison": self.comparison,
+            "oos_equity": self.oos_equity, "oos_trades": self.oos_trades,
+            "benchmark": self.benchmark})
 
     @classmethod
     def load(cls, directory: str | Path) -> WalkForwardResult:
-        d = Path(directory)
-        meta = json.loads((d / "walkforward.json").read_text())
-        bench = d / "benchmark.parquet"
-        return cls(benchmark=pd.read_parquet(bench)["benchmark"] if bench.exists() else None,
-                   windows=pd.read_parquet(d / "windows.parquet"),
-                   comparison=pd.read_parquet(d / "comparison.parquet"),
-                   oos_equity=pd.read_parquet(d / "oos_equity.parquet")["equity"],
-                   oos_trades=pd.read_parquet(d / "oos_trades.parquet"), **meta)
+        """Read a directory written by :meth:`save`.
+
+        Raises:
+            DataError: no saved walk-forward there, or a file missing or altered.
+        """
+        meta = read_manifest(directory, WALKFORWARD_JSON, "walk-forward")
+        frames = load_frames(directory, meta, required=("windows", "comparison", "oos_equity",
+                                                        "oos_trades"))
+        meta.pop("files")
+        return cls(benchmark=frames.pop("benchmark", None), **frames, **meta)
 
 
 def walk_forward(
@@ -222,8 +219,8 @@ def walk_forward(
             "train_bars": tr1 - tr0, "test_bars": te1 - te0, **best,
         }
         shown = COMPARED if metric in COMPARED else (*COMPARED, metric)
-        row.update({f"is_{m}": _py(is_row[m]) for m in shown})
-        row.update({f"oos_{m}": _py(oos[m]) for m in shown})
+        row.update({f"is_{m}": plain(is_row[m]) for m in shown})
+        row.update({f"oos_{m}": plain(oos[m]) for m in shown})
         row["dsr"] = sw.overfit.get("dsr", np.nan)
         row["pbo"] = sw.overfit.get("pbo", np.nan)
         row["n_trials"] = len(param_sets)
