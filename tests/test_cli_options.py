@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from backtests.cli import main
+from backtests.cli import load_command, main
 from backtests.cli.options import CONFIG_OPTIONS, config_defaults, strategy_params
 from backtests.config import BacktestConfig
 from backtests.reports.format import terminal
@@ -25,7 +25,7 @@ COMMANDS = ("run", "sweep", "walkforward", "audit")
 
 
 def _option(command: str, field: str) -> click.Option | None:
-    cmd = main.commands[command]
+    cmd = load_command(command)
     return next((p for p in cmd.params if p.name == field), None)
 
 

@@ -31,3 +31,28 @@ def test_every_public_indicator_name_resolves_to_the_function_not_a_module():
         assert not isinstance(value, types.ModuleType), name
     assert callable(indicators.flips) and callable(indicators.outlook)
     assert callable(indicators.pivots)
+
+
+def test_cli_help_imports_no_command_module_nor_pandas():
+    loaded = _loaded_after("from backtests.cli import main\n"
+                           "try:\n    main(['--help'])\nexcept SystemExit:\n    pass")
+    assert not {"pandas", "numba", "matplotlib", "plotly", "backtrader"} & loaded
+    assert not any(m.startswith("backtests.cli.") for m in loaded)
+
+
+def test_cli_command_table_matches_the_commands():
+    import click
+
+    from backtests.cli import COMMANDS, load_command, main
+
+    ctx = click.Context(main)
+    for name, (_module, help_line) in COMMANDS.items():
+        cmd = main.get_command(ctx, name)
+        assert cmd is load_command(name) and cmd.name == name
+        assert cmd.get_short_help_str(limit=400) == help_line, name
+    # every command a command module defines is listed
+    import importlib
+
+    defined = {c.name for m in {mod for mod, _ in COMMANDS.values()}
+               for c in importlib.import_module(m).COMMANDS}
+    assert defined == set(COMMANDS)
