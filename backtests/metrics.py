@@ -25,6 +25,11 @@ Conventions (checked against empyrical-reloaded and quantstats in tests/test_met
   close of the exit bar (stop, target, liquidation, end).
 * VaR/CVaR 95 %: historical, on per-bar returns (the 5 % quantile, linear interpolation, and the
   mean of returns at or below it).
+* R multiples (Van Tharp): a trade's result in units of its planned risk,
+  ``R = pnl / (size * |entry_price - initial_stop|)`` (net PnL, fees and funding included; the
+  initial stop is the one placed at entry, trade column ``initial_stop``). Trades without an
+  initial stop have no R and are left out. ``expectancy_r`` = mean R, ``sqn`` (system quality
+  number) = ``sqrt(N) * mean(R) / std(R)`` over the N trades with an R (sample std; no cap on N).
 
 One implementation: :func:`core_metrics` (a compiled pass, :func:`metrics_pass`) computes the
 return, risk, trade and exposure figures for both the full result (:func:`compute_metrics`, which
@@ -33,6 +38,7 @@ adds the rest) and every sweep row (:func:`backtests.tuning.sweep.evaluate_backt
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -57,8 +63,11 @@ METRIC_KEYS: tuple[str, ...] = (
     "final_equity", "fees_paid", "funding_paid",
     # extras
     "payoff_ratio", "avg_bars_held", "var_95_pct", "cvar_95_pct", "best_day_pct", "worst_day_pct",
-    "years", "periods_per_year",
+    "years", "periods_per_year", "expectancy_r", "sqn", "n_r_trades",
 )
+
+#: Edges of the R-multiple distribution's bins (:func:`r_distribution`), in R.
+R_BINS: tuple[float, ...] = (-np.inf, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0, np.inf)
 
 
 #: The figures :func:`core_metrics` returns: those of :data:`METRIC_KEYS` a sweep ranks by, plus
@@ -391,6 +400,7 @@ def compute_metrics(
         "periods_per_year": float(ppy),
     })
     out.update({k: v for k, v in ts.items() if k in METRIC_KEYS and k not in out})
+    out.update(r_stats(trades))
     return {k: out[k] for k in METRIC_KEYS}
 
 
@@ -494,3 +504,44 @@ def exit_reason_stats(trades: pd.DataFrame) -> pd.DataFrame:
 def tag_stats(trades: pd.DataFrame) -> pd.DataFrame:
     """Per entry tag (freqtrade-style): the same columns as :func:`exit_reason_stats`."""
     return _group_stats(trades, "tag")
+
+
+def r_multiples(trades: pd.DataFrame) -> np.ndarray:
+    """Each trade's result in R (module docstring); NaN for a trade without an initial stop
+    (or without the ``initial_stop`` column at all)."""
+    if "initial_stop" not in trades.columns:
+        return np.full(len(trades), np.nan)
+    risk = trades["size"].to_numpy(np.float64) * np.abs(
+        trades["entry_price"].to_numpy(np.float64) - trades["initial_stop"].to_numpy(np.float64))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(risk > 0, trades["pnl"].to_numpy(np.float64) / risk, np.nan)
+
+
+def r_stats(trades: pd.DataFrame) -> dict[str, float]:
+    """``expectancy_r`` (mean R), ``sqn`` and ``n_r_trades`` (trades with an R); NaN without R."""
+    r = r_multiples(trades)
+    r = r[np.isfinite(r)]
+    n = len(r)
+    sd = float(np.std(r, ddof=1)) if n > 1 else math.nan
+    return {
+        "expectancy_r": float(r.mean()) if n else math.nan,
+        "sqn": math.sqrt(n) * float(r.mean()) / sd if n > 1 and sd > 0 else math.nan,
+        "n_r_trades": n,
+    }
+
+
+def r_distribution(trades: pd.DataFrame) -> pd.DataFrame:
+    """How the trades' R multiples spread over the bins :data:`R_BINS` (``< -2R``, ``-2R..-1R``,
+    ... ``>= 3R``; a bin holds ``lower <= R < upper``): ``trades`` and ``share_pct`` (of the
+    trades with an R) per bin, indexed by the bin label."""
+    r = r_multiples(trades)
+    r = r[np.isfinite(r)]
+    edges = np.asarray(R_BINS)
+    labels = []
+    for lo, hi in itertools.pairwise(edges):
+        labels.append(f"< {hi:g}R" if np.isinf(lo) else f">= {lo:g}R" if np.isinf(hi)
+                      else f"{lo:g}R..{hi:g}R")
+    counts = np.histogram(r, bins=edges)[0] if len(r) else np.zeros(len(labels), np.int64)
+    share = 100.0 * counts / len(r) if len(r) else np.full(len(labels), np.nan)
+    return pd.DataFrame({"trades": counts.astype(np.int64), "share_pct": share},
+                        index=pd.Index(labels, name="r_multiple"))

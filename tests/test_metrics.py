@@ -43,8 +43,8 @@ def _equity(values, start="2024-01-01", freq="1D") -> pd.Series:
     return pd.Series(np.asarray(values, dtype=float), index=idx, name="equity")
 
 
-def _trades(rows: list[dict]) -> pd.DataFrame:
-    base = {
+def _trades(rows: list[dict], **defaults: object) -> pd.DataFrame:
+    base = {**defaults,
         "entry_time": pd.Timestamp("2024-01-01", tz="UTC"),
         "exit_time": pd.Timestamp("2024-01-02", tz="UTC"),
         "size": 0.1, "entry_price": 100.0, "exit_price": 100.0, "entry_fee": 0.0,
@@ -301,3 +301,32 @@ def test_buy_hold_return_and_cash():
     assert bench.tolist() == pytest.approx([qty * 105, qty * 115, qty * 125 * 0.99], rel=1e-15)
     m = compute_metrics(_equity([1000.0, 1000, 1000]), empty_trades(), bench, "1d", cash=1000.0)
     assert m["buy_hold_return_pct"] == pytest.approx(100 * (qty * 125 * 0.99 / 1000 - 1))
+
+
+def test_hand_computed_r_multiples():
+    from backtests.metrics import r_distribution, r_multiples, r_stats
+
+    # size 0.1 at 100: a stop 10 away risks 1.0 of quote currency; a short's stop sits above
+    trades = _trades([
+        {"entry_bar": 1, "exit_bar": 2, "pnl": 2.5},                     # +2.5R
+        {"entry_bar": 3, "exit_bar": 4, "pnl": -1.0, "exit_reason": "stop"},  # -1R
+        {"entry_bar": 5, "exit_bar": 6, "pnl": 0.5, "side": -1},         # +0.5R (stop 110)
+        {"entry_bar": 7, "exit_bar": 8, "pnl": 3.0},                     # no stop: no R
+    ], return_pct=0.0)
+    # without the column every R is missing, and the statistics say so
+    assert np.isnan(r_multiples(trades)).all() and r_stats(trades)["n_r_trades"] == 0
+    trades["initial_stop"] = [90.0, 90.0, 110.0, np.nan]
+    r = r_multiples(trades)
+    np.testing.assert_allclose(r[:3], [2.5, -1.0, 0.5])
+    assert np.isnan(r[3])
+    s = r_stats(trades)
+    assert s["n_r_trades"] == 3
+    assert s["expectancy_r"] == pytest.approx(2 / 3)
+    sd = np.std([2.5, -1.0, 0.5], ddof=1)
+    assert s["sqn"] == pytest.approx(math.sqrt(3) * (2 / 3) / sd)
+    d = r_distribution(trades)
+    assert d["trades"].sum() == 3
+    assert d.loc["-1R..0R", "trades"] == 1 and d.loc["0R..1R", "trades"] == 1
+    assert d.loc["2R..3R", "trades"] == 1 and d["share_pct"].sum() == pytest.approx(100.0)
+    m = compute_metrics(_equity(np.linspace(100, 110, 10)), trades, None, "1d")
+    assert m["expectancy_r"] == pytest.approx(2 / 3) and m["n_r_trades"] == 3
