@@ -32,8 +32,9 @@ from numba import njit
 
 from data.frame import DataError
 
-__all__ = ["DEFAULT_TIERS_FILE", "MarginModel", "Survival", "Tier", "liquidation_prices",
-           "load_tiers", "max_leverage_survived", "survival"]
+__all__ = ["DEFAULT_TIERS_FILE", "MarginModel", "Survival", "Tier", "liquidated_above",
+           "liquidation_distance_pct", "liquidation_prices", "load_tiers",
+           "max_leverage_survived", "survival"]
 
 #: Binance USDT-M BTCUSDT tier table shipped with the package (source and date inside).
 DEFAULT_TIERS_FILE = Path(__file__).with_name("margin_tiers_binance_btcusdt.json")
@@ -286,3 +287,28 @@ def survival(low: np.ndarray, high: np.ndarray, close: np.ndarray, entries: np.n
     extreme = np.where(ext >= 0, path[np.maximum(ext, 0)], np.nan)
     max_lev = np.where(ext >= 0, max_leverage_survived(side, prices, extreme, model), np.nan)
     return Survival(liq, ext, extreme, max_lev)
+
+
+def liquidated_above(entry_prices: np.ndarray, extreme: float, side: int = 1,
+                     model: MarginModel | None = None) -> float | None:
+    """The leverage above which *every* position opened at ``entry_prices`` on ``side`` is
+    liquidated by a bar reaching ``extreme`` (its low for longs, high for shorts): the largest of
+    the entries' :func:`max_leverage_survived`. None when some entry would survive any leverage
+    the tier allows (its price is already beyond ``extreme``) or there is no entry."""
+    model = model or MarginModel()
+    prices = np.asarray(entry_prices, dtype=np.float64)
+    if not len(prices):
+        return None
+    worst = float(np.max(max_leverage_survived(side, prices, extreme, model)))
+    return None if worst >= model.terms()[2] else worst
+
+
+def liquidation_distance_pct(side: np.ndarray, entry_price: np.ndarray, mae_pct: np.ndarray,
+                             liquidation_price: np.ndarray) -> np.ndarray:
+    """How close each trade came to its liquidation price: the gap between its worst price
+    (``mae_pct``, % of entry, negative = against the position) and the liquidation price, in %
+    of the entry price. 0 = reached (liquidated); NaN where there is no liquidation price."""
+    side = np.asarray(side, dtype=np.float64)
+    pe = np.asarray(entry_price, dtype=np.float64)
+    lp = np.asarray(liquidation_price, dtype=np.float64)
+    return np.asarray(mae_pct, dtype=np.float64) + side * (1.0 - lp / pe) * 100.0

@@ -42,6 +42,7 @@ from data.frame import DataError
 from indicators.core import ema as ta_ema
 from indicators.core import rsi as ta_rsi
 from indicators.levels import Levels, cut_frame, support_resistance
+from indicators.liquidation import liquidated_above
 from indicators.signals import _check_thresholds, oversold, weekly_ema_or_nan
 
 __all__ = ["Outlook", "OutlookLevel", "outlook"]
@@ -106,6 +107,9 @@ class Outlook:
     trend: str
     data_start: pd.Timestamp
     params: dict[str, Any] = field(default_factory=dict)
+    #: every long opened at a close of the last 30 days above this leverage is liquidated by
+    #: this bar's low (None: some would survive any leverage); indicators.liquidation model
+    longs_liquidated_above: float | None = None
 
     # ---------------------------------------------------------------- rendering
     def to_dict(self) -> dict[str, Any]:
@@ -149,6 +153,10 @@ class Outlook:
                 side = "above" if self.last > v else "below"
                 mom.append(f"{side} {name} {p(v)} ({s})")
         lines.append(f"Trend {self.trend}" + (": price " + ", ".join(mom) if mom else ""))
+        if self.longs_liquidated_above is not None:
+            lines.append(f"Longs opened in the last 30 days above "
+                         f"{self.longs_liquidated_above:.1f}x would have been liquidated by this "
+                         f"bar's low (isolated margin, candle low as mark price)")
         if self.next_below is not None:
             lines.append(f"If support breaks: next support {_level_text(self.next_below)}")
         if self.next_above is not None:
@@ -413,4 +421,6 @@ def outlook(
         trend=trend,
         data_start=idx[0],
         params=params,
+        longs_liquidated_above=liquidated_above(
+            close[:-1][idx[:-1] >= idx[-1] - pd.Timedelta(days=30)], float(d["low"].iloc[-1])),
     )

@@ -200,5 +200,6 @@ def test_run_uses_the_stored_series_and_shows_funding(tmp_path):
     assert out.exit_code == 0, out.output
     assert "funding: imported BTC/USDT:USDT funding" in out.stderr
     assert "funding: net paid by each strategy" in out.stdout
+    assert "trades liquidated at 3x; closest:" in out.stdout
     head = out.stdout.splitlines()[0]
     assert head.split()[-1] == "funding"

@@ -259,3 +259,36 @@ def test_cli_png_charts(tmp_path):
     assert names == ["liquidation_map.png", "safe_leverage.png", "survival_long.png",
                      "survival_short.png"]
     assert all((tmp_path / n).stat().st_size > 20_000 for n in names)
+
+
+# --- trade distance to liquidation and the outlook line ---------------------------------------
+
+
+@pytest.mark.parametrize("engine", [engine_fast, engine_bt])
+def test_trades_carry_their_distance_to_liquidation(engine):
+    df = bars([(100, 100, 100, 100), (100, 101, 95, 100), (100, 101, 97, 100),
+               (100, 100, 85, 95), (95, 95, 95, 95)])
+    cfg = BacktestConfig(cash=1000, leverage=10, size=0.5, commission=0.0, mode="both")
+    # a long from bar 1 closed by the exit signal at bar 3's open, then a 10x long liquidated
+    trades, _ = engine.simulate(df, sig(5, {0: 1, 2: 1}, exits=(1,)), cfg)
+    first, second = trades.iloc[0], trades.iloc[1]
+    lp = 100 * 0.9 / 0.995
+    # worst low 95 (5 % below entry), liquidation 9.55 % below: 4.55 % of entry away
+    assert first["liq_distance_pct"] == pytest.approx((95 - lp) / 100 * 100)
+    assert second["exit_reason"] == "liquidation"
+    assert second["liq_distance_pct"] == pytest.approx(0.0, abs=1e-12)
+
+
+def test_outlook_line_longs_liquidated_above(btc_daily):
+    from indicators.outlook import outlook
+
+    view = outlook(btc_daily, at="2026-02-06")
+    d = btc_daily.loc[:"2026-02-06"]
+    window = d["close"].iloc[:-1][d.index[:-1] >= d.index[-1] - pd.Timedelta(days=30)]
+    low = d["low"].iloc[-1]  # 60,000
+    # independently: the entry that survives most is the lowest close; L = 1/(1 - low*(1-mmr)/E)
+    want = 1 / (1 - low * (1 - 0.004) / window.min())
+    assert view.longs_liquidated_above == pytest.approx(want, rel=1e-12)
+    assert f"above {want:.1f}x would have been liquidated by this bar's low" in view.text()
+    # a bar whose low is above some entry's close: no leverage liquidates every long
+    assert outlook(btc_daily, at="2026-01-14").longs_liquidated_above is None

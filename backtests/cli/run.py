@@ -125,6 +125,28 @@ def summary_table(results: list) -> str:
     return "\n".join(lines)
 
 
+def liquidation_lines(results: list) -> list[str]:
+    """Per strategy traded with leverage (a liquidation price exists): how close its trades
+    came to liquidation (``liq_distance_pct``: the worst price's gap to the liquidation price,
+    % of entry) and the closest trade, with its liquidation price."""
+    lines = []
+    for r in results:
+        t = r.trades
+        if "liq_distance_pct" not in t or t["liquidation_price"].isna().all():
+            continue
+        d = t["liq_distance_pct"]
+        if d.notna().sum() == 0:
+            continue
+        c = t.loc[d.idxmin()]
+        side = "long" if c["side"] > 0 else "short"
+        lines.append(
+            f"{r.strategy}: {int((t['exit_reason'] == 'liquidation').sum())} of {len(t)} trades "
+            f"liquidated at {c['leverage']:g}x; closest: {side} {c['entry_time']:%Y-%m-%d} at "
+            f"{c['entry_price']:,.2f}, liquidation {c['liquidation_price']:,.2f}, came within "
+            f"{max(d.min(), 0.0):.1f} % of entry; median trade {d.median():.1f} % away")
+    return lines
+
+
 def with_funding_series(cfg: BacktestConfig, df: pd.DataFrame, funding_data: str | None,
                         data_dir: str | None) -> BacktestConfig:
     """``cfg`` charging a real funding series: ``funding_data`` (a CSV), else the store's
@@ -214,6 +236,8 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
     timings.rendering = time.perf_counter() - t0
 
     click.echo(summary_table(results))
+    for line in liquidation_lines(results):
+        click.echo(line)
     for note in warmup_warnings(results):
         click.secho(f"WARNING: {note}", fg="yellow", bold=True, err=True)
     for note in native_notes(results):

@@ -65,6 +65,7 @@ from backtests.config import BacktestConfig
 from backtests.results import EXIT_REASONS, OPEN_EXITS, BacktestResult
 from backtests.warmup import warmup_report, window_start
 from data.frame import check_canonical, timeframe_of
+from indicators.liquidation import liquidation_distance_pct
 from strategies.base import Signals, Strategy
 
 # Exit-reason codes of the kernel's trade records: positions in the one table of names,
@@ -477,6 +478,7 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
         "mfe_pct": mfe,
         "tag": tag_col,
         "signal_bar": r["signal_bar"].astype(np.int64),
+        "liq_distance_pct": liquidation_distance_pct(side, pe, mae, r["liquidation_price"]),
     })
 
 
