@@ -292,3 +292,20 @@ def test_outlook_line_longs_liquidated_above(btc_daily):
     assert f"above {want:.1f}x would have been liquidated by this bar's low" in view.text()
     # a bar whose low is above some entry's close: no leverage liquidates every long
     assert outlook(btc_daily, at="2026-01-14").longs_liquidated_above is None
+
+
+def test_squeeze_summary_is_plain_data_consistent_with_the_analysis(btc_daily):
+    from backtests.squeeze.summary import HEATMAP_LEVERAGES, squeeze_summary
+
+    df = btc_daily.loc[:"2026-03-31"]
+    s = squeeze_summary(df, entry_days=90)
+    json.dumps(s, allow_nan=False)  # the report stores and reads it as JSON
+    i = s["entry_time"].index("2026-01-28T00:00:00+00:00")
+    j = HEATMAP_LEVERAGES.index(4)
+    # the 4x long opened at the 28 Jan close (29 Jan 00:00) died on the 5 Feb bar: 7 days
+    assert s["days_to_liquidation"]["long"][i][j] == 7.0
+    assert s["days_to_liquidation"]["long"][i][HEATMAP_LEVERAGES.index(3)] is None
+    assert s["max_leverage"]["long"][i] == pytest.approx(3.02, abs=0.005)
+    assert len(s["curve"]["long"]) == 100 and s["curve"]["long"][0] == 0.0
+    assert s["map"]["as_of"] == "2026-03-31T00:00:00+00:00" and "model" in s["map"]["note"]
+    assert sum(s["map"]["long"]) > 0 and sum(s["map"]["short"]) > 0
