@@ -159,29 +159,32 @@ def _round_inside(low: np.ndarray, high: np.ndarray, centre: np.ndarray) -> np.n
 def _consolidate(sf: np.ndarray, si: np.ndarray, atr: np.ndarray, close: np.ndarray,
                  p: LevelParams) -> pd.DataFrame:
     """Merge each bar's snapshot zones (engine rows) into consolidated zones."""
-    raw = pd.DataFrame({
-        "bar": si[:, 0], "centre": sf[:, 0], "low": sf[:, 1], "high": sf[:, 2],
-        "volume": sf[:, 3], "rv": sf[:, 4], "touches": si[:, 2], "first": si[:, 3],
-        "last": si[:, 4], "flip": si[:, 6], "flip_bar": si[:, 7],
-    }).sort_values(["bar", "low"], kind="stable")
-    b = raw["bar"].to_numpy()
+    bar, low, high = si[:, 0], sf[:, 1], sf[:, 2]
+    order = np.lexsort((low, bar))  # by bar, then band low
+    bar, low, high = bar[order], low[order], high[order]
+    centre, touches = sf[order, 0], si[order, 2]
     # the bar's ATR as a fraction of its close, applied at each zone's own price: volatility in
     # percent, so zones far below (years-old, cheaper) are not merged by today's dollar ATR
-    a = atr[b] / close[b] * raw["centre"].to_numpy()
-    raw["grp"] = _groups(b, raw["low"].to_numpy(), raw["high"].to_numpy(), p.merge_atr * a,
-                         p.max_width_atr * a)
-    raw["wc"] = raw["centre"] * raw["touches"]
+    a = atr[bar] / close[bar] * centre
+    grp = _groups(bar, low, high, p.merge_atr * a, p.max_width_atr * a)
+    start = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]])  # rows are grouped contiguously
+
+    def total(x: np.ndarray) -> np.ndarray:
+        return np.add.reduceat(x, start)
+
+    flip_bar = si[order, 7]
     # the consolidated zone's flip is that of its most recently flipped member
-    raw = raw.sort_values(["grp", "flip_bar"], kind="stable")
-    g = raw.groupby("grp", sort=True)
-    out = g.agg(bar=("bar", "first"), low=("low", "min"), high=("high", "max"),
-                touches=("touches", "sum"), zones=("bar", "size"),
-                first_touch_bar=("first", "min"), last_touch_bar=("last", "max"),
-                volume=("volume", "sum"), rv=("rv", "sum"), wc=("wc", "sum"),
-                flip=("flip", "last"), flip_bar=("flip_bar", "last"))
-    out["centre"] = out["wc"] / out["touches"]
-    out["rel_volume"] = out["rv"] / out["touches"]
-    return out.drop(columns=["wc", "rv"]).reset_index(drop=True)
+    latest = np.lexsort((flip_bar, grp))[np.r_[start[1:], len(grp)] - 1]
+    n_touch = total(touches)
+    return pd.DataFrame({
+        "bar": bar[start], "low": np.minimum.reduceat(low, start),
+        "high": np.maximum.reduceat(high, start), "touches": n_touch,
+        "zones": np.diff(np.r_[start, len(grp)]),
+        "first_touch_bar": np.minimum.reduceat(si[order, 3], start),
+        "last_touch_bar": np.maximum.reduceat(si[order, 4], start),
+        "volume": total(sf[order, 3]), "flip": si[order, 6][latest], "flip_bar": flip_bar[latest],
+        "centre": total(centre * touches) / n_touch, "rel_volume": total(sf[order, 4]) / n_touch,
+    })
 
 
 def _score(z: pd.DataFrame, wema: np.ndarray, weekly: pd.DataFrame, p: LevelParams) -> None:

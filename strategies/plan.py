@@ -87,11 +87,15 @@ class Plan:
     take: np.ndarray
 
 
-def _why(row: pd.Series, kind: str) -> str:
-    """Short reason for a level target: the kind and its evidence."""
-    ev = [name for name, col in (("200w EMA", "confluence"), ("weekly", "htf"),
-                                 ("round", "round_number")) if bool(row[col])]
-    return kind + (f" ({', '.join(ev)})" if ev else "")
+def _why(found: pd.DataFrame, kind: str) -> np.ndarray:
+    """Short reason for each level target: the kind and its evidence."""
+    cols = [(name, found[col].to_numpy(dtype=bool)) for name, col in (
+        ("200w EMA", "confluence"), ("weekly", "htf"), ("round", "round_number"))]
+    out = np.empty(len(found), dtype=object)
+    for j in range(len(found)):
+        ev = [name for name, flag in cols if flag[j]]
+        out[j] = kind + (f" ({', '.join(ev)})" if ev else "")
+    return out
 
 
 def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: np.ndarray,
@@ -118,13 +122,11 @@ def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: 
                            flip=_FLIPPED_AGAINST[side] if flipped else None)
         lvl = found["level"].to_numpy()
         kind = ("flipped " if flipped else "major ") + ("support" if side < 0 else "resistance")
-        for j, b in enumerate(bars):
-            if np.isfinite(lvl[j]):
-                target[b] = lvl[j]
-                why[b] = _why(found.iloc[j], kind)
-            else:
-                target[b] = r_target[b]
-                why[b] = f"{p.target_r:g}R (no {kind.split()[0]} level)"
+        ok = np.isfinite(lvl)
+        target[bars] = np.where(ok, lvl, r_target[bars])
+        why[bars] = np.where(ok, _why(found.fillna({"confluence": False, "htf": False,
+                                                    "round_number": False}), kind),
+                             f"{p.target_r:g}R (no {kind.split()[0]} level)")
     elif p.target == "r_multiple":
         target[bars] = r_target[bars]
         why[bars] = f"{p.target_r:g}R"
