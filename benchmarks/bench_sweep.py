@@ -39,16 +39,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backtests.config import BacktestConfig  # noqa: E402
-from backtests.tuning.sweep import (  # noqa: E402
-    BacktestPayload,
-    ProcessExecutor,
-    SerialExecutor,
-    evaluate_all,
-    evaluate_backtest,
-    grid,
-    random_space,
-    run_sweep,
-)
+from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest  # noqa: E402
+from backtests.tuning.executors import ProcessExecutor, SerialExecutor, evaluate_all  # noqa: E402
+from backtests.tuning.space import grid, random_space  # noqa: E402
+from backtests.tuning.sweep import run_sweep  # noqa: E402
 from data.loaders import load  # noqa: E402
 from strategies.base import Param, Signals, Strategy  # noqa: E402
 

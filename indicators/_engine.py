@@ -152,7 +152,7 @@ def _flip_order_key(flip):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
-def _engine(
+def level_engine(
     high,
     low,
     close,

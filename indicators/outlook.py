@@ -43,7 +43,7 @@ from indicators.core import ema as ta_ema
 from indicators.core import rsi as ta_rsi
 from indicators.levels import Levels, cut_frame, support_resistance
 from indicators.liquidation import liquidated_above
-from indicators.signals import _check_thresholds, oversold, weekly_ema_or_nan
+from indicators.signals import check_rsi_thresholds, oversold, weekly_ema_or_nan
 
 __all__ = ["Outlook", "OutlookLevel", "outlook"]
 
@@ -307,7 +307,7 @@ def outlook(
     Raises:
         DataError: ``at`` outside the data, a non-DatetimeIndex frame, or fewer than 2 bars.
     """
-    _check_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
+    check_rsi_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
     if not isinstance(df.index, pd.DatetimeIndex):
         raise DataError("outlook needs a DatetimeIndex (bar open times)",
                         hint="load data through data.load() or data.to_canonical()")

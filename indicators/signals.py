@@ -40,7 +40,7 @@ def breakdown_signal(df: pd.DataFrame, **params: object) -> pd.Series:
     return flips(df, **params).bars["breakdown"].rename("breakdown")
 
 
-def _check_thresholds(threshold: float, deep: float, overbought: float) -> None:
+def check_rsi_thresholds(threshold: float, deep: float, overbought: float) -> None:
     if not (0 <= deep < threshold < overbought <= 100):
         raise ValueError(
             "RSI thresholds must satisfy 0 <= deep < threshold < overbought <= 100, got "
@@ -61,7 +61,7 @@ def oversold(
         For a Series an ordered categorical Series (categories :data:`RSI_STATES`) on the same
         index, named ``rsi_state``; for an array an object array (None where the RSI is NaN).
     """
-    _check_thresholds(threshold, deep, overbought)
+    check_rsi_thresholds(threshold, deep, overbought)
     r = np.asarray(rsi, dtype=np.float64)
     code = np.select([r < deep, r < threshold, r > overbought], [0, 1, 3], default=2)
     code = np.where(np.isnan(r), -1, code)
@@ -136,7 +136,7 @@ def signal_frame(
     and ``atr`` (TA-Lib ATR with the ``atr_period`` level parameter). The zone and flip
     parameters go to :func:`indicators.flips.flips`.
     """
-    _check_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
+    check_rsi_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
     close = df["close"] if "close" in df.columns else None
     if close is None:
         raise DataError("signal_frame: the frame lacks a close column",

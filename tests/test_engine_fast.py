@@ -235,7 +235,7 @@ def test_excursions_cover_the_bars_held_and_the_exit_price():
 def test_single_run_and_sweep_window_share_one_kernel_entry():
     # a whole-frame sweep window runs the same kernel on the same inputs as a single run
     from backtests.engines.fast import build_trades, prepare
-    from backtests.tuning.sweep import BacktestPayload, simulate_window
+    from backtests.tuning.evaluate import BacktestPayload, simulate_window
     from strategies.breakdown import Breakdown
     from tests.lookahead import ohlc_frame
 

@@ -12,8 +12,8 @@ import pytest
 from backtests.config import BacktestConfig
 from backtests.engines.fast import build_trades, run_fast
 from backtests.metrics import CORE_KEYS, compute_metrics, periods_per_year
+from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest, simulate_window
 from backtests.tuning.overfit import return_moments
-from backtests.tuning.sweep import BacktestPayload, evaluate_backtest, simulate_window
 from data.frame import to_canonical
 from strategies.base import Param, Signals, Strategy
 

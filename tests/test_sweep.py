@@ -11,19 +11,15 @@ import pandas as pd
 import pytest
 import talib
 
-from backtests.tuning.sweep import (
+from backtests.tuning.executors import (
     DaskExecutor,
     ProcessExecutor,
     SerialExecutor,
     SweepError,
-    SweepResult,
     evaluate_all,
-    grid,
-    parse_axis,
-    parse_grid,
-    random_space,
-    results_table,
 )
+from backtests.tuning.space import grid, parse_axis, parse_grid, random_space
+from backtests.tuning.sweep import SweepResult, results_table
 from strategies.base import Param, Signals, Strategy
 
 # --- spaces --------------------------------------------------------------------------------
@@ -242,7 +238,8 @@ SMALL_GRID = {"period": [7, 14], "oversold": [25.0, 30.0], "overbought": [65.0, 
 def test_sweep_metrics_equal_compute_metrics_and_executors_agree(btc_daily: pd.DataFrame) -> None:
     from backtests.config import BacktestConfig
     from backtests.engines.fast import run_fast
-    from backtests.tuning.sweep import SWEEP_METRICS, run_sweep
+    from backtests.tuning.evaluate import SWEEP_METRICS
+    from backtests.tuning.sweep import run_sweep
 
     cfg = BacktestConfig(commission=0.001)
     ser = run_sweep(btc_daily, RsiRule, SMALL_GRID, cfg, executor="serial", top=3)
@@ -291,7 +288,7 @@ def _toy_frame(n: int = 300) -> pd.DataFrame:
 
 
 def test_windowed_sweep_trades_only_inside_the_window() -> None:
-    from backtests.tuning.sweep import BacktestPayload, evaluate_backtest, simulate_window
+    from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest, simulate_window
 
     df = _toy_frame()
     from backtests.config import BacktestConfig

@@ -3,6 +3,11 @@
 ``btc-backtest run`` with no arguments is the main job: both built-in strategies with default
 parameters on the default BTC data (see :mod:`data.default`), written as a report folder
 (``report.html``, PNG charts, one saved result per strategy) plus a summary table on the terminal.
+
+Imports: the sweep, walk-forward, audit and report modules (numba kernels, plotting) are imported
+inside the commands that use them, because ``backtests.cli`` loads every command group at start-up:
+importing them up front measured +2.2 s on a 6 s start (``import backtests.cli``, loaded 2-core
+machine, 2026-11-26) for every command, ``--help`` included.
 """
 
 from __future__ import annotations

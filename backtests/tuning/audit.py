@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtests.config import BacktestConfig
+from backtests.engines.fast import run_fast
 from backtests.persist import plain
 
 SIGNAL_FIELDS: tuple[str, ...] = ("entry", "exit", "stop", "target", "tags")
@@ -145,8 +147,6 @@ def _indicators(strategy: Any, df: pd.DataFrame, sig: Any) -> pd.DataFrame:
 
 
 def _trades(df: pd.DataFrame, strategy: Any, config: Any) -> pd.DataFrame:
-    from backtests.engines.fast import run_fast
-
     return run_fast(df, strategy, config).trades
 
 
@@ -181,8 +181,6 @@ def audit(
         if bad:
             raise ValueError(f"cut points must be in [2, {n - 1}] (bars kept), got {bad}")
     if check_trades and config is None:
-        from backtests.config import BacktestConfig
-
         config = BacktestConfig()
 
     full_sig = strategy.signals(df)

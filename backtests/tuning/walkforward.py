@@ -26,17 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from backtests.config import BacktestConfig
+from backtests.engines.fast import build_trades
+from backtests.metrics import compute_metrics
 from backtests.persist import load_frames, plain, read_manifest, save_folder
-from backtests.tuning.sweep import (
-    BacktestPayload,
-    Executor,
-    Params,
-    _as_param_sets,
-    evaluate_backtest,
-    make_executor,
-    run_sweep,
-    simulate_window,
-)
+from backtests.results import buy_and_hold
+from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest, simulate_window
+from backtests.tuning.executors import Executor, make_executor
+from backtests.tuning.space import Params, as_param_sets
+from backtests.tuning.sweep import run_sweep
 from data.frame import timeframe_of
 
 #: The manifest file of a saved walk-forward.
@@ -185,13 +183,8 @@ def walk_forward(
     Returns:
         :class:`WalkForwardResult`.
     """
-    from backtests.config import BacktestConfig
-    from backtests.engines.fast import build_trades
-    from backtests.metrics import compute_metrics
-    from backtests.results import buy_and_hold
-
     config = config or BacktestConfig()
-    param_sets = _as_param_sets(space)
+    param_sets = as_param_sets(space)
     ex = make_executor(executor, workers, scheduler)
     wins = make_windows(df.index, train, test, anchored, step)
     rows = []

@@ -1,0 +1,134 @@
+"""A backtest as an evaluation function for sweeps: the payload shipped once to every worker,
+one parameter set run through the fast kernel on a window, and its metrics (computed by
+:func:`backtests.metrics.core_metrics`, the same code as a full result's)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from backtests.engines.fast import (
+    OPEN_EXIT_CODES,
+    RAW_COLUMNS,
+    Market,
+    kernel_inputs,
+    market_arrays,
+    raw_pnl,
+    simulate_nb,
+)
+from backtests.metrics import CORE_KEYS, YEAR, core_metrics, periods_per_year
+from backtests.tuning.space import Params
+from data.frame import timeframe_of
+from strategies.native import BacktraderStrategy
+
+# --- backtests as evaluations ------------------------------------------------------------------
+
+#: Metrics of every sweep row (computed by the same code as ``compute_metrics``), plus the
+#: per-bar return moments the deflated Sharpe ratio needs.
+SWEEP_METRICS: tuple[str, ...] = CORE_KEYS
+
+
+@dataclass
+class BacktestPayload:
+    """What every worker needs once: the candles as arrays, the strategy class, the config and
+    the window. Signals are computed on ``df.iloc[:end]``; entries and exits before bar
+    ``start - 1`` are ignored, so the first fill can happen at bar ``start``'s open and nothing
+    is traded with data beyond ``end``. Metrics cover bars ``max(start - 1, 0) .. end - 1``."""
+
+    df: pd.DataFrame
+    strategy_cls: type
+    config: Any
+    start: int = 0
+    end: int | None = None
+    keep_returns: bool = False
+    _arrays: Market | None = None
+    _frame: pd.DataFrame | None = None
+
+    def frame(self) -> pd.DataFrame:
+        """``df.iloc[:end]``, sliced once (slicing copies attrs deeply: not per evaluation)."""
+        if self._frame is None:
+            df = self.df if self.end in (None, len(self.df)) else self.df.iloc[:self.end]
+            # pandas deep-copies attrs on every column access: keep only the simple ones
+            # (timeframe, source...), not e.g. a loader's validation report.
+            light = df.copy(deep=False)
+            light.attrs = {k: v for k, v in df.attrs.items()
+                           if v is None or isinstance(v, str | int | float | bool)}
+            self._frame = light
+        return self._frame
+
+    def market(self) -> Market:
+        """The kernel's price arrays of :meth:`frame`, built once per payload."""
+        if self._arrays is None:
+            self._arrays = market_arrays(self.frame(), self.config, timeframe_of(self.df))
+        return self._arrays
+
+
+def window_signals(strategy: Any, df: pd.DataFrame, start: int) -> Any:
+    """The strategy's validated signals on ``df`` with entries and exits before bar
+    ``start - 1`` removed (warm-up bars: indicators see them, the account does not trade)."""
+    sig = strategy.signals(df).validate(len(df))
+    cut = max(start - 1, 0)
+    if cut:
+        sig.entry = sig.entry.copy()
+        sig.exit = sig.exit.copy()
+        sig.entry[:cut] = 0
+        sig.exit[:cut] = False
+    return sig
+
+
+# Exit-reason code -> filled at the exit bar's open (a lookup is ~40x faster than np.isin).
+_AT_OPEN = np.zeros(int(OPEN_EXIT_CODES.max()) + 8, dtype=bool)
+_AT_OPEN[OPEN_EXIT_CODES] = True
+_COL = {name: i for i, name in enumerate(RAW_COLUMNS)}
+
+
+def raw_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, cash: float,
+                timeframe: str, offset: int = 0) -> dict[str, float]:
+    """The sweep metrics (:data:`backtests.metrics.CORE_KEYS`) of an equity array and raw kernel
+    trades: :func:`backtests.metrics.core_metrics`, the same code as a full result's metrics.
+
+    ``offset`` is the bar position of ``equity[0]`` in the frame the raw trades refer to.
+    """
+    ns = index.asi8
+    return core_metrics(
+        np.ascontiguousarray(equity, dtype=np.float64), (ns[-1] - ns[0]) / YEAR.value,
+        periods_per_year(timeframe), float(cash), raw_pnl(raw),
+        raw[:, _COL["entry_bar"]].astype(np.int64), raw[:, _COL["exit_bar"]].astype(np.int64),
+        _AT_OPEN[raw[:, _COL["reason"]].astype(np.int64)], int(offset))
+
+
+def simulate_window(payload: BacktestPayload, params: Params
+                    ) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Run the fast-engine kernel for one parameter set: ``(equity, raw_trades, signals)`` over
+    bars ``0 .. end - 1`` (equity is flat cash before the window). A user's backtrader strategy
+    runs on backtrader instead (``signals`` is then None; about 1,000x slower per set)."""
+    strat = payload.strategy_cls(**params)
+    if isinstance(strat, BacktraderStrategy):  # no signals: backtrader runs the window
+        # imports backtrader (1.5 s measured under load): only when a bt.Strategy is swept
+        from backtests.engines.bt_native import simulate_native
+
+        out = simulate_native(payload.frame(), strat, payload.config, trade_from=payload.start)
+        return out.equity, out.raw, None
+    sig = window_signals(strat, payload.frame(), payload.start)
+    equity, raw = simulate_nb(kernel_inputs(payload.market(), sig, payload.config))
+    return equity, raw, sig
+
+
+def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any]:
+    """Evaluation function of backtest sweeps: :data:`SWEEP_METRICS` of one parameter set (and
+    its per-bar returns under ``"_returns"`` when the payload keeps them, for PBO)."""
+    equity, raw, _ = simulate_window(payload, params)
+    lo = max(payload.start - 1, 0)
+    df = payload.frame()
+    out: dict[str, Any] = raw_metrics(equity[lo:], raw, df.index[lo:], payload.config.cash,
+                                      timeframe_of(payload.df), offset=lo)
+    if payload.keep_returns:
+        eq = equity[lo:]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out["_returns"] = np.where(eq[:-1] > 0, eq[1:] / eq[:-1] - 1.0, 0.0)
+    return out
+
+
