@@ -18,6 +18,7 @@ import pandas as pd
 
 from backtests.config import BacktestConfig
 from backtests.results import BacktestResult
+from backtests.squeeze.summary import squeeze_summary
 from strategies.base import Strategy
 
 
@@ -54,6 +55,9 @@ class MarketAnalysis:
     levels: pd.DataFrame
     events: pd.DataFrame
     outlook: dict[str, Any]
+    #: :func:`backtests.squeeze.summary.squeeze_summary` (``{"note": ...}`` when it cannot be
+    #: computed), stored in each result's ``data["squeeze"]`` for the report's squeeze card
+    squeeze: dict[str, Any] = field(default_factory=dict)
 
 
 def analyse(df: pd.DataFrame) -> MarketAnalysis:
@@ -69,7 +73,11 @@ def analyse(df: pd.DataFrame) -> MarketAnalysis:
         view = {**ol.to_dict(), "text": ol.text()}
     except ValueError as exc:  # DataError included: too little data for an outlook
         view = {"note": f"no technical outlook: {exc}"}
-    return MarketAnalysis(levels=levels, events=events, outlook=view)
+    try:
+        squeeze = squeeze_summary(df)
+    except ValueError as exc:  # DataError included: no volume, too few bars
+        squeeze = {"note": f"no squeeze analysis: {exc}"}
+    return MarketAnalysis(levels=levels, events=events, outlook=view, squeeze=squeeze)
 
 
 def run_job(
@@ -118,6 +126,7 @@ def run_job(
         data = dict(res.data)
         if origin:
             data["origin"] = origin
+        data["squeeze"] = analysis.squeeze
         events = analysis.events
         if start is not None and len(events):
             # Bar positions count from the window's first bar, like the result's prices.

@@ -309,3 +309,31 @@ def test_squeeze_summary_is_plain_data_consistent_with_the_analysis(btc_daily):
     assert len(s["curve"]["long"]) == 100 and s["curve"]["long"][0] == 0.0
     assert s["map"]["as_of"] == "2026-03-31T00:00:00+00:00" and "model" in s["map"]["note"]
     assert sum(s["map"]["long"]) > 0 and sum(s["map"]["short"]) > 0
+
+
+def test_job_stores_the_squeeze_and_the_report_draws_it(btc_daily, tmp_path):
+    from backtests.job import run_job
+    from backtests.reports.html import render_html
+    from backtests.results import BacktestResult
+    from strategies.bounce import OversoldBounce
+
+    df = btc_daily.loc["2024-06-01":"2026-03-31"]
+    res = run_job(df, [OversoldBounce()], BacktestConfig())[0]
+    sq = res.data["squeeze"]
+    assert sq["map"]["as_of"] == "2026-03-31T00:00:00+00:00"
+    saved = BacktestResult.load(res.save(tmp_path / "r"))
+    assert saved.data["squeeze"] == json.loads(json.dumps(sq))  # survives the round trip
+    page = render_html([saved], tmp_path / "report.html").read_text()
+    assert 'id="squeeze"' in page and 'id="squeeze-heat-long"' in page
+    assert sq["summary"][0] in page and "a model" in page and "mark price" in page
+    # the heatmap is drawn from the stored numbers, passed as they are
+    compact = json.dumps(sq["heatmap_leverages"], separators=(",", ":"))
+    assert f'"leverages":{compact}' in page
+    from backtests.reports.write import write_report
+
+    written = write_report([saved], tmp_path / "folder", save_results=False)
+    assert written["png:squeeze"].stat().st_size > 30_000
+    # a result without it (older saves): no card, no error
+    bare = BacktestResult.load(tmp_path / "r")
+    bare.data.pop("squeeze")
+    assert 'id="squeeze"' not in render_html([bare], tmp_path / "bare.html").read_text()

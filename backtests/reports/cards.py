@@ -29,13 +29,14 @@ to)`` and ``btcReport.onReady(fn)``; ``LightweightCharts`` is available for a ca
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from markupsafe import Markup
 
-from backtests.reports.assets import render
+from backtests.reports.assets import render, safe_json
 from backtests.reports.format import fmt
 from backtests.reports.tables import COMPARISON_ROWS, METRIC_ROWS, SIGNED, cell
 from backtests.results import BacktestResult
@@ -97,8 +98,50 @@ def comparison_card(ctx: RunContext) -> Card | None:
     return Card("comparison", "Strategy comparison", Markup(body), note=note)
 
 
+def squeeze_card(ctx: RunContext) -> Card | None:
+    """The squeeze: leverage-survival heatmap (entry date x leverage, coloured by days to
+    liquidation), safe-leverage curve and liquidation map, drawn from the first result's
+    ``data["squeeze"]`` (:func:`backtests.squeeze.summary.squeeze_summary`, computed by the job).
+    """
+    sq = ctx.results[0].data.get("squeeze") if ctx.results else None
+    if not sq or "summary" not in sq:
+        return None
+    sides = [s for s in ("long", "short") if s in sq["days_to_liquidation"]]
+    span = math.log(100.0)
+
+    def curve_x(lev: float) -> float:
+        return round(40 + 370 * math.log(lev) / span, 1)
+
+    def curve_points(side: str) -> list[tuple[float, float]]:
+        return [(lev, share) for lev, share in zip(sq["curve"]["leverage"], sq["curve"][side],
+                                                   strict=True) if share is not None]
+
+    m = sq["map"]
+    height, n = 240, len(m["low"])
+    top = max([w or 0.0 for w in m["long"] + m["short"]] + [1e-12])
+    lo, hi = (m["low"][0], m["high"][-1]) if n else (0.0, 1.0)
+    bars = [{"y": round(height * (1 - (i + 1) / n), 2), "h": round(height / n, 2),
+             "low": m["low"][i], "high": m["high"][i], "label": i % 10 == 0,
+             "long": round(200 * (m["long"][i] or 0.0) / top, 1),
+             "short": round(200 * (m["short"][i] or 0.0) / top, 1)} for i in range(n)]
+    price_y = round(height * (1 - (m["price"] - lo) / (hi - lo)), 1) if n else height / 2
+    done = [d for side in sides for row in sq["days_to_liquidation"][side] for d in row
+            if d is not None]
+    horizon = sq["horizon"]
+    horizon_days = (float(horizon[:-1]) if horizon.endswith("D") and horizon[:-1].isdigit()
+                    else max(done, default=1.0))
+    payload = safe_json({"sides": sides, "leverages": sq["heatmap_leverages"],
+                         "days": sq["days_to_liquidation"], "maxlev": sq["max_leverage"],
+                         "times": sq["entry_time"], "horizon_days": horizon_days})
+    body = render("cards/squeeze.html", sq=sq, sides=sides, curve_x=curve_x,
+                  curve_points=curve_points, map_bars=bars, map_h=height, price_y=price_y,
+                  payload=payload)
+    return Card("squeeze", "The squeeze: how much leverage survived", Markup(body),
+                note="A model on candle highs/lows; exchanges liquidate on the mark price.")
+
+
 #: Page cards, top of the page, in this order (a "Market now" card goes first: insert at 0).
-PAGE_CARDS: list[PageCard] = [comparison_card]
+PAGE_CARDS: list[PageCard] = [comparison_card, squeeze_card]
 #: Extra cards inside each strategy's section, after its built-in charts and tables.
 STRATEGY_CARDS: list[StrategyCard] = []
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from backtests.reports.html import render_html
 from backtests.reports.png import render_png
 from backtests.results import RESULTS_JSON, BacktestResult
+from backtests.squeeze.plots import squeeze_summary_png
 from data.frame import DataError
 
 
@@ -43,7 +44,9 @@ def write_report(
 
     ``save_results=False`` (re-rendering saved results) writes only the HTML and PNGs.
     Returns a dict: ``"html"`` → report.html, ``"dir:<n>"`` → each result's folder, and
-    ``"png:<n>:<chart>"`` → each PNG (``chart`` in price, rsi, equity).
+    ``"png:<n>:<chart>"`` → each PNG (``chart`` in price, rsi, equity), and ``"png:squeeze"`` →
+    squeeze.png (leverage survival, safe-leverage curve, liquidation map) when the results
+    carry the job's squeeze analysis.
     """
     if isinstance(results, BacktestResult):
         results = [results]
@@ -61,6 +64,9 @@ def write_report(
         if png:
             for path in render_png(r, folder):
                 written[f"png:{n}:{path.stem}"] = path
+    sq = results[0].data.get("squeeze")
+    if png and sq and "summary" in sq:  # the market's squeeze, once per report folder
+        written["png:squeeze"] = squeeze_summary_png(sq, out / "squeeze.png")
     written["html"] = render_html(results, out / "report.html", title=title)
     return written
 

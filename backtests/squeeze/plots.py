@@ -25,7 +25,8 @@ from matplotlib.ticker import FuncFormatter
 from backtests.squeeze.liqmap import MODEL_NOTE, LiquidationMap
 from backtests.squeeze.survival import CAVEAT, SqueezeResult
 
-__all__ = ["liquidation_map_png", "safe_leverage_png", "survival_heatmap_png"]
+__all__ = ["liquidation_map_png", "safe_leverage_png", "squeeze_summary_png",
+           "survival_heatmap_png"]
 
 WIDTH, HEIGHT, DPI = 1600, 900, 150
 UP, DOWN, BLUE, GREY = "#26a69a", "#ef5350", "#1f77b4", "#9e9e9e"
@@ -153,4 +154,52 @@ def liquidation_map_png(df: pd.DataFrame, lmap: LiquidationMap, path: str | Path
     strip_ax.legend(loc="upper right", fontsize=6)
     fig.text(0.01, 0.01, f"{MODEL_NOTE}.\n{CAVEAT}.", fontsize=6, color=GREY)
     fig.subplots_adjust(left=0.09, right=0.98, top=0.93, bottom=0.12)
+    return _save(fig, path)
+
+
+def squeeze_summary_png(sq: dict, path: str | Path) -> Path:
+    """The report's squeeze as one PNG, drawn from a stored
+    :func:`backtests.squeeze.summary.squeeze_summary` dict (nothing recomputed): the long
+    survival heatmap (top), the safe-leverage curve and the liquidation-map strip (bottom)."""
+    fig = _figure()
+    gs = fig.add_gridspec(2, 2, height_ratios=(1.1, 1), hspace=0.45, wspace=0.25)
+    ax = fig.add_subplot(gs[0, :])
+    levs = np.asarray(sq["heatmap_leverages"], dtype=float)
+    days = np.array([[np.nan if d is None else d for d in row]
+                     for row in sq["days_to_liquidation"]["long"]], dtype=float)
+    times = pd.DatetimeIndex(sq["entry_time"])
+    mesh = ax.pcolormesh(np.arange(len(times) + 1), np.arange(len(levs) + 1),
+                         np.ma.masked_invalid(days.T), cmap="inferno", shading="flat")
+    fig.colorbar(mesh, ax=ax, pad=0.01).set_label("days to liquidation", fontsize=7)
+    ax.set_yticks(np.arange(len(levs)) + 0.5, [f"{v:g}x" for v in levs], fontsize=6)
+    ticks = np.linspace(0, len(times) - 1, min(7, len(times))).round().astype(int)
+    ax.set_xticks(ticks + 0.5, [f"{times[i]:%Y-%m-%d}" for i in ticks], fontsize=7)
+    ax.set_title(f"Longs: leverage survival, horizon {sq['horizon']} (blank: survived)",
+                 fontsize=9)
+    cax = fig.add_subplot(gs[1, 0])
+    for side, colour in (("long", UP), ("short", DOWN)):
+        if side in sq["curve"]:
+            share = np.array([np.nan if v is None else v for v in sq["curve"][side]], float)
+            cax.plot(sq["curve"]["leverage"], share * 100, color=colour, label=f"{side}s")
+    cax.set_xscale("log")
+    cax.xaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:g}x"))
+    cax.set_ylim(0, 100)
+    cax.set_ylabel(f"% liquidated within {sq['horizon']}", fontsize=7)
+    cax.set_title("Safe-leverage curve", fontsize=9)
+    cax.legend(fontsize=7)
+    cax.grid(alpha=0.3)
+    m = sq["map"]
+    max_ax = fig.add_subplot(gs[1, 1])
+    low = np.asarray(m["low"], float)
+    h = np.asarray(m["high"], float) - low
+    max_ax.barh(low, np.nan_to_num(np.asarray(m["long"], float)) / 1e6, height=h, align="edge",
+                color=UP, label="longs")
+    max_ax.barh(low, -np.nan_to_num(np.asarray(m["short"], float)) / 1e6, height=h,
+                align="edge", color=DOWN, label="shorts")
+    max_ax.axhline(m["price"], color=BLUE, ls="--", lw=0.8)
+    max_ax.set_title(f"Liquidation map {m['as_of'][:10]} (a model)", fontsize=9)
+    max_ax.set_xlabel("volume-weighted (M); shorts left, longs right", fontsize=7)
+    max_ax.tick_params(labelsize=7)
+    fig.text(0.01, 0.01, f"{m['note']}.\n{sq['caveat']}.", fontsize=6, color=GREY)
+    fig.subplots_adjust(left=0.07, right=0.97, top=0.95, bottom=0.12)
     return _save(fig, path)
