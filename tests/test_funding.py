@@ -203,3 +203,5 @@ def test_run_uses_the_stored_series_and_shows_funding(tmp_path):
     assert "trades liquidated at 3x; closest:" in out.stdout
     head = out.stdout.splitlines()[0]
     assert head.split()[-1] == "funding"
+    page = (tmp_path / "rep" / "report.html").read_text()
+    assert "series of " in page and "rates per 8 h" in page  # one line, not a dump

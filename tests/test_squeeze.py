@@ -326,6 +326,7 @@ def test_job_stores_the_squeeze_and_the_report_draws_it(btc_daily, tmp_path):
     page = render_html([saved], tmp_path / "report.html").read_text()
     assert 'id="squeeze"' in page and 'id="squeeze-heat-long"' in page
     assert sq["summary"][0] in page and "a model" in page and "mark price" in page
+    assert "<th>squeeze</th>" not in page  # not dumped into the provenance table
     # the heatmap is drawn from the stored numbers, passed as they are
     compact = json.dumps(sq["heatmap_leverages"], separators=(",", ":"))
     assert f'"leverages":{compact}' in page

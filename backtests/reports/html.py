@@ -79,12 +79,26 @@ def _section(r: BacktestResult, n: int, name: str) -> Section:
     return Section(result=r, id=sid, name=name, chart_id=f"{sid}-chart")
 
 
+def _config_view(config: dict[str, Any]) -> dict[str, Any]:
+    """The settings as shown: a funding-rate series (``{time: rate}``) as one line, not
+    thousands of entries."""
+    out = dict(config)
+    fr = out.get("funding_rate")
+    if isinstance(fr, dict) and fr:
+        times = list(fr)
+        out["funding_rate"] = (f"series of {len(fr):,} rates per 8 h, {times[0][:10]} -> "
+                               f"{times[-1][:10]} (mean {sum(fr.values()) / len(fr):.6f})")
+    return out
+
+
 def _section_view(ctx: RunContext, s: Section) -> dict[str, Any]:
     r = s.result
     prices = r.prices
     return {
         "id": s.id, "name": s.name, "chart_id": s.chart_id, "engine": r.engine,
-        "params": dict(r.params), "config": dict(r.config), "data": dict(r.data),
+        "params": dict(r.params), "config": _config_view(r.config),
+        # the squeeze has its own card; its numbers do not belong in the provenance table
+        "data": {k: v for k, v in r.data.items() if k != "squeeze"},
         "version": r.version, "created": r.created,
         "kpis": tables.kpis(r),
         "metric_rows": tables.metric_table(r),
