@@ -19,6 +19,7 @@ import pandas as pd
 from backtests.config import BacktestConfig
 from backtests.results import BacktestResult
 from backtests.squeeze.summary import squeeze_summary
+from backtests.story import story
 from strategies.base import Strategy
 
 
@@ -104,7 +105,8 @@ def run_job(
         on_step: called with a short label before each step (progress display).
 
     Returns:
-        One :class:`BacktestResult` per strategy, in the given order.
+        One :class:`BacktestResult` per strategy, in the given order, each with the job's
+        :mod:`backtests.story` (market now, biggest moves) in ``story``.
     """
     timings = timings if timings is not None else Timings()
     step = on_step or (lambda _label: None)
@@ -137,4 +139,7 @@ def run_job(
             events["break_bar"] -= shift
         results.append(replace(res, levels=analysis.levels, events=events,
                                outlook=analysis.outlook, data=data))
-    return results
+    t0 = time.perf_counter()
+    told = story(results, df, analysis.outlook, analysis.events)
+    timings.analysis += time.perf_counter() - t0
+    return [replace(r, story=told) for r in results]

@@ -292,6 +292,9 @@ class BacktestResult:
         events: S/R flip and retest events (may be empty).
         levels: S/R zones at the end date (may be empty).
         outlook: technical outlook at the end date.
+        story: what the main job tells about the data (:mod:`backtests.story`): "market_now"
+            (the outlook at the last bar in short) and "biggest_moves" (the largest daily moves
+            and what each strategy held); empty when not computed.
         metrics: :func:`backtests.metrics.compute_metrics` output.
         engine: "fast" or "backtrader".
         version: package version that produced it.
@@ -312,6 +315,7 @@ class BacktestResult:
     outlook: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     engine: str = "fast"
+    story: dict[str, Any] = field(default_factory=dict)
     version: str = field(default_factory=package_version)
     created: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
@@ -429,6 +433,7 @@ class BacktestResult:
             "data": self.data,
             "metrics": self.metrics,
             "outlook": self.outlook,
+            "story": self.story,
         }
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -467,6 +472,7 @@ class BacktestResult:
         for key in ("strategy", "params", "config", "data", "outlook", "metrics", "engine",
                     "version", "created"):
             setattr(res, key, manifest[key])
+        res.story = manifest.get("story", {})  # results saved before the story existed
         for name in _FRAMES + _SERIES:
             setattr(res, name, loaded[name])
         return res
@@ -479,7 +485,7 @@ class BacktestResult:
         """
         out = [k for k in ("strategy", "engine", "version", "created")
                if getattr(self, k) != getattr(other, k)]
-        out += [k for k in ("params", "config", "data", "outlook", "metrics")
+        out += [k for k in ("params", "config", "data", "outlook", "metrics", "story")
                 if not _values_equal(getattr(self, k), getattr(other, k))]
         out += [k for k in _FRAMES + _SERIES
                 if not _frames_equal(getattr(self, k), getattr(other, k))]

@@ -35,6 +35,7 @@ from backtests.cli.options import (
 from backtests.config import BacktestConfig
 from backtests.job import Timings, run_job
 from backtests.reports.format import terminal
+from backtests.story import move_lines
 from data.frame import DataError, parse_timeframe, timeframe_of
 from data.funding import funding_schedule, read_funding_csv, stored_funding
 from data.select import parse_time, select_candles
@@ -242,6 +243,11 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
 
     click.echo(summary_table(results))
     for line in liquidation_lines(results):
+        click.echo(line)
+    told = results[0].story if results else {}
+    now = told.get("market_now", {})
+    click.echo("\nMarket now: " + " ".join(now.get("lines", [now.get("note", "n/a")])))
+    for line in move_lines(told.get("biggest_moves", [])):
         click.echo(line)
     for note in warmup_warnings(results):
         click.secho(f"WARNING: {note}", fg="yellow", bold=True, err=True)

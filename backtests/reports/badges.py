@@ -5,8 +5,9 @@
   "not audited" when a result carries none (e.g. from an older version or the Python API).
 * **Engine agreement** when the same strategy, parameters and data were run by both engines:
   the trade lists compared (count, entry/exit times, P/L to a cent per trade).
-* **Data warnings**: missing bars in the saved candles, and a warm-up shorter than the 200-week
-  EMA needs before the first trade.
+* **Data warnings**: missing bars in the saved candles, and a warm-up too short for an
+  indicator (the run's ``data["warmup"]`` record of :mod:`backtests.warmup`; for older results:
+  the first trade sooner after the data's start than the 200-week EMA needs).
 * **Data hash**: the first 12 hex digits of the candles' SHA-256 (full value in the tooltip).
 
 Each badge is ``{"label", "status", "detail"}``; status ``ok``/``warn``/``bad``/``info`` picks the
@@ -88,6 +89,11 @@ def data_badges(result: BacktestResult) -> list[dict[str, str]]:
             out.append(_badge(f"{int(gaps.sum())} gap(s) in the data", "warn",
                               f"{missing} bar(s) missing in total; first gap before {first}"))
     trades = result.trades
+    record = result.data.get("warmup")
+    if record is not None:  # the run recorded its warm-up (history before the window)
+        for w in record.get("warnings", []):
+            out.append(_badge("short warm-up", "warn", w))
+        return out
     if len(prices) and len(trades):
         warm = (trades["entry_time"].min() - prices.index[0]) / pd.Timedelta(days=1)
         if warm < WEMA_WARMUP_DAYS:

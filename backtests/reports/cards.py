@@ -34,6 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import pandas as pd
 from markupsafe import Markup
 
 from backtests.reports.assets import render, safe_json
@@ -140,8 +141,40 @@ def squeeze_card(ctx: RunContext) -> Card | None:
                 note="A model on candle highs/lows; exchanges liquidate on the mark price.")
 
 
-#: Page cards, top of the page, in this order (a "Market now" card goes first: insert at 0).
-PAGE_CARDS: list[PageCard] = [comparison_card, squeeze_card]
+def market_now_card(ctx: RunContext) -> Card | None:
+    """The market at the last bar (the job's ``story["market_now"]``, :mod:`backtests.story`):
+    price against the nearest support and resistance, 200-week EMA, RSI, trend, recent flips."""
+    now = (ctx.results[0].story or {}).get("market_now") if ctx.results else None
+    if not now or "price" not in now:
+        return None
+    body = render("cards/market_now.html", now=now)
+    return Card("market-now", f"Market now · {fmt(now['as_of'], 'date')}", Markup(body),
+                note="The technical outlook at the last bar of the data.")
+
+
+#: Days shown either side of a move when its row is clicked.
+MOVE_ZOOM_DAYS = 30
+
+
+def biggest_moves_card(ctx: RunContext) -> Card | None:
+    """The biggest daily moves (``story["biggest_moves"]``) with what each strategy held; a
+    click on a row zooms the price chart to the move."""
+    moves = (ctx.results[0].story or {}).get("biggest_moves") if ctx.results else None
+    if not moves:
+        return None
+    pad = pd.Timedelta(days=MOVE_ZOOM_DAYS)
+    rows = [{**m, "zoom_from": (pd.Timestamp(m["date"]) - pad).isoformat(),
+             "zoom_to": (pd.Timestamp(m["date"]) + pad).isoformat()} for m in moves]
+    body = render("cards/biggest_moves.html", moves=rows)
+    return Card("biggest-moves", "The biggest moves", Markup(body),
+                note="Largest daily close-to-close moves against the volatility of their time "
+                     "(σ: standard deviations of the 90 daily changes before). Click a row to "
+                     "zoom the price chart to it.")
+
+
+#: Page cards, top of the page, in this order: the market now first.
+PAGE_CARDS: list[PageCard] = [market_now_card, biggest_moves_card, comparison_card,
+                               squeeze_card]
 #: Extra cards inside each strategy's section, after its built-in charts and tables.
 STRATEGY_CARDS: list[StrategyCard] = []
 
