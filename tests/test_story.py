@@ -95,7 +95,9 @@ def test_story_is_saved_and_shown_first_in_the_report(job, tmp_path):
     manifest = json.loads((tmp_path / "r" / "results.json").read_text())
     assert manifest["story"]["biggest_moves"][0]["date"].startswith("2020-03-12")
     html = render_html(results, tmp_path / "report.html").read_text(encoding="utf-8")
-    cards = re.findall(r'<section id="([^"]+)" class="card"', html)
-    assert cards[:2] == ["market-now", "biggest-moves"]
-    assert 'data-date="2026-02-05T00:00:00+00:00"' in html
+    cards = re.findall(r'<section id="([^"]+)" class="card[ "]', html)
+    assert cards[:2] == ["market-now", "biggest-moves"]  # the page's first card: market now
+    row = re.search(r'<tr class="move" data-date="2026-02-05T00:00:00\+00:00" '
+                    r'data-zoom-from="([^"]+)" data-zoom-to="([^"]+)"', html)
+    assert row and row.groups() == ("2026-01-06T00:00:00+00:00", "2026-03-07T00:00:00+00:00")
     assert "Market now · 2026-07-03" in html
