@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from backtests.persist import load_frames, plain_json, read_manifest, save_folder
-from data.frame import OHLCV, DataError, timeframe_of
+from data.frame import OHLCV, DataError, timeframe_of, to_canonical
 
 RESULT_KIND = "btc-backtest-result"
 SCHEMA_VERSION = 1
@@ -198,9 +198,7 @@ def data_fingerprint(
     open, high, low, close and volume columns in turn as float64, all little-endian: identical
     candles give identical hashes whatever the file they were read from.
     """
-    from data.frame import check_canonical
-
-    check_canonical(df, "price frame")
+    df = to_canonical(df, "price frame")
     h = hashlib.sha256()
     # Column by column: each column is contiguous already, so hashing copies nothing.
     h.update(np.ascontiguousarray(df.index.as_unit("ns").asi8, dtype="<i8"))

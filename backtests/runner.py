@@ -13,7 +13,10 @@ from strategies.native import BacktraderStrategy, backtrader_strategy, is_backtr
 
 def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | None = None, *,
         start: object = None):
-    """Backtest ``strategy`` on the canonical candle frame ``df``, trading from ``start``.
+    """Backtest ``strategy`` on the candle frame ``df``, trading from ``start``.
+
+    ``df`` is any frame :func:`data.frame.to_canonical` accepts (a naive or non-UTC index,
+    ``Open``/``Close`` columns, a ``timestamp`` column...); the result's prices are canonical.
 
     ``start`` (a date; None: the first bar) opens the trading window: every bar of ``df`` before
     it is indicator warm-up (freqtrade's startup candles), positions open only inside the window,

@@ -48,7 +48,7 @@ import numpy as np
 import pandas as pd
 import talib
 
-from data.frame import DataError
+from data.frame import DataError, to_canonical
 
 __all__ = ["atr", "ema", "rsi", "sma"]
 
@@ -136,6 +136,9 @@ def _check_finite(arr: np.ndarray, func: str, arg: str, index: pd.Index | None) 
 
 
 def _prepare(values: object, func: str, arg: str = "close") -> tuple[np.ndarray, pd.Index | None]:
+    if isinstance(values, pd.DataFrame):
+        # A candle frame: its close column (any frame to_canonical accepts), on its own index.
+        values = pd.Series(to_canonical(values)["close"].to_numpy(), index=values.index)
     arr = _as_array(values, func, arg)
     index = values.index if isinstance(values, pd.Series) else None
     _check_finite(arr, func, arg, index)
@@ -221,17 +224,20 @@ def sma(close: np.ndarray | pd.Series, period: int) -> np.ndarray | pd.Series:
 def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) -> np.ndarray: ...
 @overload
 def atr(high: pd.Series, low: pd.Series, close: pd.Series, period: int = 14) -> pd.Series: ...
+@overload
+def atr(high: pd.DataFrame, low: int = 14) -> pd.Series: ...
 def atr(
-    high: np.ndarray | pd.Series,
-    low: np.ndarray | pd.Series,
-    close: np.ndarray | pd.Series,
+    high: np.ndarray | pd.Series | pd.DataFrame,
+    low: np.ndarray | pd.Series | int | None = None,
+    close: np.ndarray | pd.Series | None = None,
     period: int = 14,
 ) -> np.ndarray | pd.Series:
     """Wilder's Average True Range, exactly as ``talib.ATR``.
 
     Args:
         high, low, close: the bars' prices, all the same length and kind (arrays or Series on
-            the same index).
+            the same index). Or a candle frame alone: ``atr(df)`` / ``atr(df, 20)`` (any frame
+            :func:`data.frame.to_canonical` accepts; the result is on ``df``'s own index).
         period: look-back in bars (>= 1), 14 by default.
 
     Returns:
@@ -243,6 +249,17 @@ def atr(
         DataError: bad period, mismatched lengths or indexes, non-numeric or 2-D input, NaN/inf
         after the first valid value.
     """
+    if isinstance(high, pd.DataFrame):
+        if close is not None or not (low is None or isinstance(low, int | np.integer)):
+            raise DataError("atr: with a candle frame, give only the frame and the period",
+                            hint="atr(df, 14) or atr(df['high'], df['low'], df['close'], 14)")
+        frame, own_index = to_canonical(high), high.index
+        period = period if low is None else low
+        high, low, close = (pd.Series(frame[c].to_numpy(), index=own_index)
+                            for c in ("high", "low", "close"))
+    if low is None or close is None:
+        raise DataError("atr: needs high, low and close (or a candle frame)",
+                        hint="atr(df) or atr(df['high'], df['low'], df['close'])")
     p = _check_period(period, 1, "atr")
     kinds = {isinstance(x, pd.Series) for x in (high, low, close)}
     if len(kinds) != 1:

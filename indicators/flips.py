@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from data.frame import like_input, to_canonical
 from indicators._engine import (
     BY_CLOSES,
     BY_FAILED_RETEST,
@@ -93,6 +94,7 @@ def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
         ``flipped_support`` likewise below, ``retest_rejected``/``retest_held`` (bool)).
     """
     p = params
+    user_df, df = df, to_canonical(df)
     (sup, res, fres, fsup, flags, evf, evi, *_), _atr, _piv = run_engine(df, p, True)
     idx = df.index
     bars = pd.DataFrame(np.hstack([sup, res]), index=idx, columns=list(SR_COLUMNS))
@@ -104,7 +106,7 @@ def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
         bars[f"{name}_high"] = arr[:, 2]
     bars["retest_rejected"] = flags[:, 2]
     bars["retest_held"] = flags[:, 3]
-    bars = bars[list(BAR_COLUMNS)]
+    bars = like_input(bars[list(BAR_COLUMNS)], user_df)
     return FlipResult(events=_events(evf, evi, idx), bars=bars, params=p)
 
 

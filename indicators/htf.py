@@ -60,7 +60,7 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from data.frame import DataError, check_canonical, parse_timeframe
+from data.frame import DataError, like_input, parse_timeframe, to_canonical
 from data.resample import bin_groups, coarser_bins, period_start
 
 __all__ = ["HtfEmaWarmup", "htf_ema", "htf_ema_warmup", "weekly_ema"]
@@ -204,8 +204,9 @@ def htf_ema(
     """EMA of higher-timeframe closes, aligned to ``df``'s bars (see the module docstring).
 
     Args:
-        df: canonical candle frame (daily, intraday or weekly bars; ``attrs["timeframe"]`` is
-            used when set, else the timeframe is inferred).
+        df: candle frame (daily, intraday or weekly bars; any frame
+            :func:`data.frame.to_canonical` accepts; ``attrs["timeframe"]`` is used when set,
+            else the timeframe is inferred).
         timeframe: the higher timeframe, ``"1w"`` by default (weekly bins open Monday 00:00 UTC;
             others are aligned to 00:00 UTC). A whole multiple of the input timeframe.
         period: EMA period in higher-timeframe bars.
@@ -214,7 +215,7 @@ def htf_ema(
         tolerance: seed-weight threshold reported in ``attrs["settled_at"]``.
 
     Returns:
-        float64 Series in price units on ``df.index``, named ``"ema_<period>_<timeframe>"``
+        float64 Series in price units on ``df``'s own index, named ``"ema_<period>_<timeframe>"``
         (``"..._developing"`` in developing mode); NaN until the EMA is seeded. ``attrs``:
         ``period``, ``timeframe``, ``mode``, ``seed_bars``, ``settle_bars``, ``tolerance``,
         ``first_valid_at`` (first input bar with a value, or None), ``settled_at`` (first input
@@ -222,10 +223,11 @@ def htf_ema(
         ``first_week_partial`` (the data starts after the open of its first bin, e.g. mid-week).
 
     Raises:
-        DataError: non-canonical frame, monthly input, a timeframe that is not a multiple of the
-        input's, misaligned bars, NaN/inf closes, bad period or mode.
+        DataError: unusable frame (see :func:`data.frame.to_canonical`), monthly input, a
+        timeframe that is not a multiple of the input's, misaligned bars, NaN/inf closes, bad
+        period or mode.
     """
-    check_canonical(df)
+    user_df, df = df, to_canonical(df)
     p = _check_period(period)
     if mode not in _MODES:
         raise DataError(f"unknown mode {mode!r}", hint="use mode='closed' or mode='developing'")
@@ -288,7 +290,7 @@ def htf_ema(
         settled_at=settled_at,
         first_week_partial=first_week_partial,
     )
-    return res
+    return like_input(res, user_df)
 
 
 def weekly_ema(

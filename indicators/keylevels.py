@@ -47,7 +47,7 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
-from data.frame import DataError, timeframe_length, timeframe_of
+from data.frame import DataError, timeframe_length, timeframe_of, to_canonical
 from data.resample import period_start
 from indicators.htf import weekly_ema
 from indicators.levels import (
@@ -231,7 +231,7 @@ def level_history(df: pd.DataFrame, bars: object, *, params: LevelParams) -> pd.
     """Consolidated, scored zones as known at the close of each bar in ``bars``.
 
     Args:
-        df: canonical candles.
+        df: candles (any frame :func:`data.frame.to_canonical` accepts).
         bars: positions in ``df`` or a bool mask (one value per bar).
 
     Returns:
@@ -244,6 +244,7 @@ def level_history(df: pd.DataFrame, bars: object, *, params: LevelParams) -> pd.
         (``score >= major_score``), ``flip`` (the latest flip of a member zone, or None) and
         ``flip_bar``. Rows of bar ``t`` depend on ``df[: t + 1]`` only.
     """
+    df = to_canonical(df)
     mask = _as_mask(bars, len(df))
     out, atr, _piv = run_engine(df, params, False, snap=mask)
     sf, si = out[8], out[9]
@@ -270,7 +271,7 @@ def key_levels(df: pd.DataFrame, *, at: object = None, major_only: bool = False,
     centre is at or below the close, else ``resistance``) and ``distance_pct`` (centre vs close,
     % of the close); only the major ones with ``major_only``. Sorted by centre.
     """
-    d = cut_frame(df, at)
+    d = cut_frame(to_canonical(df), at)
     if d.empty:
         raise DataError("cannot compute levels on an empty frame")
     z = level_history(d, [len(d) - 1], params=params)

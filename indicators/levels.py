@@ -42,7 +42,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import pandas as pd
 
-from data.frame import DataError
+from data.frame import DataError, like_input, to_canonical
 from indicators._engine import KIND_HIGH, KIND_LOW, level_engine
 from indicators.core import atr as ta_atr
 from indicators.pivots import pivot_arrays
@@ -187,13 +187,7 @@ def takes_level_params(*groups: str) -> Callable:
 
 
 def _prices(df: pd.DataFrame, name: str = "df") -> tuple[np.ndarray, ...]:
-    if not isinstance(df, pd.DataFrame):
-        raise DataError(f"{name} is a {type(df).__name__}, not a DataFrame",
-                        hint="pass a candle frame with high, low and close columns")
-    missing = [c for c in ("high", "low", "close") if c not in df.columns]
-    if missing:
-        raise DataError(f"{name} lacks column(s) {', '.join(missing)}",
-                        hint="load data through data.load() or data.to_canonical()")
+    # ``df`` is canonical: every public caller of run_engine passes to_canonical(df).
     h, lo, c = (df[k].to_numpy(dtype=np.float64) for k in ("high", "low", "close"))
     bad = ~(np.isfinite(h) & np.isfinite(lo) & np.isfinite(c))
     if bad.any():
@@ -204,9 +198,7 @@ def _prices(df: pd.DataFrame, name: str = "df") -> tuple[np.ndarray, ...]:
             timestamp=df.index[i],
             hint="drop or repair the bar (data.validate) before computing levels",
         )
-    v = (df["volume"].to_numpy(dtype=np.float64) if "volume" in df.columns
-         else np.zeros(len(df)))
-    return h, lo, c, np.nan_to_num(v)
+    return h, lo, c, np.nan_to_num(df["volume"].to_numpy(dtype=np.float64))
 
 
 def causal_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> np.ndarray:
@@ -267,14 +259,17 @@ def sr_levels(df: pd.DataFrame, *, params: LevelParams) -> pd.DataFrame:
     """Per-bar nearest support and resistance zones, causal.
 
     Returns:
-        A DataFrame on ``df.index`` with ``support``/``support_low``/``support_high`` (centre and
-        band of the nearest zone with ``centre <= close``) and ``resistance``/``resistance_low``/
-        ``resistance_high`` (nearest zone with ``centre > close``), in price units; NaN where no
-        such zone exists yet. Only pivots confirmed by each bar are used, so the row for bar t
-        equals ``support_resistance(df, at=t).nearest_support(close[t])`` (tested).
+        A DataFrame on ``df``'s own index with ``support``/``support_low``/``support_high``
+        (centre and band of the nearest zone with ``centre <= close``) and ``resistance``/
+        ``resistance_low``/``resistance_high`` (nearest zone with ``centre > close``), in price
+        units; NaN where no such zone exists yet. Only pivots confirmed by each bar are used,
+        so the row for bar t equals ``support_resistance(df, at=t).nearest_support(close[t])``
+        (tested).
     """
-    (sup, res, *_), _, _ = run_engine(df, params, True)
-    return pd.DataFrame(np.hstack([sup, res]), index=df.index, columns=list(SR_COLUMNS))
+    d = to_canonical(df)
+    (sup, res, *_), _, _ = run_engine(d, params, True)
+    out = pd.DataFrame(np.hstack([sup, res]), index=d.index, columns=list(SR_COLUMNS))
+    return like_input(out, df)
 
 
 FLIP_NAMES = {-1: "support_to_resistance", 1: "resistance_to_support", 0: None}
@@ -371,7 +366,7 @@ def support_resistance(
     ):
         raise ValueError(f"round_levels must be None or a price step > 0, got {round_levels!r}")
     p = params
-    d = cut_frame(df, at)
+    d = cut_frame(to_canonical(df), at)
     if d.empty:
         raise DataError("cannot compute levels on an empty frame")
     out, atr, piv = run_engine(d, p, False)

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from data.frame import DataError
+from data.frame import DataError, to_canonical
 from indicators.core import ema as ta_ema
 from indicators.core import rsi as ta_rsi
 from indicators.levels import Levels, cut_frame, support_resistance
@@ -308,9 +308,7 @@ def outlook(
         DataError: ``at`` outside the data, a non-DatetimeIndex frame, or fewer than 2 bars.
     """
     check_rsi_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
-    if not isinstance(df.index, pd.DatetimeIndex):
-        raise DataError("outlook needs a DatetimeIndex (bar open times)",
-                        hint="load data through data.load() or data.to_canonical()")
+    df = to_canonical(df)
     d = cut_frame(df, at)
     if len(d) < 2:
         raise DataError(f"outlook needs at least 2 bars up to {d.index[-1]}, got {len(d)}",

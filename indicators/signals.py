@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from data.frame import DataError
+from data.frame import like_input, to_canonical
 from indicators.core import atr as ta_atr
 from indicators.core import rsi as ta_rsi
 from indicators.flips import flips
@@ -35,7 +35,7 @@ def breakdown_signal(df: pd.DataFrame, **params: object) -> pd.Series:
 
     The rule and ``params`` (``buffer_atr``/``buffer_pct``, ``confirm_closes``, ``retest_bars``
     and the level parameters) are those of :func:`indicators.flips.flips`; the signal is its
-    ``breakdown`` column, a bool Series on ``df.index``.
+    ``breakdown`` column, a bool Series on ``df``'s own index.
     """
     return flips(df, **params).bars["breakdown"].rename("breakdown")
 
@@ -124,7 +124,8 @@ def signal_frame(
     rsi_overbought: float = 70.0,
     params: LevelParams,
 ) -> pd.DataFrame:
-    """Every per-bar column the strategies need, causal, on ``df.index``.
+    """Every per-bar column the strategies need, causal, on ``df``'s own index (any frame
+    :func:`data.frame.to_canonical` accepts).
 
     Columns: ``close``, ``rsi`` (TA-Lib Wilder RSI), ``rsi_state`` (:func:`oversold`),
     ``wema200`` (closed-mode weekly EMA, named after the ``wema_period`` level parameter; NaN
@@ -137,10 +138,8 @@ def signal_frame(
     parameters go to :func:`indicators.flips.flips`.
     """
     check_rsi_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
-    close = df["close"] if "close" in df.columns else None
-    if close is None:
-        raise DataError("signal_frame: the frame lacks a close column",
-                        hint="load data through data.load() or data.to_canonical()")
+    user_df, df = df, to_canonical(df)
+    close = df["close"]
     wema_period, confluence_pct = params.wema_period, params.confluence_pct
     res = flips(df, params=params)
     bars = res.bars
@@ -162,4 +161,4 @@ def signal_frame(
                                    df["low"].to_numpy(dtype=np.float64),
                                    close.to_numpy(dtype=np.float64),
                                    res.params.atr_period))
-    return out
+    return like_input(out, user_df)

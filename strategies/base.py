@@ -27,12 +27,16 @@ bar ``t``'s close); the engines act on it at bar ``t+1``'s open. ``tests/lookahe
 
 from __future__ import annotations
 
+import functools
 import types
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+
+from data.frame import like_input, to_canonical
 
 
 class ParamError(ValueError):
@@ -196,11 +200,27 @@ class Signals:
                        indicators=self.indicators, **out)
 
 
+def _on_canonical(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``method(self, df, ...)`` so that it receives ``to_canonical(df)``; a returned frame
+    of per-bar columns is put back on the caller's own index. Free for a canonical frame."""
+    if getattr(method, "_canonical_input", False):
+        return method
+
+    @functools.wraps(method)
+    def wrapper(self: Strategy, df: pd.DataFrame, *args: Any, **kwargs: Any) -> Any:
+        out = method(self, to_canonical(df, "price frame"), *args, **kwargs)
+        return like_input(out, df) if isinstance(out, pd.DataFrame) else out
+
+    wrapper._canonical_input = True  # type: ignore[attr-defined]
+    return wrapper
+
+
 class Strategy:
     """Base class of every strategy (built in or a user's own, see the module docstring).
 
     Subclasses declare ``name``, ``description`` and ``params`` and implement :meth:`signals`
-    (and optionally :meth:`indicators`). ``Strategy(**params)`` validates the values; they are
+    (and optionally :meth:`indicators`; both receive a canonical frame, see :mod:`data.frame`,
+    whatever frame the caller passes). ``Strategy(**params)`` validates the values; they are
     then available as ``self.p.<name>``.
     """
 
@@ -223,6 +243,11 @@ class Strategy:
                 raise TypeError(f"{cls.__name__}.params[{key!r}]: type must be float, int, "
                                 f"bool or str, got {spec.type!r}")
             spec.coerce(key, spec.default)  # a bad default is a bug in the class
+        # Every subclass's signals()/indicators() see a canonical frame, whatever the caller
+        # passed (naive or non-UTC index, Open/Close columns, a timestamp column...).
+        for method in ("signals", "indicators"):
+            if method in cls.__dict__:
+                setattr(cls, method, _on_canonical(cls.__dict__[method]))
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.params))

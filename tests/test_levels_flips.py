@@ -178,7 +178,7 @@ def test_round_levels_and_helpers(double_bottom):
 
 
 def test_bad_input_is_reported(double_bottom):
-    with pytest.raises(DataError, match="lacks column"):
+    with pytest.raises(DataError, match="no low column"):
         sr_levels(double_bottom.drop(columns="low"))
     bad = double_bottom.copy()
     bad.iloc[5, bad.columns.get_loc("close")] = np.nan

@@ -59,7 +59,7 @@ from backtests.engines.fast import (
     trading_window,
 )
 from backtests.results import EXIT_REASONS
-from data.frame import timeframe_of
+from data.frame import timeframe_of, to_canonical
 from strategies.base import Signals, Strategy
 
 _REASON_CODE = {r: i for i, r in enumerate(EXIT_REASONS)}
@@ -308,6 +308,7 @@ def run_backtrader(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig 
     ``df`` before it as warm-up (:func:`backtests.engines.fast.trading_window`); returns a
     ``BacktestResult`` over the trading window."""
     config = config or BacktestConfig(engine="backtrader")
+    df = to_canonical(df, "price frame")
     sig = prepare(df, strategy, config)
     df, sig, warmup = trading_window(df, strategy, sig, start)
     trades, equity = simulate(df, sig, config)

@@ -64,7 +64,7 @@ from numba import njit
 from backtests.config import BacktestConfig
 from backtests.results import EXIT_REASONS, OPEN_EXITS, BacktestResult
 from backtests.warmup import warmup_report, window_start
-from data.frame import check_canonical, timeframe_of
+from data.frame import timeframe_of, to_canonical
 from indicators.liquidation import liquidation_distance_pct
 from strategies.base import Signals, Strategy
 
@@ -342,8 +342,8 @@ def simulate_nb(inp):  # pragma: no cover - compiled
 
 
 def prepare(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig) -> Signals:
-    """Check the inputs and return the strategy's validated :class:`Signals` for ``df``."""
-    check_canonical(df, "price frame")
+    """Check the inputs and return the strategy's validated :class:`Signals` for ``df`` (a
+    canonical frame: the engines' entry points pass ``to_canonical(df)``)."""
     if len(df) < 2:
         raise ValueError(f"a backtest needs at least 2 bars, got {len(df)}")
     if not isinstance(strategy, Strategy):
@@ -507,6 +507,7 @@ def run_fast(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None
     Returns a ``BacktestResult`` over the trading window.
     """
     config = config or BacktestConfig()
+    df = to_canonical(df, "price frame")
     sig = prepare(df, strategy, config)
     df, sig, warmup = trading_window(df, strategy, sig, start)
     trades, equity = simulate(df, sig, config)

@@ -28,6 +28,7 @@ import pandas as pd
 from backtests.config import BacktestConfig
 from backtests.engines.fast import run_fast
 from backtests.persist import plain
+from data.frame import to_canonical
 
 SIGNAL_FIELDS: tuple[str, ...] = ("entry", "exit", "stop", "target", "tags")
 TRADE_KEYS: tuple[str, ...] = ("entry_bar", "exit_bar", "side", "size", "entry_price",
@@ -161,7 +162,7 @@ def audit(
     """Re-run ``strategy`` on ``df`` truncated at each cut point and report every change.
 
     Args:
-        df: canonical candles.
+        df: candles (any frame :func:`data.frame.to_canonical` accepts).
         strategy: a strategy instance (``signals(df) -> Signals``).
         cut_points: number of cuts (default 25, spread evenly after a 10 % warm-up) or explicit
             cut points (bars kept, ``2 <= cut < len(df)``).
@@ -172,6 +173,7 @@ def audit(
     Returns:
         :class:`AuditReport`; ``report.passed`` is True for a causal strategy.
     """
+    df = to_canonical(df, "price frame")
     n = len(df)
     if cut_points is None or isinstance(cut_points, int):
         cuts = default_cuts(n, 25 if cut_points is None else cut_points)

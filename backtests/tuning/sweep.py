@@ -37,6 +37,7 @@ from backtests.tuning.overfit import (
     probability_of_backtest_overfitting,
 )
 from backtests.tuning.space import Params, as_param_sets, check_params
+from data.frame import to_canonical
 
 # --- sweep results ---------------------------------------------------------------------------
 
@@ -191,7 +192,7 @@ def run_sweep(
     """Backtest ``strategy_cls`` with every parameter set of ``space`` on the fast engine.
 
     Args:
-        df: canonical candles.
+        df: candles (any frame :func:`data.frame.to_canonical` accepts).
         strategy_cls: a :class:`~strategies.base.Strategy` subclass.
         space: a list of parameter dicts (:func:`grid`, :func:`random_space`) or grid axes.
         config: ``BacktestConfig`` (default one if None).
@@ -209,6 +210,7 @@ def run_sweep(
     """
     if metric not in SWEEP_METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose one of {', '.join(SWEEP_METRICS)}")
+    df = to_canonical(df, "price frame")
     config = config or BacktestConfig()
     param_sets = as_param_sets(space)
     if not param_sets:

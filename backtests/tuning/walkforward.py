@@ -35,7 +35,7 @@ from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest, simula
 from backtests.tuning.executors import Executor, make_executor
 from backtests.tuning.space import Params, as_param_sets
 from backtests.tuning.sweep import run_sweep
-from data.frame import timeframe_of
+from data.frame import timeframe_of, to_canonical
 
 #: The manifest file of a saved walk-forward.
 WALKFORWARD_JSON = "walkforward.json"
@@ -169,7 +169,7 @@ def walk_forward(
     """Walk-forward optimisation of ``strategy_cls`` over ``space`` (see the module docstring).
 
     Args:
-        df: canonical candles.
+        df: candles (any frame :func:`data.frame.to_canonical` accepts).
         strategy_cls: a Strategy subclass.
         space: parameter sets or grid axes.
         train, test: window lengths, in bars or as durations (``"730D"``).
@@ -183,6 +183,7 @@ def walk_forward(
     Returns:
         :class:`WalkForwardResult`.
     """
+    df = to_canonical(df, "price frame")
     config = config or BacktestConfig()
     param_sets = as_param_sets(space)
     ex = make_executor(executor, workers, scheduler)
