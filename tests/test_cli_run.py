@@ -11,7 +11,8 @@ from click.testing import CliRunner
 
 from backtests.cli import main
 from backtests.results import BacktestResult
-from tests.conftest import real_path
+from indicators import outlook
+from tests.conftest import real, real_path
 
 pytestmark = pytest.mark.shared_data
 
@@ -128,9 +129,15 @@ def test_outlook_text_and_json(runner: CliRunner, daily_file: str) -> None:
                            "--json")
     assert code == 0
     view = json.loads(stdout)
-    assert view["as_of"].startswith("2026-02-06")
-    assert view["last"] == pytest.approx(70580.26)
+    # --at 2026-02-06 = after the last daily close known then: the 2026-02-05 bar's
+    assert view["as_of"].startswith("2026-02-05") and view["known_at"].startswith("2026-02-06")
+    assert view["last"] == pytest.approx(62909.86)
     assert view["resistance"]["centre"] > view["last"]
+    # --json carries the same fields as the text, and as the API
+    api = outlook(real("1d_binance"), at="2026-02-06").to_dict()
+    assert view == api
+    code, text, _ = _run(runner, "outlook", "--data", daily_file, "--at", "2026-02-06")
+    assert text.splitlines() == view["text"]
 
 
 @pytest.mark.parametrize(

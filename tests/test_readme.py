@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, shared_path
+from tests.conftest import REPO, real_path
 
 MARKER = "<!-- notebook-example"
 
@@ -20,12 +20,11 @@ def notebook_example() -> str:
     return m.group(1)
 
 
-@pytest.mark.shared_data
 def test_readme_notebook_example_runs(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    data = shared_path("btc_usd_1d_binance.csv")
+    data = real_path("1d_binance")  # the daily file bundled with the package
     monkeypatch.chdir(Path(data).parent)
     code = notebook_example()
-    assert 'pd.read_csv("btc_usd_1d_binance.csv"' in code  # plain pandas, no loader of ours
+    assert f'pd.read_csv("{data.name}"' in code  # plain pandas, no loader of ours
     exec(compile(code, "README.md:notebook-example", "exec"), {"__name__": "__readme__"})
     out = capsys.readouterr().out
     assert "datetime64[us, UTC]" in out

@@ -260,7 +260,10 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
 
 
 @click.command("outlook")
-@click.option("--at", "at", default=None, help="As of this date (YYYY-MM-DD); default: last bar.")
+@click.option("--at", "at", default=None,
+              help="The state after the last bar that closed at or before this UTC time "
+                   "(YYYY-MM-DD or YYYY-MM-DDTHH:MM); on daily bars --at 2026-02-05 is after the "
+                   "2026-02-04 close. Default: the last bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @data_options(dates=False)
 def outlook_command(at: str | None, as_json: bool, data_file: str | None, data_dir: str | None,
