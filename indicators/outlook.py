@@ -60,9 +60,10 @@ from data.resample import period_start
 from indicators.core import ema as ta_ema
 from indicators.core import rsi as ta_rsi
 from indicators.htf import htf_ema_warmup
+from indicators.keylevels import weekly_ema_or_nan
 from indicators.levels import Levels, support_resistance
 from indicators.liquidation import liquidated_above
-from indicators.signals import check_rsi_thresholds, oversold, weekly_ema_or_nan
+from indicators.signals import check_rsi_thresholds, oversold
 
 __all__ = ["BarCharacter", "Outlook", "OutlookLevel", "WemaConvergence", "outlook"]
 
