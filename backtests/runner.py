@@ -7,6 +7,7 @@ from dataclasses import replace
 import pandas as pd
 
 from backtests.config import BacktestConfig
+from data.frame import to_canonical
 from strategies.base import Strategy
 from strategies.native import BacktraderStrategy, backtrader_strategy, is_backtrader_strategy
 
@@ -31,6 +32,7 @@ def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | No
     runs on backtrader (:func:`backtests.engines.bt_native.run_native`).
     """
     config = config or BacktestConfig()
+    df = to_canonical(df, "price frame")  # once here; the engines' own call is then free
     if is_backtrader_strategy(strategy):  # a bt.Strategy class given as is: default params
         strategy = backtrader_strategy(strategy)()
     if isinstance(strategy, BacktraderStrategy):

@@ -62,14 +62,25 @@ def check_aligned(df: pd.DataFrame, src_tf: str, timeframe: str) -> None:
         )
 
 
-def coarser_bins(df: pd.DataFrame, timeframe: str, what: str
+#: Bar sizes exchanges and charting tools offer: what a hint may suggest.
+STANDARD_TIMEFRAMES: tuple[str, ...] = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h",
+                                        "8h", "12h", "1d", "3d", "1w")
+
+
+def _listing(items: list[str]) -> str:
+    return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def coarser_bins(df: pd.DataFrame, timeframe: str, what: str, *, user_sets: str = "target"
                  ) -> tuple[str, pd.Timedelta, pd.Timedelta]:
     """Check that ``df``'s bars fit whole into ``timeframe`` bins: ``timeframe`` is a whole
     multiple of the bars' timeframe (monthly bars fit nothing) and every bar starts on its own
     boundary (:func:`check_aligned`, skipped for an empty frame).
 
     ``what`` names the job in the error, e.g. ``"resample {src} bars to {dst}"`` (``{src}`` and
-    ``{dst}`` are filled in). Returns ``(source timeframe, source length, target length)``.
+    ``{dst}`` are filled in). ``user_sets`` says which side the fix lists valid values for:
+    ``"target"`` (the timeframes these bars can be binned into) or ``"source"`` (the bars that
+    fit ``timeframe`` bins). Returns ``(source timeframe, source length, target length)``.
 
     Raises:
         DataError: ``"cannot <what>"`` with a hint.
@@ -83,9 +94,16 @@ def coarser_bins(df: pd.DataFrame, timeframe: str, what: str
     src = parse_timeframe(src_tf)
     dst = parse_timeframe(timeframe)
     if dst < src or dst % src != pd.Timedelta(0):
+        std = {t: parse_timeframe(t) for t in STANDARD_TIMEFRAMES}
+        if user_sets == "source":
+            ok = [t for t, td in std.items() if td <= dst and dst % td == pd.Timedelta(0)]
+            hint = f"{timeframe} bins take bars that divide them evenly: {_listing(ok)}"
+        else:
+            ok = [t for t, td in std.items() if td >= src and td % src == pd.Timedelta(0)]
+            hint = (f"{src_tf} bars go into whole multiples of {src_tf}: {_listing(ok)}"
+                    if ok else f"choose a timeframe that is a whole multiple of {src_tf}")
         raise DataError(f"cannot {what.format(src=src_tf, dst=timeframe)}",
-                        source=df.attrs.get("source"),
-                        hint=f"choose a timeframe that is a whole multiple of {src_tf}")
+                        source=df.attrs.get("source"), hint=hint)
     if len(df):
         check_aligned(df, src_tf, timeframe)
     return src_tf, src, dst

@@ -7,6 +7,7 @@ it into one line and exit code 2).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,17 +18,33 @@ from data.frame import DataError, parse_timeframe, timeframe_of
 from data.resample import resample
 from data.store import DataStore
 
+#: The date and time forms accepted from users: ISO 8601 only, so that no date is ambiguous
+#: (``05/02/2026`` is 5 February in Europe and May 2 in the US).
+TIME_FORMATS = "YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] or YYYY-MM-DD HH:MM, optionally with Z or +HH:MM"
+_ISO_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}"                              # date
+    r"([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?"            # time
+    r"(Z|[+-]\d{2}:?\d{2})?"                           # offset
+)
+
 
 def parse_time(value: str | pd.Timestamp | None, what: str = "date") -> pd.Timestamp | None:
     """``value`` as a UTC timestamp (a naive one is taken as UTC); None stays None.
 
+    Text must be ISO 8601 (:data:`TIME_FORMATS`): ``05/02/2026``, ``2/5/26`` or ``Feb 5`` are
+    rejected rather than guessed.
+
     Raises:
-        DataError: ``value`` is not a date (``what`` names it in the message).
+        DataError: ``value`` is not a date in an accepted form (``what`` names it).
     """
     if value is None:
         return None
+    if isinstance(value, str) and not _ISO_TIME.fullmatch(value.strip()):
+        slashed = re.fullmatch(r"\s*(\d{1,2})[/.](\d{1,2})[/.](\d{2,4})\s*", value)
+        why = "is ambiguous (day/month or month/day?)" if slashed else "is not a date"
+        raise DataError(f"{what} {value!r} {why}", hint=f"write it as {TIME_FORMATS}; naive is UTC")
     try:
-        ts = pd.Timestamp(value)
+        ts = pd.Timestamp(value.strip() if isinstance(value, str) else value)
     except (ValueError, TypeError):
         raise DataError(f"{what} {value!r} is not a date",
                         hint="use YYYY-MM-DD or an ISO timestamp") from None

@@ -188,7 +188,8 @@ def _bins(df: pd.DataFrame, timeframe: str) -> tuple[np.ndarray, np.ndarray, np.
     Returns ``(group, first, last)``: the bin number of every bar (0, 1, 2, ... in time order)
     and the positions of each bin's first and last bar.
     """
-    _src_tf, _src, dst = coarser_bins(df, timeframe, "compute a {dst} EMA from {src} bars")
+    _src_tf, _src, dst = coarser_bins(df, timeframe, "compute a {dst} EMA from {src} bars",
+                                   user_sets="source")
     keys = period_start(df.index, dst).asi8
     return bin_groups(keys)
 

@@ -27,6 +27,7 @@ bar ``t``'s close); the engines act on it at bar ``t+1``'s open. ``tests/lookahe
 
 from __future__ import annotations
 
+import difflib
 import functools
 import types
 from collections.abc import Callable
@@ -48,6 +49,21 @@ class ParamConflict(ParamError):
 
     Raised by :meth:`Strategy.check`; a sweep skips such sets (and says so) instead of failing.
     """
+
+
+def did_you_mean(name: str, candidates: Any, what: str = "names") -> str:
+    """``"; did you mean 'rsi_period'?"`` with the closest of ``candidates`` (up to three, by
+    difflib's ratio; ``-`` and ``_`` count as the same), or a pointer to where ``what`` is
+    listed when none is close. Never the full list: a typo needs one or two suggestions."""
+    cands = [str(c) for c in candidates]
+    norm = {c.replace("-", "_").lower(): c for c in cands}
+    key = str(name).replace("-", "_").lower()
+    close = difflib.get_close_matches(key, list(norm), n=3, cutoff=0.6)
+    if not close:  # a prefix ("rsi" for "rsi_period") is close enough to suggest
+        close = [k for k in norm if k.startswith(key) or key.startswith(k)][:3]
+    if close:
+        return "; did you mean " + " or ".join(repr(norm[c]) for c in close) + "?"
+    return f"; none of the {len(cands)} {what} is close"
 
 
 _TRUE = {"1", "true", "yes", "y", "on"}
@@ -252,10 +268,10 @@ class Strategy:
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.params))
         if unknown:
-            valid = ", ".join(sorted(self.params)) or "(none)"
             raise ParamError(
-                f"unknown parameter(s) {', '.join(unknown)} for strategy {self.name!r}; "
-                f"valid: {valid}"
+                f"unknown parameter {unknown[0]!r} for strategy {self.name!r}"
+                + did_you_mean(unknown[0], self.params, "parameters")
+                + " (fix: `btc-backtest strategies` lists each strategy's parameters)"
             )
         values = {k: spec.coerce(k, params.get(k, spec.default))
                   for k, spec in self.params.items()}

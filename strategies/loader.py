@@ -7,7 +7,7 @@ import inspect
 import sys
 from pathlib import Path
 
-from strategies.base import Strategy
+from strategies.base import Strategy, did_you_mean
 from strategies.native import backtrader_strategy, is_backtrader_strategy
 
 
@@ -43,14 +43,15 @@ def load_strategy(spec: str) -> type[Strategy]:
     """
     spec = str(spec).strip()
     builtins = builtin_strategies()
-    if spec in builtins:
-        return builtins[spec]
+    name = spec.replace("-", "_")  # oversold-bounce and oversold_bounce are the same strategy
+    if name in builtins:
+        return builtins[name]
     path_part, _, cls_name = spec.partition(":") if ":" in spec and not _is_drive(spec) else (
         spec, "", "")
     if not path_part.endswith(".py"):
         raise StrategyLoadError(
-            f"unknown strategy {spec!r}: use one of {', '.join(sorted(builtins))} or "
-            f"path/to/file.py:ClassName"
+            f"unknown strategy {spec!r}" + did_you_mean(spec, builtins, "built-in strategies")
+            + " (fix: `btc-backtest strategies` lists them; your own: path/to/file.py:ClassName)"
         )
     path = Path(path_part).expanduser()
     if not path.is_file():

@@ -130,7 +130,7 @@ def test_import_bad_input(cli, tmp_path):
     assert r.exit_code == 2
     assert f"error: {tmp_path / 'missing.csv'}: file not found" in r.output
     r = cli("import", str(tmp_path / "missing.csv"), "--timeframe", "3x")
-    assert r.exit_code == 2 and "Invalid value for '--timeframe': unknown timeframe '3x'" in (
+    assert r.exit_code == 2 and "invalid value for '--timeframe': unknown timeframe '3x'" in (
         r.output
     )
     f = tmp_path / "junk.csv"
@@ -163,7 +163,7 @@ def test_validate_ok_warn_and_errors(cli, tmp_path):
     r = cli("validate", str(tmp_path / "nope.csv"))
     assert r.exit_code == 2 and "nope.csv: file not found" in r.output
     r = cli("validate", str(f), "--gaps", "sometimes")
-    assert r.exit_code == 2 and "Invalid value for '--gaps'" in r.output
+    assert r.exit_code == 2 and "invalid value for '--gaps'" in r.output
 
 
 def test_resample_file_and_stored_series(cli, tmp_path, store):
@@ -201,9 +201,9 @@ def test_resample_bad_input(cli, tmp_path):
     r = cli("resample", str(f), "--to", "5h")
     assert r.exit_code == 2 and "cannot resample 1d bars to 5h" in r.output
     r = cli("resample", str(f), "--to", "fortnight")
-    assert r.exit_code == 2 and "Invalid value for '--to'" in r.output
+    assert r.exit_code == 2 and "invalid value for '--to'" in r.output
     r = cli("resample", str(f))
-    assert r.exit_code == 2 and "Missing option '--to'" in r.output
+    assert r.exit_code == 2 and "missing option '--to'" in r.output
 
 
 def test_download_replayed(cli, store, monkeypatch):

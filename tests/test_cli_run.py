@@ -42,7 +42,7 @@ def test_run_writes_a_report_and_prints_the_summary(
                                 "--end", "2024-12-31", "--no-png", "-o", str(out))
     assert code == 0, stderr
     assert "breakdown" in stdout and "oversold_bounce" in stdout
-    assert "B&H %" in stdout
+    assert "final equity" in stdout and "buy and hold" in stdout
     assert (out / "report.html").stat().st_size > 100_000
     saved = sorted(p.name for p in out.iterdir() if p.is_dir())
     assert saved == ["1-breakdown", "2-oversold_bounce"]
@@ -185,6 +185,8 @@ def test_summary_table_columns_stay_aligned_with_missing_metrics() -> None:
         "total_return_pct": 12.5, "max_drawdown_pct": -3.0, "sharpe": 1.2, "n_trades": 4,
         "win_rate_pct": 75.0, "n_liquidations": 1, "buy_hold_return_pct": 30.0})
     lines = summary_table([busy, flat]).splitlines()
-    assert len({len(line) for line in lines}) == 1   # every row as wide as the header
+    assert len({len(line) for line in lines[:4]}) == 1   # every row as wide as the header
     cells = lines[3].split()
-    assert cells[3] == "n/a" and cells[5] == "n/a" and cells[7] == "inf"
+    assert cells[3] == "n/a" and cells[5] == "n/a" and cells[7] == "n/a"  # no final equity
+    assert lines[4:] == ["buy and hold: +30.00 % (for breakdown)",
+                         "buy and hold: inf % (for oversold_bounce)"]

@@ -97,7 +97,7 @@ def test_sweep_random_uses_declared_bounds(files, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("args", "msg"), [
     ((), "give at least one --grid axis or --random N"),
-    (("--grid", "length=5,6"), "unknown parameter(s) length"),
+    (("--grid", "length=5,6"), "unknown parameter 'length'"),
     (("--grid", "period=9", "--metric", "alpha"), "'alpha'; choose one of"),
     (("--grid", "period=1,5"), "must be >= 2"),
     (("--grid", "period=5:1:1"), "below start"),

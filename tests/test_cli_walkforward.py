@@ -119,7 +119,7 @@ def test_walkforward_user_strategy_name_is_escaped(tmp_path: Path, daily: str) -
     (("no_such_strategy", *GRID), "unknown strategy 'no_such_strategy'"),
     (("oversold_bounce", "--grid", "rsi_period=14:7:1"), "stop 7 is below start 14"),
     (("oversold_bounce", "--grid", "rsi_period"), "must look like key=start:stop:step"),
-    (("oversold_bounce", "--grid", "length=5,6"), "unknown parameter(s) length"),
+    (("oversold_bounce", "--grid", "length=5,6"), "unknown parameter 'length'"),
     (("oversold_bounce", "--grid", "rsi_period=1,5"), "'rsi_period' must be >= 2, got 1"),
     (("oversold_bounce", *GRID, "--metric", "alpha"), "'alpha'; choose one of"),
     (("oversold_bounce",), "give at least one --grid axis or --random N"),
@@ -137,7 +137,7 @@ def test_walkforward_bad_space_exits_2(args, msg, daily: str) -> None:
     (("--train", "730D", "--test", "0"), "0 bars: a window needs at least 2 bars"),
     (("--train", "730D", "--test", "-5D"), "'-5D': a window must be longer than zero"),
     (("--train", "soon", "--test", "180D"), "'soon' is neither a number of bars nor a duration"),
-    (("--test", "180D"), "Missing option '--train'"),
+    (("--test", "180D"), "missing option '--train'"),
     (("--train", "730D", "--test", "180D", "--start", "2030-01-01"), "no candles between"),
 ])
 def test_walkforward_bad_windows_exit_2(args, msg, daily: str) -> None:

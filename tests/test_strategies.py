@@ -35,7 +35,8 @@ def _arrays(strategy: Strategy):
 def test_params_are_validated_and_coerced():
     s = OversoldBounce(rsi_period="21", oversold=25, trigger="either", use_stop="false")
     assert s.p.rsi_period == 21 and s.p.oversold == 25.0 and s.p.use_stop is False
-    with pytest.raises(ParamError, match=r"valid: .*atr_period"):
+    with pytest.raises(ParamError, match=r"unknown parameter 'rsi_perod'.*did you mean "
+                                         r"'rsi_period'"):
         OversoldBounce(rsi_perod=14)
     with pytest.raises(ParamError, match="one of"):
         Breakdown(target="moon")
@@ -177,7 +178,7 @@ def test_user_strategy_file_runs_on_both_engines(tmp_path):
 
 def test_loader_errors(tmp_path):
     assert load_strategy("breakdown") is Breakdown
-    with pytest.raises(StrategyLoadError, match="oversold_bounce"):
+    with pytest.raises(StrategyLoadError, match="did you mean 'breakdown'"):
         load_strategy("breakdwn")
     with pytest.raises(StrategyLoadError, match="not found"):
         load_strategy(str(tmp_path / "nope.py") + ":X")

@@ -5,8 +5,8 @@ Sub-commands live in their own modules and are attached here, so that each stays
 (:mod:`backtests.cli.run`); ``sweep``, ``audit`` (:mod:`backtests.cli.tuning`); ``squeeze``
 (:mod:`backtests.cli.squeeze`).
 
-Errors are one clear line plus a hint; ``--verbose`` shows the traceback. Exit codes: 0 ok,
-2 usage or bad input, 1 failure.
+Every error, click's own usage errors included, is one line ``error: WHAT (fix: HOW)`` on
+stderr; ``--verbose`` adds the traceback. Exit codes: 0 ok, 2 usage or bad input, 1 failure.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 import traceback
+from typing import Any
 
 import click
 
@@ -53,6 +54,27 @@ def load_command(name: str) -> click.Command:
     return {cmd.name: cmd for cmd in module.COMMANDS}[name]
 
 
+def error_line(message: str, fix: str | None = None) -> str:
+    """``error: message (fix: ...)`` on one line; a message that already says its fix keeps it."""
+    text = " ".join(str(message).split())  # one line, whatever the message held
+    if text[:1].isupper() and text[1:2].islower():
+        text = text[0].lower() + text[1:]  # click's "No such option" reads like ours
+    text = text.rstrip(".")
+    if fix and "(fix:" not in text:
+        text += f" (fix: {fix})"
+    return f"error: {text}"
+
+
+def _help_of(ctx: click.Context | None) -> str:
+    """``see `btc-backtest sweep --help``` (the program's name, whatever click was called as)."""
+    sub = ctx.command_path.split()[1:] if ctx is not None else []
+    return f"see `{' '.join(['btc-backtest', *sub])} --help`"
+
+
+def _usage_fix(exc: click.ClickException) -> str:
+    return _help_of(getattr(exc, "ctx", None))
+
+
 class _Group(click.Group):
     """A click group that turns known errors into one line and the right exit code, and loads
     its sub-commands from :data:`COMMANDS` on demand."""
@@ -70,6 +92,22 @@ class _Group(click.Group):
                 for name, (_module, help_line) in sorted(COMMANDS.items())]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+    def main(self, args: Any = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:
+        """click's entry point, with its usage errors printed in our one-line style."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.ClickException as exc:  # usage errors, bad option values (exit 2)
+            click.secho(error_line(exc.format_message(), _usage_fix(exc)), fg="red", err=True)
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo(error_line("aborted"), err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> object:
         # Imported here, not at the top: pandas is not needed to print the help.
@@ -93,9 +131,13 @@ def _fail(ctx: click.Context, exc: BaseException, code: int) -> None:
     verbose = bool(ctx.find_root().params.get("verbose"))
     if verbose:
         traceback.print_exception(exc)
-    click.secho(f"error: {exc}", fg="red", err=True)
-    if not verbose and code == 1:
-        click.echo("hint: run again with --verbose to see the traceback", err=True)
+    if code == 1:
+        fix = "this is a failure, not your input: run again with --verbose for the traceback"
+    else:
+        sub = ctx.invoked_subcommand  # ctx is the group's: name the command that failed
+        fix = f"see `btc-backtest {sub} --help`" if sub else _help_of(ctx)
+    click.secho(error_line(str(exc), None if verbose and code == 1 else fix), fg="red",
+                err=True)
     sys.exit(code)
 
 

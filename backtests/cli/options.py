@@ -17,9 +17,12 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
+import pandas as pd
 
 from backtests.config import ENGINES, MODES, SIZINGS, BacktestConfig, ConfigError
-from strategies.base import ParamError, Strategy
+from data.frame import DataError, parse_timeframe
+from data.resample import STANDARD_TIMEFRAMES
+from strategies.base import ParamError, Strategy, did_you_mean
 
 Decorator = Callable[[Any], Any]
 
@@ -86,10 +89,30 @@ def config_from_options(options: dict[str, Any]) -> BacktestConfig:
         raise click.UsageError(str(exc)) from None
 
 
-def data_options(*, dates: bool = True) -> Decorator:
+def _weekly_timeframe(ctx: click.Context, param: click.Parameter, value: str | None
+                      ) -> str | None:
+    """``--timeframe`` for commands that use the weekly EMA: bars must fit whole into weeks."""
+    if value is None:
+        return None
+    try:
+        td = parse_timeframe(value)
+    except DataError as exc:
+        raise click.BadParameter(f"{value!r}: {exc.what} (fix: {exc.hint})") from None
+    week = pd.Timedelta(weeks=1)
+    if week % td != pd.Timedelta(0) and td % week != pd.Timedelta(0):
+        ok = [t for t in STANDARD_TIMEFRAMES if week % parse_timeframe(t) == pd.Timedelta(0)]
+        raise click.BadParameter(
+            f"{value!r}: the 200-week EMA (strategies, outlook) needs bars that fit whole into "
+            f"weeks (fix: use {', '.join(ok[:-1])} or {ok[-1]}; bars can only get coarser than "
+            "the data's)")
+    return value
+
+
+def data_options(*, dates: bool = True, weekly_ema: bool = False) -> Decorator:
     """Add the options that choose the candles: ``data_file``, ``data_dir``, ``timeframe``,
     ``dataset``, ``offline`` (and ``start``, ``end`` when ``dates``), the arguments of
-    :func:`data.select.select_candles`."""
+    :func:`data.select.select_candles`. ``weekly_ema``: the command computes the weekly EMA, so
+    ``--timeframe`` must fit whole into weeks (checked before any loading)."""
     options = [
         click.option("--data", "data_file", type=click.Path(dir_okay=False), default=None,
                      help="Candle file (any supported format). Default: the default BTC data."),
@@ -97,6 +120,7 @@ def data_options(*, dates: bool = True) -> Decorator:
                      type=click.Path(file_okay=False),
                      help="Local candle store (env BTC_BACKTEST_DATA)."),
         click.option("--timeframe", default=None,
+                     callback=_weekly_timeframe if weekly_ema else None,
                      help="Resample to this timeframe first (e.g. 4h, 1d, 1w)."),
         click.option("--dataset", type=click.Choice(("binance", "bitstamp")), default=None,
                      help="A real daily series shipped with the package: binance (BTC/USDT "
@@ -150,22 +174,27 @@ def strategy_params(pairs: Iterable[str], classes: list[type[Strategy]]
         value = value.strip()
         target, dot, short = key.rpartition(".")
         if dot:
+            target = target.replace("-", "_")
             if target not in by_name:
                 raise click.BadParameter(
-                    f"{pair!r} names strategy {target!r}, which is not selected "
-                    f"(selected: {', '.join(by_name)})", param_hint="--param")
+                    f"{pair!r} names strategy {target!r}, which is not selected"
+                    + did_you_mean(target, by_name, "selected strategies")
+                    + " (fix: select it with --strategy)", param_hint="--param")
             if short not in by_name[target].params:
-                valid = ", ".join(sorted(by_name[target].params))
                 raise click.BadParameter(
-                    f"unknown parameter {short!r} for strategy {target!r}; valid: {valid}",
+                    f"unknown parameter {short!r} for strategy {target!r}"
+                    + did_you_mean(short, by_name[target].params, "parameters")
+                    + " (fix: `btc-backtest strategies` lists the parameters)",
                     param_hint="--param")
             put(by_name[target], short, value)
             continue
         owners = [cls for cls in classes if key in cls.params]
         if not owners:
-            valid = "; ".join(f"{cls.name}: {', '.join(sorted(cls.params))}" for cls in classes)
-            raise click.BadParameter(f"unknown parameter {key!r}; valid: {valid}",
-                                     param_hint="--param")
+            known = sorted({k for cls in classes for k in cls.params})
+            raise click.BadParameter(
+                f"unknown parameter {key!r}" + did_you_mean(key, known, "parameters")
+                + " (fix: `btc-backtest strategies` lists the parameters)",
+                param_hint="--param")
         for cls in owners:
             put(cls, key, value)
     return out

@@ -110,22 +110,33 @@ def warmup_warnings(results: list) -> list[str]:
 
 
 def summary_table(results: list) -> str:
-    """A fixed-width table: return, max drawdown, Sharpe, trades, liquidations, buy & hold, and
-    the net funding paid (negative = received; quote currency) when any strategy paid some."""
+    """A fixed-width table: return, max drawdown, Sharpe, trades, win rate, liquidations and
+    final equity (money and % with thousands separators), and the net funding paid (negative =
+    received; quote currency) when any strategy paid some; then buy and hold once per span (the
+    same for every strategy on the same bars, so not repeated on each row)."""
     funded = any(r.metrics.get("funding_paid") for r in results)
-    head = (f"{'strategy':<18} {'return %':>10} {'max DD %':>9} {'Sharpe':>7} {'trades':>7} "
-            f"{'win %':>6} {'liq.':>5} {'B&H %':>10}" + (f" {'funding':>10}" if funded else ""))
+    head = (f"{'strategy':<18} {'return %':>12} {'max DD %':>9} {'Sharpe':>7} {'trades':>7} "
+            f"{'win %':>6} {'liq.':>5} {'final equity':>14}"
+            + (f" {'funding':>12}" if funded else ""))
     lines = [head, "-" * len(head)]
+    spans: dict[tuple, list[str]] = {}
     for r in results:
         m = r.metrics
         lines.append(
-            f"{r.strategy:<18.18} {terminal(m.get('total_return_pct'), '10.2f')} "
-            f"{terminal(m.get('max_drawdown_pct'), '9.2f')} {terminal(m.get('sharpe'), '7.2f')} "
-            f"{int(m.get('n_trades', 0)):>7d} {terminal(m.get('win_rate_pct'), '6.1f')} "
-            f"{int(m.get('n_liquidations', 0)):>5d} "
-            f"{terminal(m.get('buy_hold_return_pct'), '10.2f')}"
-            + (f" {terminal(m.get('funding_paid'), '10.2f')}" if funded else "")
+            f"{r.strategy:<18.18} {terminal(m.get('total_return_pct'), '12,.2f')} "
+            f"{terminal(m.get('max_drawdown_pct'), '9,.2f')} {terminal(m.get('sharpe'), '7.2f')} "
+            f"{int(m.get('n_trades', 0)):>7,d} {terminal(m.get('win_rate_pct'), '6.1f')} "
+            f"{int(m.get('n_liquidations', 0)):>5,d} "
+            f"{terminal(m.get('final_equity'), '14,.2f')}"
+            + (f" {terminal(m.get('funding_paid'), '12,.2f')}" if funded else "")
         )
+        data = getattr(r, "data", None) or {}
+        key = (data.get("start"), data.get("end"), m.get("buy_hold_return_pct"))
+        spans.setdefault(key, []).append(r.strategy)
+    for (start, end, bh), names in spans.items():
+        whose = "" if len(spans) == 1 else f" (for {', '.join(names)})"
+        when = f" {str(start)[:10]} -> {str(end)[:10]}" if start and end else ""
+        lines.append(f"buy and hold{when}: {terminal(bh, '+,.2f')} %{whose}")
     if funded:
         lines.append("funding: net paid by each strategy, quote currency (negative = received)")
     return "\n".join(lines)
@@ -186,7 +197,7 @@ _started = False
               show_default=True,
               help="Strategy name, path/to/file.py:ClassName, or 'all' (repeat or comma-separate).")
 @param_option()
-@data_options()
+@data_options(weekly_ema=True)
 @config_options()
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder. Default: reports/run-<UTC time>.")
@@ -265,7 +276,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
                    "(YYYY-MM-DD or YYYY-MM-DDTHH:MM); on daily bars --at 2026-02-05 is after the "
                    "2026-02-04 close. Default: the last bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
-@data_options(dates=False)
+@data_options(dates=False, weekly_ema=True)
 def outlook_command(at: str | None, as_json: bool, data_file: str | None, data_dir: str | None,
                     timeframe: str | None, offline: bool, dataset: str | None) -> None:
     """The technical outlook (levels, RSI, 200-week EMA, trend) as of a date."""

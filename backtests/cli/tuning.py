@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+import numpy as np
 import pandas as pd
 
 from backtests.cli.options import (
@@ -44,7 +45,7 @@ from backtests.cli.options import (
 )
 from backtests.reports.format import terminal
 from data.select import select_candles
-from strategies.base import Strategy
+from strategies.base import Strategy, did_you_mean
 from strategies.loader import StrategyLoadError, load_strategy
 
 Params = dict[str, Any]
@@ -115,8 +116,10 @@ def parameter_space(cls: type[Strategy], grid_specs: tuple[str, ...], n_random: 
     unknown = sorted(set(axes) - set(cls.params))
     if unknown:
         raise click.BadParameter(
-            f"unknown parameter(s) {', '.join(unknown)} for {cls.name!r}; valid: "
-            f"{', '.join(cls.params)}", param_hint="--grid/--param")
+            f"unknown parameter {unknown[0]!r} for {cls.name!r}"
+            + did_you_mean(unknown[0], cls.params, "parameters")
+            + " (fix: `btc-backtest strategies` lists the parameters)",
+            param_hint="--grid/--param")
     if n_random is not None:
         ranges, integer = _random_ranges(cls, axes)
         try:
@@ -187,7 +190,7 @@ _space_options = [
 @click.command("sweep")
 @click.argument("strategy")
 @option_group(_space_options)
-@data_options()
+@data_options(weekly_ema=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the saved sweep and report.html (default: "
                    "sweeps/<strategy>).")
@@ -229,7 +232,8 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
     cols = [*res.param_names, "sharpe", "total_return_pct", "max_drawdown_pct", "n_trades"]
     if metric not in cols:
         cols.append(metric)
-    click.echo(res.table.head(top)[cols].to_string(index=False, float_format="{:.3f}".format))
+    types = {k: cls.params[k].type for k in res.param_names if k in cls.params}
+    click.echo(table_text(res.table.head(top)[cols], types))
     if res.skipped:
         first = res.skipped[0]
         click.echo(f"skipped {len(res.skipped)} of {len(space)} sets that the strategy rejects "
@@ -239,12 +243,36 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
         click.echo(o["note"])
     if "dsr" in o:
         click.echo(f"deflated Sharpe ratio of the best: {o['dsr']:.3f} over {o['n_trials']} "
-                   f"trials (PSR {o['psr']:.3f})")
+                   f"trials (PSR {o['psr']:.3f}): {dsr_verdict(o['dsr'])}")
     if "pbo" in o:
         click.echo(f"probability of backtest overfitting: {o['pbo']:.2f} "
-                   f"({o['pbo_splits']} CSCV blocks)")
+                   f"({o['pbo_splits']} CSCV blocks): {pbo_verdict(o['pbo'])}")
     click.echo(f"{len(space) - len(res.skipped)} sets in {res.elapsed_s:.2f} s; saved {out}; "
                f"report {report}")
+
+
+#: Thresholds of the verdicts, the same as the sweep and walk-forward HTML reports colour by.
+DSR_LUCK = 0.95
+PBO_HIGH = 0.2
+
+
+def dsr_verdict(dsr: float) -> str:
+    """What a deflated Sharpe ratio says (below 0.95: not distinguishable from luck)."""
+    if not math.isfinite(dsr):
+        return "no verdict (undefined)"
+    if dsr < DSR_LUCK:
+        return f"not distinguishable from luck (below {DSR_LUCK})"
+    return f"distinguishable from luck ({DSR_LUCK} or more)"
+
+
+def pbo_verdict(pbo: float) -> str:
+    """What a probability of backtest overfitting says (0.2 or more: likely overfit)."""
+    if not math.isfinite(pbo):
+        return "no verdict (undefined)"
+    if pbo >= PBO_HIGH:
+        return (f"the in-sample winner often disappoints out of sample: likely overfit "
+                f"({PBO_HIGH} or more)")
+    return f"low risk of overfitting (below {PBO_HIGH})"
 
 
 # --- walkforward -----------------------------------------------------------------------------
@@ -277,6 +305,32 @@ class WindowLength(click.ParamType):
         return text
 
 
+def _param(value: Any) -> str:
+    """A parameter value as the user wrote it: ints as ints (14, not 14.0), floats short."""
+    if isinstance(value, bool | np.bool_) or not isinstance(value, int | float | np.number):
+        return str(value)
+    if isinstance(value, int | np.integer):
+        return str(int(value))
+    return terminal(value, "g")
+
+
+def table_text(table: pd.DataFrame, param_types: dict[str, type]) -> str:
+    """A results table for the terminal: parameters as declared (ints as ints), counts as
+    integers, percentages and money with thousands separators, ratios to 3 decimals."""
+    formatters: dict[str, Callable[[Any], str]] = {}
+    for col in table.columns:
+        if col in param_types:
+            kind = param_types[col]
+            formatters[col] = (lambda v, k=kind: terminal(v, "d") if k is int else _param(v))
+        elif col.startswith("n_"):
+            formatters[col] = lambda v: terminal(v, "d")
+        elif col.endswith("_pct") or col in ("final_equity",):
+            formatters[col] = lambda v: terminal(v, ",.2f")
+        else:
+            formatters[col] = lambda v: terminal(v, ".3f")
+    return table.to_string(index=False, formatters=formatters)
+
+
 def window_table(result: Any) -> str:
     """The per-window text table: spans, chosen parameters, in-sample and out-of-sample
     selection metric, out-of-sample return and trades (and DSR/PBO when computed)."""
@@ -289,11 +343,12 @@ def window_table(result: Any) -> str:
                                                             strict=True)],
         "test": [format_span(a, b, " -> ") for a, b in zip(w["test_start"], w["test_end"],
                                                            strict=True)],
-        "params": [", ".join(f"{k}={terminal(r[k], 'g')}" for k in result.param_names)
-                   for _, r in w.iterrows()],
+        # Column by column: iterrows would turn an int parameter into a float (14.0).
+        "params": [", ".join(f"{k}={_param(w[k].iloc[i])}" for k in result.param_names)
+                   for i in range(len(w))],
         f"IS {m}": [terminal(v) for v in w[f"is_{m}"]],
         f"OOS {m}": [terminal(v) for v in w[f"oos_{m}"]],
-        "OOS ret %": [terminal(v, ".2f") for v in w["oos_total_return_pct"]],
+        "OOS ret %": [terminal(v, ",.2f") for v in w["oos_total_return_pct"]],
         "OOS trades": [terminal(v, "d") for v in w["oos_n_trades"]],
     })
     for col, name in (("dsr", "DSR"), ("pbo", "PBO")):
@@ -302,12 +357,33 @@ def window_table(result: Any) -> str:
     return table.to_string(index=False)
 
 
+_COUNT_ROWS = ("n_trades", "windows", "windows_without_trades")
+
+
 def comparison_table(result: Any) -> str:
     """In-sample vs out-of-sample metrics (means over windows, trades summed) and the stitched
-    out-of-sample curve's own metrics."""
+    out-of-sample curve's own metrics; counts print as integers, money and % with separators."""
     c = result.comparison.rename(columns={"in_sample": "in sample", "out_of_sample":
                                           "out of sample", "stitched_oos": "stitched OOS"})
-    return c.map(terminal).to_string()
+    rows = {}
+    for name, row in c.iterrows():
+        fmt = "d" if name in _COUNT_ROWS else (",.2f" if str(name).endswith("_pct") else ".3f")
+        rows[name] = [terminal(v, fmt) if not (fmt == "d" and pd.isna(v)) else "" for v in row]
+    return pd.DataFrame.from_dict(rows, orient="index", columns=c.columns).to_string()
+
+
+def no_trade_note(result: Any) -> str | None:
+    """One line on the out-of-sample windows that made no trade, or None when all traded."""
+    c = result.comparison
+    if "windows_without_trades" not in c.index:
+        return None
+    idle = int(c.loc["windows_without_trades", "out_of_sample"])
+    if not idle:
+        return None
+    n = int(c.loc["windows", "out_of_sample"])
+    return (f"{idle} of {n} test windows made no trade: they count as 0 % in the return means; "
+            f"their Sharpe, Sortino, win rate and profit factor do not exist, so those means are "
+            f"over the {n - idle} windows that traded")
 
 
 @click.command("walkforward")
@@ -321,7 +397,7 @@ def comparison_table(result: Any) -> str:
               help="How far windows move (default: the test length, so test windows tile).")
 @click.option("--anchored", is_flag=True,
               help="Training windows all start at the first bar and grow (else they roll).")
-@data_options()
+@data_options(weekly_ema=True)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the saved walk-forward and report.html (default: "
                    "walkforward/<strategy>).")
@@ -371,6 +447,9 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     click.echo(window_table(res))
     click.echo("\nin sample vs out of sample (means over windows; trades summed):")
     click.echo(comparison_table(res))
+    note = no_trade_note(res)
+    if note:
+        click.echo(note)
     eq = res.oos_equity
     line = (f"\nstitched out of sample {eq.index[0]:%Y-%m-%d} -> {eq.index[-1]:%Y-%m-%d}: "
             f"{100 * (eq.iloc[-1] / eq.iloc[0] - 1):+.2f} %")
@@ -381,8 +460,9 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     s = res.settings
     if math.isfinite(s.get("mean_dsr", math.nan)) or math.isfinite(s.get("mean_pbo", math.nan)):
         click.echo(f"selection over {s['n_sets']} trials per window: mean deflated Sharpe "
-                   f"ratio {terminal(s['mean_dsr'])}, mean probability of backtest overfitting "
-                   f"{terminal(s['mean_pbo'], '.2f')}")
+                   f"ratio {terminal(s['mean_dsr'])}: {dsr_verdict(s['mean_dsr'])}; mean "
+                   f"probability of backtest overfitting {terminal(s['mean_pbo'], '.2f')}: "
+                   f"{pbo_verdict(s['mean_pbo'])}")
     click.echo(f"saved {out}; report {report}")
 
 
@@ -391,7 +471,7 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
 
 @click.command("audit")
 @click.argument("strategy")
-@data_options()
+@data_options(weekly_ema=True)
 @click.option("--cuts", type=click.IntRange(1, 10_000), default=25, show_default=True,
               help="Number of cut points (truncations) to compare.")
 @param_option("A strategy parameter (repeatable; default values otherwise).")

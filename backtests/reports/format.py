@@ -29,6 +29,7 @@ typographic ``−`` (U+2212) so columns of numbers line up in proportional fonts
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, date, datetime, timedelta
 from numbers import Integral, Real
 from typing import Any
@@ -181,5 +182,5 @@ def terminal(x: Any, spec: str = ".3f") -> str:
     if v is not None and math.isfinite(v):
         return format(round(v), spec) if spec.endswith("d") else format(v, spec)
     text = "n/a" if v is None or math.isnan(v) else ("inf" if v > 0 else "-inf")
-    width = spec.split(".")[0].lstrip("<>^").rstrip("dfg")
-    return f"{text:>{width}}" if width.isdigit() else text
+    width = re.match(r"[<>^]?[+\- ]?(\d*)", spec).group(1)  # "12,.2f" -> 12, "+,.2f" -> none
+    return f"{text:>{width}}" if width else text

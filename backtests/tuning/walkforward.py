@@ -100,7 +100,9 @@ class WalkForwardResult:
     ``windows``: one row per step (times, chosen parameters, ``is_*`` and ``oos_*`` metrics,
     the selection's ``dsr`` and ``pbo``); ``comparison``: in-sample vs out-of-sample metrics side
     by side (means of the finite values over windows, trade counts summed), plus the stitched
-    out-of-sample curve's own metrics;
+    out-of-sample curve's own metrics, and the rows ``windows`` and ``windows_without_trades``
+    (a window without trades has no Sharpe, Sortino, win rate or profit factor: those means are
+    over the windows that traded);
     ``oos_equity``: the stitched out-of-sample equity (quote currency, starting at ``cash`` on
     the bar before the first test window); ``benchmark``: buy-and-hold equity on the same bars
     (bought at the first test bar's open, :func:`backtests.results.buy_and_hold`);
@@ -251,6 +253,11 @@ def walk_forward(
     }, index=list(COMPARED))
     comp.loc["n_trades", ["in_sample", "out_of_sample"]] = [
         windows["is_n_trades"].sum(), windows["oos_n_trades"].sum()]
+    # Said, not silently dropped: a window without trades has no Sharpe, Sortino, win rate or
+    # profit factor, so those means are over the windows that traded (returns count it as 0 %).
+    comp.loc["windows"] = [len(windows), len(windows), np.nan]
+    comp.loc["windows_without_trades"] = [int((windows["is_n_trades"] == 0).sum()),
+                                          int((windows["oos_n_trades"] == 0).sum()), np.nan]
     return WalkForwardResult(
         strategy=getattr(strategy_cls, "name", strategy_cls.__name__),
         metric=metric,
