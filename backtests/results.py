@@ -417,6 +417,43 @@ class BacktestResult:
 
         return exit_reason_stats(self.trades)
 
+    # -- in a notebook (backtests.stats; imported on use: it imports backtests.metrics, which
+    # imports this module) -------------------------------------------------------------------
+    @property
+    def stats(self) -> pd.Series:
+        """Statistics with readable labels and units in backtesting.py's order (``Start``,
+        ``Return [%]``, ``Sharpe Ratio``, ..., ``Funding Paid [$]``): see
+        :mod:`backtests.stats`."""
+        from backtests.stats import stats
+
+        return stats(self)
+
+    @property
+    def stats_table(self) -> pd.DataFrame:
+        """:attr:`stats` next to the same statistics of buy and hold on the same bars."""
+        from backtests.stats import stats_table
+
+        return stats_table(self)
+
+    @property
+    def returns(self) -> pd.Series:
+        """Daily simple returns (fraction) on tz-naive UTC dates, as QuantStats takes them:
+        ``qs.reports.html(result.returns, output="report.html")``."""
+        from backtests.stats import daily_returns
+
+        return daily_returns(self)
+
+    def plot(self) -> Any:
+        """A matplotlib Figure of equity vs buy and hold and their drawdowns."""
+        from backtests.stats import plot
+
+        return plot(self)
+
+    def _repr_html_(self) -> str:
+        from backtests.stats import stats_html
+
+        return stats_html(self)
+
     # -- persistence -------------------------------------------------------------------------
     def _manifest(self) -> dict[str, Any]:
         return {

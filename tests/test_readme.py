@@ -29,3 +29,4 @@ def test_readme_notebook_example_runs(monkeypatch: pytest.MonkeyPatch, capsys) -
     out = capsys.readouterr().out
     assert "datetime64[us, UTC]" in out
     assert "2026-02-06" in out
+    assert "Sharpe Ratio" in out and "# Trades" in out
