@@ -11,8 +11,9 @@ defines it (cross-checked in ``tests/test_stats.py``):
 * ``Avg. Trade [%]``: the *geometric* mean of the trades' returns; ``Expectancy [%]``: their
   arithmetic mean (``metrics["avg_trade_pct"]``);
 * ``Max./Avg. Trade Duration``: exit time - entry time;
-* ``SQN`` = sqrt(trades) x mean(PnL) / std(PnL) (ddof 1); ``Kelly Criterion`` = win rate -
-  (1 - win rate) / (mean winning PnL / mean losing |PnL|);
+* ``SQN`` = sqrt(trades) x mean(PnL) / std(PnL) (ddof 1), as backtesting.py; ``SQN (R)`` is
+  ``metrics["sqn"]``, Van Tharp's on R multiples (trades with a stop only);
+  ``Kelly Criterion`` = win rate - (1 - win rate) / (mean winning PnL / mean losing |PnL|);
 * ``Max. Consecutive Losses``: the longest run of losing trades (PnL < 0).
 
 Where our definitions differ from backtesting.py's on purpose they keep ours and say so in the
@@ -46,7 +47,8 @@ LABELS: tuple[str, ...] = (
     "Sharpe Ratio", "Sortino Ratio", "Calmar Ratio", "Max. Drawdown [%]", "Avg. Drawdown [%]",
     "Max. Drawdown Duration", "Avg. Drawdown Duration", "# Trades", "Win Rate [%]",
     "Best Trade [%]", "Worst Trade [%]", "Avg. Trade [%]", "Max. Trade Duration",
-    "Avg. Trade Duration", "Profit Factor", "Expectancy [%]", "SQN", "Kelly Criterion",
+    "Avg. Trade Duration", "Profit Factor", "Expectancy [%]", "SQN", "SQN (R)",
+    "Kelly Criterion",
     "Max. Consecutive Losses", "# Liquidations", "Funding Paid [$]", "Fees Paid [$]",
 )
 
@@ -128,6 +130,7 @@ def _column(m: dict[str, Any], equity: pd.Series, extras: dict[str, Any] | None,
         "Worst Trade [%]": m.get("worst_trade_pct"),
         "Profit Factor": m.get("profit_factor"),
         "Expectancy [%]": m.get("avg_trade_pct"),
+        "SQN (R)": m.get("sqn"),
         "# Liquidations": m.get("n_liquidations"),
         "Funding Paid [$]": m.get("funding_paid"),
         "Fees Paid [$]": m.get("fees_paid"),
