@@ -108,7 +108,8 @@ def test_run_summary_separators_and_buy_and_hold_once(daily: str, tmp_path: Path
     lines = out.splitlines()
     head = lines[0]
     assert "B&H" not in head and "final equity" in head
-    rows = [ln for ln in lines if ln.startswith(("breakdown", "oversold_bounce"))]
+    rows = lines[2:4]  # the table: header, rule, one row per strategy
+    assert [r.split()[0] for r in rows] == ["breakdown", "oversold_bounce"]
     assert len(rows) == 2
     bh = [ln for ln in lines if ln.startswith("buy and hold")]
     assert len(bh) == 1  # once, not on every row

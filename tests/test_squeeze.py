@@ -282,7 +282,7 @@ def test_trades_carry_their_distance_to_liquidation(engine):
 def test_outlook_line_longs_liquidated_above(btc_daily):
     from indicators.outlook import outlook
 
-    view = outlook(btc_daily, at="2026-02-06")
+    view = outlook(btc_daily, at="2026-02-07")  # after the 2026-02-06 daily close
     d = btc_daily.loc[:"2026-02-06"]
     window = d["close"].iloc[:-1][d.index[:-1] >= d.index[-1] - pd.Timedelta(days=30)]
     low = d["low"].iloc[-1]  # 60,000
@@ -291,7 +291,7 @@ def test_outlook_line_longs_liquidated_above(btc_daily):
     assert view.longs_liquidated_above == pytest.approx(want, rel=1e-12)
     assert f"above {want:.1f}x would have been liquidated by this bar's low" in view.text()
     # a bar whose low is above some entry's close: no leverage liquidates every long
-    assert outlook(btc_daily, at="2026-01-14").longs_liquidated_above is None
+    assert outlook(btc_daily, at="2026-01-15").longs_liquidated_above is None
 
 
 def test_squeeze_summary_is_plain_data_consistent_with_the_analysis(btc_daily):

@@ -257,7 +257,8 @@ def test_monthly_input_raises_with_hint():
 
 @pytest.mark.parametrize(
     ("tf", "htf", "match"),
-    [("1d", "1h", "cannot compute a 1h EMA from 1d bars"), ("1h", "90m", "whole multiple of 1h")],
+    [("1d", "1h", "cannot compute a 1h EMA from 1d bars"),
+     ("1h", "90m", "90m bins take bars that divide them evenly: 1m, 3m, 5m, 15m or 30m")],
 )
 def test_timeframe_that_does_not_divide_raises(tf, htf, match):
     with pytest.raises(DataError, match=match):
