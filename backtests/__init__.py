@@ -21,6 +21,8 @@ import importlib
 import time as _time
 from typing import TYPE_CHECKING, Any
 
+from backtests.layout import check_layout
+
 #: ``time.perf_counter()`` when this package was first imported: the CLI reports the start-up
 #: cost (imports, loading or compiling the numba kernels) from here.
 IMPORTED_AT: float = _time.perf_counter()
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
     from backtests.runner import run
 
 __all__ = ["BacktestConfig", "BacktestResult", "run"]
+
+# A user's data.py (or strategies/ package) beside a notebook would hide ours: say so now, in one
+# line naming the file, rather than fail deep inside an import (see backtests.layout).
+check_layout(("data", "indicators", "strategies"))
 
 # Imported on first use (PEP 562): ``btc-backtest --help`` imports this package and must not pay
 # for pandas, numba and the strategies (about 2 s of imports) to print a list of commands.
