@@ -70,7 +70,9 @@ def _keywords(func: Callable[..., Any], skip: tuple[str, ...] = ()) -> tuple[tup
     """backtrader ``params`` from a pandas function's keyword parameters (names and defaults)."""
     out = []
     for name, p in inspect.signature(func).parameters.items():
-        if name in ("df", *skip) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+        # ``params`` (a whole LevelParams) would shadow backtrader's own ``params``: the named
+        # keywords already cover it.
+        if name in ("df", "params", *skip) or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
             continue
         out.append((name, p.default))
     return tuple(out)

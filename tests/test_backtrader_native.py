@@ -206,6 +206,13 @@ def _expected(df: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(cols, index=df.index)
 
 
+def test_bt_indicator_params_are_the_pandas_keywords():
+    assert list(SupportResistance.params._getkeys()) == [
+        "left", "right", "tolerance_atr", "tolerance_pct", "band_atr", "band_pct", "atr_period",
+        "min_touches"]
+    assert "confirm_closes" in Flips.params._getkeys() and "params" not in Flips.params._getkeys()
+
+
 def test_bt_indicators_equal_the_pandas_functions(btc_daily):
     got = _collect(btc_daily)
     exp = _expected(btc_daily)[got.columns]
