@@ -39,7 +39,9 @@ import bench_engines as be  # noqa: E402
 import bench_sweep as bs  # noqa: E402
 
 from backtests.config import BacktestConfig  # noqa: E402
-from backtests.tuning.sweep import SerialExecutor, grid, run_sweep  # noqa: E402
+from backtests.tuning.executors import SerialExecutor  # noqa: E402
+from backtests.tuning.space import grid  # noqa: E402
+from backtests.tuning.sweep import run_sweep  # noqa: E402
 from data import load  # noqa: E402
 
 
