@@ -20,7 +20,10 @@ from backtests.config import BacktestConfig
 from backtests.results import BacktestResult
 from backtests.squeeze.summary import squeeze_summary
 from backtests.story import story
+from backtests.tuning.audit import audit
 from strategies.base import Strategy
+
+AUDIT_CUTS = 3  # cut points of the quick look-ahead audit run with every job
 
 
 @dataclass
@@ -31,18 +34,21 @@ class Timings:
     load: float = 0.0
     analysis: float = 0.0
     simulation: float = 0.0
+    audit: float = 0.0
     rendering: float = 0.0
     per_strategy: dict[str, float] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
         """Seconds over all stages."""
-        return self.startup + self.load + self.analysis + self.simulation + self.rendering
+        return (self.startup + self.load + self.analysis + self.simulation + self.audit
+                + self.rendering)
 
     def line(self) -> str:
         """One human line, e.g. ``start-up 1.02 s, load 0.21 s, analysis 0.40 s, ...``."""
         return (f"start-up {self.startup:.2f} s, load {self.load:.2f} s, analysis "
-                f"{self.analysis:.2f} s, simulation {self.simulation:.2f} s, rendering "
+                f"{self.analysis:.2f} s, simulation {self.simulation:.2f} s, look-ahead audit "
+                f"{self.audit:.2f} s, rendering "
                 f"{self.rendering:.2f} s, total {self.total:.2f} s")
 
 
@@ -81,6 +87,27 @@ def analyse(df: pd.DataFrame) -> MarketAnalysis:
     return MarketAnalysis(levels=levels, events=events, outlook=view, squeeze=squeeze)
 
 
+def lookahead_check(df: pd.DataFrame, strategy: Any, config: BacktestConfig,
+                    cuts: int = AUDIT_CUTS) -> dict[str, Any]:
+    """The quick look-ahead audit saved in each result's ``checks["lookahead"]``: the strategy
+    re-run on ``df`` cut at ``cuts`` points (:func:`backtests.tuning.audit.audit`, signals,
+    indicators and trades compared).
+
+    Returns ``{"passed", "cuts", "cut_times" (ISO, last bar kept), "checked" (series compared),
+    "first_leak" (one line, or None)}``; ``{"skipped": reason}`` for a strategy without
+    ``signals()`` (a native backtrader strategy) or data too short to cut.
+    """
+    if not callable(getattr(strategy, "signals", None)):
+        return {"skipped": "not a signals() strategy (native backtrader): not audited"}
+    if len(df) < 3:
+        return {"skipped": f"only {len(df)} bars: too short to audit"}
+    rep = audit(df, strategy, cut_points=min(cuts, len(df) - 2), config=config)
+    leak = rep.first_leak
+    return {"passed": rep.passed, "cuts": list(rep.cut_points),
+            "cut_times": [df.index[c - 1].isoformat() for c in rep.cut_points],
+            "checked": len(rep.checked), "first_leak": leak.describe() if leak else None}
+
+
 def run_job(
     df: pd.DataFrame,
     strategies: Sequence[Strategy],
@@ -90,6 +117,7 @@ def run_job(
     timings: Timings | None = None,
     on_step: Callable[[str], None] | None = None,
     start: object = None,
+    check_lookahead: bool = True,
 ) -> list[BacktestResult]:
     """Backtest each strategy on ``df`` with ``config`` and attach the shared analysis.
 
@@ -103,6 +131,7 @@ def run_job(
         origin: one line on where the data came from, stored in each result's fingerprint.
         timings: filled in place with the seconds per stage, if given.
         on_step: called with a short label before each step (progress display).
+        check_lookahead: run :func:`lookahead_check` per strategy (saved in ``checks``).
 
     Returns:
         One :class:`BacktestResult` per strategy, in the given order, each with the job's
@@ -137,8 +166,13 @@ def run_job(
             events = events[events["time"] >= first].copy()
             events["bar"] -= shift
             events["break_bar"] -= shift
+        checks = dict(res.checks)
+        if check_lookahead:
+            t0 = time.perf_counter()
+            checks["lookahead"] = lookahead_check(df, strategy, config)
+            timings.audit += time.perf_counter() - t0
         results.append(replace(res, levels=analysis.levels, events=events,
-                               outlook=analysis.outlook, data=data))
+                               outlook=analysis.outlook, data=data, checks=checks))
     t0 = time.perf_counter()
     told = story(results, df, analysis.outlook, analysis.events)
     timings.analysis += time.perf_counter() - t0

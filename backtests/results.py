@@ -297,6 +297,9 @@ class BacktestResult:
         engine: "fast" or "backtrader".
         version: package version that produced it.
         created: ISO UTC creation time.
+        checks: trust checks run with the backtest, e.g. ``{"lookahead": {...}}`` (the quick
+            truncation audit of ``btc-backtest run``, see :func:`backtests.job.lookahead_check`);
+            empty when none ran. Reports show them as badges.
     """
 
     strategy: str
@@ -318,6 +321,7 @@ class BacktestResult:
     created: str = field(
         default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds")
     )
+    checks: dict[str, Any] = field(default_factory=dict)
 
     SCHEMA_VERSION: ClassVar[int] = SCHEMA_VERSION
 
@@ -469,6 +473,7 @@ class BacktestResult:
             "metrics": self.metrics,
             "outlook": self.outlook,
             "story": self.story,
+            "checks": self.checks,
         }
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
@@ -508,6 +513,7 @@ class BacktestResult:
                     "version", "created"):
             setattr(res, key, manifest[key])
         res.story = manifest.get("story", {})  # results saved before the story existed
+        res.checks = manifest.get("checks", {})  # absent in results saved before checks existed
         for name in _FRAMES + _SERIES:
             setattr(res, name, loaded[name])
         return res
@@ -520,7 +526,8 @@ class BacktestResult:
         """
         out = [k for k in ("strategy", "engine", "version", "created")
                if getattr(self, k) != getattr(other, k)]
-        out += [k for k in ("params", "config", "data", "outlook", "metrics", "story")
+        out += [k for k in ("params", "config", "data", "outlook", "metrics", "story",
+                            "checks")
                 if not _values_equal(getattr(self, k), getattr(other, k))]
         out += [k for k in _FRAMES + _SERIES
                 if not _frames_equal(getattr(self, k), getattr(other, k))]

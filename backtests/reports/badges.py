@@ -39,6 +39,8 @@ def audit_badge(result: BacktestResult) -> dict[str, str]:
     if not a:
         return _badge(f"{result.strategy}: not audited", "info",
                       "no look-ahead audit saved with this result (btc-backtest run adds one)")
+    if a.get("skipped"):
+        return _badge(f"{result.strategy}: not audited", "info", str(a["skipped"]))
     cuts = a.get("cuts") or []
     where = ", ".join(fmt_time(c) for c in a.get("cut_times", [])) or f"{len(cuts)} cuts"
     if a.get("passed"):

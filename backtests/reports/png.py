@@ -48,6 +48,7 @@ UP, DOWN, BLUE, GREY, ORANGE, PURPLE = (
     "#ff9800",
     "#7e57c2",
 )
+MARGINS = dict(left=0.065, right=0.985, top=0.9, bottom=0.07)  # of the 1600x900 figure
 CANDLES_MAX = 400  # above this many bars the price is drawn as a close line (candles unreadable)
 
 
@@ -98,10 +99,15 @@ def _money(v: float, _pos: Any = None) -> str:
     return ("−" if v < 0 else "") + r"\$" + s
 
 
-def _figure(rows: int = 1, ratios: tuple[int, ...] = (1,)) -> tuple[Figure, list[Any]]:
-    fig = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI, layout="constrained")
+def _figure(rows: int = 1, ratios: tuple[int, ...] = (1,),
+            right: float | None = None) -> tuple[Figure, list[Any]]:
+    # A fixed layout: every chart has the same frame, so matplotlib's constrained layout (which
+    # measured every tick label twice per figure: ~40 % of the PNG time) is not needed.
+    fig = Figure(figsize=(WIDTH / DPI, HEIGHT / DPI), dpi=DPI)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(rows, 1, sharex=True, gridspec_kw={"height_ratios": list(ratios)})
+    fig.subplots_adjust(**{**MARGINS, **({"right": right} if right else {})})
+    axes = fig.subplots(rows, 1, sharex=True,
+                        gridspec_kw={"height_ratios": list(ratios), "hspace": 0.08})
     axes = list(np.atleast_1d(axes))
     for ax in axes:
         ax.grid(True, color="#e6e6e6", linewidth=0.6)
@@ -148,7 +154,8 @@ def _title(ax: Any, result: BacktestResult, what: str, summary: str = "") -> Non
 
 
 def _save(fig: Figure, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, facecolor="white")
+    # zlib level 1: ~4x faster than PIL's default 6 for ~15 % larger files
+    fig.savefig(path, dpi=DPI, facecolor="white", pil_kwargs={"compress_level": 1})
     return path
 
 
@@ -162,11 +169,40 @@ def _candles(ax: Any, prices: pd.DataFrame, x: np.ndarray) -> None:
     ax.bar(x, body_h, width, bottom=body_lo, color=colours, linewidth=0)
 
 
+def _zone_labels(ax: Any, zones: list[tuple[float, str, str]], gap: float = 0.03) -> None:
+    """Label S/R zones in the right margin, beside the axis, pushed apart so that no two labels
+    overlap (``gap``: minimum distance in axes fraction, ~2 text lines)."""
+    if not zones:
+        return
+    lo, hi = ax.get_ylim()
+    log = ax.get_yscale() == "log"
+
+    def frac(v: float) -> float:
+        if log:
+            return (math.log(v) - math.log(lo)) / (math.log(hi) - math.log(lo))
+        return (v - lo) / (hi - lo)
+
+    items = [(frac(c), t, col) for c, t, col in sorted(zones) if 0 <= frac(c) <= 1]
+    if not items:
+        return
+    placed: list[float] = []
+    for y, _, _ in items:  # push up until each label clears the one below
+        placed.append(max(y, placed[-1] + gap) if placed else y)
+    # then centre the stack on the zones it labels, inside the axes
+    shift = sum(y for y, _, _ in items) / len(items) - sum(placed) / len(placed)
+    shift = min(max(shift, -placed[0]), 1 - placed[-1]) if placed[-1] - placed[0] <= 1 else 0
+    for (y, text, colour), p in zip(items, placed, strict=True):
+        ax.annotate(_t(text), (1.0, y), xycoords="axes fraction",
+                    xytext=(1.012, min(max(p + shift, 0.0), 1.0)), textcoords="axes fraction",
+                    fontsize=7, color=colour, va="center", ha="left", annotation_clip=False,
+                    arrowprops=dict(arrowstyle="-", color=colour, lw=0.6, shrinkA=0, shrinkB=0))
+
+
 def price_png(result: BacktestResult, path: Path) -> Path:
     """Price + 200w EMA + S/R zones + events + trades (see the module docstring)."""
     prices = result.prices
     x = _x(prices.index)
-    fig, (ax,) = _figure()
+    fig, (ax,) = _figure(right=0.89)  # room for the S/R labels
     if len(prices) <= CANDLES_MAX:
         _candles(ax, prices, x)
     else:
@@ -175,54 +211,27 @@ def price_png(result: BacktestResult, path: Path) -> Path:
     if ind is not None and "wema200" in ind and ind["wema200"].notna().any():
         ax.plot(_x(ind.index), ind["wema200"], color=ORANGE, linewidth=2.0, label="200-week EMA")
     lv = nearest_levels(result.levels, float(prices["close"].iloc[-1]), LEVELS_DRAWN)
+    zones: list[tuple[float, str, str]] = []  # (centre, label, colour), labelled after the axis
     if len(lv):
         x0 = x[int(len(x) * 0.8)]
-        lo, hi = float(prices["low"].min()), float(prices["high"].max())
-        log = lo > 0 and hi / lo > 5  # as _money_axis decides
-
-        def _gap(a: float, b: float) -> float:
-            return abs(math.log(a / b)) if log and a > 0 and b > 0 else abs(a - b)
-
-        # ~14 px of the ~700 px plot height, in axis units
-        min_gap = (math.log(hi / lo) if log else hi - lo) * 14 / 700
-        labelled: list[float] = []
-        for _, z in lv.sort_values("high").iterrows():
+        for _, z in lv.iterrows():
             role = str(z.get("role", ""))
             c = UP if "support" in role else DOWN if "resist" in role else GREY
             ax.fill_between([x0, x[-1]], z["low"], z["high"], color=c, alpha=0.18, linewidth=0)
             centre = float(z.get("centre", (z["low"] + z["high"]) / 2))
-            if any(_gap(centre, q) < min_gap for q in labelled):
-                continue  # the label would overlap the previous one
-            labelled.append(centre)
-            ax.annotate(
-                _t(f"{role} ${centre:,.0f}"),
-                (x0, centre),
-                fontsize=7,
-                color=c,
-                ha="right",
-                va="center",
-                xytext=(-3, 0),
-                textcoords="offset points",
-                bbox=dict(facecolor="white", alpha=0.75, edgecolor="none", pad=0.6),
-            )
+            zones.append((centre, f"{role} ${centre:,.0f}", c))
     ev = result.events
     col = _event_price_column(ev)
+    hidden = 0
     if col is not None:
         for kind, g in ev.groupby(ev["kind"].astype(str)):
+            if len(g) > EVENTS_SHOWN:  # hundreds of markers would hide the price: counted only
+                hidden += len(g)
+                continue
             colour, ring = _event_style(kind)
-            many = len(g) > EVENTS_SHOWN  # keep hundreds of markers from hiding the price
-            ax.scatter(
-                _x(g["time"]),
-                g[col],
-                marker="o" if ring else "D",
-                s=(10 if many else 28) if ring else (18 if many else 34),
-                facecolors="none" if ring else colour,
-                edgecolors=colour,
-                linewidths=1.2,
-                zorder=4,
-                alpha=0.45 if many else 0.85,
-                label=_t(f"{kind.replace('_', ' ')} ({len(g)})"),
-            )
+            ax.scatter(_x(g["time"]), g[col], marker="o" if ring else "D", s=22 if ring else 26,
+                       facecolors="none" if ring else colour, edgecolors=colour, linewidths=1.0,
+                       zorder=4, alpha=0.85, label=_t(f"{kind.replace('_', ' ')} ({len(g)})"))
     tr = result.trades
     if len(tr):
         et, xt = _x(tr["entry_time"]), _x(tr["exit_time"])
@@ -245,7 +254,7 @@ def price_png(result: BacktestResult, path: Path) -> Path:
             et[long_],
             tr["entry_price"][long_],
             marker="^",
-            s=60,
+            s=40,
             color=BLUE,
             edgecolors="white",
             linewidths=0.6,
@@ -256,7 +265,7 @@ def price_png(result: BacktestResult, path: Path) -> Path:
             et[~long_],
             tr["entry_price"][~long_],
             marker="v",
-            s=60,
+            s=40,
             color="#d81b60",
             edgecolors="white",
             linewidths=0.6,
@@ -267,9 +276,9 @@ def price_png(result: BacktestResult, path: Path) -> Path:
             xt[~liq],
             tr["exit_price"][~liq],
             marker="x",
-            s=36,
+            s=22,
             color="#263238",
-            linewidths=1.4,
+            linewidths=1.1,
             zorder=5,
             label="Exit",
         )
@@ -287,6 +296,7 @@ def price_png(result: BacktestResult, path: Path) -> Path:
             )
     _money_axis(ax, float(prices["low"].min()), float(prices["high"].max()))
     ax.set_ylabel("Price (USD)", fontsize=9)
+    _zone_labels(ax, zones)
     m = result.metrics
     handles, labels = ax.get_legend_handles_labels()
     handles += [
@@ -299,6 +309,7 @@ def price_png(result: BacktestResult, path: Path) -> Path:
         f"return {m.get('total_return_pct', float('nan')):+.1f}%  ·  "
         f"buy & hold {m.get('buy_hold_return_pct', float('nan')):+.1f}%  ·  "
         f"{len(tr)} trades  ·  {0 if lv is None else len(lv)} S/R zones at the end date"
+        + (f"  ·  {hidden} flip/retest events not drawn (see the HTML report)" if hidden else "")
     )
     _title(ax, result, "price, levels and trades", summary)
     ax.set_xlim(x[0], x[-1])
@@ -376,6 +387,7 @@ def rsi_png(result: BacktestResult, path: Path, window: int = RSI_WINDOW) -> Pat
                 color="#555555",
                 ha="right",
                 va="bottom",
+                bbox=dict(facecolor="white", alpha=0.85, edgecolor="none", pad=0.6),
             )
         ax.legend(loc="upper left", fontsize=7, ncol=3)
         finite = rsi[np.isfinite(rsi)]
@@ -408,15 +420,11 @@ def equity_png(result: BacktestResult, path: Path) -> Path:
     ax_dd.plot(x, dd, color=DOWN, linewidth=0.8)
     if len(dd) and dd.min() < 0:
         k = int(np.argmin(dd))
-        ax_dd.annotate(
-            f"max {dd[k]:.1f}%",
-            (x[k], dd[k]),
-            fontsize=7,
-            color=DOWN,
-            xytext=(-4, 4),
-            textcoords="offset points",
-            ha="right",
-        )
+        ax_dd.plot([x[k]], [dd[k]], "o", color=DOWN, markersize=4, zorder=5)
+        ax_dd.annotate(f"max {dd[k]:.1f}%".replace("-", "−"), (x[k], dd[k]), fontsize=7,
+                       color=DOWN, xytext=(6, 2), textcoords="offset points", ha="left",
+                       va="bottom", bbox=dict(facecolor="white", alpha=0.85, edgecolor="none",
+                                              pad=0.8), zorder=6)
     ax_dd.yaxis.set_major_formatter(FuncFormatter(lambda v, _p: f"{v:.0f}%"))
     ax_dd.set_ylabel("Drawdown", fontsize=9)
     ax.set_ylabel("Equity (USD)", fontsize=9)

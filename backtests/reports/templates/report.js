@@ -172,7 +172,7 @@
     this.drawLevels();
     var n = this.bars.native.t;
     this.first = n[0]; this.last = n[n.length - 1];
-    this.setRange(this.first, this.last);
+    this.setRange(this.first, this.last, "All");
     this.chart.timeScale().subscribeVisibleTimeRangeChange(function () { self.scheduleCheck(); });
     this.chart.subscribeCrosshairMove(function (param) { self.hover(param); });
     this.hover({});
@@ -193,6 +193,7 @@
     Object.keys(this.lines).forEach(function (k) { self.lines[k].setData(line(d.lines[k])); });
     if (this.rsi) this.rsi.setData(line(d.lines.rsi));
     this.drawMarkers();
+    this.hover({});
     var label = this.el.closest(".card").querySelector(".display-tf");
     if (label) label.textContent = tf === this.bars.step ? F.tf(tf) + " candles" : F.tf(tf) + " candles (" + F.tf(this.bars.step) + " bars aggregated while zoomed out)";
   };
@@ -244,7 +245,9 @@
   };
 
   /* Show [from, to] (epoch seconds), choosing the display timeframe for that span first. */
-  PriceChart.prototype.setRange = function (from, to) {
+  PriceChart.prototype.setRange = function (from, to, button) {
+    var tb = document.querySelector('.toolbar[data-chart="' + this.spec.id + '"]');
+    if (tb) tb.querySelectorAll("[data-range]").forEach(function (x) { x.classList.toggle("active", x.dataset.range === button); });
     from = Math.max(from, this.first); to = Math.min(to, this.last);
     if (to <= from) to = Math.min(this.last, from + this.bars.step);
     this.apply(this.bars.pick(to - from, this.maxBars, this.tf || Infinity));
@@ -268,14 +271,14 @@
 
   PriceChart.prototype.range = function (name) {
     var end = new Date(this.last * 1000), from;
-    if (name === "All") { this.setRange(this.first, this.last); return; }
+    if (name === "All") { this.setRange(this.first, this.last, name); return; }
     if (name === "YTD") from = Date.UTC(end.getUTCFullYear(), 0, 1) / 1000;
     else {
       var months = { "1M": 1, "6M": 6, "1Y": 12 }[name], d = new Date(end.getTime());
       d.setUTCMonth(d.getUTCMonth() - months);
       from = d.getTime() / 1000;
     }
-    this.setRange(from, this.last);
+    this.setRange(from, this.last, name);
   };
 
   PriceChart.prototype.visible = function () {
@@ -544,7 +547,7 @@
       tb.addEventListener("click", function (ev) {
         var b = ev.target.closest("button");
         if (!b) return;
-        if (b.dataset.range) { c.range(b.dataset.range); tb.querySelectorAll("[data-range]").forEach(function (x) { x.classList.toggle("active", x === b); }); }
+        if (b.dataset.range) c.range(b.dataset.range);
         if (b.dataset.scale) c.setLog(b.dataset.scale === "log");
       });
       tb.addEventListener("change", function (ev) {
