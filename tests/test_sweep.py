@@ -304,7 +304,8 @@ def test_windowed_sweep_trades_only_inside_the_window() -> None:
 
 
 def test_int_parameters_stay_ints_in_best_and_report(tmp_path: Path) -> None:
-    from backtests.tuning.sweep import run_sweep, write_report
+    from backtests.reports.sweep_page import write_sweep_report as write_report
+    from backtests.tuning.sweep import run_sweep
 
     res = run_sweep(_toy_frame(), RsiRule, {"period": [5, 9], "oversold": [40.0],
                                              "overbought": [60.0]}, executor="serial")
@@ -315,7 +316,8 @@ def test_int_parameters_stay_ints_in_best_and_report(tmp_path: Path) -> None:
 
 
 def test_no_trades_anywhere_gives_a_note_not_a_statistic(tmp_path: Path) -> None:
-    from backtests.tuning.sweep import run_sweep, write_report
+    from backtests.reports.sweep_page import write_sweep_report as write_report
+    from backtests.tuning.sweep import run_sweep
 
     # Oversold 0 is never crossed: no set trades, so DSR and PBO have nothing to judge.
     res = run_sweep(_toy_frame(), RsiRule, {"period": [5, 9], "oversold": [0.0],

@@ -319,11 +319,20 @@ def strategies_command() -> None:
               help="Report folder. Default: next to the first result.")
 @click.option("--no-png", is_flag=True, help="Skip the PNG charts.")
 def report_command(results: tuple[str, ...], out_dir: str | None, no_png: bool) -> None:
-    """Re-render a report from saved results (a run's folder or result folders)."""
-    from backtests.reports.write import load_results, write_report
+    """Re-render a report from saved results (a run's folder or result folders, a saved sweep
+    or walk-forward folder)."""
+    from backtests.reports.write import load_results, rerender_tuning, tuning_kind, write_report
 
-    loaded = [r for item in results for r in load_results(item)]
-    out = Path(out_dir) if out_dir else Path(results[0]) / "rerendered"
+    tuning = [item for item in results if tuning_kind(item)]
+    for item in tuning:
+        out = Path(out_dir) / Path(item).name if out_dir and len(tuning) > 1 else (
+            Path(out_dir) if out_dir else Path(item) / "rerendered")
+        click.echo(f"{tuning_kind(item)} report: {rerender_tuning(item, out / 'report.html')}")
+    runs = [item for item in results if not tuning_kind(item)]
+    if not runs:
+        return
+    loaded = [r for item in runs for r in load_results(item)]
+    out = Path(out_dir) if out_dir else Path(runs[0]) / "rerendered"
     paths = write_report(loaded, out, png=not no_png, save_results=False)
     click.echo(summary_table(loaded))
     click.echo(f"\nreport: {paths['html']}")

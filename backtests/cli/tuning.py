@@ -205,8 +205,8 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
           start: str | None, end: str | None, out_dir: str | None, top: int,
           x_param: str | None, y_param: str | None, **config: Any) -> None:
     """Backtest STRATEGY over a parameter grid or random sets; rank, judge (DSR, PBO), save."""
+    from backtests.reports.sweep_page import write_sweep_report
     from backtests.tuning.sweep import run_sweep
-    from backtests.tuning.sweep import write_report as write_sweep_report
 
     cls = strategy_class(strategy)
     metric = _metric(metric)
@@ -412,9 +412,9 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     """Walk-forward STRATEGY: on each training window pick the best parameter set (of --grid or
     --random) by --metric, trade it on the following test window, and stitch the
     out-of-sample results; compare them with in-sample and buy and hold, save, write HTML."""
+    from backtests.reports.walkforward_page import write_walkforward_report
     from backtests.results import data_fingerprint
     from backtests.tuning.walkforward import make_windows, walk_forward
-    from backtests.tuning.walkforward import write_report as write_wf_report
 
     cls = strategy_class(strategy)
     metric = _metric(metric)
@@ -442,7 +442,7 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     res.settings["data"] = data_fingerprint(df, origin)
     out = _out_dir(out_dir, "walkforward", cls.name)
     res.save(out)
-    report = write_wf_report(res, out / "report.html")
+    report = write_walkforward_report(res, out / "report.html")
 
     click.echo(window_table(res))
     click.echo("\nin sample vs out of sample (means over windows; trades summed):")

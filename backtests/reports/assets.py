@@ -21,7 +21,7 @@ from typing import Any
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from markupsafe import Markup
 
-from backtests.reports.format import fmt, fmt_duration, fmt_time, fmt_value, sign_class
+from backtests.reports.format import fmt, fmt_duration, fmt_time, fmt_value, label, sign_class
 from data.frame import DataError
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -79,11 +79,13 @@ def _finite(obj: Any) -> Any:
 @functools.cache
 def environment() -> Environment:
     """The jinja2 environment of every report page: autoescaped, strict, with the format
-    filters (``fmt``, ``fmt_value``, ``fmt_time``, ``fmt_duration``, ``sign``, ``json``)."""
+    filters (``fmt``, ``fmt_value``, ``fmt_time``, ``fmt_duration``, ``sign``, ``json``,
+    ``label``)."""
     env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.filters.update(fmt=fmt, fmt_value=fmt_value, fmt_time=fmt_time,
-                       fmt_duration=fmt_duration, sign=sign_class, json=safe_json)
+                       fmt_duration=fmt_duration, sign=sign_class, json=safe_json,
+                       label=label)
     env.globals.update(chart_library=chart_library, asset=asset)
     return env
 

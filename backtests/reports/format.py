@@ -155,9 +155,28 @@ def sign_class(x: Any) -> str:
     return "pos" if v > 0 else "neg" if v < 0 else ""
 
 
+_RATES = ("win_rate", "exposure", "volatility", "share")
+
+
+def metric_kind(key: str) -> str:
+    """The :func:`fmt` kind of a metric from its key: ``*_pct`` are % (signed for changes and
+    returns, unsigned for rates such as win rate), counts (``n_*``, ``*trades``) are integers,
+    money amounts are money, anything else (Sharpe, PBO...) a ratio."""
+    k = key.lower()
+    if k.endswith("_pct") or k.endswith(" %"):
+        return "pct_abs" if any(r in k for r in _RATES) else "pct"
+    if k.startswith("n_") or k.endswith("trades") or k == "trial":
+        return "int"
+    if "factor" in k or "ratio" in k:
+        return "ratio"
+    if any(w in k for w in ("equity", "pnl", "profit", "loss", "fees", "funding", "expectancy")):
+        return "money"
+    return "ratio"
+
+
 def label(key: str) -> str:
-    """A snake_case key as a label: ``max_drawdown_pct`` → ``Max drawdown %``."""
-    words = key.replace("_pct", " %").replace("_", " ").strip()
+    """A snake_case key as a label: ``max_drawdown_pct`` → ``Max drawdown`` (values say %)."""
+    words = key.replace("_pct", "").replace("_", " ").strip()
     return words[:1].upper() + words[1:]
 
 

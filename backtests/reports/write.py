@@ -2,7 +2,7 @@
 
 Layout written by :func:`write_report` into ``out_dir``::
 
-    report.html                 one self-contained page for all results (see report_html)
+    report.html                 one self-contained page for all results (see reports.html)
     <n>-<strategy>/results.json the saved result (+ *.parquet), reloadable with
                                 BacktestResult.load; `btc-backtest report` re-renders from these
     <n>-<strategy>/price.png    the PNG charts of that result (see report_png)
@@ -10,7 +10,8 @@ Layout written by :func:`write_report` into ``out_dir``::
     <n>-<strategy>/equity.png
 
 :func:`load_results` finds the saved results in such a folder again, so a report can be rebuilt
-from disk without re-running anything.
+from disk without re-running anything; :func:`rerender_tuning` does the same for the folder of a
+saved sweep or walk-forward.
 """
 
 from __future__ import annotations
@@ -21,9 +22,15 @@ from pathlib import Path
 
 from backtests.reports.html import render_html
 from backtests.reports.png import render_png
+from backtests.reports.sweep_page import write_sweep_report
+from backtests.reports.walkforward_page import write_walkforward_report
 from backtests.results import RESULTS_JSON, BacktestResult
 from backtests.squeeze.plots import squeeze_summary_png
+from backtests.tuning.sweep import SweepResult
+from backtests.tuning.walkforward import WalkForwardResult
 from data.frame import DataError
+
+SWEEP_JSON, WALKFORWARD_JSON = "sweep.json", "walkforward.json"  # written by their save()
 
 
 def result_dirname(result: BacktestResult, n: int) -> str:
@@ -99,3 +106,29 @@ def find_results(path: str | Path) -> list[Path]:
 def load_results(path: str | Path) -> list[BacktestResult]:
     """The results saved under ``path`` (see :func:`find_results`), loaded."""
     return [BacktestResult.load(d) for d in find_results(path)]
+
+
+def tuning_kind(path: str | Path) -> str | None:
+    """``"sweep"`` or ``"walkforward"`` when ``path`` holds a saved sweep or walk-forward."""
+    p = Path(path)
+    if (p / SWEEP_JSON).is_file():
+        return "sweep"
+    if (p / WALKFORWARD_JSON).is_file():
+        return "walkforward"
+    return None
+
+
+def rerender_tuning(path: str | Path, out: str | Path) -> Path:
+    """Re-render the page of the sweep or walk-forward saved in ``path`` as ``out`` (an .html
+    file); return it.
+
+    Raises:
+        DataError: when ``path`` holds neither.
+    """
+    kind = tuning_kind(path)
+    if kind == "sweep":
+        return write_sweep_report(SweepResult.load(path), out)
+    if kind == "walkforward":
+        return write_walkforward_report(WalkForwardResult.load(path), out)
+    raise DataError(f"no saved sweep or walk-forward in {path}", source=str(path),
+                    hint="pass a folder written by `btc-backtest sweep` or `walkforward`")

@@ -402,6 +402,41 @@
     chart.timeScale().fitContent();
   }
 
+  /* Generic line charts (sweep and walk-forward pages): DATA.lines[id] = {series: [{name,
+     colour, t0, t, v}], log, marks: [epoch s]} drawn into [data-lines=id]. */
+  var lineCharts = {};
+  function lineChart(el, spec) {
+    var chart = LW.createChart(el, baseOptions(el, { timeScale: { minBarSpacing: 0.001 } }));
+    var fmt = { type: "custom", minMove: 0.01, formatter: F.axis }, first = null, all = [];
+    spec.series.forEach(function (s) {
+      var th = thin(times(s), [decode(s.v)], ["last"]);
+      var line = chart.addSeries(LW.LineSeries, { color: s.colour, lineWidth: first ? 1 : 2, priceFormat: fmt,
+        title: s.name.length > 28 ? s.name.slice(0, 27) + "…" : s.name, priceLineVisible: false });
+      line.setData(lineData(th.t, th.cols[0]));
+      all.push([s.name, th.t, th.cols[0], s.colour]);
+      if (!first) first = line;
+    });
+    if (spec.log && first) first.priceScale().applyOptions({ mode: 1 });
+    if (first && spec.marks.length) {
+      var t0 = all[0][1];
+      LW.createSeriesMarkers(first, spec.marks.map(function (t) {
+        return { time: t0[Math.min(bisect(t0, t), t0.length - 1)], position: "aboveBar", shape: "arrowDown", color: C.grey, size: 0.5 };
+      }));
+    }
+    chart.timeScale().fitContent();
+    var legend = el.querySelector(".legend");
+    function show(time) {
+      legend.innerHTML = all.map(function (a) {
+        var i = time == null ? a[1].length - 1 : bisect(a[1], time);
+        return '<span style="color:' + a[3] + '">●</span> ' + esc(a[0]) + " " + F.money(a[2][i]);
+      }).join(" · ") + (time == null ? "" : " · <b>" + F.time(time) + "</b>");
+    }
+    chart.subscribeCrosshairMove(function (p) { show(p && p.time != null ? p.time : null); });
+    show(null);
+    return { chart: chart, el: el, bars: { step: DAY },
+             setRange: function (a, b) { chart.timeScale().setVisibleRange({ from: a, to: b }); } };
+  }
+
   // ------------------------------------------------------------------ trade list
   var COLS = [
     ["n", "#", function (T, i) { return i + 1; }, function (v) { return v; }],
@@ -525,7 +560,7 @@
     charts: charts,
     /* Zoom chart `id` (null: the first price chart) to [from, to]: epoch seconds or ISO dates. */
     zoom: function (id, from, to) {
-      var c = ensure(id || order[0]);
+      var c = ensure(id || order[0]) || lineCharts[id];
       if (!c) return false;
       var a = typeof from === "number" ? from : parseTime(from), b = typeof to === "number" ? to : parseTime(to);
       if (isNaN(a) || isNaN(b)) return false;
@@ -536,7 +571,7 @@
     onReady: function (fn) { if (ready === null) fn(api); else ready.push(fn); }
   };
 
-  var ensure;
+  var ensure = function () { return null; };
   function init(spec) {
     performance.mark("init:" + spec.id);
     var c = new PriceChart(spec);
@@ -567,9 +602,13 @@
     var el = ev.target.closest("[data-zoom-from]");
     if (!el) return;
     var id = el.dataset.chart || order[0];
-    if (api.zoom(id, el.dataset.zoomFrom, el.dataset.zoomTo || el.dataset.zoomFrom) && charts[id]) {
-      charts[id].el.scrollIntoView({ block: "center", behavior: "instant" });
+    if (api.zoom(id, el.dataset.zoomFrom, el.dataset.zoomTo || el.dataset.zoomFrom)) {
+      (charts[id] || lineCharts[id]).el.scrollIntoView({ block: "center", behavior: "instant" });
     }
+  });
+  document.querySelectorAll("[data-lines]").forEach(function (el) {
+    var spec = (DATA.lines || {})[el.dataset.lines];
+    if (spec) lineCharts[el.id] = lineChart(el, spec);
   });
 
   /* The first strategy is drawn at once; the others (and the comparison chart) when they come
@@ -578,13 +617,12 @@
   DATA.charts.forEach(function (spec) { specs[spec.id] = spec; order.push(spec.id); });
   ensure = function (id) { if (!charts[id] && specs[id]) init(specs[id]); return charts[id]; };
   var lazy = [];
+  requestAnimationFrame(function () { // the frame that paints the first chart
+    document.documentElement.dataset.firstChartMs = Math.round(performance.now());
+  });
   order.forEach(function (id, n) {
-    if (n === 0) {
-      ensure(id);
-      requestAnimationFrame(function () { // the frame that paints the first chart
-        document.documentElement.dataset.firstChartMs = Math.round(performance.now());
-      });
-    } else lazy.push([document.getElementById(id), function () { ensure(id); }]); });
+    if (n === 0) ensure(id);
+    else lazy.push([document.getElementById(id), function () { ensure(id); }]); });
   var cmp = document.getElementById("comparison-chart");
   if (cmp) lazy.push([cmp, function () { comparisonChart(cmp); }]);
   if (window.IntersectionObserver) {
