@@ -283,7 +283,8 @@ def test_write_report_folder_round_trip(daily, tmp_path):
 
     results = [make_result(daily, strategy="oversold_bounce", n_trades=8, seed=1),
                make_result(daily, strategy="a/b <c>", n_trades=5, seed=2)]  # fmt: skip
-    written = write_report(results, tmp_path / "out")
+    assert not any(k.startswith("png:") for k in write_report(results[:1], tmp_path / "no-png"))
+    written = write_report(results, tmp_path / "out", png=True)
     assert written["html"] == tmp_path / "out" / "report.html"
     assert written["dir:2"].name == "2-a-b-c"
     assert {k for k in written if k.startswith("png:")} == {
@@ -295,3 +296,15 @@ def test_write_report_folder_round_trip(daily, tmp_path):
     assert [len(c["trades"]["pnl"]) for c in page.payload()["charts"]] == [8, 5]
     with pytest.raises(Exception, match="no saved backtest results"):
         load_results(tmp_path)
+
+
+def test_png_default_is_the_same_in_the_cli_and_the_api():
+    import inspect
+
+    from backtests.cli.run import report_command, run_command
+    from backtests.reports.write import write_report
+
+    api = inspect.signature(write_report).parameters["png"].default
+    for command in (run_command, report_command):
+        option = next(p for p in command.params if p.name == "png")
+        assert option.default is api is False  # opt-in: benchmarks/README.md, rendering

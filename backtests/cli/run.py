@@ -32,6 +32,7 @@ from backtests.cli.options import (
 )
 from backtests.config import BacktestConfig
 from backtests.job import Timings, run_job
+from backtests.reports import PNG_DEFAULT
 from backtests.reports.format import terminal
 from backtests.story import move_lines
 from data.frame import DataError, parse_timeframe, timeframe_of
@@ -199,7 +200,8 @@ _started = False
 @config_options()
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder. Default: reports/run-<UTC time>.")
-@click.option("--no-png", is_flag=True, help="Skip the PNG charts.")
+@click.option("--png/--no-png", default=PNG_DEFAULT, show_default=True,
+              help="Also write price/RSI/equity PNG charts per strategy (~0.5 s each).")
 @click.option("--open", "open_report", is_flag=True, help="Open the HTML report when done.")
 @click.option("--funding-data", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Funding-rate CSV (timestamp,funding_rate) charged at its own times. "
@@ -208,9 +210,10 @@ _started = False
 def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_file: str | None,
                 data_dir: str | None, timeframe: str | None, offline: bool,
                 dataset: str | None, start: str | None,
-                end: str | None, out_dir: str | None, no_png: bool, open_report: bool,
+                end: str | None, out_dir: str | None, png: bool, open_report: bool,
                 funding_data: str | None, **config: Any) -> None:
-    """Backtest strategies on BTC data and write an HTML + PNG report (the main job)."""
+    """Backtest strategies on BTC data and write an HTML report (+ PNGs with --png): the main
+    job."""
     from backtests.reports.write import write_report
 
     timings = Timings()
@@ -247,7 +250,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
 
     out = Path(out_dir) if out_dir else _default_out()
     t0 = time.perf_counter()
-    paths = write_report(results, out, png=not no_png)
+    paths = write_report(results, out, png=png)
     timings.rendering = time.perf_counter() - t0
 
     click.echo(summary_table(results))
@@ -317,8 +320,9 @@ def strategies_command() -> None:
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder. Default: next to the first result.")
-@click.option("--no-png", is_flag=True, help="Skip the PNG charts.")
-def report_command(results: tuple[str, ...], out_dir: str | None, no_png: bool) -> None:
+@click.option("--png/--no-png", default=PNG_DEFAULT, show_default=True,
+              help="Also write the PNG charts.")
+def report_command(results: tuple[str, ...], out_dir: str | None, png: bool) -> None:
     """Re-render a report from saved results (a run's folder or result folders, a saved sweep
     or walk-forward folder)."""
     from backtests.reports.write import load_results, rerender_tuning, tuning_kind, write_report
@@ -333,7 +337,7 @@ def report_command(results: tuple[str, ...], out_dir: str | None, no_png: bool) 
         return
     loaded = [r for item in runs for r in load_results(item)]
     out = Path(out_dir) if out_dir else Path(runs[0]) / "rerendered"
-    paths = write_report(loaded, out, png=not no_png, save_results=False)
+    paths = write_report(loaded, out, png=png, save_results=False)
     click.echo(summary_table(loaded))
     click.echo(f"\nreport: {paths['html']}")
 

@@ -5,7 +5,7 @@ Layout written by :func:`write_report` into ``out_dir``::
     report.html                 one self-contained page for all results (see reports.html)
     <n>-<strategy>/results.json the saved result (+ *.parquet), reloadable with
                                 BacktestResult.load; `btc-backtest report` re-renders from these
-    <n>-<strategy>/price.png    the PNG charts of that result (see report_png)
+    <n>-<strategy>/price.png    with ``png=True``: the PNG charts of that result (reports.png)
     <n>-<strategy>/rsi.png
     <n>-<strategy>/equity.png
 
@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from backtests.reports import PNG_DEFAULT
 from backtests.reports.html import render_html
 from backtests.reports.png import render_png
 from backtests.reports.sweep_page import write_sweep_report
@@ -33,6 +34,7 @@ from data.frame import DataError
 SWEEP_JSON, WALKFORWARD_JSON = "sweep.json", "walkforward.json"  # written by their save()
 
 
+
 def result_dirname(result: BacktestResult, n: int) -> str:
     """Folder name of the ``n``-th result (1-based): ``"1-oversold_bounce"``, filesystem-safe."""
     name = re.sub(r"[^A-Za-z0-9_.-]+", "-", result.strategy).strip("-.")[:60] or "strategy"
@@ -43,7 +45,7 @@ def write_report(
     results: Sequence[BacktestResult] | BacktestResult,
     out_dir: str | Path,
     *,
-    png: bool = True,
+    png: bool = PNG_DEFAULT,
     save_results: bool = True,
     title: str | None = None,
 ) -> dict[str, Path]:
