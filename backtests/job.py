@@ -22,6 +22,7 @@ from backtests.squeeze.summary import squeeze_summary
 from backtests.story import story
 from backtests.tuning.audit import audit
 from strategies.base import Strategy
+from strategies.native import BacktraderStrategy
 
 AUDIT_CUTS = 3  # cut points of the quick look-ahead audit run with every job
 
@@ -97,8 +98,8 @@ def lookahead_check(df: pd.DataFrame, strategy: Any, config: BacktestConfig,
     "first_leak" (one line, or None)}``; ``{"skipped": reason}`` for a strategy without
     ``signals()`` (a native backtrader strategy) or data too short to cut.
     """
-    if not callable(getattr(strategy, "signals", None)):
-        return {"skipped": "not a signals() strategy (native backtrader): not audited"}
+    if isinstance(strategy, BacktraderStrategy) or not callable(getattr(strategy, "signals", None)):
+        return {"skipped": "a native backtrader strategy (no vectorised signals): not audited"}
     if len(df) < 3:
         return {"skipped": f"only {len(df)} bars: too short to audit"}
     rep = audit(df, strategy, cut_points=min(cuts, len(df) - 2), config=config)
