@@ -159,8 +159,9 @@ TRADE_FIELDS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_
 
 
 def trade_table(result: BacktestResult) -> dict[str, list[Any]]:
-    """The trade list as columns (:data:`TRADE_FIELDS`; times in epoch seconds). ``stop`` and
-    ``target`` are filled when the saved trades record them, else missing."""
+    """The trade list as columns (:data:`TRADE_FIELDS`; times in epoch seconds). ``stop``
+    (``stop``, else the ``initial_stop`` placed at entry) and ``target`` are filled when the
+    saved trades record them, else missing."""
     t = result.trades
     n = len(t)
 
@@ -186,7 +187,7 @@ def trade_table(result: BacktestResult) -> dict[str, list[Any]]:
         "mfe_pct": col("mfe_pct", 4),
         "tag": ["" if is_missing(v) else str(v) for v in t["tag"]] if "tag" in t else [""] * n,
         "bars": (t["exit_bar"] - t["entry_bar"]).astype(int).tolist() if n else [],
-        "stop": col("stop"),
+        "stop": col("stop") if "stop" in t else col("initial_stop"),
         "target": col("target"),
         "why": _why(result, t),
     }
