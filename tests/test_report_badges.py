@@ -3,36 +3,21 @@ report's header (a leaky strategy gets a red badge)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import numpy as np
 import pandas as pd
 
 from backtests.config import BacktestConfig
 from backtests.job import run_job
 from backtests.reports.badges import audit_badge, badges, data_badges
 from backtests.results import BacktestResult
-from strategies.base import Param, Signals, Strategy
 from strategies.loader import builtin_strategies
 from tests.conftest import real
-
-
-class Centred(Strategy):
-    """Leaky on purpose: long above a centred mean (two future bars)."""
-
-    name = "leaky_centred"
-    params: ClassVar[dict[str, Param]] = {"window": Param(5, "bars", int, min=3)}
-
-    def signals(self, df: pd.DataFrame) -> Signals:
-        sma = df["close"].rolling(self.p.window, center=True).mean()
-        up = (df["close"] > sma).to_numpy()
-        return Signals.from_entries(np.where(up, 1, 0).astype(np.int8), exit=~up)
+from tests.test_audit import CentredMean  # leaky on purpose: a centred mean
 
 
 def test_run_job_audits_each_strategy_and_the_badge_says_so(tmp_path):
     df = real("1d_binance").iloc[-900:]
     honest = builtin_strategies()["oversold_bounce"]()
-    results = run_job(df, [honest, Centred()], BacktestConfig())
+    results = run_job(df, [honest, CentredMean()], BacktestConfig())
     ok, leak = (r.checks["lookahead"] for r in results)
     assert ok["passed"] is True and len(ok["cuts"]) == 3 and ok["first_leak"] is None
     assert leak["passed"] is False and "changes when data ends" in leak["first_leak"]
