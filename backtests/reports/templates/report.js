@@ -396,7 +396,9 @@
       }
       any = chart.addSeries(LW.LineSeries, { color: colours[n % colours.length], lineWidth: 2, priceFormat: fmt, title: spec.name, priceLineVisible: false });
       any.setData(lineData(t, eq));
-      for (var i = 0; i < eq.length; i++) { if (eq[i] < lo) lo = eq[i]; if (eq[i] > hi) hi = eq[i]; }
+      th.cols.forEach(function (col) { // strategies and buy & hold share the axis: log when >5x
+        for (var i = 0; i < col.length; i++) { if (col[i] < lo) lo = col[i]; if (col[i] > hi) hi = col[i]; }
+      });
     });
     if (any && lo > 0 && hi / lo > 5) any.priceScale().applyOptions({ mode: 1 });
     chart.timeScale().fitContent();
