@@ -32,9 +32,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "outlook": ("backtests.cli.run", "The technical outlook (levels, RSI, 200-week EMA, trend) "
                 "as of a date."),
     "report": ("backtests.cli.run", "Re-render a report from saved results (a run's folder or "
-               "result folders)."),
-    "run": ("backtests.cli.run", "Backtest strategies on BTC data and write an HTML + PNG "
-            "report (the main job)."),
+               "result folders, a saved sweep or walk-forward folder)."),
+    "run": ("backtests.cli.run", "Backtest strategies on BTC data and write an HTML report (+ "
+            "PNGs with --png): the main job."),
     "squeeze": ("backtests.cli.squeeze", "Maximum leverage that survived, per entry bar, with "
                 "the path BTC actually took."),
     "strategies": ("backtests.cli.run", "List the built-in strategies and their parameters "
