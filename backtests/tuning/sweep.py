@@ -8,7 +8,6 @@ Parameter spaces are built by :mod:`backtests.tuning.space`.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
