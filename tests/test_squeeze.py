@@ -332,7 +332,7 @@ def test_job_stores_the_squeeze_and_the_report_draws_it(btc_daily, tmp_path):
     assert f'"leverages":{compact}' in page
     from backtests.reports.write import write_report
 
-    written = write_report([saved], tmp_path / "folder", save_results=False)
+    written = write_report([saved], tmp_path / "folder", save_results=False, png=True)
     assert written["png:squeeze"].stat().st_size > 30_000
     # a result without it (older saves): no card, no error
     bare = BacktestResult.load(tmp_path / "r")
