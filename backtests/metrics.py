@@ -267,14 +267,58 @@ def core_metrics(equity: np.ndarray, years: float, ppy: float, cash: float, pnl:
     }
 
 
+def fold_rows(partial: np.ndarray, size: np.ndarray, exit_price: np.ndarray,
+              additive: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Fold the partial-exit rows of trade records into the row that closes their position.
+
+    A position's partial fills are the rows just before its closing row (one position is open
+    at a time). Returns ``(closing, folded)``: the boolean mask of closing rows and, per closing
+    row, the position's whole ``size``, its size-weighted mean ``exit_price`` (so ``side * size *
+    (exit_price - entry_price)`` is the sum of the rows' gross PnL) and the sums of the
+    ``additive`` columns (fees, funding, PnL...).
+    """
+    closing = ~partial
+    gid = np.concatenate(([0], np.cumsum(closing[:-1]))) if len(partial) else partial.astype(int)
+    g = int(closing.sum())
+
+    def total(x: np.ndarray) -> np.ndarray:
+        return np.bincount(gid, weights=x, minlength=g)[:g]
+
+    q = total(size)
+    out = {"size": q, "exit_price": total(size * exit_price) / q}
+    out.update({k: total(v) for k, v in additive.items()})
+    return closing, out
+
+
+def positions(trades: pd.DataFrame) -> pd.DataFrame:
+    """The trade table with one row per position: partial take-profit rows ("partial") folded
+    into the row that closes the position (:func:`fold_rows`; ``return_pct`` recomputed on the
+    whole position's margin). Trade statistics count positions, not fills."""
+    partial = (trades["exit_reason"] == "partial").to_numpy()
+    if not partial.any():
+        return trades
+    cols = ("entry_fee", "exit_fee", "funding", "pnl")
+    closing, f = fold_rows(partial, trades["size"].to_numpy(np.float64),
+                           trades["exit_price"].to_numpy(np.float64),
+                           {c: trades[c].to_numpy(np.float64) for c in cols})
+    out = trades.loc[closing].reset_index(drop=True)
+    for c, v in f.items():
+        out[c] = v
+    margin = out["size"] * out["entry_price"] / out["leverage"]
+    out["return_pct"] = np.where(margin > 0, out["pnl"] / margin.where(margin > 0) * 100, np.nan)
+    return out
+
+
 def trade_stats(trades: pd.DataFrame) -> dict[str, float]:
     """Closed-trade statistics (quote currency and %): see the module docstring.
 
     Returns win_rate_pct, profit_factor, expectancy (mean net PnL per trade), avg_win, avg_loss
     (negative), payoff_ratio (avg_win / |avg_loss|), avg_trade_pct / best_trade_pct /
     worst_trade_pct (of ``return_pct``), avg_bars_held, n_trades, n_long, n_short,
-    n_liquidations, fees_paid, funding_paid, gross_profit, gross_loss, net_pnl.
+    n_liquidations, fees_paid, funding_paid, gross_profit, gross_loss, net_pnl. A position
+    with partial exits counts once, by its whole PnL (:func:`positions`).
     """
+    trades = positions(trades)
     pnl = trades["pnl"].to_numpy(dtype=np.float64)
     ret = trades["return_pct"].to_numpy(dtype=np.float64)
     side = trades["side"].to_numpy()
@@ -366,6 +410,7 @@ def compute_metrics(
         quote currency, durations in days. See the module docstring for each definition.
     """
     eq = _check_equity(equity)
+    trades = positions(trades)  # a position with partial exits is one trade
     ppy = periods_per_year(timeframe)
     start = float(eq[0]) if cash is None else float(cash)
     if start <= 0:
@@ -502,13 +547,16 @@ def exit_reason_stats(trades: pd.DataFrame) -> pd.DataFrame:
 
 
 def tag_stats(trades: pd.DataFrame) -> pd.DataFrame:
-    """Per entry tag (freqtrade-style): the same columns as :func:`exit_reason_stats`."""
-    return _group_stats(trades, "tag")
+    """Per entry tag (freqtrade-style): the same columns as :func:`exit_reason_stats`, counting
+    positions (partial exits folded in)."""
+    return _group_stats(positions(trades), "tag")
 
 
 def r_multiples(trades: pd.DataFrame) -> np.ndarray:
-    """Each trade's result in R (module docstring); NaN for a trade without an initial stop
-    (or without the ``initial_stop`` column at all)."""
+    """Each trade's result in R (module docstring), one value per position (partial exits
+    folded in: :func:`positions`); NaN for a trade without an initial stop (or without the
+    ``initial_stop`` column at all)."""
+    trades = positions(trades)
     if "initial_stop" not in trades.columns:
         return np.full(len(trades), np.nan)
     risk = trades["size"].to_numpy(np.float64) * np.abs(

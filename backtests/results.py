@@ -52,6 +52,7 @@ TRADE_COLUMNS: tuple[str, ...] = (
     "exit_reason",
     "leverage",
     "liquidation_price",
+    "initial_stop",
     "mae_pct",
     "mfe_pct",
     "tag",
@@ -59,6 +60,9 @@ TRADE_COLUMNS: tuple[str, ...] = (
 
 _TIME = "datetime64[ns, UTC]"
 _STR = pd.StringDtype(na_value=np.nan)  # pandas 3's default "str" dtype; NaN for missing
+#: Columns added after results were first saved, with the value older tables get for them.
+LATER_TRADE_COLUMNS: dict[str, float] = {"initial_stop": np.nan}
+
 #: The dtype of each trade column (``normalize_trades`` coerces to these).
 TRADE_DTYPES: dict[str, Any] = {
     "entry_time": _TIME,
@@ -77,6 +81,7 @@ TRADE_DTYPES: dict[str, Any] = {
     "exit_reason": _STR,
     "leverage": "float64",
     "liquidation_price": "float64",
+    "initial_stop": "float64",
     "mae_pct": "float64",
     "mfe_pct": "float64",
     "tag": _STR,
@@ -91,9 +96,16 @@ EXIT_REASONS: tuple[str, ...] = (
     "time",
     "end",
     "reverse",
+    "stop_close",
+    "trail",
+    "trail_close",
+    "breakeven",
+    "breakeven_close",
+    "partial",
 )
 #: The exit reasons filled at the exit bar's open (the others fill inside the bar or at its close).
-OPEN_EXITS: tuple[str, ...] = ("signal", "time", "reverse")
+OPEN_EXITS: tuple[str, ...] = ("signal", "time", "reverse", "stop_close", "trail_close",
+                               "breakeven_close")
 
 # The frames a result stores, each in its own Parquet file.
 _FRAMES: tuple[str, ...] = ("prices", "trades", "indicators", "events", "levels")
@@ -122,7 +134,8 @@ def normalize_trades(trades: pd.DataFrame | None) -> pd.DataFrame:
     """Return ``trades`` with the canonical columns first, in order, and canonical dtypes.
 
     Extra columns are kept after the canonical ones. Integer tags become strings; a missing tag is
-    NaN. The index is reset to 0..n-1.
+    NaN. A table from before a column was added (:data:`LATER_TRADE_COLUMNS`, e.g. a saved
+    result) gets that column filled with its default. The index is reset to 0..n-1.
 
     Raises:
         DataError: when a canonical column is missing, an exit reason is unknown, or a column
@@ -134,6 +147,9 @@ def normalize_trades(trades: pd.DataFrame | None) -> pd.DataFrame:
         raise DataError(f"trades is a {type(trades).__name__}, not a DataFrame")
     if _is_normal(trades):
         return trades
+    later = {c: v for c, v in LATER_TRADE_COLUMNS.items() if c not in trades.columns}
+    if later:
+        trades = trades.assign(**later)
     missing = [c for c in TRADE_COLUMNS if c not in trades.columns]
     if missing:
         raise DataError(

@@ -137,6 +137,140 @@ class Param:
         return out
 
 
+#: Where a trailing stop or a break-even move acts: the intrabar stop or the stop on the close.
+STOP_KINDS: tuple[str, ...] = ("intrabar", "close")
+
+# ExitRules fields that are prices or distances: (name, what the value is, upper bound or None).
+_EXIT_FIELDS: tuple[tuple[str, str, float | None], ...] = (
+    ("stop_pct", "a fraction of the entry fill (0.05 = 5 %)", 1.0),
+    ("stop_atr", "a multiple of atr", None),
+    ("close_stop", "a price", None),
+    ("close_stop_pct", "a fraction of the entry fill (0.05 = 5 %)", 1.0),
+    ("close_stop_atr", "a multiple of atr", None),
+    ("trail_pct", "a fraction of the close (0.05 = 5 %)", 1.0),
+    ("trail_atr", "a multiple of atr", None),
+    ("breakeven_pct", "a fraction of the entry fill (0.02 = 2 %)", None),
+    ("partial_target", "a price", None),
+    ("partial_pct", "a fraction of the entry fill (0.05 = 5 %)", None),
+    ("partial_size", "a fraction of the position", 1.0),
+)
+
+
+@dataclass
+class ExitRules:
+    """Exits managed by the engines for each position, beside :class:`Signals`' ``stop`` and
+    ``target`` (which stay absolute prices with an intrabar trigger).
+
+    Each number is either a scalar (the same for every entry) or an array of ``len(df)`` values
+    read at the entry's signal bar, like ``Signals.stop``; NaN means "none". Distances relative
+    to the entry are measured from the entry **fill** (open of the next bar, slippage included),
+    so a strategy need not know its fill. ``atr`` multiples use ``atr`` (a causal per-bar
+    volatility column the strategy supplies, quote currency): the value at the signal bar for
+    levels fixed at entry, at each bar's close for trailing. When several levels of one stop are
+    given (e.g. ``stop`` and ``stop_pct``) the one nearer the fill applies.
+
+    Two stops per position (see the execution rules in :mod:`backtests.engines.fast`):
+
+    * the **intrabar stop** (``Signals.stop``, ``stop_pct``, ``stop_atr``) fills at the stop price
+      when a bar trades through it, or at the open when the bar gaps past it (reason "stop");
+    * the **stop on the close** (``close_stop``, ``close_stop_pct``, ``close_stop_atr``) triggers
+      when a bar **closes** at or beyond it and fills at the next open (reason "stop_close").
+
+    Attributes:
+        trail_pct, trail_atr: trailing stop at ``close * (1 - pct)`` / ``close - mult * atr``
+            (long; mirrored for shorts), from the entry fill on, recomputed at every close.
+        trail_line: a per-bar indicator column the stop follows (e.g. the last confirmed pivot
+            low), read at each close; NaN bars leave the stop where it is.
+        trail_on: "intrabar" or "close": which stop the trailing moves. Trailing only ever moves
+            a stop in the position's favour (it ratchets).
+        breakeven_pct: once a bar's high (long) / low (short) reaches the entry fill by this
+            fraction, the stop named by ``breakeven_on`` moves, at that bar's close, to the
+            entry fill plus both commissions (``fill * (1 + c) / (1 - c)`` for a long).
+        partial_target, partial_pct: a first take-profit (a price, or a fraction from the entry
+            fill) where ``partial_size`` of the position is closed like a target (reason
+            "partial"); ignored unless strictly between the entry fill and the target.
+        atr: the per-bar volatility column the ``*_atr`` multiples refer to.
+    """
+
+    stop_pct: float | np.ndarray = np.nan
+    stop_atr: float | np.ndarray = np.nan
+    close_stop: float | np.ndarray = np.nan
+    close_stop_pct: float | np.ndarray = np.nan
+    close_stop_atr: float | np.ndarray = np.nan
+    trail_pct: float | np.ndarray = np.nan
+    trail_atr: float | np.ndarray = np.nan
+    trail_line: np.ndarray | None = None
+    trail_on: str = "intrabar"
+    breakeven_pct: float | np.ndarray = np.nan
+    breakeven_on: str = "intrabar"
+    partial_target: float | np.ndarray = np.nan
+    partial_pct: float | np.ndarray = np.nan
+    partial_size: float | np.ndarray = np.nan
+    atr: np.ndarray | None = None
+
+    def validate(self, n: int) -> ExitRules:
+        """Check every field against a frame of ``n`` bars; return a copy whose numbers are
+        float64 arrays of ``n`` values (or of 1 value for a scalar: the same for every bar;
+        ``trail_line`` and ``atr`` stay None when not given).
+
+        Raises:
+            ValueError: naming the field, the first bad bar and what the value should be.
+        """
+        out: dict[str, Any] = {}
+        for name, what, upper in _EXIT_FIELDS:
+            arr = _per_bar(f"ExitRules.{name}", getattr(self, name), n, scalar_ok=True)
+            bad = np.flatnonzero(np.isinf(arr) | (arr <= 0) | ((arr >= upper) if upper else False))
+            if bad.size:
+                bound = f"in (0, {upper:g})" if upper else "> 0"
+                raise ValueError(f"ExitRules.{name} is {what}, {bound} or NaN; "
+                                 f"{_where(arr, bad[0])} holds {arr[bad[0]]}")
+            out[name] = arr
+        for name in ("trail_line", "atr"):
+            val = getattr(self, name)
+            if val is None:
+                out[name] = None
+                continue
+            arr = _per_bar(f"ExitRules.{name}", val, n, scalar_ok=False)
+            bad = np.flatnonzero(np.isinf(arr) | (arr <= 0))
+            if bad.size:
+                raise ValueError(f"ExitRules.{name} must be positive or NaN; bar {bad[0]} "
+                                 f"holds {arr[bad[0]]}")
+            out[name] = arr
+        uses_atr = [f for f in ("stop_atr", "close_stop_atr", "trail_atr")
+                    if not np.isnan(out[f]).all()]
+        if uses_atr and self.atr is None:
+            raise ValueError(f"ExitRules.{uses_atr[0]} is a multiple of ExitRules.atr, which is "
+                             "missing: pass the ATR column (e.g. talib.ATR) as atr=")
+        for name in ("trail_on", "breakeven_on"):
+            if getattr(self, name) not in STOP_KINDS:
+                raise ValueError(f"ExitRules.{name} must be one of {', '.join(STOP_KINDS)}, got "
+                                 f"{getattr(self, name)!r}")
+        missing = ~(np.isnan(out["partial_target"]) & np.isnan(out["partial_pct"])) \
+            & np.isnan(out["partial_size"])
+        bad = np.flatnonzero(missing)
+        if bad.size:
+            raise ValueError(f"ExitRules.partial_size is missing at {_where(missing, bad[0])}, "
+                             "which has a partial target: give the fraction to close there, "
+                             "e.g. 0.5")
+        return ExitRules(trail_on=self.trail_on, breakeven_on=self.breakeven_on, **out)
+
+
+def _per_bar(label: str, value: Any, n: int, scalar_ok: bool) -> np.ndarray:
+    """``value`` as a contiguous float64 array of ``n`` values (or 1 for a scalar; a 1-value
+    array is one too, so validating twice changes nothing)."""
+    arr = np.asarray(value, dtype=np.float64)
+    if scalar_ok and arr.size == 1 and arr.ndim <= 1:
+        return arr.reshape(1).copy()
+    if arr.ndim != 1 or len(arr) != n:
+        raise ValueError(f"{label} has shape {arr.shape}, expected ({n},): one value per bar"
+                         + (" (or a scalar)" if scalar_ok else ""))
+    return np.ascontiguousarray(arr)
+
+
+def _where(arr: np.ndarray, i: int) -> str:
+    return "the scalar" if len(arr) == 1 else f"bar {i}"
+
+
 @dataclass
 class Signals:
     """What a strategy wants, bar by bar; every array has ``len(df)`` elements.
@@ -152,6 +286,8 @@ class Signals:
         max_bars: time stop, exit at the open of bar ``entry_fill_bar + max_bars`` (0: none).
         tags: optional per-bar entry label (str or int), copied into the trade list.
         indicators: the per-bar columns the signals were built from (for reports and audits).
+        exits: stops relative to the entry fill, stops on the close, trailing stops,
+            break-even and a partial take-profit (:class:`ExitRules`); None for none.
     """
 
     entry: np.ndarray
@@ -161,6 +297,7 @@ class Signals:
     max_bars: int = 0
     tags: np.ndarray | None = None
     indicators: pd.DataFrame | None = field(default=None, repr=False)
+    exits: ExitRules | None = None
 
     @classmethod
     def from_entries(
@@ -212,8 +349,11 @@ class Signals:
             raise ValueError(f"Signals.max_bars must be >= 0, got {self.max_bars}")
         if self.tags is not None and len(self.tags) != n:
             raise ValueError(f"Signals.tags has {len(self.tags)} values, expected {n}")
+        if self.exits is not None and not isinstance(self.exits, ExitRules):
+            raise TypeError(f"Signals.exits must be an ExitRules, got {type(self.exits).__name__}")
+        exits = self.exits.validate(n) if self.exits is not None else None
         return Signals(max_bars=int(self.max_bars), tags=self.tags,
-                       indicators=self.indicators, **out)
+                       indicators=self.indicators, exits=exits, **out)
 
 
 def _on_canonical(method: Callable[..., Any]) -> Callable[..., Any]:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import talib
 
 from backtests.config import BacktestConfig
 from backtests.engines import bt as engine_bt
 from backtests.engines import fast as engine_fast
-from strategies.base import Signals
+from strategies.base import ExitRules, Signals
 from strategies.bounce import OversoldBounce
 from strategies.breakdown import Breakdown
 from tests.lookahead import ohlc_frame
@@ -116,3 +117,64 @@ def test_parity_random_signals_with_gaps(seed):
     trades = assert_same(df, sig, BacktestConfig(mode="both", leverage=12, size=0.25,
                                                  slippage_bps=8, funding_rate=0.0002))
     assert {"stop", "target", "liquidation", "reverse", "time"} <= set(trades["exit_reason"])
+
+
+# -- managed exits (strategies.base.ExitRules): every kind, both engines --------------------------
+
+EXIT_KINDS = {  # name -> (rules, the exit reason it must produce somewhere)
+    "stop_close_pct": (dict(close_stop_pct=0.05), "stop_close"),
+    "stop_close_atr": (dict(close_stop_atr=1.0, close_stop=np.nan), "stop_close"),
+    "stop_pct": (dict(stop_pct=0.04), "stop"),
+    "stop_atr": (dict(stop_atr=1.5), "stop"),
+    "trail_pct": (dict(trail_pct=0.06), "trail"),
+    "trail_atr_close": (dict(trail_atr=2.0, trail_on="close"), "trail_close"),
+    "trail_line": (dict(trail_line="line"), "trail"),
+    "breakeven": (dict(breakeven_pct=0.03, stop_pct=0.05), "breakeven"),
+    "breakeven_close": (dict(breakeven_pct=0.03, close_stop_pct=0.05, breakeven_on="close"),
+                        "breakeven_close"),
+    "partial": (dict(partial_pct=0.04, partial_size=0.5, stop_pct=0.05), "partial"),
+    "all": (dict(partial_pct=0.04, partial_size=0.3, stop_pct=0.08, trail_pct=0.05,
+                 breakeven_pct=0.02, close_stop_pct=0.04), "trail"),
+}
+EXIT_CONFIGS = {
+    "long_1x_free": dict(mode="long", commission=0.0, slippage_bps=0.0),
+    "short_3x_slip": dict(mode="short", leverage=3, size=0.5, slippage_bps=10),
+    "both_20x_liq_funding": dict(mode="both", leverage=20, size=0.25, slippage_bps=8,
+                                 funding_rate=0.0002),
+    "risk_1pct": dict(mode="both", sizing="risk", size=0.01, leverage=5),
+}
+
+
+def _exit_signals(seed: int, rules: dict) -> tuple[pd.DataFrame, Signals]:
+    """Random entries and targets on a gapping random path, with ``rules`` for every entry."""
+    df = ohlc_frame(500, "1d", seed=seed, volatility=0.05)
+    rng = np.random.default_rng(seed)
+    n = len(df)
+    df["open"] = df["open"].to_numpy() * np.exp(rng.normal(0, 0.02, n))  # gaps
+    df["high"] = np.maximum(df["high"], df["open"])
+    df["low"] = np.minimum(df["low"], df["open"])
+    c = df["close"].to_numpy()
+    rules = dict(rules)
+    if rules.get("trail_line") == "line":  # the lowest close of 10 bars (long-side support)
+        rules["trail_line"] = pd.Series(c).rolling(10).min().to_numpy()
+    if any(k.endswith("_atr") for k in rules):
+        rules["atr"] = talib.ATR(df["high"].to_numpy(), df["low"].to_numpy(), c, 14)
+    entry = rng.choice(np.array([-1, 0, 1], np.int8), n, p=[0.05, 0.9, 0.05])
+    sig = Signals(entry=entry, exit=rng.random(n) < 0.01, stop=np.full(n, np.nan),
+                  target=c * (1 + entry * rng.uniform(0.1, 0.3, n)),
+                  exits=ExitRules(**rules))
+    return df, sig
+
+
+@pytest.mark.parametrize("conf", list(EXIT_CONFIGS))
+@pytest.mark.parametrize("kind", list(EXIT_KINDS))
+def test_parity_managed_exits(kind, conf):
+    rules, reason = EXIT_KINDS[kind]
+    seen: set[str] = set()
+    for seed in (4, 5):
+        df, sig = _exit_signals(seed, rules)
+        seen |= set(assert_same(df, sig, BacktestConfig(**EXIT_CONFIGS[conf]))["exit_reason"])
+    if conf == "both_20x_liq_funding":  # stops beyond the liquidation price do not protect
+        assert "liquidation" in seen
+    else:
+        assert reason in seen, f"{kind} never exited by {reason!r}: {sorted(seen)}"

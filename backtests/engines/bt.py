@@ -19,6 +19,13 @@ engines to the same trades and final equity. How each rule is obtained from back
   before the target. Slippage: ``slip_perc`` with ``slip_open`` (market fills and gaps slip),
   ``slip_match``/``slip_out`` (the slipped price is used even outside the bar) and no
   ``slip_limit`` (a target reached intrabar fills exactly at its price).
+* **Managed exits** (``ExitRules``): the levels come from the fast engine's compiled helpers
+  (``entry_levels``, ``close_update``); the orders are backtrader's. A stop moved by a trailing
+  or break-even rule at a close is re-placed with its group at the next ``next_open()``; a stop
+  on the close is a market order at the next open; the partial take-profit is a Limit order
+  outside the OCO group (its fill must not cancel the stop). Every exit order is
+  **reduce-only** (:class:`PerpBroker`): cut to the position, cancelled when flat, as on an
+  exchange, so the full-size stop and target rest beside the partial order.
 * **Liquidation** (backtrader has none): an order of the OCO group flagged ``liquidation`` that
   :class:`PerpBroker` executes itself, through the broker's own ``_execute``, at exactly the
   liquidation price when the bar reaches it (and no stop is hit first); :class:`PerpCommInfo`
@@ -51,6 +58,9 @@ from backtests.engines.fast import (
     SIZING_CODES,
     WIPED_OUT,
     build_trades,
+    close_update,
+    entry_levels,
+    exit_arrays,
     liquidation_price,
     make_result,
     mode_allows,
@@ -100,7 +110,24 @@ class PerpBroker(bt.brokers.BackBroker):
         self.funding: np.ndarray | None = None  # per-bar sum of funding rates
         self.last_funding = 0.0  # quote currency charged at the last bar's close
 
+    def _reduce_only(self, order) -> bool:
+        """Exchange "reduce-only" semantics for the exit orders: an order that would open or add
+        to a position is cancelled (with its OCO group), one larger than the position is cut to
+        it. Lets a partial take-profit and the full-size stop/target rest side by side."""
+        pos = self.getposition(order.data).size
+        rem = order.executed.remsize
+        if pos == 0 or (pos > 0) == (rem > 0):
+            order.cancel()
+            self.notify(order)
+            self._ococheck(order)
+            return False
+        if abs(rem) > abs(pos):
+            order.executed.remsize = -pos
+        return True
+
     def _try_exec(self, order):
+        if order.info.get("reduce_only") and not self._reduce_only(order):
+            return None
         if order.info.get("reason") != "liquidation":
             return super()._try_exec(order)
         data = order.data
@@ -137,7 +164,15 @@ class PerpBroker(bt.brokers.BackBroker):
 
 
 class SignalStrategy(bt.Strategy):
-    """Executes precomputed :class:`Signals` (read by bar index) with backtrader's broker."""
+    """Executes precomputed :class:`Signals` (read by bar index) with backtrader's broker.
+
+    The levels of the managed exits (stops relative to the fill, trailing, break-even, partial
+    target) come from the fast engine's own compiled helpers (``entry_levels`` at the entry,
+    ``close_update`` at each close), so the two engines share that arithmetic; the fills, their
+    order within a bar and the book-keeping are backtrader's. A stop moved at a close is
+    re-placed (the whole protective group, in the rules' order) at the next bar's open; a stop on
+    the close is a market order placed at the next open after the close that triggered it.
+    """
 
     params = (("signals", None), ("config", None))
 
@@ -146,6 +181,7 @@ class SignalStrategy(bt.Strategy):
         cfg: BacktestConfig = self.p.config
         self.sig = sig
         self.cfg = cfg
+        self.x = exit_arrays(sig.exits)
         self.n = self.data.buflen()
         self.slip = cfg.slippage
         self.mode = MODE_CODES[cfg.mode]
@@ -154,7 +190,8 @@ class SignalStrategy(bt.Strategy):
         self.records: list[list[float]] = []
         self.trade: dict | None = None  # the open trade
         self.incoming: dict | None = None  # the trade whose entry order is in flight
-        self.protect: list = []  # OCO group of the open position
+        self.protect: list = []  # OCO group of the open position: liquidation, stop, target
+        self.partial = None  # the partial take-profit order (outside the OCO group)
 
     # -- order helpers ----------------------------------------------------------------------
     def _order(self, side: int, size: float, **kw):
@@ -162,9 +199,11 @@ class SignalStrategy(bt.Strategy):
         return fn(size=size, **kw)
 
     def _cancel_protection(self) -> None:
-        for o in self.protect:
-            self.broker.cancel(o)
+        for o in [*self.protect, self.partial]:
+            if o is not None:
+                self.broker.cancel(o)
         self.protect = []
+        self.partial = None
 
     def _close_at_open(self, reason: str, cash: float) -> float:
         """Market-close the position at this open; return the cash backtrader will have after."""
@@ -179,6 +218,33 @@ class SignalStrategy(bt.Strategy):
             return cash + q * pos.price / self.cfg.leverage + q * (px - pos.price) - fee
         return cash - q * px - fee  # short: the proceeds were credited at entry
 
+    def _place_protection(self, t: dict, q: float) -> None:
+        """(Re)place the protective orders of trade ``t`` for ``q`` BTC, in the order the rules
+        check them within a bar: liquidation, stop, partial target, target."""
+        self._cancel_protection()
+        side = t["side"]
+        group = []
+        if not math.isnan(t["liq"]):
+            group.append(dict(exectype=bt.Order.Stop, price=t["liq"], reason="liquidation",
+                              stop_price=t["stop"]))
+        if not math.isnan(t["stop"]):
+            group.append(dict(exectype=bt.Order.Stop, price=t["stop"],
+                              reason=EXIT_REASONS[t["stop_src"]]))
+        for kw in group:
+            leader = self.protect[0] if self.protect else None
+            self.protect.append(self._order(-side, q, oco=leader, kind="exit", reduce_only=True,
+                                            **kw))
+        if not math.isnan(t["partial"]):
+            self.partial = self._order(-side, t["partial_size"], exectype=bt.Order.Limit,
+                                       price=t["partial"], kind="exit", reason="partial",
+                                       reduce_only=True)
+        if not math.isnan(t["target"]):
+            leader = self.protect[0] if self.protect else None
+            self.protect.append(self._order(-side, q, oco=leader, exectype=bt.Order.Limit,
+                                            price=t["target"], kind="exit", reason="target",
+                                            reduce_only=True))
+        t["moved"] = False
+
     # -- bar events -------------------------------------------------------------------------
     def next_open(self) -> None:
         k = len(self.data) - 1
@@ -190,9 +256,12 @@ class SignalStrategy(bt.Strategy):
         side = 0 if pos == 0 else (1 if pos > 0 else -1)
         cash = self.broker.get_cash()
         o = self.data.open[0]
+        t = self.trade
 
         reason = None
-        if side and sig.max_bars > 0 and k - self.trade["entry_bar"] >= sig.max_bars:
+        if side and t["pending"] is not None:
+            reason = t["pending"]
+        elif side and sig.max_bars > 0 and k - t["entry_bar"] >= sig.max_bars:
             reason = "time"
         elif side and sig.exit[j]:
             reason = "signal"
@@ -205,41 +274,50 @@ class SignalStrategy(bt.Strategy):
             side = 0
 
         if side == 0 and allowed:
-            sp, tp = float(sig.stop[j]), float(sig.target[j])
+            fill = o * (1.0 + e * self.slip)
+            tp = float(sig.target[j])
+            levels = entry_levels(self.x, e, fill, j, float(sig.stop[j]), tp)
+            sp = levels[0]
             valid = not (not math.isnan(sp) and e * (o - sp) <= 0.0)
             valid = valid and not (not math.isnan(tp) and e * (tp - o) <= 0.0)
             if valid:
-                fill = o * (1.0 + e * self.slip)
-                q = size_position(self.sizing, self.cfg.size, cash, fill, sp, self.cfg.leverage,
-                                  self.cfg.commission, self.cfg.cash * WIPED_OUT)
+                planned = sp if not math.isnan(sp) else levels[2]
+                q = size_position(self.sizing, self.cfg.size, cash, fill, planned,
+                                  self.cfg.leverage, self.cfg.commission,
+                                  self.cfg.cash * WIPED_OUT)
                 if q > 0.0:
-                    self._open(e, q, fill, sp, tp, j)
+                    self._open(e, q, fill, tp, planned, levels, j)
                     side = e
+        elif side != 0 and t["moved"]:
+            self._place_protection(t, abs(pos))
 
         if k == self.n - 1 and side != 0:
             q = self.incoming["size"] if self.incoming else abs(self.position.size)
             leader = self.protect[0] if self.protect else None
             self._order(-side, q, exectype=bt.Order.Market, coc=True, oco=leader, kind="exit",
-                        reason="end")
+                        reason="end", reduce_only=True)
 
-    def _open(self, side: int, q: float, fill: float, stop: float, target: float, j: int):
+    def _open(self, side: int, q: float, fill: float, target: float, planned: float,
+              levels: tuple, j: int) -> None:
         self._order(side, q, exectype=bt.Order.Market, coc=False, kind="entry")
         liq = float(liquidation_price(side, fill, self.cfg.leverage,
                                       self.cfg.maintenance_margin))
-        self.incoming = {"signal_bar": j, "side": side, "size": q, "expected": fill,
-                         "liq": liq, "funding": 0.0}
-        group = []
-        if not math.isnan(liq):
-            group.append(dict(exectype=bt.Order.Stop, price=liq, reason="liquidation",
-                              stop_price=stop))
-        if not math.isnan(stop):
-            group.append(dict(exectype=bt.Order.Stop, price=stop, reason="stop"))
-        if not math.isnan(target):
-            group.append(dict(exectype=bt.Order.Limit, price=target, reason="target"))
-        self.protect = []
-        for kw in group:
-            leader = self.protect[0] if self.protect else None
-            self.protect.append(self._order(-side, q, oco=leader, kind="exit", **kw))
+        sp, sp_src, cp, cp_src, pp, pf = levels
+        x = self.x
+        tr_pct = float(x.trail_pct[0 if len(x.trail_pct) == 1 else j])
+        tr_atr = float(x.trail_atr[0 if len(x.trail_atr) == 1 else j])
+        be_pct = float(x.breakeven_pct[0 if len(x.breakeven_pct) == 1 else j])
+        self.incoming = {
+            "signal_bar": j, "side": side, "size": q, "expected": fill, "liq": liq,
+            "funding": 0.0, "initial_stop": planned, "target": target,
+            "stop": sp, "stop_src": sp_src, "close_stop": cp, "close_src": cp_src,
+            "partial": pp, "partial_frac": pf, "partial_size": q * pf if not math.isnan(pp)
+            else math.nan, "trail_pct": tr_pct, "trail_atr": tr_atr, "breakeven_pct": be_pct,
+            "manage": (len(x.trail_line) > 1 or not math.isnan(tr_pct)
+                       or not math.isnan(tr_atr) or not math.isnan(be_pct)),
+            "pending": None, "moved": False,
+        }
+        self._place_protection(self.incoming, q)
 
     def notify_order(self, order) -> None:
         if order.status in (order.Margin, order.Rejected):
@@ -260,18 +338,47 @@ class SignalStrategy(bt.Strategy):
             self.trade, self.incoming = t, None
             return
         t = self.trade
+        reason = order.info["reason"]
+        if reason == "partial":  # a fraction closed, the rest stays open on the other rules
+            f = t["partial_frac"]
+            self.records.append([
+                t["signal_bar"], t["entry_bar"], k, t["side"], t["partial_size"],
+                t["entry_price"], ex.price, t["entry_fee"] * f, ex.comm, t["funding"] * f,
+                _REASON_CODE[reason], t["liq"], t["initial_stop"],
+            ])
+            t["size"] = t["size"] - t["partial_size"]
+            t["entry_fee"] = t["entry_fee"] - t["entry_fee"] * f
+            t["funding"] = t["funding"] - t["funding"] * f
+            t["partial"] = math.nan
+            self.partial = None
+            return
         self.records.append([
             t["signal_bar"], t["entry_bar"], k, t["side"], t["size"], t["entry_price"], ex.price,
-            t["entry_fee"], ex.comm, t["funding"], _REASON_CODE[order.info["reason"]], t["liq"],
+            t["entry_fee"], ex.comm, t["funding"], _REASON_CODE[reason], t["liq"],
+            t["initial_stop"],
         ])
         self.trade = None
         if not self.position:
-            self.protect = []
+            self._cancel_protection()
 
     def next(self) -> None:
         k = len(self.data) - 1
-        if self.trade is not None:
-            self.trade["funding"] += self.broker.last_funding
+        t = self.trade
+        if t is not None:
+            t["funding"] += self.broker.last_funding
+            side = t["side"]
+            close = self.data.close[0]
+            if not math.isnan(t["close_stop"]) and side * (close - t["close_stop"]) <= 0.0:
+                t["pending"] = EXIT_REASONS[t["close_src"]]
+            elif t["manage"]:
+                s, s_src, c, c_src = close_update(
+                    self.x, side, k, close, self.data.high[0], self.data.low[0],
+                    t["entry_price"], self.cfg.commission, t["trail_pct"], t["trail_atr"],
+                    t["breakeven_pct"], t["stop"], t["stop_src"], t["close_stop"],
+                    t["close_src"])
+                if not (s == t["stop"] or (math.isnan(s) and math.isnan(t["stop"]))):
+                    t["moved"] = True
+                t.update(stop=s, stop_src=s_src, close_stop=c, close_src=c_src)
         self.equity[k] = self.broker.getvalue()
 
 

@@ -197,7 +197,8 @@ class _Recorder(bt.Analyzer):
 
 def _round_trips(fills: list[tuple], funding: np.ndarray, close: np.ndarray, signal_bar: np.ndarray,
                  leverage: float, mmr: float) -> np.ndarray:
-    """Raw trade records (:data:`RAW_COLUMNS`) from fills: one row per closing fill."""
+    """Raw trade records (:data:`RAW_COLUMNS`) from fills: one row per closing fill (the
+    initial stop is NaN: a native strategy's planned risk is not known to the engine)."""
     rows: list[list[float]] = []
     pos = pe = efee = fund = 0.0
     ebar = sbar = 0
@@ -214,7 +215,7 @@ def _round_trips(fills: list[tuple], funding: np.ndarray, close: np.ndarray, sig
                 side = 1 if pos > 0 else -1
                 rows.append([sbar, ebar, bar, side, q, pe, price, efee * share, xfee,
                              fund * share, _REASON_CODE[reason],
-                             liquidation_price(side, pe, leverage, mmr)])
+                             liquidation_price(side, pe, leverage, mmr), np.nan])
                 efee *= 1.0 - share
                 fund *= 1.0 - share
                 pos += -side * q
@@ -236,7 +237,7 @@ def _round_trips(fills: list[tuple], funding: np.ndarray, close: np.ndarray, sig
         side = 1 if pos > 0 else -1
         last = len(close) - 1
         rows.append([sbar, ebar, last, side, abs(pos), pe, close[last], efee, 0.0, fund,
-                     _REASON_CODE["end"], liquidation_price(side, pe, leverage, mmr)])
+                     _REASON_CODE["end"], liquidation_price(side, pe, leverage, mmr), np.nan])
     return np.array(rows, dtype=np.float64).reshape(-1, len(RAW_COLUMNS))
 
 

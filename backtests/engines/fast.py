@@ -6,49 +6,72 @@ rules with backtrader's broker, and ``tests/test_parity.py`` checks they agree t
 Account: isolated-margin perpetual. Opening ``q`` BTC at fill price ``pe`` locks the margin
 ``q*pe/leverage`` and pays ``q*pe*commission``; equity = free cash + margin + unrealised PnL.
 
+Exits per position (``Signals.stop``/``target`` and :class:`~strategies.base.ExitRules`): an
+**intrabar stop** ``S`` (the nearer of ``stop``, ``fill * (1 ∓ stop_pct)``, ``fill ∓ stop_atr *
+atr``), a **stop on the close** ``C`` (``close_stop``, ``close_stop_pct``, ``close_stop_atr``),
+a **partial target** ``P`` (``partial_size`` of the position; dropped unless strictly between
+the fill and the target) and the **target** ``T``. A trailing stop (``trail_pct``, ``trail_atr``,
+``trail_line``) moves ``S`` or ``C`` (``trail_on``) and starts at the entry; break-even moves one
+of them (``breakeven_on``). The **initial stop** (planned risk, trade column ``initial_stop``) is
+``S`` at the entry, else ``C``.
+
 At the **open** of bar ``k`` (signals of bar ``k-1``), in this order:
 
-1. time stop: a position opened at the open of bar ``e`` is closed at the open of bar
+1. stop on the close: ``C`` triggered at bar ``k-1``'s close -> closed at this open ("stop_close",
+   or "trail_close"/"breakeven_close" when a trailing/break-even move set ``C``);
+2. time stop: a position opened at the open of bar ``e`` is closed at the open of bar
    ``e + max_bars`` (exit reason "time");
-2. ``exit[k-1]`` closes the position ("signal");
-3. ``entry[k-1] = d``: if long/short ``-d`` is open it is closed ("reverse" when the mode allows
+3. ``exit[k-1]`` closes the position ("signal");
+4. ``entry[k-1] = d``: if long/short ``-d`` is open it is closed ("reverse" when the mode allows
    opening ``d``, else "signal": in long-only mode a short entry is an exit for longs, and
    vice versa); a position already on side ``d`` is kept (the entry is ignored). When flat and
-   the mode allows ``d``, a position is opened unless the bar's open is already through its stop
-   or target (the setup is void: no trade).
+   the mode allows ``d``, a position is opened unless the bar's open is already through its
+   ``S`` or ``T`` (the setup is void: no trade).
 
-Market fills (entries and exits 1-3) happen at ``open * (1 ± slippage)`` (adverse).
+Market fills (entries and exits 1-4) happen at ``open * (1 ± slippage)`` (adverse).
 
-Sizing (``size_position``), from the fill price and the equity after step 1-3's exits:
+Sizing (``size_position``), from the fill price and the equity after step 1-4's exits:
 ``qmax = equity / (pe * (1/leverage + commission)) * (1 - 1e-9)`` is the largest position whose
 margin plus entry fee fits the equity (the 1e-9 keeps float rounding from overdrawing cash, which
 backtrader would reject); "percent": ``size * qmax``; "fixed": ``min(size, qmax)``; "risk":
-``min(size * equity / |pe - stop|, qmax)`` (an entry without a stop is skipped). An account whose
-equity fell below a millionth of the starting cash (wiped out by liquidations) opens no more
-trades.
+``min(size * equity / |pe - stop|, qmax)`` with the initial stop (an entry without one is
+skipped). An account whose equity fell below a millionth of the starting cash (wiped out by
+liquidations) opens no more trades.
 
 **During** every bar a position is open (its fill bar included), pessimistic order:
 
 1. liquidation at the liquidation price ``L`` when the bar opens through ``L``, or its range
-   crosses ``L`` and no stop sits between the open and ``L`` (a stop above a long's ``L`` is hit
-   first): exit at exactly ``L`` (isolated margin), fee ``liquidation_fee * q * L`` instead of
-   the commission ("liquidation");
-2. stop: the bar opens through it -> fill at the open, else the range reaches it -> fill at the
-   stop; slippage adverse ("stop");
-3. target: the bar opens through it -> fill at the open with slippage, else the range reaches
-   it -> fill at the target exactly (a resting limit does not slip) ("target").
-   The stop is always checked before the target (even when the open gapped past the target):
-   backtrader's broker processes the stop order first, and it is the pessimistic choice.
+   crosses ``L`` and ``S`` does not sit between the open and ``L`` (a stop above a long's ``L``
+   is hit first): exit at exactly ``L`` (isolated margin), fee ``liquidation_fee * q * L``
+   instead of the commission ("liquidation");
+2. ``S``: the bar opens through it (a gap) -> fill at the open, else the range reaches it -> fill
+   at ``S``; slippage adverse ("stop", or "trail"/"breakeven" when such a move set ``S``);
+3. ``P``, then ``T``, like resting limit orders: the bar opens through it -> fill at the open
+   with slippage, else the range reaches it -> fill at the level exactly (a resting limit does
+   not slip). ``P`` closes ``partial_size`` of the position ("partial": a trade row of its own,
+   with that share of the entry fee and funding); the rest stays open on the other rules, and
+   ``T`` in the same bar closes it.
+   The stop is always checked before the targets when a bar touches both (even when the open
+   gapped past a target): backtrader's broker processes the stop order first, and it is the
+   pessimistic choice.
 
 ``L`` (long) ``= pe * (1 - 1/leverage) / (1 - maintenance_margin)`` (none at 1x),
 ``L`` (short) ``= pe * (1 + 1/leverage) / (1 + maintenance_margin)``: the price where margin plus
 unrealised PnL equals the maintenance margin. With the default rates (maintenance = liquidation
 fee = 0.5 %) a liquidation loses exactly the margin.
 
-At the **close** of bar ``k``: on the last bar an open position is closed at ``close * (1 ∓
-slippage)`` with commission ("end"); then funding: a position still open pays
-``side * q * close * F[k]`` where ``F[k]`` sums the 8-hourly funding rates inside the bar
-(3 per daily bar); the equity is marked at the close.
+At the **close** of bar ``k``, in this order:
+
+1. on the last bar an open position is closed at ``close * (1 ∓ slippage)`` with commission
+   ("end");
+2. ``C``: a close at or beyond it (long: ``close <= C``) closes the position at the next open
+   (step 1 at the open);
+3. otherwise the stops move (``close_update``), only ever in the position's favour, effective
+   from the next bar: trailing to ``close * (1 ∓ trail_pct)``, ``close ∓ trail_atr * atr[k]`` or
+   ``trail_line[k]``; break-even to ``pe * (1 ± commission) / (1 ∓ commission)`` once the bar's
+   high (long) / low (short) is ``breakeven_pct`` beyond ``pe``;
+4. funding: a position still open pays ``side * q * close * F[k]`` where ``F[k]`` sums the
+   8-hourly funding rates inside the bar (3 per daily bar); the equity is marked at the close.
 """
 
 from __future__ import annotations
@@ -66,7 +89,7 @@ from backtests.results import EXIT_REASONS, OPEN_EXITS, BacktestResult
 from backtests.warmup import warmup_report, window_start
 from data.frame import timeframe_of, to_canonical
 from indicators.liquidation import liquidation_distance_pct
-from strategies.base import Signals, Strategy
+from strategies.base import STOP_KINDS, ExitRules, Signals, Strategy
 
 # Exit-reason codes of the kernel's trade records: positions in the one table of names,
 # ``backtests.results.EXIT_REASONS`` (numba reads these module globals as constants).
@@ -77,12 +100,19 @@ R_LIQ = EXIT_REASONS.index("liquidation")
 R_TIME = EXIT_REASONS.index("time")
 R_END = EXIT_REASONS.index("end")
 R_REVERSE = EXIT_REASONS.index("reverse")
+R_STOP_CLOSE = EXIT_REASONS.index("stop_close")
+R_TRAIL = EXIT_REASONS.index("trail")
+R_TRAIL_CLOSE = EXIT_REASONS.index("trail_close")
+R_BREAKEVEN = EXIT_REASONS.index("breakeven")
+R_BREAKEVEN_CLOSE = EXIT_REASONS.index("breakeven_close")
+R_PARTIAL = EXIT_REASONS.index("partial")
 #: Codes of the exits filled at the exit bar's open (``backtests.results.OPEN_EXITS``).
 OPEN_EXIT_CODES = np.array([EXIT_REASONS.index(r) for r in OPEN_EXITS], dtype=np.int64)
 SIZE_PERCENT, SIZE_FIXED, SIZE_RISK = 0, 1, 2
 SIZING_CODES = {"percent": SIZE_PERCENT, "fixed": SIZE_FIXED, "risk": SIZE_RISK}
 MODE_LONG, MODE_SHORT, MODE_BOTH = 0, 1, 2
 MODE_CODES = {"long": MODE_LONG, "short": MODE_SHORT, "both": MODE_BOTH}
+ON_INTRABAR, ON_CLOSE = STOP_KINDS.index("intrabar"), STOP_KINDS.index("close")
 #: Fraction of the affordable size left unused so float rounding never overdraws cash.
 CASH_BUFFER = 1e-9
 #: An account whose equity fell below this fraction of the starting cash is wiped out: it opens
@@ -91,7 +121,8 @@ WIPED_OUT = 1e-6
 
 # Raw trade record columns (float64 matrix rows) produced by the kernel.
 RAW_COLUMNS = ("signal_bar", "entry_bar", "exit_bar", "side", "size", "entry_price",
-               "exit_price", "entry_fee", "exit_fee", "funding", "reason", "liquidation_price")
+               "exit_price", "entry_fee", "exit_fee", "funding", "reason", "liquidation_price",
+               "initial_stop")
 
 
 @njit(cache=True)
@@ -126,10 +157,112 @@ def mode_allows(mode: int, side: int) -> bool:
                                                                       and side < 0)
 
 
+class ExitArrays(NamedTuple):
+    """A validated :class:`~strategies.base.ExitRules` as the kernel reads it: float64 arrays of
+    ``n`` values or of 1 (the same for every bar), NaN for none; ``*_on`` as ``ON_*`` codes."""
+
+    stop_pct: np.ndarray
+    stop_atr: np.ndarray
+    close_stop: np.ndarray
+    close_stop_pct: np.ndarray
+    close_stop_atr: np.ndarray
+    trail_pct: np.ndarray
+    trail_atr: np.ndarray
+    trail_line: np.ndarray
+    breakeven_pct: np.ndarray
+    partial_target: np.ndarray
+    partial_pct: np.ndarray
+    partial_size: np.ndarray
+    atr: np.ndarray
+    trail_on: int
+    breakeven_on: int
+
+
+def exit_arrays(rules: ExitRules | None) -> ExitArrays:
+    """The kernel's view of validated exit rules (``Signals.validate`` output); None: no rules."""
+    rules = rules if rules is not None else _NO_RULES
+    arrays = {f: getattr(rules, f) for f in ExitArrays._fields if not f.endswith("_on")}
+    for f in ("trail_line", "atr"):  # columns: None -> one NaN for every bar
+        if arrays[f] is None:
+            arrays[f] = _NAN1
+    return ExitArrays(**arrays, trail_on=STOP_KINDS.index(rules.trail_on),
+                      breakeven_on=STOP_KINDS.index(rules.breakeven_on))
+
+
+_NO_RULES = ExitRules().validate(2)
+_NAN1 = np.full(1, np.nan)
+
+
 @njit(cache=True)
-def protective_exit(side: int, o: float, h: float, low: float, liq: float, stop: float,
-                    target: float, slip: float) -> tuple[int, float]:
-    """Intrabar exit of an open position: (reason code or -1, fill price). Module docstring."""
+def _at(a: np.ndarray, j: int) -> float:
+    """``a[j]``, or ``a[0]`` when ``a`` holds one value for every bar."""
+    return a[0] if a.shape[0] == 1 else a[j]
+
+
+@njit(cache=True)
+def _nearer(side: int, a: float, b: float) -> float:
+    """Of two levels on the far side of a position's price, the one nearer it (NaN: none)."""
+    if np.isnan(a):
+        return b
+    if np.isnan(b):
+        return a
+    return max(a, b) if side > 0 else min(a, b)
+
+
+@njit(cache=True)
+def ratchet(side: int, level: float, source: int, candidate: float, cand_source: int
+            ) -> tuple[float, int]:
+    """A stop ``level`` (and the exit reason code that set it) moved to ``candidate`` only when
+    that is in the position's favour (higher for a long, lower for a short)."""
+    if not np.isnan(candidate) and (np.isnan(level) or side * (candidate - level) > 0.0):
+        return candidate, cand_source
+    return level, source
+
+
+@njit(cache=True)
+def breakeven_price(side: int, entry_price: float, commission: float) -> float:
+    """The exit price at which a position's PnL pays both commissions and nothing more."""
+    if side > 0:
+        return entry_price * (1.0 + commission) / (1.0 - commission)
+    return entry_price * (1.0 - commission) / (1.0 + commission)
+
+
+@njit(cache=True)
+def entry_levels(x: ExitArrays, side: int, fill: float, j: int, stop: float, target: float
+                 ) -> tuple[float, int, float, int, float, float]:
+    """The exit levels of a position opened at ``fill`` by the entry of signal bar ``j``.
+
+    Returns ``(intrabar stop, its reason code, stop on the close, its reason code, partial
+    target, partial fraction)``, NaN for none. A trailing stop starts from the fill (or the
+    ``trail_line`` at ``j``); the partial target is dropped unless strictly between the fill
+    and the target."""
+    atr = _at(x.atr, j)
+    s = _nearer(side, stop, _nearer(side, fill * (1.0 - side * _at(x.stop_pct, j)),
+                                    fill - side * _at(x.stop_atr, j) * atr))
+    c = _nearer(side, _at(x.close_stop, j),
+                _nearer(side, fill * (1.0 - side * _at(x.close_stop_pct, j)),
+                        fill - side * _at(x.close_stop_atr, j) * atr))
+    trail = _nearer(side, _nearer(side, fill * (1.0 - side * _at(x.trail_pct, j)),
+                                  fill - side * _at(x.trail_atr, j) * atr), _at(x.trail_line, j))
+    s_src = R_STOP
+    c_src = R_STOP_CLOSE
+    if x.trail_on == ON_CLOSE:
+        c, c_src = ratchet(side, c, c_src, trail, R_TRAIL_CLOSE)
+    else:
+        s, s_src = ratchet(side, s, s_src, trail, R_TRAIL)
+    # the partial target nearer the fill of the two ways to give it (-side: lower for a long)
+    p = _nearer(-side, _at(x.partial_target, j), fill * (1.0 + side * _at(x.partial_pct, j)))
+    if not np.isnan(p) and (side * (p - fill) <= 0.0
+                            or (not np.isnan(target) and side * (target - p) <= 0.0)):
+        p = np.nan
+    return s, s_src, c, c_src, p, _at(x.partial_size, j)
+
+
+@njit(cache=True)
+def stop_exit(side: int, o: float, h: float, low: float, liq: float, stop: float,
+              slip: float) -> tuple[int, float]:
+    """Liquidation, then the intrabar stop, of an open position in one bar: ``(R_LIQ or R_STOP
+    or -1, fill price)`` (rules 1-2 "during every bar" of the module docstring)."""
     has_stop = not np.isnan(stop)
     if not np.isnan(liq):
         if side > 0:
@@ -149,29 +282,60 @@ def protective_exit(side: int, o: float, h: float, low: float, liq: float, stop:
                 return R_STOP, o * (1.0 + slip)
             if h >= stop:
                 return R_STOP, stop * (1.0 + slip)
-    if not np.isnan(target):
-        if side > 0:
-            if o >= target:
-                return R_TARGET, o * (1.0 - slip)
-            if h >= target:
-                return R_TARGET, target
-        else:
-            if o <= target:
-                return R_TARGET, o * (1.0 + slip)
-            if low <= target:
-                return R_TARGET, target
     return -1, np.nan
+
+
+@njit(cache=True)
+def limit_exit(side: int, o: float, h: float, low: float, level: float, slip: float) -> float:
+    """Fill price of a resting take-profit at ``level`` in one bar, NaN when not reached: the
+    open (slipped) when the bar opens through it, else exactly ``level``."""
+    if np.isnan(level):
+        return np.nan
+    if side > 0:
+        if o >= level:
+            return o * (1.0 - slip)
+        if h >= level:
+            return level
+    else:
+        if o <= level:
+            return o * (1.0 + slip)
+        if low <= level:
+            return level
+    return np.nan
+
+
+@njit(cache=True)
+def close_update(x: ExitArrays, side: int, k: int, close: float, high: float, low: float,
+                 pe: float, commission: float, trail_pct: float, trail_atr: float,
+                 be_pct: float, s: float, s_src: int, c: float, c_src: int
+                 ) -> tuple[float, int, float, int]:
+    """Trailing and break-even moves of the stops at the close of bar ``k`` (they apply from
+    the next bar): ``(intrabar stop, its reason code, stop on the close, its reason code)``."""
+    trail = _nearer(side, _nearer(side, close * (1.0 - side * trail_pct),
+                                  close - side * trail_atr * _at(x.atr, k)),
+                    _at(x.trail_line, k))
+    if x.trail_on == ON_CLOSE:
+        c, c_src = ratchet(side, c, c_src, trail, R_TRAIL_CLOSE)
+    else:
+        s, s_src = ratchet(side, s, s_src, trail, R_TRAIL)
+    if not np.isnan(be_pct) and side * ((high if side > 0 else low) - pe) >= be_pct * pe:
+        be = breakeven_price(side, pe, commission)
+        if x.breakeven_on == ON_CLOSE:
+            c, c_src = ratchet(side, c, c_src, be, R_BREAKEVEN_CLOSE)
+        else:
+            s, s_src = ratchet(side, s, s_src, be, R_BREAKEVEN)
+    return s, s_src, c, c_src
 
 
 # Explicit signature: one compile instead of one per call site (constant 0 arguments would be
 # typed Literal[int](0) and get their own specialisation).
 _SIG_RECORD = nb.int64(nb.float64[:, ::1], *[nb.int64] * 5, *[nb.float64] * 6, nb.int64,
-                       nb.float64)
+                       nb.float64, nb.float64)
 
 
 @njit(_SIG_RECORD, cache=True)
 def _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason,
-            liq):  # pragma: no cover - compiled
+            liq, istop):  # pragma: no cover - compiled
     """Write one closed trade as row ``nt`` of ``trades`` (:data:`RAW_COLUMNS`); returns nt+1."""
     trades[nt, 0] = sbar
     trades[nt, 1] = ebar
@@ -185,6 +349,7 @@ def _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason
     trades[nt, 9] = fund
     trades[nt, 10] = reason
     trades[nt, 11] = liq
+    trades[nt, 12] = istop
     return nt + 1
 
 
@@ -208,6 +373,7 @@ class KernelInputs(NamedTuple):
     exit: np.ndarray  # bool
     stop: np.ndarray  # float64 price, NaN none
     target: np.ndarray  # float64 price, NaN none
+    exits: ExitArrays
     max_bars: int
     cash: float
     commission: float
@@ -241,9 +407,10 @@ def kernel_inputs(market: Market, signals: Signals, config: BacktestConfig) -> K
     """
     return KernelInputs(
         market=market, entry=signals.entry, exit=signals.exit, stop=signals.stop,
-        target=signals.target, max_bars=int(signals.max_bars), cash=float(config.cash),
-        commission=float(config.commission), slippage=float(config.slippage),
-        leverage=float(config.leverage), maintenance_margin=float(config.maintenance_margin),
+        target=signals.target, exits=exit_arrays(signals.exits), max_bars=int(signals.max_bars),
+        cash=float(config.cash), commission=float(config.commission),
+        slippage=float(config.slippage), leverage=float(config.leverage),
+        maintenance_margin=float(config.maintenance_margin),
         liquidation_fee=float(config.liquidation_fee), sizing=SIZING_CODES[config.sizing],
         size=float(config.size), mode=MODE_CODES[config.mode],
     )
@@ -253,16 +420,17 @@ def kernel_inputs(market: Market, signals: Signals, config: BacktestConfig) -> K
 def simulate_nb(inp):  # pragma: no cover - compiled
     """The execution rules of the module docstring over every bar of ``inp``
     (:class:`KernelInputs`). Returns ``(equity, trades)``: equity at each bar's close (quote
-    currency) and one row of :data:`RAW_COLUMNS` per closed trade."""
+    currency) and one row of :data:`RAW_COLUMNS` per closed trade or partial fill."""
     m = inp.market
     o, h, low, c, funding = m.open, m.high, m.low, m.close, m.funding
-    entry, exit_, stop, target = inp.entry, inp.exit, inp.stop, inp.target
+    entry, exit_, stop, target, x = inp.entry, inp.exit, inp.stop, inp.target, inp.exits
     max_bars, cash0, comm, slip = inp.max_bars, inp.cash, inp.commission, inp.slippage
     lev, mm, liq_fee = inp.leverage, inp.maintenance_margin, inp.liquidation_fee
     sizing, size, mode = inp.sizing, inp.size, inp.mode
     n = len(o)
     equity = np.empty(n)
-    trades = np.empty((n + 1, 12))
+    trades = np.empty((2 * n + 1, len(RAW_COLUMNS)))  # a partial fill adds a row to a trade
+    has_line = x.trail_line.shape[0] > 1
     nt = 0
     cash = cash0
     side = 0
@@ -274,16 +442,30 @@ def simulate_nb(inp):  # pragma: no cover - compiled
     ebar = 0
     sbar = 0
     liq = np.nan
-    s_px = np.nan
+    istop = np.nan  # initial stop (planned risk)
+    s_px = np.nan  # intrabar stop and the reason code it exits with
+    s_src = R_STOP
+    c_px = np.nan  # stop on the close and its reason code
+    c_src = R_STOP_CLOSE
+    p_px = np.nan  # partial target and the fraction closed there
+    p_frac = np.nan
     t_px = np.nan
+    tr_pct = np.nan
+    tr_atr = np.nan
+    be_pct = np.nan
+    manage = False  # trailing or break-even rules to apply at each close
+    pend = -1  # reason code of a stop on the close triggered at the last close
     for k in range(n):
         if k > 0:
             j = k - 1
             reason = -1
-            if side != 0 and max_bars > 0 and k - ebar >= max_bars:
-                reason = R_TIME
-            elif side != 0 and exit_[j]:
-                reason = R_SIGNAL
+            if side != 0:
+                if pend >= 0:
+                    reason = pend
+                elif max_bars > 0 and k - ebar >= max_bars:
+                    reason = R_TIME
+                elif exit_[j]:
+                    reason = R_SIGNAL
             e = entry[j]
             allowed = e != 0 and mode_allows(mode, e)
             if reason < 0 and side != 0 and e == -side:
@@ -293,19 +475,20 @@ def simulate_nb(inp):  # pragma: no cover - compiled
                 xfee = q * px * comm
                 cash += margin + side * q * (px - pe) - xfee
                 nt = _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason,
-                             liq)
+                             liq, istop)
                 side = 0
             if side == 0 and allowed:
-                sp = stop[j]
+                fill = o[k] * (1.0 + e * slip)
                 tp = target[j]
+                sp, sp_src, cp, cp_src, pp, pf = entry_levels(x, e, fill, j, stop[j], tp)
                 valid = True
                 if not np.isnan(sp) and e * (o[k] - sp) <= 0.0:
                     valid = False
                 if not np.isnan(tp) and e * (tp - o[k]) <= 0.0:
                     valid = False
                 if valid:
-                    fill = o[k] * (1.0 + e * slip)
-                    qty = size_position(sizing, size, cash, fill, sp, lev, comm,
+                    planned = sp if not np.isnan(sp) else cp
+                    qty = size_position(sizing, size, cash, fill, planned, lev, comm,
                                         cash0 * WIPED_OUT)
                     if qty > 0.0:
                         side = e
@@ -318,10 +501,37 @@ def simulate_nb(inp):  # pragma: no cover - compiled
                         ebar = k
                         sbar = j
                         liq = liquidation_price(side, pe, lev, mm)
-                        s_px = sp
+                        istop = planned
+                        s_px, s_src, c_px, c_src = sp, sp_src, cp, cp_src
+                        p_px, p_frac = pp, pf
                         t_px = tp
+                        tr_pct = _at(x.trail_pct, j)
+                        tr_atr = _at(x.trail_atr, j)
+                        be_pct = _at(x.breakeven_pct, j)
+                        manage = (has_line or not np.isnan(tr_pct) or not np.isnan(tr_atr)
+                                  or not np.isnan(be_pct))
+                        pend = -1
         if side != 0:
-            reason, px = protective_exit(side, o[k], h[k], low[k], liq, s_px, t_px, slip)
+            reason, px = stop_exit(side, o[k], h[k], low[k], liq, s_px, slip)
+            if reason == R_STOP:
+                reason = s_src
+            if reason < 0 and not np.isnan(p_px):
+                ppx = limit_exit(side, o[k], h[k], low[k], p_px, slip)
+                if not np.isnan(ppx):
+                    qp = q * p_frac
+                    xfee = qp * ppx * comm
+                    cash += margin * p_frac + side * qp * (ppx - pe) - xfee
+                    nt = _record(trades, nt, sbar, ebar, k, side, qp, pe, ppx, efee * p_frac,
+                                 xfee, fund * p_frac, R_PARTIAL, liq, istop)
+                    q = q - qp
+                    margin = q * pe / lev
+                    efee = efee - efee * p_frac
+                    fund = fund - fund * p_frac
+                    p_px = np.nan
+            if reason < 0:
+                px = limit_exit(side, o[k], h[k], low[k], t_px, slip)
+                if not np.isnan(px):
+                    reason = R_TARGET
             if reason < 0 and k == n - 1:
                 reason = R_END
                 px = c[k] * (1.0 - side * slip)
@@ -329,9 +539,15 @@ def simulate_nb(inp):  # pragma: no cover - compiled
                 xfee = q * px * (liq_fee if reason == R_LIQ else comm)
                 cash += margin + side * q * (px - pe) - xfee
                 nt = _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason,
-                             liq)
+                             liq, istop)
                 side = 0
         if side != 0:
+            if not np.isnan(c_px) and side * (c[k] - c_px) <= 0.0:
+                pend = c_src
+            elif manage:
+                s_px, s_src, c_px, c_src = close_update(x, side, k, c[k], h[k], low[k], pe, comm,
+                                                        tr_pct, tr_atr, be_pct, s_px, s_src,
+                                                        c_px, c_src)
             f = side * q * c[k] * funding[k]
             cash -= f
             fund += f
@@ -474,6 +690,7 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
         "exit_reason": [EXIT_REASONS[i] for i in reason],
         "leverage": np.full(len(raw), config.leverage),
         "liquidation_price": r["liquidation_price"],
+        "initial_stop": r["initial_stop"],
         "mae_pct": mae,
         "mfe_pct": mfe,
         "tag": tag_col,

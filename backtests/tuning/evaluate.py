@@ -12,6 +12,7 @@ import pandas as pd
 
 from backtests.engines.fast import (
     OPEN_EXIT_CODES,
+    R_PARTIAL,
     RAW_COLUMNS,
     Market,
     kernel_inputs,
@@ -19,7 +20,7 @@ from backtests.engines.fast import (
     raw_pnl,
     simulate_nb,
 )
-from backtests.metrics import CORE_KEYS, YEAR, core_metrics, periods_per_year
+from backtests.metrics import CORE_KEYS, YEAR, core_metrics, fold_rows, periods_per_year
 from backtests.tuning.space import Params
 from data.frame import timeframe_of
 from strategies.native import BacktraderStrategy
@@ -93,11 +94,18 @@ def raw_metrics(equity: np.ndarray, raw: np.ndarray, index: pd.DatetimeIndex, ca
     ``offset`` is the bar position of ``equity[0]`` in the frame the raw trades refer to.
     """
     ns = index.asi8
+    pnl = raw_pnl(raw)
+    reason = raw[:, _COL["reason"]].astype(np.int64)
+    partial = reason == R_PARTIAL
+    if partial.any():  # count positions, not partial fills (as compute_metrics)
+        closing, folded = fold_rows(partial, raw[:, _COL["size"]], raw[:, _COL["exit_price"]],
+                                    {"pnl": pnl})
+        raw, pnl, reason = raw[closing], folded["pnl"], reason[closing]
     return core_metrics(
         np.ascontiguousarray(equity, dtype=np.float64), (ns[-1] - ns[0]) / YEAR.value,
-        periods_per_year(timeframe), float(cash), raw_pnl(raw),
+        periods_per_year(timeframe), float(cash), pnl,
         raw[:, _COL["entry_bar"]].astype(np.int64), raw[:, _COL["exit_bar"]].astype(np.int64),
-        _AT_OPEN[raw[:, _COL["reason"]].astype(np.int64)], int(offset))
+        _AT_OPEN[reason], int(offset))
 
 
 def simulate_window(payload: BacktestPayload, params: Params
