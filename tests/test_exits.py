@@ -329,3 +329,38 @@ def test_reference_rule_with_the_api_equals_the_hand_replayed_rule(seed):
     sc = slipped[slipped["exit_reason"] == "stop_close"]
     closes = df["close"].to_numpy()[sc["exit_bar"].to_numpy() - 1]
     assert (closes <= 0.95 * sc["entry_price"].to_numpy()).all()
+
+
+class DiceExits(Strategy):
+    """Seeded random entries both ways with every managed exit (bookkeeping under test)."""
+
+    name = "dice_exits"
+    params: ClassVar[dict[str, Param]] = {"seed": Param(0, "random seed", int, min=0)}
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        rng = np.random.default_rng(self.p.seed)
+        n = len(df)
+        entry = np.where(rng.random(n) < 0.15, rng.choice([-1, 1], n), 0).astype(np.int8)
+        return Signals.from_entries(entry, exits=ExitRules(
+            stop_pct=0.06, close_stop_pct=0.03, trail_pct=0.05, breakeven_pct=0.02,
+            partial_pct=rng.uniform(0.01, 0.04, n), partial_size=0.4))
+
+
+@pytest.mark.parametrize("cfg", [BacktestConfig(mode="both"),
+                                 BacktestConfig(mode="both", leverage=15, size=0.5,
+                                                funding_rate=0.0003, slippage_bps=5)])
+def test_sweep_row_counts_positions_like_the_full_result(cfg):
+    from backtests.metrics import CORE_KEYS
+    from backtests.tuning.sweep import BacktestPayload, evaluate_backtest
+
+    df = ohlc_frame(700, "1d", seed=9, volatility=0.03)
+    full = engine_fast.run_fast(df, DiceExits(seed=1), cfg)
+    rows = full.trades
+    assert (rows["exit_reason"] == "partial").sum() > 10
+    assert full.metrics["n_trades"] == (rows["exit_reason"] != "partial").sum()
+    row = evaluate_backtest(BacktestPayload(df=df, strategy_cls=DiceExits, config=cfg),
+                            {"seed": 1})
+    for k in CORE_KEYS:
+        if k in full.metrics:
+            assert row[k] == pytest.approx(full.metrics[k], rel=1e-12, abs=1e-12,
+                                           nan_ok=True), k
