@@ -5,13 +5,14 @@ Built in: :class:`~strategies.breakdown.Breakdown` (``"breakdown"``) and
 own file loads with :func:`~strategies.loader.load_strategy` (``"path/to/file.py:ClassName"``).
 """
 
-from strategies.base import Param, ParamConflict, ParamError, Signals, Strategy
+from strategies.base import ExitRules, Param, ParamConflict, ParamError, Signals, Strategy
 from strategies.bounce import OversoldBounce
 from strategies.breakdown import Breakdown
 from strategies.loader import StrategyLoadError, builtin_strategies, load_strategy
 
 __all__ = [
     "Breakdown",
+    "ExitRules",
     "OversoldBounce",
     "Param",
     "ParamConflict",

@@ -231,9 +231,11 @@ class ExitRules:
                 out[name] = None
                 continue
             arr = _per_bar(f"ExitRules.{name}", val, n, scalar_ok=False)
-            bad = np.flatnonzero(np.isinf(arr) | (arr <= 0))
+            # a flat bar's ATR is 0 (early BTC data has such bars); a price must be positive
+            bad = np.flatnonzero(np.isinf(arr) | ((arr < 0) if name == "atr" else (arr <= 0)))
             if bad.size:
-                raise ValueError(f"ExitRules.{name} must be positive or NaN; bar {bad[0]} "
+                what = "non-negative" if name == "atr" else "positive"
+                raise ValueError(f"ExitRules.{name} must be {what} or NaN; bar {bad[0]} "
                                  f"holds {arr[bad[0]]}")
             out[name] = arr
         uses_atr = [f for f in ("stop_atr", "close_stop_atr", "trail_atr")

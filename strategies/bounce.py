@@ -9,7 +9,7 @@ import pandas as pd
 
 from indicators.levels import LevelParams
 from indicators.signals import signal_frame
-from strategies.base import Param, ParamConflict, Signals, Strategy
+from strategies.base import ExitRules, Param, ParamConflict, Signals, Strategy
 from strategies.plan import PLAN_PARAMS, level_param, plan
 
 
@@ -35,11 +35,13 @@ class OversoldBounce(Strategy):
     Long entry at the next open. Stop (``stop_at``): below the lowest low of the setup window,
     or below the support zone's low when that is lower (``"setup_low"``), or below the low of the
     support zone under the trigger close (``"zone"``: the level the bounce is from), minus
-    ``stop_atr`` x ATR. Target and entry filter: :mod:`strategies.plan` (default: the next major
-    level above at least max(1 ATR, 1 R) away, taken only when the planned reward:risk net of
-    fees is >= 1.5). The tag names the RSI state, the level the setup was at (the 200-week EMA,
-    a support zone or both) and the target's kind. Optional time stop (``max_bars``) and exit
-    when the RSI turns overbought (``exit_overbought``).
+    ``stop_atr`` x ATR; ``stop_on="close"`` makes it a stop on the close (a close below it exits
+    at the next open; wicks through it are tolerated). Target and entry filter:
+    :mod:`strategies.plan` (default: the next major level above at least max(1 ATR, 1 R) away,
+    taken only when the planned reward:risk net of fees is >= 1.5). The tag names the RSI state,
+    the level the setup was at (the 200-week EMA, a support zone or both) and the target's kind.
+    Optional time stop (``max_bars``) and exit when the RSI turns overbought
+    (``exit_overbought``).
     """
 
     name = "oversold_bounce"
@@ -60,6 +62,9 @@ class OversoldBounce(Strategy):
                          "or below the support zone", str, choices=("setup_low", "zone")),
         "stop_atr": Param(0.5, "stop below the setup low / support zone by this many ATRs",
                           min=0),
+        "stop_on": Param("intrabar", "the stop fills when a bar trades through it (intrabar) or "
+                         "at the next open after a close below it (close)", str,
+                         choices=("intrabar", "close")),
         **PLAN_PARAMS,
         "max_bars": Param(0, "time stop: exit after this many bars (0: none)", int, min=0),
         "exit_overbought": Param(False, "exit when the RSI rises above `overbought`", bool),
@@ -134,6 +139,9 @@ class OversoldBounce(Strategy):
         entry = np.where(go, 1, 0).astype(np.int8)
         exit_ = (rsi > p.overbought) if p.exit_overbought else np.zeros(n, dtype=bool)
         stop = np.where(go & p.use_stop, stop, np.nan)
+        exits = None
+        if p.stop_on == "close":  # wicks below the stop are tolerated, closes are not
+            stop, exits = np.full(n, np.nan), ExitRules(close_stop=stop)
         target = np.where(go, pl.target, np.nan)
         deep_now = _rolling_any(rsi < p.deep, p.setup_bars)
         at_wema = _rolling_any(weak & near_wema, p.setup_bars)
@@ -146,4 +154,4 @@ class OversoldBounce(Strategy):
                        f"{pl.why[b]}")
         f["planned_rr"] = np.where(go, pl.rr, np.nan)
         return Signals(entry=entry, exit=exit_, stop=stop, target=target,
-                       max_bars=p.max_bars, tags=tags, indicators=f)
+                       max_bars=p.max_bars, tags=tags, indicators=f, exits=exits)

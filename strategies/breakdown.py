@@ -10,7 +10,7 @@ import pandas as pd
 from indicators.keylevels import level_history
 from indicators.levels import LevelParams
 from indicators.signals import signal_frame
-from strategies.base import Param, Signals, Strategy
+from strategies.base import ExitRules, Param, Signals, Strategy
 from strategies.plan import PLAN_PARAMS, level_param, plan
 
 
@@ -40,6 +40,8 @@ class Breakdown(Strategy):
     * filters: ``confluence_only`` keeps flips of a zone within ``confluence_pct`` % of the
       200-week EMA; ``volume_confirm`` wants the signal bar's volume above ``volume_mult`` x the
       mean volume of the ``volume_period`` bars before it.
+    * ``trail_atr`` > 0 adds an ATR trailing stop: ``trail_atr`` x ATR from each close, moving
+      only in the trade's favour (:class:`~strategies.base.ExitRules`, exit reason "trail").
     """
 
     name = "breakdown"
@@ -58,6 +60,8 @@ class Breakdown(Strategy):
         "stop_at": Param("zone_far", "stop beyond the flipped zone's far side or its broken edge",
                          str, choices=("zone_far", "zone_near")),
         "stop_atr": Param(1.0, "stop beyond the flipped zone by this many ATRs", min=0),
+        "trail_atr": Param(0.0, "trailing stop this many ATRs from each close, moving only in "
+                           "the trade's favour (0: none)", min=0),
         **PLAN_PARAMS,
         "trade_breakouts": Param(True, "also go long on confirmed resistance->support flips",
                                  bool),
@@ -132,5 +136,6 @@ class Breakdown(Strategy):
             for b in np.flatnonzero(mask):
                 tags[b] = f"{setup}{label} -> {pl.why[b]}"
         f["planned_rr"] = np.where(down, short.rr, np.where(up, long_.rr, np.nan))
+        exits = ExitRules(trail_atr=p.trail_atr, atr=atr) if p.trail_atr > 0 else None
         return Signals(entry=entry, exit=np.zeros(len(close), dtype=bool), stop=stop,
-                       target=target, tags=tags, indicators=f)
+                       target=target, tags=tags, indicators=f, exits=exits)

@@ -16,8 +16,11 @@ from backtests.config import BacktestConfig
 from backtests.engines import bt as engine_bt
 from backtests.engines import fast as engine_fast
 from backtests.metrics import compute_metrics, trade_stats
+from backtests.tuning.audit import audit
 from strategies.base import ExitRules, Param, Signals, Strategy
-from tests.lookahead import ohlc_frame
+from strategies.bounce import OversoldBounce
+from strategies.breakdown import Breakdown
+from tests.lookahead import assert_causal, ohlc_frame
 from tests.test_engine_fast import FLAT, bars
 
 ENGINES = [engine_fast, engine_bt]
@@ -364,3 +367,62 @@ def test_sweep_row_counts_positions_like_the_full_result(cfg):
         if k in full.metrics:
             assert row[k] == pytest.approx(full.metrics[k], rel=1e-12, abs=1e-12,
                                            nan_ok=True), k
+
+
+# -- built-in strategies offering the exits --------------------------------------------------
+
+def _exit_arrays(strategy: Strategy):
+    def f(df: pd.DataFrame) -> dict[str, np.ndarray]:
+        s = strategy.signals(df).validate(len(df))
+        x = s.exits
+        return {"entry": s.entry.astype(float), "stop": s.stop,
+                "close_stop": np.broadcast_to(x.close_stop, len(df)),
+                "trail_atr": np.broadcast_to(x.trail_atr, len(df)),
+                "atr": np.full(len(df), np.nan) if x.atr is None else x.atr}
+    return f
+
+
+BUILTIN_EXITS = [Breakdown(trail_atr=2.0, confirm_closes=1),
+                 OversoldBounce(stop_on="close", trigger="either", near_pct=8)]
+
+
+@pytest.mark.parametrize("strategy", BUILTIN_EXITS, ids=["breakdown_trail", "bounce_close"])
+def test_builtin_exits_are_causal_and_pass_the_audit(strategy):
+    df = ohlc_frame(700, "1d", seed=11, volatility=0.04)
+    assert assert_causal(_exit_arrays(strategy), df, cut_points=6) >= 6
+    report = audit(df, strategy, cut_points=6)
+    assert report.passed, report.findings[:3]
+    assert any(c.startswith("signal:exits.") for c in report.checked)
+
+
+def test_audit_catches_a_trailing_line_that_looks_ahead():
+    class Leaky(Strategy):
+        name = "leaky_trail"
+
+        def signals(self, df: pd.DataFrame) -> Signals:
+            entry = np.zeros(len(df), np.int8)
+            entry[::20] = 1
+            line = df["low"].rolling(5, center=True, min_periods=1).min().to_numpy()
+            return Signals.from_entries(entry, exits=ExitRules(trail_line=line))
+
+    report = audit(ohlc_frame(300, "1d", seed=2, volatility=0.03), Leaky(), cut_points=5)
+    assert not report.passed
+    assert report.first_leak.field == "exits.trail_line"
+
+
+@pytest.mark.parametrize("strategy", BUILTIN_EXITS, ids=["breakdown_trail", "bounce_close"])
+@pytest.mark.parametrize("cfg", [BacktestConfig(mode="both", leverage=3, size=0.5,
+                                                slippage_bps=10),
+                                 BacktestConfig(mode="long", commission=0.0)])
+def test_builtin_exits_same_trades_on_both_engines(strategy, cfg):
+    df = ohlc_frame(900, "1d", seed=5, volatility=0.04)
+    sig = engine_fast.prepare(df, strategy, cfg)
+    t = run_both(df, sig, cfg)
+    reason = "trail" if isinstance(strategy, Breakdown) else "stop_close"
+    assert (t["exit_reason"] == reason).any(), set(t["exit_reason"])
+
+
+def test_builtin_defaults_keep_todays_exits():
+    df = ohlc_frame(700, "1d", seed=11, volatility=0.04)
+    for strategy in (Breakdown(), OversoldBounce()):
+        assert strategy.signals(df).exits is None

@@ -5,7 +5,9 @@ removed?
 (``df.iloc[:cut]``), and compares, bar for bar over ``0..cut-1``:
 
 * every array of :class:`~strategies.base.Signals` (``entry``, ``exit``, ``stop``, ``target``,
-  ``tags``) and ``max_bars``;
+  ``tags``) and ``max_bars``; every per-bar array of its ``exits``
+  (:class:`~strategies.base.ExitRules`: ``exits.trail_line``, ``exits.atr``, ...) and every
+  scalar one (a ``stop_pct`` computed from the whole sample would change with the cut);
 * every indicator column (``Signals.indicators``, else ``strategy.indicators(df)``);
 * the trades closed by the last bar of the truncated data (run through the fast engine): a causal
   strategy must produce exactly the same trades up to there (the truncated run may only add an
@@ -19,7 +21,7 @@ A causal strategy has no finding at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -120,6 +122,34 @@ def default_cuts(n_bars: int, n_cuts: int = 25, warmup: int | None = None) -> li
     return [int(c) for c in cuts if 2 <= c < n_bars]
 
 
+def _exit_rules(sig: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """``(per-bar arrays, scalars)`` of ``sig.exits`` keyed ``exits.<field>`` (empty without)."""
+    rules = getattr(sig, "exits", None)
+    arrays: dict[str, np.ndarray] = {}
+    scalars: dict[str, Any] = {}
+    if rules is None:
+        return arrays, scalars
+    n = len(sig.entry)
+    for f in fields(rules):
+        v = getattr(rules, f.name)
+        if v is None:
+            continue
+        arr = np.asarray(v)
+        if arr.ndim == 1 and len(arr) == n and n > 1:
+            arrays[f"exits.{f.name}"] = arr
+        else:
+            scalars[f"exits.{f.name}"] = v
+    return arrays, scalars
+
+
+def _same_scalar(a: Any, b: Any) -> bool:
+    """Equal, NaN equal to NaN (a 1-value array counts as its value)."""
+    if isinstance(a, str) or isinstance(b, str) or a is None or b is None:
+        return a == b
+    a, b = np.asarray(a, dtype=float).ravel(), np.asarray(b, dtype=float).ravel()
+    return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
+
+
 def _diff_mask(a: np.ndarray, b: np.ndarray, rtol: float) -> np.ndarray:
     a = np.asarray(a)
     b = np.asarray(b)
@@ -188,8 +218,10 @@ def audit(
     full_sig = strategy.signals(df)
     full_ind = _indicators(strategy, df, full_sig)
     full_trades = _trades(df, strategy, config) if check_trades else None
-    fields = [f for f in SIGNAL_FIELDS if getattr(full_sig, f, None) is not None]
-    checked = [f"signal:{f}" for f in fields] + [f"indicator:{c}" for c in full_ind.columns]
+    names = [f for f in SIGNAL_FIELDS if getattr(full_sig, f, None) is not None]
+    full_exits, full_scalars = _exit_rules(full_sig)
+    checked = ([f"signal:{f}" for f in [*names, *full_exits, *full_scalars]]
+               + [f"indicator:{c}" for c in full_ind.columns])
     report = AuditReport(
         strategy=getattr(strategy, "name", type(strategy).__name__),
         params=dict(vars(strategy.p)) if hasattr(strategy, "p") else {},
@@ -207,11 +239,18 @@ def audit(
     for cut in cuts:
         part = df.iloc[:cut]
         sig = strategy.signals(part)
-        for f in fields:
-            a = np.asarray(getattr(full_sig, f))[:cut]
-            b = getattr(sig, f, None)
+        part_exits, part_scalars = _exit_rules(sig)
+        full_arrays = {f: np.asarray(getattr(full_sig, f)) for f in names} | full_exits
+        part_arrays = {f: getattr(sig, f, None) for f in names} | part_exits
+        for f, a in full_arrays.items():
+            a = a[:cut]
+            b = part_arrays.get(f)
             b = np.full(cut, np.nan) if b is None else np.asarray(b)
             add("signal", f, cut, _diff_mask(a, b, rtol), a, b)
+        for f, v in full_scalars.items():
+            w = part_scalars.get(f)
+            if not _same_scalar(v, w):
+                report.findings.append(Finding("signal", f, cut, 0, idx[0], plain(v), plain(w), 1))
         if getattr(full_sig, "max_bars", 0) != getattr(sig, "max_bars", 0):
             report.findings.append(Finding("signal", "max_bars", cut, 0, idx[0], full_sig.max_bars,
                                            sig.max_bars, 1))
