@@ -59,8 +59,18 @@ def _bundled(key: str | None, say: Callable[[str], None], why: str) -> tuple[pd.
 
 
 def best_stored_daily(store: DataStore) -> tuple[pd.DataFrame, str] | None:
-    """The longest stored daily BTC/USD or BTC/USDT series and a one-line description."""
+    """The longest stored daily BTC/USD or BTC/USDT series and a one-line description.
+
+    Raises:
+        DataError: when one of the candidate files is damaged (named, with the repair).
+    """
     entries = [e for e in store.list() if e.timeframe == "1d" and e.symbol in DAILY_SYMBOLS]
+    damaged = [e for e in entries if e.error]
+    if damaged:
+        # Never fall back past a damaged candidate silently: it may be the longest series.
+        e = damaged[0]
+        raise DataError(f"damaged store file, cannot be read ({e.error})", source=str(e.path),
+                        hint=e.repair + "; or pass --data FILE")
     if not entries:
         return None
     # Longest first; on a tie prefer USD over USDT (the asset is quoted in dollars).

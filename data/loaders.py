@@ -31,16 +31,29 @@ Supported formats (:data:`FORMATS`):
     in ``attrs["ignored_columns"]``. Without a Volume column, volume is NaN and
     ``attrs["volume_missing"]`` is ``True`` (a warning says so).
 
-Gzip (``.gz``) and zip (one member) files are decompressed transparently, recognised by their
-magic bytes rather than their names. Detection reads only the first lines; force a format with
-``load(path, fmt="binance")`` (CLI ``--format binance``).
+Gzip (``.gz``), bzip2, xz and zip (one member) files are decompressed transparently, recognised
+by their magic bytes rather than their names; compression inside compression (a ``.gz`` in a
+``.zip``) and other archives (zstd, 7-Zip, RAR) are refused by name. Text in UTF-16 or UTF-32
+(with or without a byte-order mark) is decoded; other binary data is refused. Detection looks at
+the first lines; force a format with ``load(path, fmt="binance")`` (CLI ``--format binance``).
+
+The input is read once, from the start: ``"-"`` is standard input, and pipes (``<(cat f)``,
+``/dev/stdin``, a FIFO) work like files. A FIFO that no program opens for writing within
+:data:`PIPE_WAIT_S` seconds is an error, not a hang.
 """
 
 from __future__ import annotations
 
+import bz2
+import csv
 import gzip
 import io
+import lzma
+import os
 import re
+import select
+import stat
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -82,46 +95,194 @@ _FORCE_HINT = (
     "(CLI --format binance)"
 )
 _NUMBER = re.compile(r"^\s*[+-]?\d+(\.\d*)?([eE][+-]?\d+)?\s*$")
+PIPE_WAIT_S = 30.0
+"""How long to wait for a program to open a FIFO for writing before giving up."""
+STDIN = "-"
+
+# Containers by magic bytes: those opened transparently, and those only named.
+_OPENED = {b"\x1f\x8b": "gzip", b"PK\x03\x04": "zip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
+_NAMED = {b"\x28\xb5\x2f\xfd": "zstd", b"7z\xbc\xaf\x27\x1c": "7-Zip", b"Rar!\x1a\x07": "RAR",
+          b"PK\x05\x06": "empty zip"}
+# Byte-order marks, UTF-32 before UTF-16 (FF FE 00 00 starts with FF FE).
+_BOMS = ((b"\xff\xfe\x00\x00", "utf-32-le"), (b"\x00\x00\xfe\xff", "utf-32-be"),
+         (b"\xff\xfe", "utf-16-le"), (b"\xfe\xff", "utf-16-be"))
 
 
 # --- reading bytes ---------------------------------------------------------------------------
 
 
-def _read(path: Path, limit: int | None = None) -> bytes:
-    """The file's (decompressed) bytes; at most about ``limit`` bytes when given."""
+def _read(path: Path) -> bytes:
+    """The input's bytes, decompressed and as UTF-8 text (Parquet as is). Read exactly once,
+    so pipes and standard input work.
+
+    Raises:
+        DataError: not found, a directory, unreadable, a pipe nobody writes, a damaged or
+            nested archive, an unsupported archive or encoding.
+    """
+    raw = _read_raw(path)
+    return _decode(_decompress(raw, _name(path)), _name(path))
+
+
+def _name(path: Path) -> str:
+    return "<stdin>" if str(path) == STDIN else path.name
+
+
+def _read_raw(path: Path) -> bytes:
+    if str(path) == STDIN:
+        return sys.stdin.buffer.read()
     try:
+        mode = path.stat().st_mode
+        if stat.S_ISDIR(mode):
+            raise DataError("is a directory, not a file", source=str(path))
+        if stat.S_ISFIFO(mode):
+            return _read_pipe(path)
         with path.open("rb") as fh:
-            magic = fh.read(4)
+            return fh.read()
     except FileNotFoundError:
         raise DataError(
             "file not found", source=str(path), hint="check the path and the file name"
         ) from None
+    except PermissionError:
+        raise DataError(
+            "permission denied", source=str(path), hint="make the file readable (chmod +r)"
+        ) from None
     except IsADirectoryError:
         raise DataError("is a directory, not a file", source=str(path)) from None
+    except OSError as exc:
+        raise DataError(f"cannot read the file ({exc.strerror or exc})", source=str(path)) from None
+
+
+def _read_pipe(path: Path) -> bytes:
+    """A FIFO's whole content. Opening one blocks until a writer appears, so open it without
+    blocking and wait at most PIPE_WAIT_S for data or the end of input."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
     try:
-        if magic[:2] == b"\x1f\x8b":
-            with gzip.open(path, "rb") as fh:
-                return fh.read(limit) if limit else fh.read()
-        if magic == b"PK\x03\x04":
-            with zipfile.ZipFile(path) as zf:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLHUP)
+        if not poller.poll(PIPE_WAIT_S * 1000):
+            raise DataError(
+                f"nothing was written to the pipe within {PIPE_WAIT_S:.0f} s",
+                source=str(path),
+                hint="start the program that writes to it first, or pass a regular file",
+            )
+        os.set_blocking(fd, True)
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _container(data: bytes) -> tuple[str | None, bool]:
+    """``(kind, opened)`` of compressed data by its magic bytes; ``(None, False)`` for none."""
+    for magic, kind in _OPENED.items():
+        if data.startswith(magic):
+            return kind, True
+    for magic, kind in _NAMED.items():
+        if data.startswith(magic):
+            return kind, False
+    return None, False
+
+
+def _decompress(data: bytes, name: str) -> bytes:
+    kind, opened = _container(data)
+    if kind is None:
+        return data
+    if not opened:
+        raise DataError(
+            f"{kind} archives are not supported",
+            source=name,
+            hint="extract the CSV or Parquet file and load it directly (gzip, bzip2, xz and "
+            "single-file zip are read as they are)",
+        )
+    try:
+        if kind == "gzip":
+            inner = gzip.decompress(data)
+        elif kind == "bzip2":
+            inner = bz2.decompress(data)
+        elif kind == "xz":
+            inner = lzma.decompress(data)
+        else:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
                 members = [m for m in zf.infolist() if not m.is_dir()]
                 if len(members) != 1:
                     names = ", ".join(m.filename for m in members) or "none"
                     raise DataError(
                         f"zip archive must hold exactly one file, found {len(members)} ({names})",
-                        source=path.name,
+                        source=name,
                         hint="extract the file you want and load it directly",
                     )
-                with zf.open(members[0]) as fh:
-                    return fh.read(limit) if limit else fh.read()
-    except (OSError, EOFError, zlib.error, zipfile.BadZipFile) as exc:
+                inner = zf.read(members[0])
+    except (OSError, EOFError, zlib.error, zipfile.BadZipFile, lzma.LZMAError, ValueError,
+            NotImplementedError, RuntimeError) as exc:
         raise DataError(
-            f"corrupt or truncated compressed file ({exc})",
-            source=path.name,
+            f"corrupt or truncated compressed file ({kind}: {exc})",
+            source=name,
             hint="the download was probably interrupted; fetch the file again",
         ) from None
-    with path.open("rb") as fh:
-        return fh.read(limit) if limit else fh.read()
+    nested, _ = _container(inner)
+    if nested is not None:
+        raise DataError(
+            f"compressed twice: {nested} inside {kind}",
+            source=name,
+            hint=f"decompress the outer {kind} layer and load the {nested} file inside, or "
+            "decompress both",
+        )
+    return inner
+
+
+def _decode(data: bytes, name: str) -> bytes:
+    """UTF-8 bytes of the text (UTF-16/32 decoded); Parquet untouched.
+
+    Raises:
+        DataError: for other binary data (NUL bytes in what should be text).
+    """
+    if data.startswith(b"PAR1"):
+        return data
+    bom, encoding = next(((b, e) for b, e in _BOMS if data.startswith(b)), (b"", None))
+    head = data[:4096]
+    if encoding is None and b"\x00" in head:
+        encoding = _guess_wide(head)
+        if encoding is None:
+            at = head.index(b"\x00")
+            raise DataError(
+                f"binary data, not text (a NUL byte at byte {at})",
+                source=name,
+                row=head.count(b"\n", 0, at) + 1,
+                hint="is this really a CSV or Parquet file? export the candles as CSV (UTF-8) "
+                "or Parquet",
+            )
+    if encoding is None:
+        return data
+    try:
+        text = data[len(bom):].decode(encoding)
+    except UnicodeDecodeError:
+        raise DataError(
+            f"looks like {encoding.upper()} text but cannot be decoded",
+            source=name,
+            hint="save the file as UTF-8 (Excel: 'CSV UTF-8')",
+        ) from None
+    return text.encode("utf-8")
+
+
+def _guess_wide(head: bytes) -> str | None:
+    """UTF-16/32 without a byte-order mark, told by where the NUL bytes of ASCII text fall."""
+    n = len(head) - len(head) % 4
+    if n < 8:
+        return None
+    h = head[:n]
+    zeros = [h[i::4].count(0) / (n // 4) for i in range(4)]
+    if zeros[1] > 0.9 and zeros[2] > 0.9 and zeros[3] > 0.9:
+        return "utf-32-le"
+    if zeros[0] > 0.9 and zeros[1] > 0.9 and zeros[2] > 0.9:
+        return "utf-32-be"
+    even, odd = h[0::2].count(0) / (n // 2), h[1::2].count(0) / (n // 2)
+    if odd > 0.9 and even < 0.1:
+        return "utf-16-le"
+    if even > 0.9 and odd < 0.1:
+        return "utf-16-be"
+    return None
 
 
 def _first_lines(data: bytes, n: int) -> list[str]:
@@ -143,7 +304,7 @@ def detect_format(path: str | Path) -> str:
             (the message lists the supported formats and how to force one).
     """
     path = Path(path)
-    return _detect(_read(path, _HEAD_BYTES), path.name)
+    return _detect(_read(path), _name(path))
 
 
 def _detect(data: bytes, name: str) -> str:
@@ -293,7 +454,29 @@ def _read_csv(
         # Not a candle, so not data loss; load() still reports them as a warning.
         df.attrs["blank_lines"] = blank_rows.tolist()
     _check_short_rows(data, df, rows, name)
+    if len(df):
+        _check_first_row(data, first_data_line, df.shape[1], name)
     return df, rows
+
+
+def _check_first_row(data: bytes, line_no: int, want: int, name: str) -> None:
+    """Refuse extra fields on the first data row: with ``index_col=False`` the parser drops
+    them silently there (on later rows it raises, and short rows are checked separately)."""
+    lines = data[:_HEAD_BYTES].split(b"\n", line_no)
+    if len(lines) < line_no:
+        return
+    text = lines[line_no - 1].decode("utf-8", "replace").rstrip("\r")
+    if not text.strip():
+        return
+    got = len(next(csv.reader([text])))
+    if got > want:
+        raise DataError(
+            f"row has {got} fields, expected {want} ({text.strip()[:60]!r})",
+            source=name,
+            row=line_no,
+            hint="a cell probably contains an unquoted ',' (thousands separator or decimal "
+            "comma?), or the header lacks a column; correct the row or the header",
+        )
 
 
 def _check_short_rows(data: bytes, df: pd.DataFrame, rows: np.ndarray, name: str) -> None:
@@ -337,10 +520,24 @@ def _check_short_rows(data: bytes, df: pd.DataFrame, rows: np.ndarray, name: str
             )
 
 
-def _rename(df: pd.DataFrame, mapping: dict[str, str]) -> pd.DataFrame:
-    """Rename columns by case-insensitive name; unknown names are left alone."""
+def _rename(df: pd.DataFrame, name: str, mapping: dict[str, str]) -> pd.DataFrame:
+    """Rename columns by case-insensitive name; unknown names are left alone.
+
+    Raises:
+        DataError: when a renamed column would take the name of a column already there
+            (a TradingView export with both ``time`` and ``timestamp``).
+    """
     lower = {str(c).strip().lower(): c for c in df.columns}
-    return df.rename(columns={lower[k]: v for k, v in mapping.items() if k in lower})
+    renames = {lower[k]: v for k, v in mapping.items() if k in lower}
+    for old, new in renames.items():
+        if new in lower and lower[new] != old:
+            raise DataError(
+                f"columns {str(old)!r} and {str(lower[new])!r} would both be the {new!r} column",
+                source=name,
+                row=1,
+                hint=f"delete one of them (or rename it) so that one column is the {new}",
+            )
+    return df.rename(columns=renames)
 
 
 def _parse_canonical(data: bytes, name: str) -> _Parsed:
@@ -371,7 +568,7 @@ def _parse_binance(data: bytes, name: str) -> _Parsed:
     has_header = not _NUMBER.match(_first_lines(data, 1)[0].split(",")[0].strip() or "x")
     if has_header:
         df, rows = _read_csv(data, name)
-        df = _rename(df, {"open_time": "timestamp", "open time": "timestamp"})
+        df = _rename(df, name, {"open_time": "timestamp", "open time": "timestamp"})
     else:
         df, rows = _read_csv(data, name, header=False, names=list(BINANCE_COLUMNS))
         df = df.rename(columns={"open_time": INDEX_NAME})
@@ -384,7 +581,7 @@ def _parse_bitstamp(data: bytes, name: str) -> _Parsed:
     lower = [str(c).strip().lower() for c in df.columns]
     attrs: dict[str, object] = {}
     if "volume_(btc)" in lower:
-        df = _rename(df, {"volume_(btc)": "volume"})
+        df = _rename(df, name, {"volume_(btc)": "volume"})
         attrs["ignored_columns"] = [
             c for c in df.columns if str(c).lower() in ("volume_(currency)", "weighted_price")
         ]
@@ -399,7 +596,7 @@ def _parse_yahoo(data: bytes, name: str) -> _Parsed:
         df = df.rename(columns={df.columns[0]: "Date"})
     else:
         df, rows = _read_csv(data, name)
-    df = _rename(df, {"date": INDEX_NAME, "datetime": INDEX_NAME})
+    df = _rename(df, name, {"date": INDEX_NAME, "datetime": INDEX_NAME})
     ignored = [c for c in df.columns if str(c).strip().lower() == "adj close"]
     attrs = {
         "volume_unit": "BTC",
@@ -433,7 +630,7 @@ def _parse_cdd(data: bytes, name: str) -> _Parsed:
             row=header_row,
             hint="rename the base-asset volume column to 'volume'",
         )
-    df = _rename(df, {"unix": INDEX_NAME})
+    df = _rename(df, name, {"unix": INDEX_NAME})
     if "date" in lower:
         df = df.drop(columns=[lower["date"]])
     if INDEX_NAME in df.columns and len(df) > 1:
@@ -450,7 +647,7 @@ def _parse_cdd(data: bytes, name: str) -> _Parsed:
 
 def _parse_tradingview(data: bytes, name: str) -> _Parsed:
     df, rows = _read_csv(data, name)
-    df = _rename(df, {"time": INDEX_NAME})
+    df = _rename(df, name, {"time": INDEX_NAME})
     keep = {INDEX_NAME, *OHLCV}
     ignored = [str(c) for c in df.columns if str(c).strip().lower() not in keep]
     df = df.drop(columns=ignored)
@@ -482,11 +679,13 @@ def load(
     timeframe: str | None = None,
     duplicates: DuplicatePolicy = "error",
     sort: bool = False,
+    allow_dates: bool = False,
 ) -> pd.DataFrame:
     """Read a candle file in any supported format, validate it, return the canonical frame.
 
     Args:
-        path: the file (plain, ``.gz`` or single-member ``.zip``).
+        path: the file (plain, gzip, bzip2, xz or single-member zip; ``"-"`` for standard
+            input; a pipe works too).
         fmt: one of :data:`FORMATS` to skip detection; ``None`` detects from the content.
         gaps: gap policy: ``"error"``, ``"warn"`` (default) or ``"keep"``. Gaps are never
             filled.
@@ -494,6 +693,7 @@ def load(
         duplicates: ``"error"`` (default) or ``"drop-identical"`` (drop exact repeats, with a
             warning).
         sort: sort rows by time instead of failing on unsorted rows (with a warning).
+        allow_dates: accept bars before 1990 or from 2100 on (see :mod:`data.validate`).
 
     Returns:
         The canonical frame (see :mod:`data.frame`) with ``attrs``: ``source`` (file name),
@@ -506,7 +706,7 @@ def load(
         DataError: the first problem found (file, row, timestamp, fix), saying how many more
             there are.
     """
-    frame, report = _load(path, fmt, gaps, timeframe, duplicates, sort)
+    frame, report = _load(path, fmt, gaps, timeframe, duplicates, sort, allow_dates)
     report.raise_for_errors()
     assert frame is not None  # clean() returns a frame whenever the report is ok
     return frame
@@ -520,6 +720,7 @@ def validate_file(
     timeframe: str | None = None,
     duplicates: DuplicatePolicy = "error",
     sort: bool = False,
+    allow_dates: bool = False,
 ) -> ValidationReport:
     """Read and validate a file like :func:`load`, returning the report with *every* problem.
 
@@ -530,7 +731,7 @@ def validate_file(
         DataError: only when the file cannot be parsed at all: not found, empty, corrupt
             archive, unknown format or delimiter, not UTF-8, ragged or truncated rows.
     """
-    return _load(path, fmt, gaps, timeframe, duplicates, sort)[1]
+    return _load(path, fmt, gaps, timeframe, duplicates, sort, allow_dates)[1]
 
 
 def _load(
@@ -540,10 +741,11 @@ def _load(
     timeframe: str | None,
     duplicates: DuplicatePolicy,
     sort: bool,
+    allow_dates: bool = False,
 ) -> tuple[pd.DataFrame | None, ValidationReport]:
     path = Path(path)
-    return parse_bytes(_read(path), path.name, fmt, gaps=gaps, timeframe=timeframe,
-                       duplicates=duplicates, sort=sort)
+    return parse_bytes(_read(path), _name(path), fmt, gaps=gaps, timeframe=timeframe,
+                       duplicates=duplicates, sort=sort, allow_dates=allow_dates)
 
 
 def parse_bytes(
@@ -555,6 +757,7 @@ def parse_bytes(
     timeframe: str | None = None,
     duplicates: DuplicatePolicy = "error",
     sort: bool = False,
+    allow_dates: bool = False,
 ) -> tuple[pd.DataFrame | None, ValidationReport]:
     """Parse and validate a candle file's (decompressed) ``data``, named ``name`` in messages.
 
@@ -583,6 +786,7 @@ def parse_bytes(
         duplicates=duplicates,
         sort=sort,
         header_row=parsed.header_row,
+        allow_dates=allow_dates,
     )
     report.format = fmt
     if parsed.attrs.get("volume_missing"):

@@ -7,8 +7,18 @@ directory for ``btc-backtest``.
 
 Every write is atomic: the new file is written to a temporary file in the same directory, flushed
 to disk (fsync) and moved over the old one with :func:`os.replace`. A process killed at any moment
-leaves either the old file or the new one, never a partial file. Provenance (``source``,
-``downloaded_at``, exchange, symbol, timeframe) travels in the Parquet schema metadata.
+leaves either the old file or the new one, never a partial file; the temporary files such a kill
+leaves behind are removed by the next write of that series. Files get the permissions the umask
+gives (usually 0644), like any file the user creates.
+
+Writers of one series are serialised by a file lock (``<timeframe>.parquet.lock`` beside the
+file, :mod:`filelock`): two imports or downloads into the same series at once run one after the
+other, so the second merges into what the first stored and no row is lost.
+
+A stored file that cannot be read is never skipped: :meth:`DataStore.list` returns it with
+:attr:`StoreEntry.error` set, and :meth:`DataStore.read` raises a :class:`DataError` naming the
+file and how to repair it. Provenance (``source``, ``downloaded_at``, exchange, symbol, timeframe)
+travels in the Parquet schema metadata.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+from filelock import FileLock, Timeout
 
 from data.frame import OHLCV, DataError, check_canonical, parse_timeframe, to_canonical
 
@@ -32,6 +43,10 @@ ENV_VAR = "BTC_BACKTEST_DATA"
 APP_NAME = "btc-backtest"
 _META_KEY = b"btc_backtest"
 _TMP_SUFFIX = ".tmp"
+_LOCK_SUFFIX = ".lock"
+# How long a writer waits for another writer of the same series (merging a large page takes
+# seconds; ten minutes means something is stuck).
+LOCK_TIMEOUT_S = 600.0
 
 
 def default_root() -> Path:
@@ -87,6 +102,23 @@ class StoreEntry:
     size: int
     source: str | None = None
     downloaded_at: str | None = None
+    error: str | None = None
+    """Why the file cannot be read (damaged, truncated, not Parquet); ``None`` when readable.
+    Such an entry has no rows and no span."""
+
+    @property
+    def repair(self) -> str:
+        """How to repair a damaged entry (commands to run)."""
+        return repair_hint(self.path, self.exchange, self.symbol, self.timeframe)
+
+
+def repair_hint(path: Path, exchange: str, symbol: str, timeframe: str) -> str:
+    """The fix for a damaged stored file: delete it, then fetch or import the series again."""
+    return (
+        f"delete the damaged file (rm '{path}') and fetch the series again: btc-backtest data "
+        f"download --exchange {exchange} --symbol {symbol} --timeframe {timeframe}, or "
+        "btc-backtest data import FILE"
+    )
 
 
 Gap = tuple[pd.Timestamp, pd.Timestamp, int]
@@ -155,14 +187,14 @@ class DataStore:
             )
         try:
             table = pq.read_table(path)
-        except (OSError, pa.ArrowException) as exc:
+            meta = _read_meta(table.schema)
+            df = to_canonical(table.to_pandas())
+        except _UNREADABLE as exc:
             raise DataError(
-                f"cannot read stored file: {exc}",
+                f"damaged store file, cannot be read ({type(exc).__name__}: {exc})",
                 source=str(path),
-                hint="delete the file and download or import the data again",
-            ) from exc
-        meta = _read_meta(table.schema)
-        df = to_canonical(table.to_pandas())
+                hint=repair_hint(path, exchange, symbol, timeframe),
+            ) from None
         df.attrs = {
             "source": meta.get("source") or str(path),
             "exchange": meta.get("exchange", _check_exchange(exchange)),
@@ -191,11 +223,13 @@ class DataStore:
         *,
         source: str | None = None,
         downloaded_at: str | datetime | None = None,
+        locked: bool = False,
     ) -> Path:
         """Replace the stored series with ``df`` (atomically) and return the file path.
 
         ``source`` defaults to ``df.attrs["source"]``; ``downloaded_at`` (ISO-8601 UTC) to
-        ``df.attrs["downloaded_at"]`` or now.
+        ``df.attrs["downloaded_at"]`` or now. ``locked=True``: the caller already holds
+        :meth:`lock` of this series (the lock is taken otherwise).
 
         Raises:
             DataError: when ``df`` is not canonical or its timeframe disagrees with ``timeframe``.
@@ -224,8 +258,24 @@ class DataStore:
         schema_meta = dict(table.schema.metadata or {})
         schema_meta[_META_KEY] = json.dumps(meta).encode()
         table = table.replace_schema_metadata(schema_meta)
-        _atomic_write_table(table, path)
+        if locked:
+            _atomic_write_table(table, path)
+        else:
+            with self.lock(exchange, symbol, timeframe):
+                _atomic_write_table(table, path)
         return path
+
+    def lock(self, exchange: str, symbol: str, timeframe: str) -> FileLock:
+        """The file lock of one series (re-entrant within a process); hold it to read, merge and
+        write the series without losing another writer's rows.
+
+        Raises (on entering):
+            DataError: when the store folder cannot be written, or another process holds the
+                lock for more than :data:`LOCK_TIMEOUT_S` seconds.
+        """
+        path = self.path(exchange, symbol, timeframe)
+        _make_dir(path.parent)
+        return _SeriesLock(str(path) + _LOCK_SUFFIX, timeout=LOCK_TIMEOUT_S, mode=_file_mode())
 
     def append(
         self,
@@ -245,15 +295,36 @@ class DataStore:
         open a hole in the series; that is refused unless ``allow_gap=True`` (the caller has
         checked that the source really has no bars there and reports it).
 
+        The read-merge-write runs under the series' file lock (:meth:`lock`): concurrent
+        appends into one series serialise and none loses rows. ``attrs["added"]`` of the returned
+        frame is the number of bars this call added to the store.
+
         Raises:
             DataError: on conflicting values for one timestamp, or a hole without ``allow_gap``.
         """
         check_canonical(df, "candles to append")
+        with self.lock(exchange, symbol, timeframe):
+            return self._append_locked(df, exchange, symbol, timeframe, source=source,
+                                       downloaded_at=downloaded_at, allow_gap=allow_gap)
+
+    def _append_locked(
+        self,
+        df: pd.DataFrame,
+        exchange: str,
+        symbol: str,
+        timeframe: str,
+        *,
+        source: str | None,
+        downloaded_at: str | datetime | None,
+        allow_gap: bool,
+    ) -> pd.DataFrame:
         path = self.path(exchange, symbol, timeframe)
+        before = 0
         if not path.exists():
             merged = df
         else:
             old = self.read(exchange, symbol, timeframe)
+            before = len(old)
             common = old.index.intersection(df.index)
             if len(common):
                 a = old.loc[common, list(OHLCV)].to_numpy()
@@ -287,22 +358,25 @@ class DataStore:
                 source = df.attrs.get("source") or old.attrs.get("source")
         merged = merged.copy()
         merged.attrs["timeframe"] = timeframe
-        self.write(merged, exchange, symbol, timeframe, source=source, downloaded_at=downloaded_at)
+        self.write(merged, exchange, symbol, timeframe, source=source, downloaded_at=downloaded_at,
+                   locked=True)
         merged.attrs.update(
             source=source or df.attrs.get("source"),
             exchange=_check_exchange(exchange),
             symbol=symbol,
             path=str(path),
+            added=len(merged) - before,
         )
         return merged
 
     def delete(self, exchange: str, symbol: str, timeframe: str) -> bool:
         """Remove a stored series; return whether there was one."""
         path = self.path(exchange, symbol, timeframe)
-        if path.exists():
-            path.unlink()
-            return True
-        return False
+        if not path.exists():
+            return False
+        with self.lock(exchange, symbol, timeframe):
+            path.unlink(missing_ok=True)
+        return True
 
     # ------------------------------------------------------------------ funding rates
     def funding_path(self, exchange: str, symbol: str) -> Path:
@@ -366,8 +440,18 @@ class DataStore:
             try:
                 meta = _read_meta(pq.read_schema(path))
                 idx = _read_index(path)
-            except (OSError, pa.ArrowException):
-                continue  # not ours or unreadable; read() reports it when asked for
+            except _UNREADABLE as exc:
+                # Never skipped: a damaged file is listed with the reason, so that `data info`
+                # and the default-data choice name it.
+                entries.append(
+                    StoreEntry(
+                        exchange=exchange, symbol=dirname_symbol(symbol_dir),
+                        timeframe=timeframe, start=None, end=None, rows=0, gaps=0,
+                        largest_gap=0, path=path, size=_size_of(path),
+                        error=f"{type(exc).__name__}: {exc}",
+                    )
+                )
+                continue
             gaps = find_gaps(idx, timeframe) if len(idx) else []
             entries.append(
                 StoreEntry(
@@ -423,13 +507,92 @@ def _read_index(path: Path) -> pd.DatetimeIndex:
     return idx.as_unit("ns")
 
 
+# What reading a damaged or foreign Parquet file can raise (pyarrow, then the frame checks).
+_UNREADABLE = (OSError, pa.ArrowException, ValueError, KeyError, TypeError)
+
+
+class _SeriesLock(FileLock):
+    """A :class:`filelock.FileLock` whose failures are :class:`DataError` s naming the series."""
+
+    def __enter__(self) -> _SeriesLock:
+        try:
+            super().__enter__()
+        except Timeout:
+            raise DataError(
+                f"another btc-backtest process has been writing this series for over "
+                f"{LOCK_TIMEOUT_S:.0f} s",
+                source=self.lock_file.removesuffix(_LOCK_SUFFIX),
+                hint="wait for the other import/download to finish and try again; if none is "
+                f"running, delete {self.lock_file}",
+            ) from None
+        except OSError as exc:
+            raise _unwritable(Path(self.lock_file).parent, exc) from None
+        return self
+
+
+def _unwritable(folder: Path, exc: OSError) -> DataError:
+    return DataError(
+        f"cannot write to the candle store folder {folder} ({exc.strerror or exc})",
+        hint="choose a writable store with --data-dir DIR (or the BTC_BACKTEST_DATA variable)",
+    )
+
+
+def _make_dir(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _unwritable(folder, exc) from None
+
+
+def _size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _umask() -> int:
+    """The process umask, read without changing it where /proc allows."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    old = os.umask(0o022)  # elsewhere: set and restore (briefly process-wide)
+    os.umask(old)
+    return old
+
+
+def _file_mode() -> int:
+    """Mode for new store files: what ``open()`` gives (0o666 less the umask, usually 0644).
+    ``mkstemp`` alone makes 0600 files that another user (a backup, a web server) cannot read."""
+    return 0o666 & ~_umask()
+
+
+def _remove_stale_tmp(path: Path) -> None:
+    """Delete temporary files of ``path`` left by killed writers. Only called under the series
+    lock, so no live writer of this series owns one."""
+    for tmp in path.parent.glob(f".{path.name}.*{_TMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
 def _atomic_write_table(table: pa.Table, path: Path) -> None:
-    """Write ``table`` to ``path`` so that readers only ever see the old or the new file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``table`` to ``path`` so that readers only ever see the old or the new file.
+    The caller holds the series lock."""
+    _make_dir(path.parent)
+    _remove_stale_tmp(path)
     # Same directory as the target: os.replace is only atomic within one file system.
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX, dir=path.parent)
+    try:
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=_TMP_SUFFIX,
+                                        dir=path.parent)
+    except OSError as exc:
+        raise _unwritable(path.parent, exc) from None
     tmp = Path(tmp_name)
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as fh:
             pq.write_table(table, fh, compression="zstd")
             fh.flush()

@@ -18,6 +18,15 @@ Policies (nothing is ever dropped, filled or reordered silently):
   warning says where the order broke).
 * time zones: naive timestamps are taken as UTC (a warning says so, except for date-only values);
   a single non-UTC offset is converted to UTC with a warning; mixed offsets are an error.
+* dates: bars must open between :data:`MIN_DATE` and :data:`MAX_DATE` (1990 to 2100): anything
+  else is a wrong time scale (Excel serial days or day numbers read as epoch seconds, a unit
+  mix-up) far more often than real data. ``allow_dates=True`` (CLI ``--allow-dates``) widens this
+  to what a timestamp can hold (1678 to 2261); values beyond that are always an error, never
+  wrapped around.
+* one bar: its timeframe cannot be inferred, so a one-bar file needs ``timeframe``.
+* grid: bars open on their timeframe's grid (daily bars at 00:00 UTC, hourly ones on the hour,
+  weekly ones on Monday 00:00 UTC); a daily file opening at 12:00 is in another time zone, and
+  would be refused later by resampling and the weekly EMA.
 """
 
 from __future__ import annotations
@@ -49,6 +58,15 @@ GAP_POLICIES: tuple[str, ...] = ("error", "warn", "keep")
 DUPLICATE_POLICIES: tuple[str, ...] = ("error", "drop-identical")
 
 _NAT = np.iinfo(np.int64).min
+MIN_DATE = pd.Timestamp("1990-01-01", tz="UTC")
+"""Earliest bar open accepted without ``allow_dates`` (BTC trades from 2010; other candle data
+we meet starts no earlier than 1990)."""
+MAX_DATE = pd.Timestamp("2100-01-01", tz="UTC")
+"""Bars must open before this without ``allow_dates``."""
+# What int64 nanoseconds can hold (pandas' Timestamp.min/max, rounded inwards to whole days).
+_NS_MIN = pd.Timestamp("1677-09-22", tz="UTC")
+_NS_MAX = pd.Timestamp("2262-04-10", tz="UTC")
+_YEAR_S = 365.2425 * 86400
 # Bar sizes exchanges and charting tools offer; a run at one of these is a second timeframe.
 _STANDARD_NS = frozenset(
     pd.Timedelta(t).value
@@ -185,6 +203,7 @@ def validate(
     duplicates: DuplicatePolicy = "error",
     sort: bool = False,
     header_row: int | None = 1,
+    allow_dates: bool = False,
 ) -> ValidationReport:
     """Check parsed candle data and report every problem found.
 
@@ -201,6 +220,8 @@ def validate(
         duplicates: ``"error"`` or ``"drop-identical"``.
         sort: sort rows by time instead of reporting unsorted rows as an error.
         header_row: line of the header, cited for column problems (``None``: no header).
+        allow_dates: accept bars outside :data:`MIN_DATE` .. :data:`MAX_DATE` (as far as a
+            timestamp can hold).
 
     Returns:
         The :class:`ValidationReport` (call ``raise_for_errors()`` to turn errors into an
@@ -215,6 +236,7 @@ def validate(
         duplicates=duplicates,
         sort=sort,
         header_row=header_row,
+        allow_dates=allow_dates,
     )[1]
 
 
@@ -228,6 +250,10 @@ class _Ctx:
         self.ts = np.full(len(rows), _NAT, dtype=np.int64)
         # Cells already reported as non-numeric, per column (not reported again as NaN).
         self.non_numeric: dict[str, np.ndarray] = {}
+        # Epoch inputs: the raw numbers (float) and the unit told by magnitude, for messages
+        # that name the likely time-scale mistake.
+        self.epoch: np.ndarray | None = None
+        self.epoch_unit: str | None = None
 
     def stamp(self, pos: int) -> object:
         """The timestamp of row ``pos`` for a message: parsed if possible, else the raw text."""
@@ -276,6 +302,7 @@ def clean(
     duplicates: DuplicatePolicy = "error",
     sort: bool = False,
     header_row: int | None = 1,
+    allow_dates: bool = False,
 ) -> tuple[pd.DataFrame | None, ValidationReport]:
     """Validate like :func:`validate` and build the canonical frame.
 
@@ -311,6 +338,7 @@ def clean(
         return None, report
 
     _parse_timestamps(ts_col, ctx)
+    _check_dates(ctx, allow_dates)
     values = {c: _numeric(s, c, ctx) for c, s in cols.items()}
     volume_missing = bool(raw.attrs.get("volume_missing"))
     if volume_missing:
@@ -341,6 +369,16 @@ def _find_columns(
     """Map our column names to the raw columns; report missing/renamed ones."""
     names = {str(c).strip().lower(): c for c in raw.columns}
     found: dict[str, pd.Series] = {}
+    lowered = [str(c).strip().lower() for c in raw.columns]
+    twice = [c for c in (INDEX_NAME, *OHLCV) if lowered.count(c) > 1]
+    if twice:
+        where = [i + 1 for i, c in enumerate(lowered) if c == twice[0]]
+        report.errors.append(DataError(
+            f"{len(where)} columns are read as {twice[0]!r} (columns "
+            f"{', '.join(map(str, where))} of the header)",
+            source=report.source, row=header_row,
+            hint="keep one of them: delete or rename the others in the header"))
+        return None
     if INDEX_NAME in names:
         found[INDEX_NAME] = raw[names[INDEX_NAME]]
     elif isinstance(raw.index, pd.DatetimeIndex):
@@ -397,6 +435,13 @@ _EPOCH_UNITS = (("s", 1e11, 10**9), ("ms", 1e14, 10**6), ("us", 1e17, 10**3), ("
 def _parse_timestamps(col: pd.Series, ctx: _Ctx) -> None:
     """Fill ``ctx.ts`` (int64 ns UTC, NaT where invalid) and report timestamp problems."""
     kind = col.dtype.kind
+    if kind == "m":
+        ctx.error(
+            f"the timestamp column holds durations ({col.dtype}), not dates",
+            None,
+            hint="store each bar's open time as a UTC datetime or an epoch number",
+        )
+        return
     if kind == "M":
         _from_datetimes(pd.DatetimeIndex(col), ctx, note="datetime")
         return
@@ -414,7 +459,8 @@ def _parse_timestamps(col: pd.Series, ctx: _Ctx) -> None:
     first = text.dropna()
     first = first.iloc[0] if len(first) else None
     if first is not None and _NUMERIC_RE.match(first):
-        nums = pd.to_numeric(text, errors="coerce")
+        # Via float: a 25-digit integer must become a (huge) number, not an overflow.
+        nums = pd.to_numeric(text, errors="coerce").astype(np.float64)
         _report_unparsable(nums.isna().to_numpy() & text.notna().to_numpy(), ctx, epoch=True)
         _from_epoch(nums.to_numpy(dtype=np.float64), ctx)
         return
@@ -430,8 +476,8 @@ def _utc_iso_fast(col: pd.Series) -> np.ndarray | None:
     """
     try:
         arr = pa.array(col.array) if col.dtype.kind != "O" else pa.array(col, from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
-        return None
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        return None  # e.g. Python ints too big for int64: the general path explains them
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)):
         return None
     if not pc.all(pc.ends_with(arr, "Z")).as_py():  # None when all values are null
@@ -470,33 +516,124 @@ def _from_epoch(values: np.ndarray, ctx: _Ctx) -> None:
     """Epoch numbers whose unit is told by magnitude: s < 1e11 <= ms < 1e14 <= µs < 1e17 <= ns.
 
     Binance switched its spot kline files from milliseconds to microseconds in 2025 and
-    CryptoDataDownload files mix s and ms, so the unit is decided per row.
+    CryptoDataDownload files mix s and ms, so the unit is decided per row. A value that no
+    timestamp can hold in its unit (year >= 2262, e.g. seconds >= 9.2e9) is an error, never
+    wrapped around into another century.
     """
     v = values
     is_int = v.dtype.kind in "iu"
-    valid = np.ones(len(v), bool) if is_int else np.isfinite(v)
+    f = v.astype(np.float64)
+    valid = np.isfinite(f)
     if not is_int:
-        _report_missing_ts(ctx, np.isnan(v) & ~_already_reported(ctx, v))
-    mag = np.abs(v.astype(np.float64))
+        _report_missing_ts(ctx, np.isnan(f) & ~_already_reported(ctx, f))
+    which = np.searchsorted([u[1] for u in _EPOCH_UNITS[:-1]], np.abs(f), side="right")
+    per_second = np.array([1e9 / u[2] for u in _EPOCH_UNITS])  # units per second
+    with np.errstate(invalid="ignore"):
+        secs = f / per_second[np.minimum(which, len(_EPOCH_UNITS) - 1)]
+    fits = valid & (secs > _NS_MIN.value / 1e9) & (secs < _NS_MAX.value / 1e9)
     used = []
-    lower = 0.0
-    for name, upper, mult in _EPOCH_UNITS:
-        sel = valid & (mag >= lower) & (mag < upper)
-        lower = upper
+    for k, (name, _upper, mult) in enumerate(_EPOCH_UNITS):
+        sel = valid & (which == k)
         if not sel.any():
             continue
         used.append(name)
+        ok = sel & fits
         if is_int:
-            ctx.ts[sel] = v[sel].astype(np.int64) * mult
+            # Within the representable range the product cannot overflow int64.
+            ctx.ts[ok] = v[ok].astype(np.int64) * mult
         else:
             # Round in the input unit first: float seconds like 1325317920.0 are exact.
-            ctx.ts[sel] = np.round(v[sel] * mult).astype(np.int64)
+            ctx.ts[ok] = np.round(f[ok] * mult).astype(np.int64)
     ctx.report.time_unit = "+".join(used) if used else None
+    ctx.epoch = f
+    ctx.epoch_unit = used[0] if len(used) == 1 else None
+    beyond = np.flatnonzero(valid & ~fits)
+    if len(beyond):
+        i = beyond[0]
+        unit = _EPOCH_UNITS[min(int(which[i]), len(_EPOCH_UNITS) - 1)][0]
+        year = 1970 + secs[i] / _YEAR_S
+        ctx.error(
+            f"epoch timestamp {_raw_text(ctx, i, v[i])} is out of range: read as "
+            f"{_UNIT_NAMES[unit]} (told by its size) it is in the year {year:.0f}; a timestamp "
+            f"can only hold {_NS_MIN.year} to {_NS_MAX.year}{ctx.also(beyond)}",
+            i,
+            hint=_scale_cause(f[beyond], unit) + "correct the timestamps or delete the rows",
+        )
     if len(used) > 1:
         ctx.warn(
             f"timestamps mix epoch units ({', '.join(used)}); each was converted by its magnitude",
             hint="check that the file was not assembled from differently formatted downloads",
         )
+
+
+_UNIT_NAMES = {"s": "seconds", "ms": "milliseconds", "us": "microseconds", "ns": "nanoseconds"}
+
+
+def _raw_text(ctx: _Ctx, pos: int, x: object) -> str:
+    """The timestamp as written in the file when known, else the number."""
+    if ctx.raw_ts is not None and not _isna(ctx.raw_ts.iloc[pos]):
+        return str(ctx.raw_ts.iloc[pos]).strip()
+    return _raw_number(x)
+
+
+def _raw_number(x: object) -> str:
+    if isinstance(x, (float, np.floating)) and float(x).is_integer() and abs(x) < 1e30:
+        return f"{int(x)}"
+    return str(x)
+
+
+def _scale_cause(raw: np.ndarray, unit: str | None) -> str:
+    """``"likely ...; "`` naming the time scales that would put these epoch numbers into
+    1990-2100 (Excel serial days, days since 1970, another epoch unit), or ``""``."""
+    vals = raw[np.isfinite(raw)]
+    if not len(vals):
+        return ""
+    x = float(np.median(vals))
+    lo, hi = MIN_DATE.value / 1e9, MAX_DATE.value / 1e9
+    causes = []
+    if lo <= (x - 25569) * 86400 < hi:
+        causes.append("Excel serial dates (days since 1899-12-30)")
+    if lo <= x * 86400 < hi:
+        causes.append("days since 1970-01-01")
+    for name, _upper, mult in _EPOCH_UNITS:
+        if name != unit and lo <= x * mult / 1e9 < hi:
+            read_as = _UNIT_NAMES.get(unit or "", unit)
+            causes.append(f"epoch {_UNIT_NAMES[name]} (read as {read_as})")
+    if not causes:
+        return ""
+    return (f"these numbers look like {' or '.join(causes)}, not epoch "
+            f"{_UNIT_NAMES.get(unit or '', 'time')}; ")
+
+
+def _check_dates(ctx: _Ctx, allow_dates: bool) -> None:
+    """Refuse bars outside MIN_DATE..MAX_DATE (unless allowed) and, even when allowed, epoch
+    seconds that put every bar into the first days of 1970 (a time scale mistake)."""
+    ts = ctx.ts
+    has = ts != _NAT
+    if not has.any():
+        return
+    if allow_dates:
+        if ctx.epoch_unit == "s" and np.nanmax(np.abs(ctx.epoch[has])) < 1e7:
+            pos = np.flatnonzero(has)
+            ctx.error(
+                "epoch seconds below 10,000,000 put every bar in the first days of 1970: this "
+                "is not a time scale candle data uses",
+                pos[0],
+                hint=_scale_cause(ctx.epoch[has], "s") + "convert the timestamps to ISO 8601 "
+                "or epoch seconds",
+            )
+        return
+    bad = np.flatnonzero(has & ((ts < MIN_DATE.value) | (ts >= MAX_DATE.value)))
+    if not len(bad):
+        return
+    cause = _scale_cause(ctx.epoch[bad], ctx.epoch_unit) if ctx.epoch is not None else ""
+    ctx.error(
+        f"bar opens outside the accepted dates {MIN_DATE:%Y-%m-%d} to {MAX_DATE:%Y-%m-%d}"
+        f"{ctx.also(bad)}",
+        bad[0],
+        hint=cause + "correct the timestamps; if these dates are really meant, pass "
+        "allow_dates=True (CLI --allow-dates)",
+    )
 
 
 def _already_reported(ctx: _Ctx, v: np.ndarray) -> np.ndarray:
@@ -507,6 +644,22 @@ def _already_reported(ctx: _Ctx, v: np.ndarray) -> np.ndarray:
 
 
 def _from_datetimes(idx: pd.DatetimeIndex, ctx: _Ctx, note: str, dates_only: bool = False) -> None:
+    if idx.unit != "ns":
+        # pandas keeps s/ms/us resolution for dates nanoseconds cannot hold (year 2300):
+        # report them here rather than let the conversion below overflow.
+        probe = idx if idx.tz is not None else idx.tz_localize("UTC")
+        beyond = np.flatnonzero(np.asarray((probe < _NS_MIN) | (probe > _NS_MAX)))
+        if len(beyond):
+            raw = ctx.raw_ts.iloc[beyond[0]] if ctx.raw_ts is not None else idx[beyond[0]]
+            ctx.error(
+                f"timestamp {str(raw)!r} is beyond the dates a timestamp can hold "
+                f"({_NS_MIN.year} to {_NS_MAX.year}){ctx.also(beyond)}",
+                beyond[0],
+                hint="correct the date or delete the row",
+            )
+            keep = np.ones(len(idx), bool)
+            keep[beyond] = False
+            idx = idx.where(keep)
     missing = np.asarray(idx.isna())
     if idx.tz is None:
         if not dates_only and not missing.all():
@@ -786,6 +939,14 @@ def _check_spacing(keep: np.ndarray, ctx: _Ctx, timeframe: str | None, gaps: str
         report.end = pd.Timestamp(int(ts_u[-1]), unit="ns", tz="UTC")
     if len(ts_u) < 2:
         report.timeframe = _normalise_tf(timeframe) if timeframe else None
+        if timeframe is None and len(ts_u) == 1 and report.ok:
+            # Nothing downstream can use bars of unknown length (import files them by
+            # timeframe, run resamples): the same refusal everywhere, with the fix.
+            ctx.error(
+                "only one bar: its timeframe cannot be inferred from the spacing",
+                int(pos_u[0]),
+                hint="pass the timeframe, e.g. timeframe='1d' (CLI --timeframe 1d), or add bars",
+            )
         return
     index = pd.DatetimeIndex(pd.to_datetime(ts_u, unit="ns", utc=True))
     inferred = infer_timeframe(index)
@@ -845,12 +1006,42 @@ def _check_spacing(keep: np.ndarray, ctx: _Ctx, timeframe: str | None, gaps: str
             hint=f"bars must open on the {inferred} grid; check this timestamp (time zone? "
             "a stray bar?) and correct or delete the row",
         )
+    elif not long_other.any():
+        _check_grid(ts_u, pos_u, step, inferred, ctx)  # one message per problem: not twice
     is_gap = ~normal & ~mixed & ~off_grid
     g = np.flatnonzero(is_gap)
     firsts = pd.DatetimeIndex(pd.to_datetime(ts_u[g] + step, unit="ns", utc=True))
     lasts = pd.DatetimeIndex(pd.to_datetime(ts_u[g + 1] - step, unit="ns", utc=True))
     report.gaps = list(zip(firsts, lasts, (d[g] // step - 1).tolist(), strict=True))
     _report_gaps(ctx, pos_u[g + 1], gaps, inferred)
+
+
+def _check_grid(
+    ts_u: np.ndarray, pos_u: np.ndarray, step: int, tf: str, ctx: _Ctx
+) -> None:
+    """Bars of a timeframe that divides a day open on its grid (00:00 UTC for 1d, the hour for
+    1h); weekly bars open on Monday 00:00 UTC. A 1d file opening at 12:00 was exported in
+    another time zone: resampling and the weekly EMA would refuse it later, so it is refused
+    here, where the fix is clear."""
+    day = 86_400 * 10**9
+    if step == _WEEK_NS:
+        origin, where = _MONDAY_NS, "Monday 00:00 UTC"
+    elif day % step == 0:
+        origin, where = 0, "00:00 UTC" if step == day else f"multiples of {tf} from 00:00 UTC"
+    else:
+        return  # 3d, 2w ...: exchanges anchor these differently
+    off = np.flatnonzero((ts_u - origin) % step)
+    if not len(off):
+        return
+    i = off[0]
+    shift = pd.Timedelta(int((ts_u[i] - origin) % step), unit="ns")
+    ctx.error(
+        f"{tf} bars must open at {where}, but this bar opens {format_timeframe(shift)} later"
+        f"{ctx.also(pos_u[off])}",
+        int(pos_u[i]),
+        hint="the file is probably in another time zone: export it in UTC, or shift the "
+        "timestamps to the bar open in UTC",
+    )
 
 
 def _monthly_gaps(index: pd.DatetimeIndex, pos_u: np.ndarray, ctx: _Ctx, gaps: str) -> None:

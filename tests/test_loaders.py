@@ -322,8 +322,11 @@ def valid_frames(draw):
     tf = draw(st.sampled_from(["1m", "15m", "1h", "4h", "1d", "1w"]))
     start = draw(st.integers(min_value=1_300_000_000, max_value=1_900_000_000))
     step = parse_timeframe(tf).value
+    # Bars on their grid: weekly bars open on Mondays (1970-01-05 was one), others from 00:00.
+    origin = pd.Timestamp("1970-01-05", tz="UTC").value if tf == "1w" else 0
+    first = (start * 10**9 - origin) // step * step + origin
     idx = pd.DatetimeIndex(
-        pd.to_datetime(start * 10**9 // step * step + np.arange(n) * step, unit="ns", utc=True),
+        pd.to_datetime(first + np.arange(n) * step, unit="ns", utc=True),
         name="timestamp",
     ).as_unit("ns")
     rows = []

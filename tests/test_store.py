@@ -89,7 +89,8 @@ def test_crash_mid_write_leaves_old_file_intact_and_no_temp(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         st.write(candles("2024-01-01", 9), "binance", "BTC/USDT", "1d")
     assert path.read_bytes() == before
-    assert sorted(os.listdir(path.parent)) == ["1d.parquet"]
+    # The series' lock file stays (it is reused); no temporary file does.
+    assert sorted(os.listdir(path.parent)) == ["1d.parquet", "1d.parquet.lock"]
     monkeypatch.undo()
     pd.testing.assert_frame_equal(st.read("binance", "BTC/USDT", "1d"), old, check_freq=False)
 

@@ -56,6 +56,14 @@ def _check_timeframe(_ctx: click.Context, _param: click.Parameter, value: str | 
     return value
 
 
+def _allow_dates_option(f):
+    return click.option(
+        "--allow-dates", is_flag=True,
+        help="Accept bars before 1990 or from 2100 on (refused by default: usually a wrong "
+        "time scale).",
+    )(f)
+
+
 def _day(ts: pd.Timestamp | None) -> str:
     if ts is None:
         return "-"
@@ -131,17 +139,20 @@ def download_cmd(ctx: click.Context, exchange: str, symbol: str | None, timefram
               help="FILE holds funding rates (timestamp,funding_rate); detected from the header "
                    "too. Stored under --exchange (default 'imported') and --symbol (default "
                    "BTC/USDT:USDT).")
+@_allow_dates_option
 @_data_dir_option
 @click.pass_context
 def import_cmd(ctx: click.Context, file: Path, fmt: str | None, exchange: str | None,
                symbol: str | None, timeframe: str | None, allow_gap: bool, funding: bool,
-               data_dir: Path | None) -> None:
-    """Load and validate FILE (candles or funding rates), then merge it into the store."""
+               allow_dates: bool, data_dir: Path | None) -> None:
+    """Load and validate FILE (candles or funding rates; '-' for standard input), then merge
+    it into the store."""
     from data.funding import looks_like_funding_csv, read_funding_csv, store_funding
     from data.loaders import load
 
     _require_file(file)
-    if funding or looks_like_funding_csv(file):
+    # Standard input can be read only once: funding rates from it need --funding.
+    if funding or (str(file) != "-" and looks_like_funding_csv(file)):
         rates = read_funding_csv(file)
         store = _store(ctx, data_dir)
         exchange, symbol = exchange or "imported", symbol or "BTC/USDT:USDT"
@@ -150,7 +161,7 @@ def import_cmd(ctx: click.Context, file: Path, fmt: str | None, exchange: str | 
                    f"-> {_day(rates.index[-1])}) as {exchange} {symbol}: {len(merged)} stored in "
                    f"{store.funding_path(exchange, symbol)}")
         return
-    df = load(file, fmt, timeframe=timeframe)
+    df = load(file, fmt, timeframe=timeframe, allow_dates=allow_dates)
     tf = str(df.attrs.get("timeframe") or timeframe or "")
     if not tf:
         raise DataError("cannot tell the timeframe of the file", source=file.name,
@@ -162,12 +173,12 @@ def import_cmd(ctx: click.Context, file: Path, fmt: str | None, exchange: str | 
     for w in getattr(report, "warnings", []):
         click.echo(f"warning: {w}", err=True)
     store = _store(ctx, data_dir)
-    before = len(store.read(exchange, symbol, tf)) if store.exists(exchange, symbol, tf) else 0
+    # The count of new candles comes from the locked merge: another import may run meanwhile.
     merged = store.append(df, exchange, symbol, tf, source=f"import of {file.name}",
                           allow_gap=allow_gap)
     click.echo(
         f"imported {file.name} ({found_fmt}, {len(df)} candles {_day(df.index[0])} -> "
-        f"{_day(df.index[-1])}) as {exchange} {symbol} {tf}: {len(merged) - before} new, "
+        f"{_day(df.index[-1])}) as {exchange} {symbol} {tf}: {merged.attrs['added']} new, "
         f"{len(merged)} stored in {store.path(exchange, symbol, tf)}"
     )
 
@@ -181,10 +192,11 @@ def info_cmd(ctx: click.Context, data_dir: Path | None) -> None:
     from data.default import describe_default
 
     store = _store(ctx, data_dir)
-    entries = store.list()
-    if not entries:
+    all_entries = store.list()
+    entries = [e for e in all_entries if not e.error]
+    if not all_entries:
         click.echo(f"store {store.root}: empty")
-    else:
+    elif entries:
         click.echo(f"store {store.root}:")
         header = ("exchange", "symbol", "tf", "start", "end", "rows", "gaps", "size")
         rows = [
@@ -205,7 +217,19 @@ def info_cmd(ctx: click.Context, data_dir: Path | None) -> None:
                    f"{ds.end}, {ds.rows:,} rows  {ds.path}")
         click.echo(f"            origin {ds.origin['repository']} ({ds.origin['path']}); "
                    f"terms: {ds.licence}")
-    click.echo(describe_default(store))
+    damaged = [e for e in all_entries if e.error]
+    if damaged and not entries:
+        click.echo(f"store {store.root}: no readable series")
+    for e in damaged:
+        click.secho(f"DAMAGED: {e.path} ({e.exchange} {e.symbol} {e.timeframe}, {_size(e.size)}): "
+                    f"{e.error}", fg="red", err=True)
+        click.echo(f"  repair: {e.repair}", err=True)
+    try:
+        click.echo(describe_default(store))
+    except DataError as exc:
+        click.echo(f"default data: none usable: {exc}")
+    if damaged:
+        ctx.exit(2)
 
 
 @data.command("validate")
@@ -216,12 +240,14 @@ def info_cmd(ctx: click.Context, data_dir: Path | None) -> None:
               show_default=True, help="Whether missing bars are errors, warnings or accepted.")
 @click.option("--timeframe", default=None, callback=_check_timeframe,
               help="Expected timeframe (default: inferred).")
+@_allow_dates_option
 @click.pass_context
 def validate_cmd(ctx: click.Context, file: Path, fmt: str | None, gaps: str,
-                 timeframe: str | None) -> None:
-    """Check FILE and print the validation report (exit 2 when it has errors)."""
+                 timeframe: str | None, allow_dates: bool) -> None:
+    """Check FILE ('-' for standard input) and print the validation report (exit 2 when it
+    has errors)."""
     _require_file(file)
-    report = _full_report(file, fmt, gaps, timeframe)
+    report = _full_report(file, fmt, gaps, timeframe, allow_dates)
     click.echo(report.summary())
     if not report.ok:
         ctx.exit(2)
@@ -243,6 +269,8 @@ def resample_cmd(ctx: click.Context, source: str, to: str, output: Path | None,
     (e.g. binance:BTC/USDT:1d), to a coarser timeframe."""
     from data.resample import resample
 
+    if output is not None:
+        _check_output_file(output)  # before the work, not after it
     df = _load_source(ctx, source, data_dir)
     out = resample(df, to, incomplete="mark" if keep_incomplete else "drop")
     note = " (last bar still forming)" if out.attrs.get("incomplete_last") else ""
@@ -266,7 +294,24 @@ def resample_cmd(ctx: click.Context, source: str, to: str, output: Path | None,
     click.echo(f"{msg}; wrote {output}")
 
 
+def _check_output_file(output: Path) -> None:
+    """Refuse an output path whose folder is missing or not writable (exit 2, naming -o)."""
+    import os
+
+    if output.suffix.lower() not in (".csv", ".gz", ".parquet"):
+        raise click.BadParameter(f"unknown output type {output.suffix!r}; use .csv or .parquet",
+                                 param_hint="'-o'")
+    parent = output.parent if str(output.parent) else Path(".")
+    if not parent.is_dir():
+        raise click.BadParameter(f"folder {parent} does not exist; create it first",
+                                 param_hint="'-o'")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f"folder {parent} is not writable", param_hint="'-o'")
+
+
 def _require_file(file: Path) -> None:
+    if str(file) == "-":
+        return  # standard input
     if not file.exists():
         raise DataError("file not found", source=str(file),
                         hint="check the path; 'btc-backtest data info' lists stored data")
@@ -298,11 +343,12 @@ def _write_csv(df: pd.DataFrame, where: object) -> None:
     out.to_csv(where)  # shortest round-trip repr of each float: no precision lost
 
 
-def _full_report(file: Path, fmt: str | None, gaps: str, timeframe: str | None):
+def _full_report(file: Path, fmt: str | None, gaps: str, timeframe: str | None,
+                 allow_dates: bool = False):
     """The validation report of ``file`` with *every* problem listed (not just the first)."""
     from data.loaders import validate_file
 
-    return validate_file(file, fmt, gaps=gaps, timeframe=timeframe)
+    return validate_file(file, fmt, gaps=gaps, timeframe=timeframe, allow_dates=allow_dates)
 
 
 COMMANDS: list[click.Command] = [data]
