@@ -261,7 +261,14 @@ def load_frames(directory: str | os.PathLike[str], manifest: dict[str, Any],
             raise DataError(f"the manifest lists no {name} file", source=str(d))
     out: dict[str, Frame] = {}
     for name, info in files.items():
-        path = d / info["file"]
+        fname = info.get("file") if isinstance(info, dict) else None
+        # A plain file name inside the folder: never follow "../x" or "/etc/x" from a
+        # manifest someone edited (`btc-backtest report DIR` reads only inside DIR).
+        if not isinstance(fname, str) or fname != Path(fname).name or fname in ("", ".", ".."):
+            raise DataError(f"the manifest names {fname!r} as the {name} file: not a file name "
+                            "inside the result folder", source=str(d),
+                            hint="the result was edited by hand: run it again")
+        path = d / fname
         if not path.is_file():
             raise DataError(f"result file {path.name} is missing", source=str(d),
                             hint="the result folder is incomplete: run it again")

@@ -93,11 +93,13 @@ def resolve_default_data(
     *,
     progress: bool = True,
     bundled: str | None = None,
+    allow_dates: bool = False,
 ) -> tuple[pd.DataFrame, DataOrigin]:
     """Return the candles to use and where they came from, announcing each step via ``echo``.
 
     See the module docstring for the order. ``allow_download=False`` skips the download;
-    ``bundled`` ("binance" or "bitstamp") picks a shipped series directly.
+    ``bundled`` ("binance" or "bitstamp") picks a shipped series directly; ``allow_dates`` is
+    passed to :func:`data.loaders.load` for ``data_file``.
 
     Raises:
         DataError: when an explicit file is missing or invalid, or both a file and a bundled
@@ -112,7 +114,7 @@ def resolve_default_data(
     if data_file is not None:
         from data.loaders import load
 
-        df = load(data_file)
+        df = load(data_file, allow_dates=allow_dates)
         desc = f"{data_file} ({len(df)} candles, {df.attrs.get('timeframe', '?')})"
         say(f"data: {desc} [--data]")
         return df, DataOrigin("file", desc, str(data_file))

@@ -68,6 +68,8 @@ class DataError(ValueError):
         return msg
 
 
+# Longer bars than ten years are a typo (and 20-digit counts would overflow the arithmetic).
+_TF_MAX = pd.Timedelta(days=3660)
 _TF_RE = re.compile(r"^\s*(\d+)\s*(s|m|min|h|d|w|M)\s*$")
 _TF_UNITS = {
     "s": pd.Timedelta(seconds=1),
@@ -102,7 +104,14 @@ def parse_timeframe(timeframe: str | pd.Timedelta) -> pd.Timedelta:
     n = int(m.group(1))
     if n <= 0:
         raise DataError(f"timeframe must be positive, got {timeframe!r}")
-    return n * _TF_UNITS[m.group(2)]
+    try:
+        td = n * _TF_UNITS[m.group(2)]
+    except (OverflowError, ValueError):  # 20 digits: beyond what a Timedelta holds
+        td = None
+    if td is None or td > _TF_MAX:
+        raise DataError(f"timeframe {timeframe!r} is longer than {_TF_MAX.days} days",
+                        hint="use a number and a unit: 1m, 5m, 15m, 1h, 2h, 4h, 1d or 1w")
+    return td
 
 
 def format_timeframe(td: pd.Timedelta) -> str:

@@ -454,19 +454,45 @@ def _read_csv(
         # Not a candle, so not data loss; load() still reports them as a warning.
         df.attrs["blank_lines"] = blank_rows.tolist()
     _check_short_rows(data, df, rows, name)
+    if header:
+        _check_header(data, first_data_line - 1, name)
     if len(df):
         _check_first_row(data, first_data_line, df.shape[1], name)
     return df, rows
 
 
+def _line(data: bytes, line_no: int) -> str | None:
+    """Line ``line_no`` (1-based) of the text, without its line end; None past the head."""
+    lines = data[:_HEAD_BYTES].split(b"\n", line_no)
+    if len(lines) < line_no:
+        return None
+    return lines[line_no - 1].decode("utf-8", "replace").lstrip("\ufeff").rstrip("\r")
+
+
+def _check_header(data: bytes, line_no: int, name: str) -> None:
+    """Refuse a header naming one of our columns twice: the parser would rename the second
+    ('close.1') and the first would be used silently."""
+    text = _line(data, line_no)
+    if not text:
+        return
+    names = [c.strip().lower() for c in next(csv.reader([text]))]
+    for col in (INDEX_NAME, *OHLCV):
+        if names.count(col) > 1:
+            where = ", ".join(str(i + 1) for i, c in enumerate(names) if c == col)
+            raise DataError(
+                f"column {col!r} appears {names.count(col)} times in the header (columns "
+                f"{where})",
+                source=name,
+                row=line_no,
+                hint="keep one of them: delete or rename the others",
+            )
+
+
 def _check_first_row(data: bytes, line_no: int, want: int, name: str) -> None:
     """Refuse extra fields on the first data row: with ``index_col=False`` the parser drops
     them silently there (on later rows it raises, and short rows are checked separately)."""
-    lines = data[:_HEAD_BYTES].split(b"\n", line_no)
-    if len(lines) < line_no:
-        return
-    text = lines[line_no - 1].decode("utf-8", "replace").rstrip("\r")
-    if not text.strip():
+    text = _line(data, line_no)
+    if text is None or not text.strip():
         return
     got = len(next(csv.reader([text])))
     if got > want:

@@ -89,6 +89,7 @@ def select_candles(
     echo: Callable[[str], None] | None = None,
     min_bars: int = 2,
     keep_history: bool = False,
+    allow_dates: bool = False,
 ) -> tuple[pd.DataFrame, str]:
     """The candles for a job and a one-line description of their origin.
 
@@ -99,7 +100,8 @@ def select_candles(
     opening in ``[start, end]`` (UTC; naive means UTC). With ``keep_history`` the bars before
     ``start`` are kept (only ``end`` cuts): they are the indicators' warm-up and ``start`` opens
     the trading window (pass it on to :func:`backtests.run`); ``min_bars`` then counts the bars
-    from ``start``.
+    from ``start``. ``allow_dates``
+    accepts a file's bars outside 1990-2100 (see :func:`data.loaders.load`).
 
     Raises:
         DataError: a bad date or timeframe (checked before loading), a missing or invalid file,
@@ -117,7 +119,7 @@ def select_candles(
 
     store = DataStore(data_dir) if data_dir else None
     df, origin = resolve_default_data(data_file, store=store, allow_download=not offline,
-                                      echo=echo, bundled=dataset)
+                                      echo=echo, bundled=dataset, allow_dates=allow_dates)
     desc = origin.description
     if timeframe is not None:
         src = timeframe_of(df)

@@ -554,7 +554,7 @@ def _from_epoch(values: np.ndarray, ctx: _Ctx) -> None:
         year = 1970 + secs[i] / _YEAR_S
         ctx.error(
             f"epoch timestamp {_raw_text(ctx, i, v[i])} is out of range: read as "
-            f"{_UNIT_NAMES[unit]} (told by its size) it is in the year {year:.0f}; a timestamp "
+            f"{_UNIT_NAMES[unit]} (told by its size) it is in the year {int(year)}; a timestamp "
             f"can only hold {_NS_MIN.year} to {_NS_MAX.year}{ctx.also(beyond)}",
             i,
             hint=_scale_cause(f[beyond], unit) + "correct the timestamps or delete the rows",
@@ -1035,12 +1035,17 @@ def _check_grid(
         return
     i = off[0]
     shift = pd.Timedelta(int((ts_u[i] - origin) % step), unit="ns")
+    if step == _WEEK_NS:
+        hint = ("weeks here start on Monday 00:00 UTC (ISO weeks, as on Binance); build them "
+                "from daily bars with 'btc-backtest data resample FILE --to 1w'")
+    else:
+        hint = ("the file is probably in another time zone: export it in UTC, or shift the "
+                "timestamps to the bar open in UTC")
     ctx.error(
         f"{tf} bars must open at {where}, but this bar opens {format_timeframe(shift)} later"
         f"{ctx.also(pos_u[off])}",
         int(pos_u[i]),
-        hint="the file is probably in another time zone: export it in UTC, or shift the "
-        "timestamps to the bar open in UTC",
+        hint=hint,
     )
 
 

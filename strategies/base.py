@@ -68,6 +68,9 @@ def did_you_mean(name: str, candidates: Any, what: str = "names") -> str:
 
 _TRUE = {"1", "true", "yes", "y", "on"}
 _FALSE = {"0", "false", "no", "n", "off"}
+# Int parameters are bar counts and periods: TA-Lib and the compiled engine take them as 32-bit
+# ints, so anything larger is a typo (a 20-digit value would overflow mid-backtest).
+_INT_LIMIT = 2**31 - 1
 
 
 @dataclass(frozen=True)
@@ -108,22 +111,25 @@ class Param:
                 if isinstance(value, bool):
                     raise ValueError
                 f = float(value)
-                if not np.isfinite(f) or f != int(f):
+                # Whole and exactly representable: a 20-digit "int" is a typo, not a period.
+                if not np.isfinite(f) or f != int(f) or abs(f) > _INT_LIMIT:
                     raise ValueError
                 out = int(f)
             elif t is float:
                 if isinstance(value, bool):
                     raise ValueError
                 out = float(value)
-                if np.isnan(out):
+                if not np.isfinite(out):  # inf/nan would only fail later, mid-backtest
                     raise ValueError
             elif t is str:
                 out = str(value)
             else:  # pragma: no cover - declarations are checked in __init_subclass__
                 raise ParamError(f"parameter {name!r}: unsupported type {t!r}")
         except (TypeError, ValueError):
+            kind = {"int": f"int (a whole number up to {_INT_LIMIT:,})",
+                    "float": "float (a finite number)"}.get(t.__name__, t.__name__)
             raise ParamError(
-                f"parameter {name!r} expects {t.__name__}, got {value!r} ({self.help})"
+                f"parameter {name!r} expects {kind}, got {value!r} ({self.help})"
             ) from None
         if self.choices is not None and out not in self.choices:
             raise ParamError(

@@ -22,6 +22,7 @@ import pandas as pd
 from backtests.config import ENGINES, MODES, SIZINGS, BacktestConfig, ConfigError
 from data.frame import DataError, parse_timeframe
 from data.resample import STANDARD_TIMEFRAMES
+from data.select import parse_time
 from strategies.base import ParamError, Strategy, did_you_mean
 
 Decorator = Callable[[Any], Any]
@@ -110,9 +111,9 @@ def _weekly_timeframe(ctx: click.Context, param: click.Parameter, value: str | N
 
 def data_options(*, dates: bool = True, weekly_ema: bool = False) -> Decorator:
     """Add the options that choose the candles: ``data_file``, ``data_dir``, ``timeframe``,
-    ``dataset``, ``offline`` (and ``start``, ``end`` when ``dates``), the arguments of
-    :func:`data.select.select_candles`. ``weekly_ema``: the command computes the weekly EMA, so
-    ``--timeframe`` must fit whole into weeks (checked before any loading)."""
+    ``dataset``, ``offline``, ``allow_dates`` (and ``start``, ``end`` when ``dates``), the
+    arguments of :func:`data.select.select_candles`. ``weekly_ema``: the command computes the
+    weekly EMA, so ``--timeframe`` must fit whole into weeks (checked before any loading)."""
     options = [
         click.option("--data", "data_file", type=click.Path(dir_okay=False), default=None,
                      help="Candle file (any supported format). Default: the default BTC data."),
@@ -120,7 +121,7 @@ def data_options(*, dates: bool = True, weekly_ema: bool = False) -> Decorator:
                      type=click.Path(file_okay=False),
                      help="Local candle store (env BTC_BACKTEST_DATA)."),
         click.option("--timeframe", default=None,
-                     callback=_weekly_timeframe if weekly_ema else None,
+                     callback=_weekly_timeframe if weekly_ema else _checked(parse_timeframe),
                      help="Resample to this timeframe first (e.g. 4h, 1d, 1w)."),
         click.option("--dataset", type=click.Choice(("binance", "bitstamp")), default=None,
                      help="A real daily series shipped with the package: binance (BTC/USDT "
@@ -128,13 +129,54 @@ def data_options(*, dates: bool = True, weekly_ema: bool = False) -> Decorator:
                           "2025-08-25)."),
         click.option("--offline", is_flag=True,
                      help="Never download; use the store or the bundled real daily data."),
+        click.option("--allow-dates", is_flag=True,
+                     help="Accept a --data file with bars before 1990 or from 2100 on (refused "
+                          "by default: usually a wrong time scale)."),
     ]
     if dates:
         options += [
-            click.option("--start", default=None, help="First bar to use (YYYY-MM-DD, UTC)."),
-            click.option("--end", default=None, help="Last bar to use (YYYY-MM-DD, UTC)."),
+            click.option("--start", default=None, callback=_checked(parse_time),
+                         help="First bar to use (YYYY-MM-DD, UTC)."),
+            click.option("--end", default=None, callback=_checked(parse_time),
+                         help="Last bar to use (YYYY-MM-DD, UTC)."),
         ]
     return option_group(options)
+
+
+def _checked(parse: Callable[[str], Any]) -> Callable[[click.Context, click.Parameter, Any],
+                                                       Any]:
+    """A click callback that runs ``parse`` on the value (kept as given) so that a bad value
+    is a usage error naming its option (exit 2) before any data is loaded."""
+
+    def callback(_ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+        if value is not None:
+            try:
+                parse(value)
+            except DataError as exc:
+                raise click.BadParameter(exc.what + (f" ({exc.hint})" if exc.hint else ""),
+                                         param=param) from None
+        return value
+
+    return callback
+
+
+def warn_capped_size(cfg: BacktestConfig, close_max: float) -> None:
+    """Warn (stderr) when a fixed ``--size`` is more BTC than the account can ever buy: the
+    engine caps every entry at what equity x leverage affords, so the size given is not the
+    size traded."""
+    if cfg.sizing == "fixed" and cfg.size * close_max > cfg.cash * cfg.leverage:
+        afford = cfg.cash * cfg.leverage / close_max
+        click.secho(f"warning: --size {cfg.size:g} BTC is more than --cash {cfg.cash:g} x "
+                    f"--leverage {cfg.leverage:g} buys at the highest close ({afford:.6g} BTC); "
+                    "entries are capped at what the equity affords", fg="yellow", err=True)
+
+
+def force_option() -> Decorator:
+    """``--force`` (passed as ``force``): write results into a non-empty folder btc-backtest did
+    not write, beside the files there (see :func:`backtests._files.replace_directory`)."""
+    return click.option("--force", is_flag=True,
+                        help="Write into a non-empty --out folder that btc-backtest did not "
+                             "write, beside its files (they are never touched).")
 
 
 def param_option(help_text: str = "Strategy parameter (repeatable); 'name.key=value' "

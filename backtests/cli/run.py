@@ -22,13 +22,16 @@ import click
 import pandas as pd
 
 import backtests
+from backtests._files import check_output_folder
 from backtests.cli.options import (
     announce,
     config_from_options,
     config_options,
     data_options,
+    force_option,
     param_option,
     strategy_params,
+    warn_capped_size,
 )
 from backtests.config import BacktestConfig
 from backtests.job import Timings, run_job
@@ -69,6 +72,10 @@ def resolve_strategies(specs: tuple[str, ...]) -> list[type[Strategy]]:
 def build_strategies(specs: tuple[str, ...], pairs: tuple[str, ...]) -> list[Strategy]:
     """Instantiate the selected strategies with their ``--param`` values (validated)."""
     classes = resolve_strategies(specs)
+    if not classes:  # e.g. --strategy ",,,": say so before any data is loaded
+        raise click.BadParameter(f"{', '.join(map(repr, specs))} names no strategy; use a name "
+                                 "(see 'btc-backtest strategies'), path/to/file.py:ClassName or "
+                                 "'all'", param_hint="--strategy")
     params = strategy_params(pairs, classes)
     strategies = []
     for cls in classes:
@@ -200,6 +207,7 @@ _started = False
 @config_options()
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder. Default: reports/run-<UTC time>.")
+@force_option()
 @click.option("--png/--no-png", default=PNG_DEFAULT, show_default=True,
               help="Also write price/RSI/equity PNG charts per strategy (~0.5 s each).")
 @click.option("--open", "open_report", is_flag=True, help="Open the HTML report when done.")
@@ -209,8 +217,8 @@ _started = False
                    "applies outside the series' span.")
 def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_file: str | None,
                 data_dir: str | None, timeframe: str | None, offline: bool,
-                dataset: str | None, start: str | None,
-                end: str | None, out_dir: str | None, png: bool, open_report: bool,
+                dataset: str | None, allow_dates: bool, start: str | None,
+                end: str | None, out_dir: str | None, force: bool, png: bool, open_report: bool,
                 funding_data: str | None, **config: Any) -> None:
     """Backtest strategies on BTC data and write an HTML report (+ PNGs with --png): the main
     job."""
@@ -219,6 +227,8 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
     timings = Timings()
     strategies = build_strategies(strategy_specs, params)
     cfg = config_from_options(config)
+    out = Path(out_dir) if out_dir else _default_out()
+    check_output_folder(out, force=force)  # before the work, not after it
 
     t0 = time.perf_counter()
     global _started
@@ -226,9 +236,10 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
         timings.startup = t0 - backtests.IMPORTED_AT
         _started = True
     df, origin = select_candles(data_file, data_dir, timeframe, start, end,
-                                offline=offline, dataset=dataset,
+                                offline=offline, dataset=dataset, allow_dates=allow_dates,
                                 echo=announce, keep_history=True)
     timings.load = time.perf_counter() - t0
+    warn_capped_size(cfg, float(df["close"].max()))
     click.echo(f"data: {origin}: {len(df):,} bars {df.index[0]:%Y-%m-%d} -> "
                f"{df.index[-1]:%Y-%m-%d}", err=True)
     cfg = with_funding_series(cfg, df, funding_data, data_dir)
@@ -248,9 +259,9 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
                           on_step=on_step, start=parse_time(start, "--start"))
         bar.update(1, done[-1] if done else None)
 
-    out = Path(out_dir) if out_dir else _default_out()
     t0 = time.perf_counter()
-    paths = write_report(results, out, png=png)
+    paths = write_report(results, out, png=png, force=force,
+                         command=" ".join(sys.argv[1:]))
     timings.rendering = time.perf_counter() - t0
 
     click.echo(summary_table(results))
@@ -279,14 +290,15 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 @data_options(dates=False, weekly_ema=True)
 def outlook_command(at: str | None, as_json: bool, data_file: str | None, data_dir: str | None,
-                    timeframe: str | None, offline: bool, dataset: str | None) -> None:
+                    timeframe: str | None, offline: bool, dataset: str | None,
+                    allow_dates: bool) -> None:
     """The technical outlook (levels, RSI, 200-week EMA, trend) as of a date."""
     import json
 
     from indicators.outlook import outlook
 
     df, _origin = select_candles(data_file, data_dir, timeframe, offline=offline, dataset=dataset,
-                                 echo=announce)
+                                 allow_dates=allow_dates, echo=announce)
     when = parse_time(at, "--at")
     if when is not None and not (df.index[0] <= when):
         raise DataError(f"--at {at} is before the data starts ({df.index[0]:%Y-%m-%d})",
@@ -320,9 +332,11 @@ def strategies_command() -> None:
 @click.argument("results", nargs=-1, required=True, type=click.Path(exists=True))
 @click.option("--out", "-o", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Report folder. Default: next to the first result.")
+@force_option()
 @click.option("--png/--no-png", default=PNG_DEFAULT, show_default=True,
               help="Also write the PNG charts.")
-def report_command(results: tuple[str, ...], out_dir: str | None, png: bool) -> None:
+def report_command(results: tuple[str, ...], out_dir: str | None, force: bool,
+                   png: bool) -> None:
     """Re-render a report from saved results (a run's folder or result folders, a saved sweep
     or walk-forward folder)."""
     from backtests.reports.write import load_results, rerender_tuning, tuning_kind, write_report
@@ -337,7 +351,9 @@ def report_command(results: tuple[str, ...], out_dir: str | None, png: bool) -> 
         return
     loaded = [r for item in runs for r in load_results(item)]
     out = Path(out_dir) if out_dir else Path(runs[0]) / "rerendered"
-    paths = write_report(loaded, out, png=png, save_results=False)
+    check_output_folder(out, force=force)
+    paths = write_report(loaded, out, png=png, save_results=False, force=force,
+                         command=" ".join(sys.argv[1:]))
     click.echo(summary_table(loaded))
     click.echo(f"\nreport: {paths['html']}")
 

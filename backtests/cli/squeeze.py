@@ -75,7 +75,8 @@ def margin_model(maintenance: float | None, tiers: str | None, notional: float,
                    "and side with --curve).")
 def squeeze_command(data_file: str | None, data_dir: str | None, timeframe: str | None,
                     offline: bool,
-                    dataset: str | None, start: str | None, end: str | None, until: str | None,
+                    dataset: str | None, allow_dates: bool, start: str | None,
+                    end: str | None, until: str | None,
                     horizon: str | None, side: str, maintenance: float | None,
                     tiers: str | None, notional: float, entry_fee: float,
                     liquidation_fee: float, show_curve: bool, rows: int,
@@ -97,7 +98,8 @@ def squeeze_command(data_file: str | None, data_dir: str | None, timeframe: str 
                                      param_hint="--horizon") from None
     model = margin_model(maintenance, tiers, notional, entry_fee, liquidation_fee)
     df, _origin = select_candles(data_file, data_dir, timeframe,
-                                 offline=offline, dataset=dataset, echo=announce)
+                                 offline=offline, dataset=dataset, allow_dates=allow_dates,
+                                 echo=announce)
     res = leverage_survival(df, start, end, horizon=span, until=until, side=side, model=model)
     if png_dir is not None:
         for path in write_pngs(df, res, Path(png_dir), end, model):

@@ -34,11 +34,13 @@ import click
 import numpy as np
 import pandas as pd
 
+from backtests._files import check_output_folder, replace_directory
 from backtests.cli.options import (
     announce,
     config_from_options,
     config_options,
     data_options,
+    force_option,
     option_group,
     param_option,
     strategy_params,
@@ -147,9 +149,24 @@ def _metric(metric: str) -> str:
     return metric
 
 
-def _out_dir(out_dir: str | None, kind: str, name: str) -> Path:
+def _out_dir(out_dir: str | None, kind: str, name: str, force: bool) -> Path:
+    """The output folder, checked before any work (a folder of the user's is refused)."""
     # A user's strategy name may hold anything ("<b>toy</b>"): keep the folder name plain.
-    return Path(out_dir) if out_dir else Path(kind) / (re.sub(r"[^\w.-]+", "_", name) or "x")
+    out = Path(out_dir) if out_dir else Path(kind) / (re.sub(r"[^\w.-]+", "_", name) or "x")
+    check_output_folder(out, force=force)
+    return out
+
+
+def _publish(out: Path, res: Any, force: bool, write_html: Callable[[Path], Any]) -> Path:
+    """Save ``res`` and its report.html into ``out`` as one whole run (replace_directory);
+    return the report's path."""
+
+    def fill(tmp: Path) -> None:
+        res.save(tmp)
+        write_html(tmp / "report.html")
+
+    replace_directory(out, fill, force=force, command=" ".join(sys.argv[1:]))
+    return out / "report.html"
 
 
 def _progress_bar(total: int, unit: str) -> tuple[Any, Callable[[int, int], None]]:
@@ -194,6 +211,7 @@ _space_options = [
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the saved sweep and report.html (default: "
                    "sweeps/<strategy>).")
+@force_option()
 @click.option("--top", type=int, default=10, show_default=True, help="Rows to print.")
 @click.option("--x", "x_param", default=None, help="Heatmap x parameter.")
 @click.option("--y", "y_param", default=None, help="Heatmap y parameter.")
@@ -201,8 +219,8 @@ _space_options = [
 def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed: int,
           params: tuple[str, ...], metric: str, workers: int | None, scheduler: str | None,
           data_file: str | None, data_dir: str | None, timeframe: str | None, offline: bool,
-          dataset: str | None,
-          start: str | None, end: str | None, out_dir: str | None, top: int,
+          dataset: str | None, allow_dates: bool,
+          start: str | None, end: str | None, out_dir: str | None, force: bool, top: int,
           x_param: str | None, y_param: str | None, **config: Any) -> None:
     """Backtest STRATEGY over a parameter grid or random sets; rank, judge (DSR, PBO), save."""
     from backtests.reports.sweep_page import write_sweep_report
@@ -212,8 +230,9 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
     metric = _metric(metric)
     space = parameter_space(cls, grid_specs, n_random, seed, params)
     cfg = config_from_options(config)
+    out = _out_dir(out_dir, "sweeps", cls.name, force)
     df, _origin = select_candles(data_file, data_dir, timeframe, start, end,
-                                 offline=offline, dataset=dataset,
+                                 offline=offline, dataset=dataset, allow_dates=allow_dates,
                                  echo=announce)
     where = f"dask {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
     click.echo(f"sweep: {cls.name}, {len(space)} parameter sets, {len(df)} bars, {where}",
@@ -226,9 +245,8 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
         raise click.BadParameter(str(exc)) from None
     finally:
         bar.close()
-    out = _out_dir(out_dir, "sweeps", cls.name)
-    res.save(out)
-    report = write_sweep_report(res, out / "report.html", x=x_param, y=y_param)
+    report = _publish(out, res, force,
+                      lambda path: write_sweep_report(res, path, x=x_param, y=y_param))
     cols = [*res.param_names, "sharpe", "total_return_pct", "max_drawdown_pct", "n_trades"]
     if metric not in cols:
         cols.append(metric)
@@ -401,14 +419,15 @@ def no_trade_note(result: Any) -> str | None:
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Directory for the saved walk-forward and report.html (default: "
                    "walkforward/<strategy>).")
+@force_option()
 @config_options(exclude=("engine",))
 def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed: int,
                 params: tuple[str, ...], metric: str, workers: int | None,
                 scheduler: str | None, train: int | str, test: int | str,
                 step: int | str | None, anchored: bool, data_file: str | None,
                 data_dir: str | None, timeframe: str | None, offline: bool,
-                dataset: str | None, start: str | None,
-                end: str | None, out_dir: str | None, **config: Any) -> None:
+                dataset: str | None, allow_dates: bool, start: str | None,
+                end: str | None, out_dir: str | None, force: bool, **config: Any) -> None:
     """Walk-forward STRATEGY: on each training window pick the best parameter set (of --grid or
     --random) by --metric, trade it on the following test window, and stitch the
     out-of-sample results; compare them with in-sample and buy and hold, save, write HTML."""
@@ -420,8 +439,9 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     metric = _metric(metric)
     space = parameter_space(cls, grid_specs, n_random, seed, params)
     cfg = config_from_options(config)
+    out = _out_dir(out_dir, "walkforward", cls.name, force)
     df, origin = select_candles(data_file, data_dir, timeframe, start, end,
-                                offline=offline, dataset=dataset,
+                                offline=offline, dataset=dataset, allow_dates=allow_dates,
                                 echo=announce)
     try:
         wins = make_windows(df.index, train, test, anchored, step)
@@ -440,9 +460,7 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     finally:
         bar.close()
     res.settings["data"] = data_fingerprint(df, origin)
-    out = _out_dir(out_dir, "walkforward", cls.name)
-    res.save(out)
-    report = write_walkforward_report(res, out / "report.html")
+    report = _publish(out, res, force, lambda path: write_walkforward_report(res, path))
 
     click.echo(window_table(res))
     click.echo("\nin sample vs out of sample (means over windows; trades summed):")
@@ -478,7 +496,8 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
 @config_options(exclude=("engine",))
 @click.option("--no-trades", is_flag=True, help="Compare signals and indicators only.")
 def audit(strategy: str, data_file: str | None, data_dir: str | None, timeframe: str | None,
-          offline: bool, dataset: str | None, start: str | None, end: str | None, cuts: int,
+          offline: bool, dataset: str | None, allow_dates: bool, start: str | None,
+          end: str | None, cuts: int,
           params: tuple[str, ...], no_trades: bool, **config: Any) -> None:
     """Check STRATEGY for look-ahead: re-run it on truncated data and report every signal,
     indicator value or trade that changes when the future is removed (exit 1 if any)."""
@@ -491,7 +510,7 @@ def audit(strategy: str, data_file: str | None, data_dir: str | None, timeframe:
         raise click.BadParameter(str(exc), param_hint="--param") from None
     cfg = config_from_options(config)
     df, _origin = select_candles(data_file, data_dir, timeframe, start, end,
-                                 offline=offline, dataset=dataset,
+                                 offline=offline, dataset=dataset, allow_dates=allow_dates,
                                  echo=announce, min_bars=3)
     rep = run_audit(df, strat, cut_points=cuts, config=cfg,
                     check_trades=not no_trades)

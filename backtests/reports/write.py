@@ -12,6 +12,12 @@ Layout written by :func:`write_report` into ``out_dir``::
 :func:`load_results` finds the saved results in such a folder again, so a report can be rebuilt
 from disk without re-running anything; :func:`rerender_tuning` does the same for the folder of a
 saved sweep or walk-forward.
+
+The folder is written whole (:func:`backtests._files.replace_directory`): built beside, then put
+in place atomically with a run record (``btc-backtest-run.json``) holding the SHA-256 of every
+file, which :func:`find_results` checks, so a report never describes other results than those
+beside it. A folder btc-backtest did not write is never overwritten (``force`` writes beside
+the user's files).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from backtests._files import replace_directory, verify_run_folder
 from backtests.reports import PNG_DEFAULT
 from backtests.reports.html import render_html
 from backtests.reports.png import render_png
@@ -48,6 +55,8 @@ def write_report(
     png: bool = PNG_DEFAULT,
     save_results: bool = True,
     title: str | None = None,
+    force: bool = False,
+    command: str = "",
 ) -> dict[str, Path]:
     """Write the report folder for ``results`` (see the module docstring); return what was written.
 
@@ -55,7 +64,12 @@ def write_report(
     Returns a dict: ``"html"`` → report.html, ``"dir:<n>"`` → each result's folder, and
     ``"png:<n>:<chart>"`` → each PNG (``chart`` in price, rsi, equity), and ``"png:squeeze"`` →
     squeeze.png (leverage survival, safe-leverage curve, liquidation map) when the results
-    carry the job's squeeze analysis.
+    carry the job's squeeze analysis. ``force``: write into a non-empty folder btc-backtest did
+    not write, beside its files; ``command`` is recorded in the run record.
+
+    Raises:
+        OutputFolderError: ``out_dir`` holds other files (and not ``force``), or cannot be
+            written.
     """
     if isinstance(results, BacktestResult):
         results = [results]
@@ -63,21 +77,29 @@ def write_report(
     if not results:
         raise DataError("nothing to report: no backtest results")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
-    for n, r in enumerate(results, start=1):
-        folder = out / result_dirname(r, n)
-        if save_results:
-            r.save(folder)
-        written[f"dir:{n}"] = folder
-        if png:
-            for path in render_png(r, folder):
-                written[f"png:{n}:{path.stem}"] = path
-    sq = results[0].data.get("squeeze")
-    if png and sq and "summary" in sq:  # the market's squeeze, once per report folder
-        written["png:squeeze"] = squeeze_summary_png(sq, out / "squeeze.png")
-    written["html"] = render_html(results, out / "report.html", title=title)
-    return written
+
+    def fill(tmp: Path) -> None:
+        for n, r in enumerate(results, start=1):
+            folder = tmp / result_dirname(r, n)
+            if save_results:
+                r.save(folder)
+            else:
+                folder.mkdir()
+            written[f"dir:{n}"] = folder.relative_to(tmp)
+            if png:
+                for path in render_png(r, folder):
+                    written[f"png:{n}:{path.stem}"] = path.relative_to(tmp)
+        sq = results[0].data.get("squeeze")
+        if png and sq and "summary" in sq:  # the market's squeeze, once per report folder
+            written["png:squeeze"] = Path(
+                squeeze_summary_png(sq, tmp / "squeeze.png")).relative_to(tmp)
+        html = render_html(results, tmp / "report.html", title=title)
+        written["html"] = Path(html).relative_to(tmp)
+
+    replace_directory(out, fill, force=force, command=command)
+    # Built in a temporary folder, then moved: name the files where they are now.
+    return {k: out / rel for k, rel in written.items()}
 
 
 def find_results(path: str | Path) -> list[Path]:
@@ -85,11 +107,13 @@ def find_results(path: str | Path) -> list[Path]:
     ``<n>-<strategy>/`` sub-folders holding a ``results.json`` (in ``n`` order).
 
     Raises:
-        DataError: when no saved result is found there.
+        DataError: when no saved result is found there, or the folder's run record shows files
+            of another run (or missing ones).
     """
     p = Path(path)
     if (p / RESULTS_JSON).is_file():
         return [p]
+    verify_run_folder(p)  # one whole run, or refused
     found = [d for d in p.iterdir() if (d / RESULTS_JSON).is_file()] if p.is_dir() else []
     if not found:
         raise DataError(
