@@ -253,12 +253,18 @@ def check_output_folder(directory: str | Path, *, force: bool = False,
         OutputFolderError: naming ``option`` and how to proceed.
     """
     mode, target = _plan(Path(directory), force, option)
-    probe = target if mode == "inplace" else target.parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputFolderError(f"{option} {directory}: {probe} is not a writable folder",
-                                hint=f"choose a writable location with {option}")
+    where = target if mode == "inplace" else target.parent
+    try:
+        # Really try (permission bits say nothing to root, and nothing about /proc or a
+        # read-only mount): make the parent and a temporary folder in it, then remove it.
+        where.mkdir(parents=True, exist_ok=True)
+        probe = where / _tmp_name(target.name or "root")
+        probe.mkdir()
+        probe.rmdir()
+    except OSError as exc:
+        raise OutputFolderError(f"{option} {directory}: cannot write there "
+                                f"({exc.strerror or exc})",
+                                hint=f"choose a writable location with {option}") from None
 
 
 def _plan(directory: Path, force: bool, option: str) -> tuple[str, Path]:
@@ -306,6 +312,8 @@ def _merge_into(tmp: Path, target: Path, option: str, shown: str) -> None:
     old_ours = set(old["entries"]) if old else set()
     new = sorted(p.name for p in tmp.iterdir() if p.name != RUN_RECORD)
     clash = [n for n in new if (target / n).exists() and n not in old_ours]
+    if old is None and (target / RUN_RECORD).exists():
+        clash.insert(0, RUN_RECORD)  # a file of that name that is not our record
     if clash:
         raise OutputFolderError(
             f"{option} {shown}: {', '.join(clash[:3])} already exist(s) there and btc-backtest "

@@ -119,9 +119,11 @@ def store_funding(store: DataStore, rates: pd.Series, exchange: str, symbol: str
                   source: str) -> pd.Series:
     """Merge ``rates`` into the stored series for (exchange, symbol); returns the merged one."""
     path = store.funding_path(exchange, symbol)
-    old = store.read_funding(exchange, symbol) if path.exists() else None
-    merged = _merge(old, _check_rates(rates, source), str(path))
-    store.write_funding(merged, exchange, symbol, source=source)
+    # Under the series lock: a concurrent import or download merges after this one, not over it.
+    with store.funding_lock(exchange, symbol):
+        old = store.read_funding(exchange, symbol) if path.exists() else None
+        merged = _merge(old, _check_rates(rates, source), str(path))
+        store.write_funding(merged, exchange, symbol, source=source, locked=True)
     return merged
 
 

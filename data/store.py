@@ -414,9 +414,16 @@ class DataStore:
                      "downloaded_at": meta.get("downloaded_at"), "path": str(path)}
         return out
 
+    def funding_lock(self, exchange: str, symbol: str) -> FileLock:
+        """The file lock of a funding-rate series (see :meth:`lock`)."""
+        path = self.funding_path(exchange, symbol)
+        _make_dir(path.parent)
+        return _SeriesLock(str(path) + _LOCK_SUFFIX, timeout=LOCK_TIMEOUT_S, mode=_file_mode())
+
     def write_funding(self, rates: pd.Series, exchange: str, symbol: str, *,
-                      source: str | None = None) -> Path:
-        """Replace the stored funding rates with ``rates`` (atomically); returns the path."""
+                      source: str | None = None, locked: bool = False) -> Path:
+        """Replace the stored funding rates with ``rates`` (atomically); returns the path.
+        ``locked=True``: the caller holds :meth:`funding_lock` (it is taken otherwise)."""
         meta = {"source": source or rates.attrs.get("source"), "exchange": exchange,
                 "symbol": symbol, "kind": "funding",
                 "downloaded_at": datetime.now(UTC).isoformat(timespec="seconds")}
@@ -426,7 +433,12 @@ class DataStore:
         schema_meta = dict(table.schema.metadata or {})
         schema_meta[_META_KEY] = json.dumps(meta).encode()
         path = self.funding_path(exchange, symbol)
-        _atomic_write_table(table.replace_schema_metadata(schema_meta), path)
+        table = table.replace_schema_metadata(schema_meta)
+        if locked:
+            _atomic_write_table(table, path)
+        else:
+            with self.funding_lock(exchange, symbol):
+                _atomic_write_table(table, path)
         return path
 
     # ------------------------------------------------------------------ list
