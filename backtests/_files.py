@@ -46,7 +46,9 @@ class OutputFolderError(DataError):
     """An output folder that cannot be written without losing someone's files (exit code 2)."""
 
 
-def _tmp_name(name: str, kind: str = "tmp") -> str:
+def temporary_name(name: str, kind: str = "tmp") -> str:
+    """A unique hidden name beside ``name`` for a temporary file or folder; the process id in
+    it lets :func:`remove_stale_temporaries` tell a killed writer's leftovers."""
     return f".{name}.btc-{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
@@ -57,7 +59,7 @@ def write_text_atomic(path: str | Path, text: str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path.parent)
-    tmp = path.with_name(_tmp_name(path.name) + ".tmp")
+    tmp = path.with_name(temporary_name(path.name) + ".tmp")
     try:
         tmp.write_text(text, encoding="utf-8")
         tmp.replace(path)  # same folder, so the rename is atomic
@@ -214,7 +216,7 @@ def replace_directory(
     try:
         parent.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(parent)
-        tmp = parent / _tmp_name(target.name or "root")
+        tmp = parent / temporary_name(target.name or "root")
         tmp.mkdir()
     except OSError as exc:
         raise OutputFolderError(f"{option} {shown}: cannot create the folder "
@@ -227,7 +229,7 @@ def replace_directory(
             _merge_into(tmp, target, option, shown)
         elif mode == "swap":
             if not _exchange(tmp, target):
-                old = target.with_name(_tmp_name(target.name, "old"))
+                old = target.with_name(temporary_name(target.name, "old"))
                 os.rename(target, old)
                 os.rename(tmp, target)
                 tmp = old
@@ -258,7 +260,7 @@ def check_output_folder(directory: str | Path, *, force: bool = False,
         # Really try (permission bits say nothing to root, and nothing about /proc or a
         # read-only mount): make the parent and a temporary folder in it, then remove it.
         where.mkdir(parents=True, exist_ok=True)
-        probe = where / _tmp_name(target.name or "root")
+        probe = where / temporary_name(target.name or "root")
         probe.mkdir()
         probe.rmdir()
     except OSError as exc:

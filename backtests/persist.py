@@ -17,13 +17,13 @@ import json
 import math
 import os
 import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from backtests._files import remove_stale_temporaries, temporary_name
 from data.frame import DataError
 
 Frame = pd.DataFrame | pd.Series
@@ -195,7 +195,8 @@ def save_folder(directory: str | os.PathLike[str], manifest_name: str, manifest:
         raise DataError(f"{target} exists and is not a directory",
                         hint="choose a directory path for the result")
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_stale_temporaries(target.parent)
+    tmp = target.parent / temporary_name(target.name)
     tmp.mkdir()
     try:
         files: dict[str, Any] = {}
