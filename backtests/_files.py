@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import errno
 import hashlib
 import json
 import os
@@ -225,7 +226,20 @@ def replace_directory(
     try:
         fill(tmp)
         _write_record(tmp, uuid.uuid4().hex[:12], command)
-        if mode == "inplace":
+        placed = False
+        if mode == "new":
+            try:
+                os.rename(tmp, target)  # also replaces an empty existing folder
+                placed = True
+            except OSError as exc:
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                # Another command with the same folder finished first: plan again (a run of
+                # ours is swapped like any other; anything else is refused).
+                mode, target = _plan(directory, force, option)
+        if placed:
+            pass
+        elif mode == "inplace":
             _merge_into(tmp, target, option, shown)
         elif mode == "swap":
             if not _exchange(tmp, target):
@@ -234,7 +248,7 @@ def replace_directory(
                 os.rename(tmp, target)
                 tmp = old
         else:
-            os.rename(tmp, target)  # also replaces an empty existing folder
+            os.rename(tmp, target)
     except OSError as exc:
         raise OutputFolderError(f"{option} {shown}: cannot write the results "
                                 f"({exc.strerror or exc})",

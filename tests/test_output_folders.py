@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,31 @@ def test_sweep_and_walkforward_refuse_a_users_folder_and_the_current_one(
         assert r.exit_code == 2, r.output
         assert "--out" in r.output and "--force" in r.output
     assert (tmp_path / "mine" / "data.csv").read_text() == "x"
+
+
+def test_two_writers_of_one_folder_both_finish_and_leave_one_whole_run(tmp_path):
+    out = tmp_path / "out"
+    barrier = threading.Barrier(2)
+    errors: list[BaseException] = []
+
+    def writer(tag: str) -> None:
+        def fill(tmp: Path) -> None:
+            (tmp / "report.html").write_text(tag)
+            (tmp / "1-a").mkdir()
+            (tmp / "1-a" / "results.json").write_text(tag)
+            barrier.wait()  # both have built their run before either puts it in place
+
+        try:
+            replace_directory(out, fill)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(t,)) for t in ("A", "B")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    verify_run_folder(out)
+    assert (out / "report.html").read_text() == (out / "1-a" / "results.json").read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
