@@ -44,6 +44,7 @@ from backtests.cli.options import (
     option_group,
     param_option,
     strategy_params,
+    warn_capped_size,
 )
 from backtests.reports.format import terminal
 from data.select import select_candles
@@ -234,6 +235,7 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
     df, _origin = select_candles(data_file, data_dir, timeframe, start, end,
                                  offline=offline, dataset=dataset, allow_dates=allow_dates,
                                  echo=announce)
+    warn_capped_size(cfg, float(df["close"].max()))
     where = f"dask {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
     click.echo(f"sweep: {cls.name}, {len(space)} parameter sets, {len(df)} bars, {where}",
                err=True)
@@ -443,6 +445,7 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     df, origin = select_candles(data_file, data_dir, timeframe, start, end,
                                 offline=offline, dataset=dataset, allow_dates=allow_dates,
                                 echo=announce)
+    warn_capped_size(cfg, float(df["close"].max()))
     try:
         wins = make_windows(df.index, train, test, anchored, step)
     except ValueError as exc:
