@@ -583,8 +583,9 @@ def _raw_number(x: object) -> str:
 
 
 def _scale_cause(raw: np.ndarray, unit: str | None) -> str:
-    """``"likely ...; "`` naming the time scales that would put these epoch numbers into
-    1990-2100 (Excel serial days, days since 1970, another epoch unit), or ``""``."""
+    """``"these numbers look like ...; "`` naming the time scales that would put these epoch
+    numbers (their median) into 1990-2100 (Excel serial days, days since 1970, another epoch
+    unit), or ``""`` when none would."""
     vals = raw[np.isfinite(raw)]
     if not len(vals):
         return ""
@@ -613,10 +614,11 @@ def _check_dates(ctx: _Ctx, allow_dates: bool) -> None:
     if not has.any():
         return
     if allow_dates:
-        if ctx.epoch_unit == "s" and np.nanmax(np.abs(ctx.epoch[has])) < 1e7:
+        # 1e6 s is 11.6 days: Excel serials (~45,000) and day numbers (~20,000) fall here.
+        if ctx.epoch_unit == "s" and np.nanmax(np.abs(ctx.epoch[has])) < 1e6:
             pos = np.flatnonzero(has)
             ctx.error(
-                "epoch seconds below 10,000,000 put every bar in the first days of 1970: this "
+                "epoch seconds below 1,000,000 put every bar in the first days of 1970: this "
                 "is not a time scale candle data uses",
                 pos[0],
                 hint=_scale_cause(ctx.epoch[has], "s") + "convert the timestamps to ISO 8601 "
