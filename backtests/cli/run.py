@@ -338,7 +338,9 @@ def strategies_command() -> None:
 def report_command(results: tuple[str, ...], out_dir: str | None, force: bool,
                    png: bool) -> None:
     """Re-render a report from saved results (a run's folder or result folders, a saved sweep
-    or walk-forward folder)."""
+    or walk-forward folder).
+
+    A run's folder is checked against its run record first: one whole run, or refused."""
     from backtests.reports.write import load_results, rerender_tuning, tuning_kind, write_report
 
     tuning = [item for item in results if tuning_kind(item)]
