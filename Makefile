@@ -23,7 +23,7 @@ browser:
 
 test: install browser
 	$(PY) -m ruff check .
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto
 
 lint: install
 	$(PY) -m ruff check .
