@@ -343,7 +343,8 @@ class Signals:
                     f"Signals.{name} has shape {arr.shape}, expected ({n},): one value per bar"
                 )
             out[name] = np.ascontiguousarray(arr, dtype=dtype)
-        bad = np.flatnonzero(~np.isin(out["entry"], (-1, 0, 1)))
+        # two comparisons: np.isin costs ~90 us per call, paid once per sweep parameter set
+        bad = np.flatnonzero((out["entry"] < -1) | (out["entry"] > 1))
         if bad.size:
             raise ValueError(f"Signals.entry must be -1, 0 or +1; bar {bad[0]} holds "
                              f"{out['entry'][bad[0]]}")
@@ -412,6 +413,13 @@ class Strategy:
         for method in ("signals", "indicators"):
             if method in cls.__dict__:
                 setattr(cls, method, _on_canonical(cls.__dict__[method]))
+
+    def signals_on_canonical(self, df: pd.DataFrame) -> Signals:
+        """:meth:`signals` for a frame the caller has already made canonical (a sweep checks its
+        frame once, not once per parameter set): skips the per-call check, which costs more
+        than a simple strategy's signals (measured ~130 us of ~230 us per call)."""
+        method = type(self).signals
+        return getattr(method, "__wrapped__", method)(self, df)
 
     def __init__(self, **params: Any) -> None:
         unknown = sorted(set(params) - set(self.params))

@@ -22,7 +22,7 @@ from backtests.engines.fast import (
 )
 from backtests.metrics import CORE_KEYS, YEAR, core_metrics, fold_rows, periods_per_year
 from backtests.tuning.space import Params
-from data.frame import timeframe_of
+from data.frame import timeframe_of, to_canonical
 from strategies.native import BacktraderStrategy
 
 # --- backtests as evaluations ------------------------------------------------------------------
@@ -47,11 +47,19 @@ class BacktestPayload:
     keep_returns: bool = False
     _arrays: Market | None = None
     _frame: pd.DataFrame | None = None
+    _timeframe: str | None = None
+
+    def timeframe(self) -> str:
+        """The bar timeframe of ``df`` (worked out once per payload, not once per set)."""
+        if self._timeframe is None:
+            self._timeframe = timeframe_of(self.df)
+        return self._timeframe
 
     def frame(self) -> pd.DataFrame:
         """``df.iloc[:end]``, sliced once (slicing copies attrs deeply: not per evaluation)."""
         if self._frame is None:
             df = self.df if self.end in (None, len(self.df)) else self.df.iloc[:self.end]
+            df = to_canonical(df, "price frame")  # once: every set then skips the check
             # pandas deep-copies attrs on every column access: keep only the simple ones
             # (timeframe, source...), not e.g. a loader's validation report.
             light = df.copy(deep=False)
@@ -63,14 +71,15 @@ class BacktestPayload:
     def market(self) -> Market:
         """The kernel's price arrays of :meth:`frame`, built once per payload."""
         if self._arrays is None:
-            self._arrays = market_arrays(self.frame(), self.config, timeframe_of(self.df))
+            self._arrays = market_arrays(self.frame(), self.config, self.timeframe())
         return self._arrays
 
 
 def window_signals(strategy: Any, df: pd.DataFrame, start: int) -> Any:
     """The strategy's validated signals on ``df`` with entries and exits before bar
-    ``start - 1`` removed (warm-up bars: indicators see them, the account does not trade)."""
-    sig = strategy.signals(df).validate(len(df))
+    ``start - 1`` removed (warm-up bars: indicators see them, the account does not trade).
+    ``df`` must be canonical (:meth:`BacktestPayload.frame` is)."""
+    sig = strategy.signals_on_canonical(df).validate(len(df))
     cut = max(start - 1, 0)
     if cut:
         sig.entry = sig.entry.copy()
@@ -132,7 +141,7 @@ def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any
     lo = max(payload.start - 1, 0)
     df = payload.frame()
     out: dict[str, Any] = raw_metrics(equity[lo:], raw, df.index[lo:], payload.config.cash,
-                                      timeframe_of(payload.df), offset=lo)
+                                      payload.timeframe(), offset=lo)
     if payload.keep_returns:
         eq = equity[lo:]
         with np.errstate(divide="ignore", invalid="ignore"):
