@@ -21,7 +21,7 @@ import multiprocessing as mp
 import os
 import sys
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Protocol
 
@@ -172,7 +172,8 @@ class _ByValue:
 class DaskExecutor:
     """A Dask ``distributed`` cluster: ``scheduler`` is an address (``tcp://host:8786``) or a
     ``distributed.Client``. The payload is scattered to every worker once (``broadcast``), each
-    chunk is a task with ``retries``; a task whose worker dies is rescheduled by the scheduler.
+    chunk is a task with ``retries``; a task whose worker dies is rescheduled by the scheduler,
+    and chunks cancelled because the payload's copies died with their workers are sent again.
     """
 
     name = "dask"
@@ -202,20 +203,40 @@ class DaskExecutor:
         client, own = self._client()
         try:
             self.workers = len(client.scheduler_info(n_workers=-1)["workers"])
-            [data] = client.scatter([_ByValue(payload)], broadcast=True, hash=False)
-            futs = [client.submit(_eval_chunk, evaluate, data, chunk, pure=False,
-                                  retries=self.retries) for chunk in chunks]
+            pending = dict(enumerate(chunks))
             total = sum(len(c) for c in chunks)
             results: list[tuple[int, dict]] = []
-            for fut in as_completed(futs):
-                try:
-                    results.extend(fut.result())
-                except SweepError:
-                    raise
-                except Exception as exc:  # KilledWorker after too many deaths, etc.
-                    raise SweepError(f"Dask task failed: {type(exc).__name__}: {exc}") from None
-                if progress:
-                    progress(len(results), total)
+            rounds = 0
+            while pending:
+                # The scattered payload cannot be recomputed: when the workers holding it die,
+                # the scheduler cancels the tasks that need it. Those chunks are then sent again
+                # with a fresh copy of the payload (finished chunks are kept), up to ``retries``
+                # times.
+                [data] = client.scatter([_ByValue(payload)], broadcast=True, hash=False)
+                futs = {client.submit(_eval_chunk, evaluate, data, chunk, pure=False,
+                                      retries=self.retries): cid
+                        for cid, chunk in pending.items()}
+                lost = False
+                for fut in as_completed(futs):
+                    try:
+                        res = fut.result()
+                    except SweepError:
+                        raise
+                    except CancelledError:
+                        lost = True
+                        continue
+                    except Exception as exc:  # KilledWorker after too many deaths, etc.
+                        raise SweepError(f"Dask task failed: {type(exc).__name__}: {exc}"
+                                         ) from None
+                    results.extend(res)
+                    del pending[futs[fut]]
+                    if progress:
+                        progress(len(results), total)
+                if lost:
+                    rounds += 1
+                    if rounds > self.retries:
+                        raise SweepError(f"Dask cancelled {len(pending)} chunks {rounds} times "
+                                         "(workers lost with the payload); check the cluster")
             return results
         finally:
             if own:
