@@ -60,8 +60,11 @@ def _price(x: float | None) -> str:
     return "n/a" if x is None else f"{x:,.0f}"
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:+.1f}%"
+def _away(x: float | None) -> str:
+    """A distance as words that read one way: ``5.3% below`` / ``3.5% above``."""
+    if x is None:
+        return "n/a"
+    return f"{abs(x):.1f}% {'below' if x < 0 else 'above'}"
 
 
 def market_now(outlook: dict[str, Any], events: pd.DataFrame) -> dict[str, Any]:
@@ -105,14 +108,15 @@ def market_now(outlook: dict[str, Any], events: pd.DataFrame) -> dict[str, Any]:
     def side(z: dict[str, Any] | None, what: str) -> str:
         if z is None:
             return f"no {what} in the data"
-        return (f"{what} {_price(z['centre'])} ({_pct(z['distance_pct'])}, zone "
+        return (f"{what} {_price(z['centre'])} ({_away(z['distance_pct'])} price, zone "
                 f"{_price(z['low'])}-{_price(z['high'])}{'; flipped' if z['flipped'] else ''})")
 
     rsi = out["rsi"]
     lines = [
-        f"BTC {_price(price)} on {as_of:%Y-%m-%d}: {side(sup, 'support')}, "
+        f"BTC {_price(price)} {outlook.get('label') or f'on {as_of:%Y-%m-%d}'}: "
+        f"{side(sup, 'support')}, "
         f"{side(res, 'resistance')}.",
-        f"200-week EMA {_price(out['wema200'])} (price {_pct(out['dist_wema_pct'])} from it, "
+        f"200-week EMA {_price(out['wema200'])} (price {_away(out['dist_wema_pct'])} it, "
         f"{out['wema200_slope'] or 'n/a'}); RSI {'n/a' if rsi is None else f'{rsi:.1f}'} "
         f"{(out['rsi_state'] or '').replace('_', ' ')}; trend {out['trend']}.",
     ]

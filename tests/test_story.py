@@ -43,7 +43,10 @@ def test_market_now_is_the_outlook_at_the_last_bar(job):
     for f in now["recent_flips"]:
         assert df.index[-1] - pd.Timestamp(f["time"]) < pd.Timedelta(days=30)
         assert f["kind"] in ("support_to_resistance", "resistance_to_support")
-    assert now["lines"][0].startswith(f"BTC {now['price']:,.0f} on 2026-07-03: support ")
+    assert now["lines"][0].startswith(
+        f"BTC {now['price']:,.0f} after the 2026-07-03 daily close (2026-07-04 00:00 UTC): "
+        "support ")
+    assert "% below price" in now["lines"][0] and "% above price" in now["lines"][0]
     assert len(now["lines"]) == 3
 
 

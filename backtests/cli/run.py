@@ -149,13 +149,15 @@ def summary_table(results: list) -> str:
 
 
 def liquidation_lines(results: list) -> list[str]:
-    """Per strategy traded with leverage (a liquidation price exists): how close its trades
+    """Per strategy traded with leverage above 1x: how close its trades
     came to liquidation (``liq_distance_pct``: the worst price's gap to the liquidation price,
     % of entry) and the closest trade, with its liquidation price."""
     lines = []
     for r in results:
         t = r.trades
         if "liq_distance_pct" not in t or t["liquidation_price"].isna().all():
+            continue
+        if float(r.config.get("leverage", 1.0)) <= 1.0:  # unlevered: only a short's 2x line
             continue
         d = t["liq_distance_pct"]
         if d.notna().sum() == 0:
@@ -165,8 +167,9 @@ def liquidation_lines(results: list) -> list[str]:
         lines.append(
             f"{r.strategy}: {int((t['exit_reason'] == 'liquidation').sum())} of {len(t)} trades "
             f"liquidated at {c['leverage']:g}x; closest: {side} {c['entry_time']:%Y-%m-%d} at "
-            f"{c['entry_price']:,.2f}, liquidation {c['liquidation_price']:,.2f}, came within "
-            f"{max(d.min(), 0.0):.1f} % of entry; median trade {d.median():.1f} % away")
+            f"{c['entry_price']:,.2f}, liquidation {c['liquidation_price']:,.2f}, its worst price "
+            f"{max(d.min(), 0.0):.1f} % of entry away from it; median trade "
+            f"{d.median():.1f} % away")
     return lines
 
 
