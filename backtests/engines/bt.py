@@ -140,13 +140,17 @@ class PerpBroker(bt.brokers.BackBroker):
         else:
             hit = o >= liq or (h >= liq and not (has_stop and stop < liq))
         if hit:
-            comminfo = self.getcommissioninfo(data)
-            comminfo.liquidating = True
-            try:
-                self._execute(order, ago=0, price=liq)
-            finally:
-                comminfo.liquidating = False
+            self.execute_liquidation(order, liq)
         return None
+
+    def execute_liquidation(self, order, price: float) -> None:
+        """Fill ``order`` now at exactly ``price`` with the liquidation fee (not the commission)."""
+        comminfo = self.getcommissioninfo(order.data)
+        comminfo.liquidating = True
+        try:
+            self._execute(order, ago=0, price=price)
+        finally:
+            comminfo.liquidating = False
 
     def next(self):
         super().next()

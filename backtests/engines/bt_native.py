@@ -136,12 +136,7 @@ class NativeBroker(PerpBroker):
         order_fn = self.sell if side > 0 else self.buy
         order = order_fn(self.owner, data, abs(pos.size), price=liq, exectype=bt.Order.Market,
                          _checksubmit=False, reason="liquidation")
-        comminfo = self.getcommissioninfo(data)
-        comminfo.liquidating = True
-        try:
-            self._execute(order, ago=0, price=liq)
-        finally:
-            comminfo.liquidating = False
+        self.execute_liquidation(order, liq)
         for other in list(self.pending):  # an exchange cancels the rest on liquidation
             if other is not None and other is not order and other.data is data and other.alive():
                 self.cancel(other)
