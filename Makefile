@@ -29,4 +29,4 @@ lint: install
 	$(PY) -m ruff check .
 
 bench: install
-	$(PY) -m pytest benchmarks -o python_files="bench_*.py" --benchmark-only
+	for f in benchmarks/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(PY) $$f || exit 1; done
