@@ -19,7 +19,6 @@ of the price for distances), volume ratios as multiples of the average.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,6 +30,7 @@ from data.frame import parse_timeframe, timeframe_of
 from data.resample import resample
 from indicators.core import rsi as ta_rsi
 from indicators.flips import flips
+from indicators.outlook import finite_or_none
 
 #: Flips this recent (days before the last bar) are "recent" in the market-now card.
 RECENT_DAYS = 30
@@ -39,14 +39,6 @@ VOLUME_BARS = 20
 #: Days of daily changes whose standard deviation scales a move (known before the move).
 SIGMA_DAYS = 90
 N_MOVES = 6
-
-
-def _num(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
 
 
 def _zone(level: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -96,10 +88,10 @@ def market_now(outlook: dict[str, Any], events: pd.DataFrame) -> dict[str, Any]:
         "price": price,
         "support": sup,
         "resistance": res,
-        "wema200": _num(outlook.get("wema200")),
-        "dist_wema_pct": _num(outlook.get("dist_wema_pct")),
+        "wema200": finite_or_none(outlook.get("wema200")),
+        "dist_wema_pct": finite_or_none(outlook.get("dist_wema_pct")),
         "wema200_slope": outlook.get("wema200_slope"),
-        "rsi": _num(outlook.get("rsi")),
+        "rsi": finite_or_none(outlook.get("rsi")),
         "rsi_state": outlook.get("rsi_state"),
         "trend": outlook.get("trend"),
         "recent_flips": recent,
@@ -163,7 +155,7 @@ def _held(r: BacktestResult, day: pd.Timestamp, day_end: pd.Timestamp, close: fl
         if pd.Timestamp(tr["exit_time"]) < day_end:
             out["exit"] = str(tr["exit_reason"])
             out["exit_price"] = float(tr["exit_price"])
-        liq = _num(tr["liquidation_price"])
+        liq = finite_or_none(tr["liquidation_price"])
         if liq is not None and float(tr["leverage"]) > 1:  # at 1x a short's "liquidation"
             # price is twice its entry: not a risk worth a column
             # Positive: the price stayed that far from liquidation (at the close / at the
@@ -219,14 +211,14 @@ def biggest_moves(results: Sequence[BacktestResult], history: pd.DataFrame,
                     f"confirmed {pd.Timestamp(e['time']):%Y-%m-%d})")
         c = float(row["close"])
         # the zones known at the previous close that this close went through
-        z = {k: _num(v) for k, v in prev.loc[day].items()}
+        z = {k: finite_or_none(v) for k, v in prev.loc[day].items()}
         if z["support_low"] is not None and c < z["support_low"]:
             zones.append(f"closed below the support zone {_price(z['support_low'])}-"
                          f"{_price(z['support_high'])}")
         if z["resistance_high"] is not None and c > z["resistance_high"]:
             zones.append(f"closed above the resistance zone {_price(z['resistance_low'])}-"
                          f"{_price(z['resistance_high'])}")
-        va = _num(vol_avg.get(day))
+        va = finite_or_none(vol_avg.get(day))
         moves.append({
             "date": day.isoformat(),
             "change_pct": float(chg[day]),
@@ -235,7 +227,7 @@ def biggest_moves(results: Sequence[BacktestResult], history: pd.DataFrame,
             "close": c,
             "volume": float(row["volume"]),
             "volume_ratio": float(row["volume"]) / va if va else None,
-            "rsi": _num(rsi.get(day)),
+            "rsi": finite_or_none(rsi.get(day)),
             "zones": zones,
             "strategies": [_held(r, day, day + day_len, c, float(row["low"]), float(row["high"]))
                            for r in results],

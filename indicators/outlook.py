@@ -372,7 +372,8 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _num(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
+    """``x`` as a float, or None when it is missing, not a number, NaN or infinite."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -496,10 +497,10 @@ def _character(d: pd.DataFrame, bars: int, ratio: float, wick_pct: float, cap_pc
     prev = slice(max(0, len(d) - 1 - bars), len(d) - 1)
     enough = len(d) - 1 >= bars
     mean_rng = float(np.mean(rng[prev])) if enough else math.nan
-    range_ratio = _num(rng[-1] / mean_rng) if enough and mean_rng > 0 else None
+    range_ratio = finite_or_none(rng[-1] / mean_rng) if enough and mean_rng > 0 else None
     pv = v[prev]
     mean_v = float(np.mean(pv)) if enough and np.isfinite(pv).all() else math.nan
-    volume_ratio = _num(v[-1] / mean_v) if math.isfinite(mean_v) and mean_v > 0 else None
+    volume_ratio = finite_or_none(v[-1] / mean_v) if math.isfinite(mean_v) and mean_v > 0 else None
     if rng[-1] > 0:
         upper = (h[-1] - max(o[-1], c[-1])) / rng[-1] * 100.0
         lower = (min(o[-1], c[-1]) - lo[-1]) / rng[-1] * 100.0
@@ -594,7 +595,7 @@ def outlook(
 
     lv: Levels = support_resistance(d, min_touches=min_touches, **level_params)
     wema_s = weekly_ema_or_nan(d, wema_period)
-    wema = _num(wema_s.iloc[-1])
+    wema = finite_or_none(wema_s.iloc[-1])
     wema_prev = wema_s.loc[: idx[-1] - pd.Timedelta(days=28)]
 
     t = lv.table
@@ -627,17 +628,17 @@ def outlook(
 
     r = np.asarray(ta_rsi(close, rsi_period)) if len(close) > rsi_period else np.full(
         len(close), np.nan)
-    rsi_v = _num(r[-1])
+    rsi_v = finite_or_none(r[-1])
     state = oversold(np.array([r[-1]]), rsi_oversold, rsi_deep, rsi_overbought)[0]
     e_fast = np.asarray(ta_ema(close, ema_fast)) if len(close) >= ema_fast else np.full(
         len(close), np.nan)
     e_slow = np.asarray(ta_ema(close, ema_slow)) if len(close) >= ema_slow else np.full(
         len(close), np.nan)
-    ema50, ema200 = _num(e_fast[-1]), _num(e_slow[-1])
+    ema50, ema200 = finite_or_none(e_fast[-1]), finite_or_none(e_slow[-1])
     s_fast = _slope(e_fast, slope_bars, flat_pct)
     s_slow = _slope(e_slow, slope_bars, flat_pct)
     s_w = None
-    if wema is not None and not wema_prev.empty and _num(wema_prev.iloc[-1]):
+    if wema is not None and not wema_prev.empty and finite_or_none(wema_prev.iloc[-1]):
         s_w = _slope(np.array([wema_prev.iloc[-1], wema]), 1, flat_pct)
     if ema50 is not None and ema200 is not None and last > max(ema50, ema200) and s_fast == "up":
         trend = "bullish"
@@ -657,7 +658,7 @@ def outlook(
     wick_high = wk_high_t is not None or wk_high_rec
     close_low = cl_low_t is not None or cl_low_rec
     close_high = cl_high_t is not None or cl_high_rec
-    vol = _num(d["volume"].iloc[-1])
+    vol = finite_or_none(d["volume"].iloc[-1])
 
     params = dict(min_touches=min_touches, rsi_period=rsi_period, rsi_oversold=rsi_oversold,
                   rsi_deep=rsi_deep, rsi_overbought=rsi_overbought, ema_fast=ema_fast,
