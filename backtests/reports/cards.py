@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 from markupsafe import Markup
 
+from backtests.metrics import r_distribution
 from backtests.reports.assets import render, safe_json
 from backtests.reports.format import fmt
 from backtests.reports.tables import COMPARISON_ROWS, METRIC_ROWS, SIGNED, cell
@@ -172,11 +173,28 @@ def biggest_moves_card(ctx: RunContext) -> Card | None:
                      "zoom the price chart to it.")
 
 
+def r_multiples_card(ctx: RunContext, section: Section) -> Card | None:
+    """How the strategy's trades spread in R multiples (P/L over the planned risk at the initial
+    stop), with expectancy in R and SQN from the saved metrics; None without planned risks."""
+    res = section.result
+    if not res.metrics.get("n_r_trades"):
+        return None
+    dist = r_distribution(res.trades)  # a histogram of the saved trades, nothing re-run
+    top = float(dist["share_pct"].max()) or 1.0
+    rows = [{"label": label, "trades": int(r.trades), "share": float(r.share_pct),
+             "width": round(160 * float(r.share_pct) / top), "loss": label.startswith(("<", "-"))}
+            for label, r in dist.iterrows()]
+    body = render("cards/r_multiples.html", rows=rows, n=int(res.metrics["n_r_trades"]),
+                  expectancy=res.metrics.get("expectancy_r"), sqn=res.metrics.get("sqn"))
+    return Card(f"{section.id}-r", f"{section.name}: trades in R multiples", Markup(body),
+                nav=False)
+
+
 #: Page cards, top of the page, in this order: the market now first.
 PAGE_CARDS: list[PageCard] = [market_now_card, biggest_moves_card, comparison_card,
                                squeeze_card]
 #: Extra cards inside each strategy's section, after its built-in charts and tables.
-STRATEGY_CARDS: list[StrategyCard] = []
+STRATEGY_CARDS: list[StrategyCard] = [r_multiples_card]
 
 
 def page_cards(ctx: RunContext) -> list[Card]:
