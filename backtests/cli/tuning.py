@@ -158,6 +158,27 @@ def _out_dir(out_dir: str | None, kind: str, name: str, force: bool) -> Path:
     return out
 
 
+def _tuning_inputs(kind: str, strategy: str, metric: str, grid_specs: tuple[str, ...],
+                   n_random: int | None, seed: int, params: tuple[str, ...],
+                   config: dict[str, Any], out_dir: str | None, force: bool,
+                   data_file: str | None, data_dir: str | None, timeframe: str | None,
+                   start: str | None, end: str | None, offline: bool, dataset: str | None,
+                   allow_dates: bool) -> tuple:
+    """What sweep and walkforward both start from, checked in the order a user's mistakes are
+    cheapest to report (strategy, metric, space, config, output folder, then the data):
+    ``(strategy class, metric, parameter sets, BacktestConfig, output folder, candles, origin)``.
+    """
+    cls = strategy_class(strategy)
+    metric = _metric(metric)
+    space = parameter_space(cls, grid_specs, n_random, seed, params)
+    cfg = config_from_options(config)
+    out = _out_dir(out_dir, kind, cls.name, force)
+    df, origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
+                                dataset=dataset, allow_dates=allow_dates, echo=announce)
+    warn_capped_size(cfg, float(df["close"].max()))
+    return cls, metric, space, cfg, out, df, origin
+
+
 def _publish(out: Path, res: Any, force: bool, write_html: Callable[[Path], Any]) -> Path:
     """Save ``res`` and its report.html into ``out`` as one whole run (replace_directory);
     return the report's path."""
@@ -227,15 +248,9 @@ def sweep(strategy: str, grid_specs: tuple[str, ...], n_random: int | None, seed
     from backtests.reports.sweep_page import write_sweep_report
     from backtests.tuning.sweep import run_sweep
 
-    cls = strategy_class(strategy)
-    metric = _metric(metric)
-    space = parameter_space(cls, grid_specs, n_random, seed, params)
-    cfg = config_from_options(config)
-    out = _out_dir(out_dir, "sweeps", cls.name, force)
-    df, _origin = select_candles(data_file, data_dir, timeframe, start, end,
-                                 offline=offline, dataset=dataset, allow_dates=allow_dates,
-                                 echo=announce)
-    warn_capped_size(cfg, float(df["close"].max()))
+    cls, metric, space, cfg, out, df, _origin = _tuning_inputs(
+        "sweeps", strategy, metric, grid_specs, n_random, seed, params, config, out_dir, force,
+        data_file, data_dir, timeframe, start, end, offline, dataset, allow_dates)
     where = f"dask {scheduler}" if scheduler else f"{workers or 'all'} worker(s)"
     click.echo(f"sweep: {cls.name}, {len(space)} parameter sets, {len(df)} bars, {where}",
                err=True)
@@ -437,15 +452,9 @@ def walkforward(strategy: str, grid_specs: tuple[str, ...], n_random: int | None
     from backtests.results import data_fingerprint
     from backtests.tuning.walkforward import make_windows, walk_forward
 
-    cls = strategy_class(strategy)
-    metric = _metric(metric)
-    space = parameter_space(cls, grid_specs, n_random, seed, params)
-    cfg = config_from_options(config)
-    out = _out_dir(out_dir, "walkforward", cls.name, force)
-    df, origin = select_candles(data_file, data_dir, timeframe, start, end,
-                                offline=offline, dataset=dataset, allow_dates=allow_dates,
-                                echo=announce)
-    warn_capped_size(cfg, float(df["close"].max()))
+    cls, metric, space, cfg, out, df, origin = _tuning_inputs(
+        "walkforward", strategy, metric, grid_specs, n_random, seed, params, config, out_dir,
+        force, data_file, data_dir, timeframe, start, end, offline, dataset, allow_dates)
     try:
         wins = make_windows(df.index, train, test, anchored, step)
     except ValueError as exc:
