@@ -13,6 +13,7 @@ on Monday is using Friday's price.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -66,12 +67,20 @@ def check_aligned(df: pd.DataFrame, src_tf: str, timeframe: str) -> None:
 STANDARD_TIMEFRAMES: tuple[str, ...] = ("1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h",
                                         "8h", "12h", "1d", "3d", "1w")
 
+#: The standard bar sizes that fit whole into weeks (or are whole weeks): what a job computing
+#: the 200-week EMA accepts, so what its hints may suggest.
+WEEK_TIMEFRAMES: tuple[str, ...] = tuple(
+    t for t in STANDARD_TIMEFRAMES
+    if pd.Timedelta(weeks=1) % parse_timeframe(t) == pd.Timedelta(0)
+    or parse_timeframe(t) % pd.Timedelta(weeks=1) == pd.Timedelta(0))
+
 
 def _listing(items: list[str]) -> str:
     return ", ".join(items[:-1]) + f" or {items[-1]}" if len(items) > 1 else "".join(items)
 
 
-def coarser_bins(df: pd.DataFrame, timeframe: str, what: str, *, user_sets: str = "target"
+def coarser_bins(df: pd.DataFrame, timeframe: str, what: str, *, user_sets: str = "target",
+                 suggest: Sequence[str] = STANDARD_TIMEFRAMES
                  ) -> tuple[str, pd.Timedelta, pd.Timedelta]:
     """Check that ``df``'s bars fit whole into ``timeframe`` bins: ``timeframe`` is a whole
     multiple of the bars' timeframe (monthly bars fit nothing) and every bar starts on its own
@@ -80,7 +89,9 @@ def coarser_bins(df: pd.DataFrame, timeframe: str, what: str, *, user_sets: str 
     ``what`` names the job in the error, e.g. ``"resample {src} bars to {dst}"`` (``{src}`` and
     ``{dst}`` are filled in). ``user_sets`` says which side the fix lists valid values for:
     ``"target"`` (the timeframes these bars can be binned into) or ``"source"`` (the bars that
-    fit ``timeframe`` bins). Returns ``(source timeframe, source length, target length)``.
+    fit ``timeframe`` bins); ``suggest`` the timeframes the caller's job accepts (a command that
+    needs the weekly EMA must not be told to try 3d). Returns ``(source timeframe, source
+    length, target length)``.
 
     Raises:
         DataError: ``"cannot <what>"`` with a hint.
@@ -94,7 +105,7 @@ def coarser_bins(df: pd.DataFrame, timeframe: str, what: str, *, user_sets: str 
     src = parse_timeframe(src_tf)
     dst = parse_timeframe(timeframe)
     if dst < src or dst % src != pd.Timedelta(0):
-        std = {t: parse_timeframe(t) for t in STANDARD_TIMEFRAMES}
+        std = {t: parse_timeframe(t) for t in suggest}
         if user_sets == "source":
             ok = [t for t, td in std.items() if td <= dst and dst % td == pd.Timedelta(0)]
             hint = f"{timeframe} bins take bars that divide them evenly: {_listing(ok)}"
@@ -127,6 +138,7 @@ def resample(
     timeframe: str,
     *,
     incomplete: Literal["mark", "drop"] = "mark",
+    suggest: Sequence[str] = STANDARD_TIMEFRAMES,
 ) -> pd.DataFrame:
     """Aggregate canonical candles into ``timeframe`` bars.
 
@@ -139,6 +151,7 @@ def resample(
             input timeframe.
         incomplete: ``"mark"`` keeps a still-forming last bar and sets
             ``attrs["incomplete_last"] = True``; ``"drop"`` removes it.
+        suggest: the timeframes an error's fix may name (those the caller's job accepts).
 
     Returns:
         A canonical frame with ``attrs["timeframe"]`` set to ``timeframe``,
@@ -151,7 +164,8 @@ def resample(
             does not start on its own timeframe's boundary (it would straddle two bins).
     """
     check_canonical(df)
-    _src_tf, src, dst = coarser_bins(df, timeframe, "resample {src} bars to {dst}")
+    _src_tf, src, dst = coarser_bins(df, timeframe, "resample {src} bars to {dst}",
+                                     suggest=suggest)
     if df.empty:
         out = df.copy()
         out.attrs.update(timeframe=timeframe, incomplete_last=False)

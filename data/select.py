@@ -8,14 +8,14 @@ it into one line and exit code 2).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pandas as pd
 
 from data.default import resolve_default_data
 from data.frame import DataError, parse_timeframe, timeframe_of
-from data.resample import resample
+from data.resample import STANDARD_TIMEFRAMES, resample
 from data.store import DataStore
 
 #: The date and time forms accepted from users: ISO 8601 only, so that no date is ambiguous
@@ -90,6 +90,7 @@ def select_candles(
     min_bars: int = 2,
     keep_history: bool = False,
     allow_dates: bool = False,
+    suggest: Sequence[str] = STANDARD_TIMEFRAMES,
 ) -> tuple[pd.DataFrame, str]:
     """The candles for a job and a one-line description of their origin.
 
@@ -101,7 +102,9 @@ def select_candles(
     ``start`` are kept (only ``end`` cuts): they are the indicators' warm-up and ``start`` opens
     the trading window (pass it on to :func:`backtests.run`); ``min_bars`` then counts the bars
     from ``start``. ``allow_dates``
-    accepts a file's bars outside 1990-2100 (see :func:`data.loaders.load`).
+    accepts a file's bars outside 1990-2100 (see :func:`data.loaders.load`). ``suggest``: the
+    timeframes the job accepts, named in an impossible resample's fix
+    (:data:`data.resample.WEEK_TIMEFRAMES` for jobs with the weekly EMA).
 
     Raises:
         DataError: a bad date or timeframe (checked before loading), a missing or invalid file,
@@ -124,7 +127,7 @@ def select_candles(
     if timeframe is not None:
         src = timeframe_of(df)
         if src != timeframe:
-            df = resample(df, timeframe, incomplete="drop")
+            df = resample(df, timeframe, incomplete="drop", suggest=suggest)
             desc += f", resampled {src} -> {timeframe}"
     if keep_history and t0 is not None:
         df = slice_dates(df, None, t1)

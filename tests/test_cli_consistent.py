@@ -178,6 +178,20 @@ def test_timeframe_hint_says_what_is_valid(daily: str) -> None:
     assert "1h, 2h, 4h, 6h, 8h, 12h, 1d or 1w" in line
 
 
+@pytest.mark.parametrize("command", ["run", "sweep", "outlook"])
+def test_impossible_resample_suggests_only_what_the_command_accepts(daily: str,
+                                                                    command: str) -> None:
+    # 4h from daily bars cannot be made; the fix must not suggest 3d, which these commands
+    # (they compute the 200-week EMA) refuse next.
+    extra = ("oversold_bounce", "--grid", "rsi_period=10,14") if command == "sweep" else ()
+    code, _, err = _run(command, *extra, "--data", daily, "--timeframe", "4h")
+    assert code == 2
+    line = _one_error_line(err)
+    assert "cannot resample 1d bars to 4h" in line
+    assert "1d bars go into whole multiples of 1d: 1d or 1w" in line
+    assert "3d" not in line
+
+
 @pytest.mark.parametrize("value", ["05/02/2026", "2/5/26", "Feb 5 2026", "2026/02/05"])
 def test_ambiguous_or_non_iso_dates_are_rejected_with_the_formats(daily: str,
                                                                   value: str) -> None:

@@ -21,7 +21,7 @@ import pandas as pd
 
 from backtests.config import ENGINES, MODES, SIZINGS, BacktestConfig, ConfigError
 from data.frame import DataError, parse_timeframe
-from data.resample import STANDARD_TIMEFRAMES
+from data.resample import WEEK_TIMEFRAMES
 from data.select import parse_time
 from strategies.base import ParamError, Strategy, did_you_mean
 
@@ -101,7 +101,7 @@ def _weekly_timeframe(ctx: click.Context, param: click.Parameter, value: str | N
         raise click.BadParameter(f"{value!r}: {exc.what} (fix: {exc.hint})") from None
     week = pd.Timedelta(weeks=1)
     if week % td != pd.Timedelta(0) and td % week != pd.Timedelta(0):
-        ok = [t for t in STANDARD_TIMEFRAMES if week % parse_timeframe(t) == pd.Timedelta(0)]
+        ok = list(WEEK_TIMEFRAMES)
         raise click.BadParameter(
             f"{value!r}: the 200-week EMA (strategies, outlook) needs bars that fit whole into "
             f"weeks (fix: use {', '.join(ok[:-1])} or {ok[-1]}; bars can only get coarser than "

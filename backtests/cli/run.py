@@ -40,6 +40,7 @@ from backtests.reports.format import terminal
 from backtests.story import move_lines
 from data.frame import DataError, parse_timeframe, timeframe_of
 from data.funding import funding_schedule, read_funding_csv, stored_funding
+from data.resample import WEEK_TIMEFRAMES
 from data.select import parse_time, select_candles
 from data.store import DataStore
 from strategies.base import ParamError, Strategy
@@ -240,7 +241,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
         _started = True
     df, origin = select_candles(data_file, data_dir, timeframe, start, end,
                                 offline=offline, dataset=dataset, allow_dates=allow_dates,
-                                echo=announce, keep_history=True)
+                                echo=announce, keep_history=True, suggest=WEEK_TIMEFRAMES)
     timings.load = time.perf_counter() - t0
     warn_capped_size(cfg, float(df["close"].max()))
     click.echo(f"data: {origin}: {len(df):,} bars {df.index[0]:%Y-%m-%d} -> "
@@ -301,7 +302,8 @@ def outlook_command(at: str | None, as_json: bool, data_file: str | None, data_d
     from indicators.outlook import outlook
 
     df, _origin = select_candles(data_file, data_dir, timeframe, offline=offline, dataset=dataset,
-                                 allow_dates=allow_dates, echo=announce)
+                                 allow_dates=allow_dates, echo=announce,
+                                 suggest=WEEK_TIMEFRAMES)
     when = parse_time(at, "--at")
     if when is not None and not (df.index[0] <= when):
         raise DataError(f"--at {at} is before the data starts ({df.index[0]:%Y-%m-%d})",

@@ -47,6 +47,7 @@ from backtests.cli.options import (
     warn_capped_size,
 )
 from backtests.reports.format import terminal
+from data.resample import WEEK_TIMEFRAMES
 from data.select import select_candles
 from strategies.base import Strategy, did_you_mean
 from strategies.loader import StrategyLoadError, load_strategy
@@ -174,7 +175,8 @@ def _tuning_inputs(kind: str, strategy: str, metric: str, grid_specs: tuple[str,
     cfg = config_from_options(config)
     out = _out_dir(out_dir, kind, cls.name, force)
     df, origin = select_candles(data_file, data_dir, timeframe, start, end, offline=offline,
-                                dataset=dataset, allow_dates=allow_dates, echo=announce)
+                                dataset=dataset, allow_dates=allow_dates, echo=announce,
+                                suggest=WEEK_TIMEFRAMES)
     warn_capped_size(cfg, float(df["close"].max()))
     return cls, metric, space, cfg, out, df, origin
 
@@ -523,7 +525,7 @@ def audit(strategy: str, data_file: str | None, data_dir: str | None, timeframe:
     cfg = config_from_options(config)
     df, _origin = select_candles(data_file, data_dir, timeframe, start, end,
                                  offline=offline, dataset=dataset, allow_dates=allow_dates,
-                                 echo=announce, min_bars=3)
+                                 echo=announce, min_bars=3, suggest=WEEK_TIMEFRAMES)
     rep = run_audit(df, strat, cut_points=cuts, config=cfg,
                     check_trades=not no_trades)
     click.echo(rep.summary())
