@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import xxhash
 
 from backtests.persist import load_frames, plain_json, read_manifest, save_folder
 from data.frame import OHLCV, DataError, timeframe_of, to_canonical
@@ -197,6 +200,39 @@ def _ts_iso(ts: pd.Timestamp | None) -> str | None:
     return None if ts is None else pd.Timestamp(ts).isoformat()
 
 
+#: SHA-256 digests of candle contents already hashed in this process, keyed by the row count and
+#: the XXH3-128 digest of the same bytes (about 15x cheaper than SHA-256: 3 ms against 45 ms for
+#: 1M bars). Every strategy of a job and every run on one frame then pays the XXH3 pass only. The
+#: key is the content, not the frame's identity, so a value changed in place is a different key
+#: and is hashed afresh. (XXH3 is not collision resistant against someone crafting two frames for
+#: it; a crafted pair would get one recorded SHA-256 in one process, not a wrong backtest.)
+_SHA_CACHE: OrderedDict[tuple[int, bytes], str] = OrderedDict()
+_SHA_CACHE_SIZE = 16
+_SHA_LOCK = threading.Lock()
+
+
+def _contents_sha256(rows: int, parts: list[np.ndarray]) -> str:
+    """SHA-256 hex digest of ``parts`` (contiguous arrays) in turn, remembered by their XXH3."""
+    fast = xxhash.xxh3_128()
+    for p in parts:
+        fast.update(p)
+    key = (rows, fast.digest())
+    with _SHA_LOCK:
+        known = _SHA_CACHE.get(key)
+        if known is not None:
+            _SHA_CACHE.move_to_end(key)
+            return known
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p)
+    digest = h.hexdigest()
+    with _SHA_LOCK:
+        _SHA_CACHE[key] = digest
+        while len(_SHA_CACHE) > _SHA_CACHE_SIZE:
+            _SHA_CACHE.popitem(last=False)
+    return digest
+
+
 def data_fingerprint(
     df: pd.DataFrame,
     origin: str | None = None,
@@ -212,14 +248,14 @@ def data_fingerprint(
 
     The hash is SHA-256 over the index as int64 nanoseconds since the epoch, then each of the
     open, high, low, close and volume columns in turn as float64, all little-endian: identical
-    candles give identical hashes whatever the file they were read from.
+    candles give identical hashes whatever the file they were read from. Candles already hashed
+    in this process are looked up by a fast hash of the same bytes (:func:`_contents_sha256`).
     """
     df = to_canonical(df, "price frame")
-    h = hashlib.sha256()
-    # Column by column: each column is contiguous already, so hashing copies nothing.
-    h.update(np.ascontiguousarray(df.index.as_unit("ns").asi8, dtype="<i8"))
-    for c in OHLCV:
-        h.update(np.ascontiguousarray(df[c].to_numpy(), dtype="<f8"))
+    # Column by column: each column is contiguous already, so hashing copies nothing. (The
+    # canonical index is in ns: asi8 is the nanoseconds.)
+    parts = [np.ascontiguousarray(df.index.asi8, dtype="<i8")]
+    parts += [np.ascontiguousarray(df[c].to_numpy(), dtype="<f8") for c in OHLCV]
     attrs = df.attrs
     return {
         "source": attrs.get("source"),
@@ -229,7 +265,7 @@ def data_fingerprint(
         "start": _ts_iso(df.index[0]) if len(df) else None,
         "end": _ts_iso(df.index[-1]) if len(df) else None,
         "rows": len(df),
-        "sha256": h.hexdigest(),
+        "sha256": _contents_sha256(len(df), parts),
         "origin": origin,
     }
 

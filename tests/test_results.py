@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -302,3 +303,37 @@ def test_save_into_a_file_path_fails_clearly(tmp_path: Path):
     with pytest.raises(DataError, match="not a directory"):
         _result().save(f)
     assert f.read_text() == "x"
+
+
+def test_fingerprint_is_sha256_of_the_documented_bytes_and_cached_by_contents(monkeypatch):
+    df = _prices()
+    ref = hashlib.sha256(df.index.as_unit("ns").asi8.astype("<i8").tobytes())
+    for c in ("open", "high", "low", "close", "volume"):
+        ref.update(df[c].to_numpy(dtype="<f8").tobytes())
+    assert data_fingerprint(df)["sha256"] == ref.hexdigest()
+
+    calls = []
+    real = hashlib.sha256
+
+    def counting(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(hashlib, "sha256", counting)
+    # The same contents again (the same frame or a copy): looked up, not hashed again.
+    assert data_fingerprint(df)["sha256"] == ref.hexdigest()
+    assert data_fingerprint(df.copy())["sha256"] == ref.hexdigest()
+    assert calls == []
+    # A value changed in place in the very same frame is new contents: hashed afresh, and the
+    # digest is that of a frame built with the changed value from scratch.
+    before = data_fingerprint(df)["sha256"]
+    df.iloc[7, 1] = np.nextafter(df.iloc[7, 1], np.inf)
+    after = data_fingerprint(df)["sha256"]
+    assert calls == [1] and after != before
+    monkeypatch.undo()
+    fresh = pd.DataFrame({c: df[c].to_numpy().copy() for c in df.columns},
+                         index=df.index.copy())
+    assert data_fingerprint(fresh)["sha256"] == after
+    # ... and changing it back gives the first digest again.
+    df.iloc[7, 1] = np.nextafter(df.iloc[7, 1], -np.inf)
+    assert data_fingerprint(df)["sha256"] == before
