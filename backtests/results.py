@@ -90,6 +90,8 @@ TRADE_DTYPES: dict[str, Any] = {
     "tag": _STR,
 }
 
+_DTYPE_NAMES = {c: str(d) for c, d in TRADE_DTYPES.items()}
+
 #: Allowed values of ``trades.exit_reason``.
 EXIT_REASONS: tuple[str, ...] = (
     "signal",
@@ -127,7 +129,9 @@ def _is_normal(trades: pd.DataFrame) -> bool:
         return False
     if trades.index.start != 0 or trades.index.step != 1:
         return False
-    if any(str(trades[c].dtype) != str(TRADE_DTYPES[c]) for c in TRADE_COLUMNS):
+    # One dtypes lookup (a column access per name would build 20 Series).
+    dtypes = trades.dtypes.iloc[: len(TRADE_COLUMNS)]
+    if any(str(d) != _DTYPE_NAMES[c] for c, d in zip(TRADE_COLUMNS, dtypes, strict=True)):
         return False
     reasons = trades["exit_reason"]
     return bool(reasons.notna().all() and reasons.isin(EXIT_REASONS).all())
@@ -424,9 +428,7 @@ class BacktestResult:
         equity = equity.rename("equity")
         cash = float(config.get("cash", equity.iloc[0] if len(equity) else 0.0))
         bench = buy_and_hold(df, cash, float(config.get("commission", 0.0)))
-        trades = normalize_trades(trades)
-        metrics = compute_metrics(equity, trades, bench, timeframe_of(df), cash=cash)
-        return cls(
+        res = cls(
             strategy=strategy,
             params=dict(params),
             config=dict(config),
@@ -439,9 +441,11 @@ class BacktestResult:
             events=events if events is not None else pd.DataFrame(),
             levels=levels if levels is not None else pd.DataFrame(),
             outlook=dict(outlook or {}),
-            metrics=metrics,
             engine=engine,
         )
+        # On the trades as the result holds them (normalised once, by __post_init__).
+        res.metrics = compute_metrics(res.equity, res.trades, bench, timeframe_of(df), cash=cash)
+        return res
 
     # -- derived views ---------------------------------------------------------------------
     @property

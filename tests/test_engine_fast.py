@@ -256,3 +256,24 @@ def test_exit_codes_name_the_one_reason_table():
         code = getattr(fast, {"liquidation": "R_LIQ"}.get(name, f"R_{name.upper()}"))
         assert EXIT_REASONS[code] == name
     assert [EXIT_REASONS[c] for c in fast.OPEN_EXIT_CODES] == list(OPEN_EXITS)
+
+
+def test_trade_table_is_built_in_canonical_dtypes():
+    # normalize_trades takes the engine's table as it is (no second build); integer tags read
+    # as text the way normalize_trades converts them, a missing tag as NaN.
+    from backtests.results import TRADE_COLUMNS, TRADE_DTYPES, normalize_trades
+    from tests.lookahead import ohlc_frame
+
+    df = ohlc_frame(40, "1d", seed=5)
+    s = sig(40, {3: 1, 12: 1, 25: 1}, exits=(8, 18))
+    s = Signals(entry=s.entry, exit=s.exit, stop=s.stop, target=s.target,
+                tags=np.array([7] * 10 + [None] * 10 + ["late"] * 20, dtype=object))
+    trades, _ = simulate(df, s, BacktestConfig())
+    assert normalize_trades(trades) is trades
+    assert {c: str(trades[c].dtype) for c in TRADE_COLUMNS} == {
+        c: str(d) for c, d in TRADE_DTYPES.items()}
+    tags = trades["tag"].tolist()
+    assert tags[0] == "7" and pd.isna(tags[1]) and tags[2] == "late"
+    # the same table as the general conversion of an object-typed tag column gives
+    pd.testing.assert_frame_equal(
+        normalize_trades(trades.assign(tag=np.array([7, None, "late"], dtype=object))), trades)

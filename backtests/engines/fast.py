@@ -85,7 +85,7 @@ import pandas as pd
 from numba import njit
 
 from backtests.config import BacktestConfig
-from backtests.results import EXIT_REASONS, OPEN_EXITS, BacktestResult
+from backtests.results import EXIT_REASONS, OPEN_EXITS, TRADE_DTYPES, BacktestResult
 from backtests.warmup import warmup_report, window_start
 from data.frame import timeframe_of, to_canonical
 from indicators.liquidation import liquidation_distance_pct
@@ -108,6 +108,7 @@ R_BREAKEVEN_CLOSE = EXIT_REASONS.index("breakeven_close")
 R_PARTIAL = EXIT_REASONS.index("partial")
 #: Codes of the exits filled at the exit bar's open (``backtests.results.OPEN_EXITS``).
 OPEN_EXIT_CODES = np.array([EXIT_REASONS.index(r) for r in OPEN_EXITS], dtype=np.int64)
+_REASON_NAMES = np.array(EXIT_REASONS, dtype=object)  # code -> name, indexed by an array of codes
 SIZE_PERCENT, SIZE_FIXED, SIZE_RISK = 0, 1, 2
 SIZING_CODES = {"percent": SIZE_PERCENT, "fixed": SIZE_FIXED, "risk": SIZE_RISK}
 MODE_LONG, MODE_SHORT, MODE_BOTH = 0, 1, 2
@@ -672,6 +673,8 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
     idx = df.index
     tag_col = (np.asarray(tags, dtype=object)[r["signal_bar"].astype(np.int64)]
                if tags is not None else np.full(len(raw), None, dtype=object))
+    # Every column in its canonical dtype (text as pandas' "str", integer tags as "7"), so
+    # normalize_trades takes the table as it is; copy=False: the arrays are fresh already.
     return pd.DataFrame({
         "entry_time": idx[ebar],
         "exit_time": idx[xbar],
@@ -687,16 +690,16 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
         "pnl": pnl,
         "return_pct": np.divide(pnl, margin, out=np.full(len(raw), np.nan),
                                 where=margin > 0) * 100,
-        "exit_reason": [EXIT_REASONS[i] for i in reason],
+        "exit_reason": pd.array(_REASON_NAMES[reason], dtype=TRADE_DTYPES["exit_reason"]),
         "leverage": np.full(len(raw), config.leverage),
         "liquidation_price": r["liquidation_price"],
         "initial_stop": r["initial_stop"],
         "mae_pct": mae,
         "mfe_pct": mfe,
-        "tag": tag_col,
+        "tag": pd.array(tag_col, dtype=TRADE_DTYPES["tag"]),
         "signal_bar": r["signal_bar"].astype(np.int64),
         "liq_distance_pct": liquidation_distance_pct(side, pe, mae, r["liquidation_price"]),
-    })
+    }, copy=False)
 
 
 def make_result(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig, signals: Signals,
