@@ -33,7 +33,9 @@ Conventions (checked against empyrical-reloaded and quantstats in tests/test_met
 
 One implementation: :func:`core_metrics` (a compiled pass, :func:`metrics_pass`) computes the
 return, risk, trade and exposure figures for both the full result (:func:`compute_metrics`, which
-adds the rest) and every sweep row (:func:`backtests.tuning.sweep.evaluate_backtest`).
+adds the rest) and every sweep row (:func:`backtests.tuning.sweep.evaluate_backtest`). The rest
+of a full result's curve figures (drawdown duration, best/worst day, the VaR tail) come from one
+more compiled pass, :func:`path_stats`, with no pandas resampling and no per-bar temporaries.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from backtests.results import OPEN_EXITS
 from data.frame import DataError, parse_timeframe
 
 DAYS_PER_YEAR = 365.0
+NS_PER_DAY = 86_400 * 10**9
 #: The calendar year metrics annualise with (crypto trades every day).
 YEAR = pd.Timedelta(days=DAYS_PER_YEAR)
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
@@ -94,7 +97,9 @@ def _check_equity(equity: pd.Series, name: str = "equity") -> np.ndarray:
     if len(equity) == 0:
         raise DataError(f"{name} is empty: no bars to measure")
     eq = equity.to_numpy(dtype=np.float64)
-    if not np.isfinite(eq).all():
+    # A finite sum means every value is finite (NaN and inf propagate); the per-value check
+    # (a 1M-bool array) runs only when it is not, e.g. on an overflow of huge values.
+    if not math.isfinite(eq.sum()) and not np.isfinite(eq).all():
         bad = equity.index[~np.isfinite(eq)][0]
         raise DataError(f"{name} has a non-finite value", timestamp=bad,
                         hint="equity must be a finite amount of quote currency at every bar")
@@ -107,10 +112,14 @@ def bar_returns(equity: pd.Series) -> pd.Series:
     A bar whose previous equity is <= 0 (account wiped out) has return 0.
     """
     eq = _check_equity(equity)
+    return pd.Series(bar_returns_array(eq), index=equity.index[1:], name="returns")
+
+
+def bar_returns_array(eq: np.ndarray) -> np.ndarray:
+    """:func:`bar_returns` of a float64 array (``len(eq) - 1`` values)."""
     prev, cur = eq[:-1], eq[1:]
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.where(prev > 0, cur / prev - 1.0, 0.0)
-    return pd.Series(r, index=equity.index[1:], name="returns")
+        return np.where(prev > 0, cur / prev - 1.0, 0.0)
 
 
 def _nan_if_empty(x: np.ndarray, fn) -> float:
@@ -143,6 +152,12 @@ def profit_factor(gross_profit: float, gross_loss: float) -> float:
     if gross_loss > 0:
         return gross_profit / gross_loss
     return math.inf if gross_profit > 0 else math.nan
+
+
+@njit(cache=True, inline="always")
+def bar_return(prev, cur):  # pragma: no cover - compiled
+    """One bar's simple return ``cur / prev - 1``; 0 after a wipe-out (``prev <= 0``)."""
+    return cur / prev - 1.0 if prev > 0 else 0.0
 
 
 @njit(cache=True)
@@ -179,49 +194,151 @@ def held_mask(n, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - co
 
 
 @njit(cache=True)
+def held_bars(n, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - compiled
+    """How many bars of :func:`held_mask` are True, from the trades alone: the length of the
+    union of the clipped held intervals (sorted by start), without a per-bar array."""
+    m = len(entry_bar)
+    a = np.empty(m, dtype=np.int64)
+    b = np.empty(m, dtype=np.int64)
+    for k in range(m):
+        a[k] = min(max(entry_bar[k] - offset, 0), n)
+        b[k] = min(max(exit_bar[k] - offset + (0 if at_open[k] else 1), 0), n)
+    order = np.argsort(a, kind="mergesort")
+    total = 0
+    covered = 0  # bars before this position are counted already
+    for k in order:
+        lo = max(a[k], covered)
+        if b[k] > lo:
+            total += b[k] - lo
+            covered = b[k]
+    return total
+
+
+@njit(cache=True)
 def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - compiled
     """The compiled pass behind :func:`core_metrics`.
 
     Returns ``(mean, std, m2, m3, m4, downside, max_dd, wins, gross_profit, gross_loss,
     exposed)``: per-bar return mean, sample std (ddof 1), central moments 2..4 (divided by n),
     downside deviation (root mean square of the negative returns), lowest ``eq / peak - 1``,
-    the trade figures of :func:`pnl_stats` and the share of bars held.
+    the trade figures of :func:`pnl_stats` and the share of bars held. Two passes over the
+    curve and no per-bar array (the returns are recomputed in the second: cheaper than
+    writing and reading them back).
     """
     n = len(eq)
     nr = n - 1
-    r = np.empty(max(nr, 0))
     s = 0.0
     for i in range(nr):
-        r[i] = eq[i + 1] / eq[i] - 1.0 if eq[i] > 0 else 0.0  # 0 after a wipe-out
-        s += r[i]
+        s += bar_return(eq[i], eq[i + 1])
     mean = s / nr if nr > 0 else np.nan
     m2 = 0.0
     m3 = 0.0
     m4 = 0.0
     dn = 0.0
-    for i in range(nr):
-        d = r[i] - mean
-        d2 = d * d
-        m2 += d2
-        m3 += d2 * d
-        m4 += d2 * d2
-        if r[i] < 0:
-            dn += r[i] * r[i]
-    std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
     peak = eq[0]
     max_dd = 0.0
     for i in range(n):
+        if i < nr:
+            r = bar_return(eq[i], eq[i + 1])
+            d = r - mean
+            d2 = d * d
+            m2 += d2
+            m3 += d2 * d
+            m4 += d2 * d2
+            if r < 0:
+                dn += r * r
         if eq[i] > peak:
             peak = eq[i]
         if peak > 0:
             dd = eq[i] / peak - 1.0
             if dd < max_dd:
                 max_dd = dd
+    std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
     wins, gp, gl = pnl_stats(pnl)
-    exposed = held_mask(n, entry_bar, exit_bar, at_open, offset).sum() / n if n else np.nan
+    exposed = held_bars(n, entry_bar, exit_bar, at_open, offset) / n if n else np.nan
     return (mean, std, m2 / nr if nr > 0 else np.nan, m3 / nr if nr > 0 else np.nan,
             m4 / nr if nr > 0 else np.nan, np.sqrt(dn / nr) if nr > 0 else np.nan, max_dd,
             wins, gp, gl, exposed)
+
+
+@njit(cache=True, error_model="numpy")
+def path_stats(eq, t_ns, by_day):  # pragma: no cover - compiled
+    """The figures of a full result that sweeps do not rank by, in one pass over the curve.
+
+    ``eq``: equity at each bar's close; ``t_ns``: the bars' UTC times (int64 ns); ``by_day``:
+    best/worst per UTC day (else per bar). Returns ``(neg, longest, best, worst, count)``: the
+    negative per-bar returns in bar order (VaR/CVaR need the low tail only), the longest
+    underwater run in days (from the peak bar, the one before the run, to the bar that regains
+    it or the last bar), and the best and worst period return (``-inf``/``inf`` when ``count``,
+    the number of periods with a return, is 0). A day's return compares its last equity with
+    the last equity of the previous day that has bars (0/0 after a wipe-out is skipped).
+    (``error_model="numpy"``: x/0 is inf and 0/0 NaN, as in numpy, instead of an exception.)
+    """
+    n = len(eq)
+    neg = np.empty(max(n - 1, 0))
+    m = 0
+    best = -np.inf
+    worst = np.inf
+    count = 0
+    peak = eq[0]
+    run = -1  # first bar of the current underwater run, -1 above water
+    longest = 0.0
+    prev_day_eq = np.nan
+    day_end = (t_ns[0] // NS_PER_DAY + 1) * NS_PER_DAY  # the next UTC midnight
+    for i in range(n):
+        if i > 0:
+            r = bar_return(eq[i - 1], eq[i])
+            if r < 0:
+                neg[m] = r
+                m += 1
+            if not by_day:
+                best = max(best, r)
+                worst = min(worst, r)
+                count += 1
+        if eq[i] > peak:
+            peak = eq[i]
+        under = peak > 0 and eq[i] / peak - 1.0 < 0  # as _underwater_runs
+        if under and run < 0:
+            run = i
+        if run >= 0 and (not under or i == n - 1):
+            last = i if under else i - 1
+            span = (t_ns[min(last + 1, n - 1)] - t_ns[max(run - 1, 0)]) / 86_400e9
+            longest = max(longest, span)
+            run = -1
+        if by_day and (i + 1 == n or t_ns[i + 1] >= day_end):  # bar i closes its UTC day
+            if not np.isnan(prev_day_eq):
+                r = eq[i] / prev_day_eq - 1.0
+                if not np.isnan(r):
+                    best = max(best, r)
+                    worst = min(worst, r)
+                    count += 1
+            prev_day_eq = eq[i]
+            if i + 1 < n:
+                day_end = (t_ns[i + 1] // NS_PER_DAY + 1) * NS_PER_DAY
+    return neg[:m], longest, best, worst, count
+
+
+def tail_risk(eq: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
+    """Historical VaR and CVaR 95 % of per-bar returns (fractions): ``np.quantile(r, 0.05)``
+    and the mean of the returns at or below it, NaN without returns.
+
+    ``neg`` (the negative returns in bar order, :func:`path_stats`) holds the low tail: when
+    both order statistics the quantile interpolates between are negative, they are selected
+    among these alone (a quarter of the bars, say, instead of all) and interpolated by
+    ``np.quantile`` itself, so the figure is the one ``np.quantile`` gives on all the returns.
+    """
+    n = len(eq) - 1
+    if n < 1:
+        return math.nan, math.nan
+    pos = (n - 1) * 0.05  # np.quantile's position for method "linear"
+    k = math.floor(pos)
+    if k + 1 < len(neg):
+        a, b = np.partition(neg, (k, k + 1))[k : k + 2]
+        var = float(np.quantile(np.array([a, b]), pos - k))  # the same interpolation
+        return var, float(neg[neg <= var].mean())  # var < 0: the same values, same order
+    r = bar_returns_array(eq)
+    var = float(np.quantile(r, 0.05))
+    return var, float(r[r <= var].mean())
 
 
 def core_metrics(equity: np.ndarray, years: float, ppy: float, cash: float, pnl: np.ndarray,
@@ -420,41 +537,28 @@ def compute_metrics(
         eq, years, ppy, start, trades["pnl"].to_numpy(dtype=np.float64),
         *_trade_bars(trades, len(eq)))
 
-    r = bar_returns(equity).to_numpy()
-    _dd, starts, ends = _underwater_runs(eq)
-    durations = _run_durations(equity.index, starts, ends)
-    if len(r):
-        var = float(np.quantile(r, 0.05))
-        cvar = float(r[r <= var].mean())
-    else:
-        var = cvar = math.nan
-    day = _daily_returns(equity, timeframe)
+    neg, longest, best, worst, n_periods = path_stats(
+        eq, equity.index.asi8 if equity.index.unit == "ns" else equity.index.as_unit("ns").asi8,
+        ppy > DAYS_PER_YEAR)  # per UTC day for bars shorter than a day, else per bar
+    var, cvar = tail_risk(eq, neg)
     if benchmark is not None and len(benchmark):
         bh = float(benchmark.iloc[-1]) / start - 1.0
     else:
         bh = math.nan
     ts = trade_stats(trades)
     out.update({
-        "max_drawdown_duration_days": float(durations.max()) if len(durations) else 0.0,
+        "max_drawdown_duration_days": float(longest),
         "buy_hold_return_pct": 100.0 * bh,
         "var_95_pct": 100.0 * var,
         "cvar_95_pct": 100.0 * cvar,
-        "best_day_pct": 100.0 * float(day.max()) if len(day) else math.nan,
-        "worst_day_pct": 100.0 * float(day.min()) if len(day) else math.nan,
+        "best_day_pct": 100.0 * float(best) if n_periods else math.nan,
+        "worst_day_pct": 100.0 * float(worst) if n_periods else math.nan,
         "years": float(years),
         "periods_per_year": float(ppy),
     })
     out.update({k: v for k, v in ts.items() if k in METRIC_KEYS and k not in out})
     out.update(r_stats(trades))
     return {k: out[k] for k in METRIC_KEYS}
-
-
-def _daily_returns(equity: pd.Series, timeframe: str | pd.Timedelta) -> pd.Series:
-    """Returns per UTC day (per bar for daily or longer bars)."""
-    if periods_per_year(timeframe) <= DAYS_PER_YEAR:
-        return bar_returns(equity)
-    daily = equity.resample("1D").last().dropna()
-    return daily.pct_change().dropna()
 
 
 def monthly_returns(equity: pd.Series, cash: float | None = None) -> pd.DataFrame:

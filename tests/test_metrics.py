@@ -330,3 +330,82 @@ def test_hand_computed_r_multiples():
     assert d.loc["2R..3R", "trades"] == 1 and d["share_pct"].sum() == pytest.approx(100.0)
     m = compute_metrics(_equity(np.linspace(100, 110, 10)), trades, None, "1d")
     assert m["expectancy_r"] == pytest.approx(2 / 3) and m["n_r_trades"] == 3
+
+
+def _reference_path_figures(equity: pd.Series, timeframe: str) -> dict[str, float]:
+    """The VaR/CVaR, best/worst day and longest drawdown as compute_metrics computed them with
+    pandas and numpy before the one-pass version (resample per UTC day, np.quantile over all
+    bar returns, underwater runs as arrays): the figures must stay exactly these."""
+    eq = equity.to_numpy()
+    prev, cur = eq[:-1], eq[1:]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.where(prev > 0, cur / prev - 1.0, 0.0)
+    if len(r):
+        var = float(np.quantile(r, 0.05))
+        cvar = float(r[r <= var].mean())
+    else:
+        var = cvar = math.nan
+    if periods_per_year(timeframe) <= 365.0:
+        day = pd.Series(r)
+    else:
+        daily = equity.resample("1D").last().dropna()
+        day = daily.pct_change().dropna()
+    peak = np.maximum.accumulate(eq)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dd = np.where(peak > 0, eq / peak - 1.0, 0.0)
+    edges = np.diff(np.concatenate(([False], dd < 0, [False])).astype(np.int8))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1) - 1
+    t = equity.index.as_unit("ns").asi8
+    durations = (t[np.minimum(ends + 1, len(t) - 1)] - t[np.maximum(starts - 1, 0)]) / 86_400e9
+    return {
+        "var_95_pct": 100.0 * var, "cvar_95_pct": 100.0 * cvar,
+        "best_day_pct": 100.0 * float(day.max()) if len(day) else math.nan,
+        "worst_day_pct": 100.0 * float(day.min()) if len(day) else math.nan,
+        "max_drawdown_duration_days": float(durations.max()) if len(durations) else 0.0,
+    }
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_path_figures_are_exactly_the_pandas_ones(seed):
+    # Minute, hourly and daily curves with missing bars and whole missing days, flat stretches
+    # (returns of 0), a wipe-out to 0, times before 1970, mostly rising curves (the 5 % quantile
+    # is then not a loss) and very short curves: every figure bit for bit the reference's.
+    rng = np.random.default_rng(seed)
+    tf = ("1m", "1h", "1d", "15m")[seed % 4]
+    n = int(rng.choice([1, 2, 3, 25, 500, 20_000]))
+    step = pd.Timedelta({"1m": "1min", "1h": "1h", "1d": "1D", "15m": "15min"}[tf])
+    jumps = rng.choice([1, 1, 1, 2, 50], size=n, p=[0.6, 0.2, 0.1, 0.09, 0.01])
+    start = pd.Timestamp("1969-12-29" if seed % 3 == 0 else "2024-03-01", tz="UTC")
+    idx = pd.DatetimeIndex(start + step * np.cumsum(jumps), name="timestamp").as_unit("ns")
+    drift = (0.002, -0.001, 0.0)[seed % 3]
+    r = rng.normal(drift, 0.01, n) * (rng.random(n) < 0.6)  # ~40 % flat bars
+    if seed in (3, 7):
+        r = np.abs(r) * (rng.random(n) < 0.97) - r * (rng.random(n) < 0.03)  # few losses
+    eq = 10_000.0 * np.cumprod(1.0 + r)
+    if seed == 5:
+        eq[n // 2:] = 0.0  # wiped out: 0/0 days are skipped, later returns are 0
+    equity = pd.Series(eq, index=idx, name="equity")
+    got = compute_metrics(equity, empty_trades(), None, tf, cash=10_000.0)
+    for key, want in _reference_path_figures(equity, tf).items():
+        assert (math.isnan(got[key]) and math.isnan(want)) or got[key] == want, (key, got[key],
+                                                                                 want)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exposure_count_equals_the_held_mask(seed):
+    # core_metrics counts the held bars from the trades (union of intervals); the per-bar mask
+    # of exposure()/held_mask is the reference: overlapping, nested, zero-length and clipped
+    # trades, exits at the open and inside the bar, a window offset.
+    from backtests.metrics import core_metrics, held_mask
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 300))
+    m = int(rng.integers(0, 40))
+    offset = int(rng.integers(0, 20)) if seed % 2 else 0
+    entry = rng.integers(0, n + 30, m).astype(np.int64)
+    exit_ = entry + rng.integers(0, 25, m)
+    at_open = rng.random(m) < 0.5
+    eq = 100.0 * np.cumprod(1 + rng.normal(0, 0.01, n))
+    got = core_metrics(eq, 1.0, 365.0, 100.0, np.zeros(m), entry, exit_, at_open, offset)
+    want = held_mask(n, entry, exit_, at_open, offset).sum() / n
+    assert got["exposure_pct"] == 100.0 * want
