@@ -16,6 +16,7 @@ walk-forwards.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import os
@@ -190,6 +191,7 @@ def normalize_trades(trades: pd.DataFrame | None) -> pd.DataFrame:
     return res
 
 
+@functools.cache  # the installed metadata does not change while the process runs (~3 ms a look-up)
 def package_version() -> str:
     """The installed version of this package (``"0.0.0+unknown"`` when not installed)."""
     from importlib.metadata import PackageNotFoundError, version
