@@ -29,14 +29,12 @@ from pathlib import Path
 from backtests._files import replace_directory, verify_run_folder
 from backtests.reports import PNG_DEFAULT
 from backtests.reports.html import render_html
-from backtests.reports.png import render_png
-from backtests.reports.sweep_page import write_sweep_report
-from backtests.reports.walkforward_page import write_walkforward_report
 from backtests.results import RESULTS_JSON, BacktestResult
-from backtests.squeeze.plots import squeeze_summary_png
-from backtests.tuning.sweep import SweepResult
-from backtests.tuning.walkforward import WalkForwardResult
 from data.frame import DataError
+
+# The PNG charts (matplotlib) and the sweep/walk-forward pages (scipy.stats via the overfitting
+# statistics) are imported where they are used: ``btc-backtest run`` writes neither by default,
+# and importing them cost ~1.3 s of its start-up (python -X importtime, 2-core machine, load ~3).
 
 SWEEP_JSON, WALKFORWARD_JSON = "sweep.json", "walkforward.json"  # written by their save()
 
@@ -88,10 +86,14 @@ def write_report(
                 folder.mkdir()
             written[f"dir:{n}"] = folder.relative_to(tmp)
             if png:
+                from backtests.reports.png import render_png  # matplotlib: see the imports
+
                 for path in render_png(r, folder):
                     written[f"png:{n}:{path.stem}"] = path.relative_to(tmp)
         sq = results[0].data.get("squeeze")
         if png and sq and "summary" in sq:  # the market's squeeze, once per report folder
+            from backtests.squeeze.plots import squeeze_summary_png  # matplotlib
+
             written["png:squeeze"] = Path(
                 squeeze_summary_png(sq, tmp / "squeeze.png")).relative_to(tmp)
         html = render_html(results, tmp / "report.html", title=title)
@@ -152,9 +154,15 @@ def rerender_tuning(path: str | Path, out: str | Path) -> Path:
         DataError: when ``path`` holds neither.
     """
     kind = tuning_kind(path)
-    if kind == "sweep":
+    if kind == "sweep":  # scipy.stats: imported when needed, see the imports
+        from backtests.reports.sweep_page import write_sweep_report
+        from backtests.tuning.sweep import SweepResult
+
         return write_sweep_report(SweepResult.load(path), out)
     if kind == "walkforward":
+        from backtests.reports.walkforward_page import write_walkforward_report
+        from backtests.tuning.walkforward import WalkForwardResult
+
         return write_walkforward_report(WalkForwardResult.load(path), out)
     raise DataError(f"no saved sweep or walk-forward in {path}", source=str(path),
                     hint="pass a folder written by `btc-backtest sweep` or `walkforward`")
