@@ -38,6 +38,12 @@ __all__ = ["BacktestConfig", "BacktestResult", "run"]
 # line naming the file, rather than fail deep inside an import (see backtests.layout).
 check_layout(("data", "indicators", "strategies"))
 
+# Compiled numba kernels are cached where the user can write (before any kernel module loads);
+# imported after the layout check, which explains a 'data' module that hides ours.
+from data.cache import configure_numba  # noqa: E402
+
+configure_numba()
+
 # Imported on first use (PEP 562): ``btc-backtest --help`` imports this package and must not pay
 # for pandas, numba and the strategies (about 2 s of imports) to print a list of commands.
 _LAZY = {"BacktestConfig": "backtests.config", "BacktestResult": "backtests.results",

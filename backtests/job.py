@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -20,7 +21,7 @@ from backtests.config import BacktestConfig
 from backtests.results import BacktestResult
 from backtests.squeeze.summary import squeeze_summary
 from backtests.story import story
-from backtests.tuning.audit import audit
+from backtests.tuning.audit import audit, load_verdict, save_verdict, verdict_key
 from strategies.base import Strategy
 from strategies.native import BacktraderStrategy
 
@@ -89,24 +90,38 @@ def analyse(df: pd.DataFrame) -> MarketAnalysis:
 
 
 def lookahead_check(df: pd.DataFrame, strategy: Any, config: BacktestConfig,
-                    cuts: int = AUDIT_CUTS) -> dict[str, Any]:
+                    cuts: int = AUDIT_CUTS, *, reuse: bool = True) -> dict[str, Any]:
     """The quick look-ahead audit saved in each result's ``checks["lookahead"]``: the strategy
     re-run on ``df`` cut at ``cuts`` points (:func:`backtests.tuning.audit.audit`, signals,
     indicators and trades compared).
 
+    With ``reuse``, a verdict saved by an earlier audit of the same strategy code, parameters,
+    data, settings and cuts (:func:`backtests.tuning.audit.verdict_key`) is returned instead of
+    re-running the strategy, with ``"reused": True``; a new verdict is saved for next time.
+
     Returns ``{"passed", "cuts", "cut_times" (ISO, last bar kept), "checked" (series compared),
-    "first_leak" (one line, or None)}``; ``{"skipped": reason}`` for a strategy without
-    ``signals()`` (a native backtrader strategy) or data too short to cut.
+    "first_leak" (one line, or None), "audited_at" (ISO UTC time the audit ran), "reused"}``;
+    ``{"skipped": reason}`` for a strategy without ``signals()`` (a native backtrader strategy)
+    or data too short to cut.
     """
     if isinstance(strategy, BacktraderStrategy) or not callable(getattr(strategy, "signals", None)):
         return {"skipped": "a native backtrader strategy (no vectorised signals): not audited"}
     if len(df) < 3:
         return {"skipped": f"only {len(df)} bars: too short to audit"}
-    rep = audit(df, strategy, cut_points=min(cuts, len(df) - 2), config=config)
+    n_cuts = min(cuts, len(df) - 2)
+    key = verdict_key(df, strategy, config, n_cuts) if reuse else None
+    saved = load_verdict(key) if key else None
+    if saved is not None:
+        return {**saved, "reused": True}
+    rep = audit(df, strategy, cut_points=n_cuts, config=config)
     leak = rep.first_leak
-    return {"passed": rep.passed, "cuts": list(rep.cut_points),
-            "cut_times": [df.index[c - 1].isoformat() for c in rep.cut_points],
-            "checked": len(rep.checked), "first_leak": leak.describe() if leak else None}
+    verdict = {"passed": rep.passed, "cuts": list(rep.cut_points),
+               "cut_times": [df.index[c - 1].isoformat() for c in rep.cut_points],
+               "checked": len(rep.checked), "first_leak": leak.describe() if leak else None,
+               "audited_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    if key:
+        save_verdict(key, verdict)
+    return {**verdict, "reused": False}
 
 
 def run_job(
@@ -119,6 +134,7 @@ def run_job(
     on_step: Callable[[str], None] | None = None,
     start: object = None,
     check_lookahead: bool = True,
+    reuse_audit: bool = True,
 ) -> list[BacktestResult]:
     """Backtest each strategy on ``df`` with ``config`` and attach the shared analysis.
 
@@ -133,6 +149,7 @@ def run_job(
         timings: filled in place with the seconds per stage, if given.
         on_step: called with a short label before each step (progress display).
         check_lookahead: run :func:`lookahead_check` per strategy (saved in ``checks``).
+        reuse_audit: let :func:`lookahead_check` reuse a saved verdict for identical inputs.
 
     Returns:
         One :class:`BacktestResult` per strategy, in the given order, each with the job's
@@ -170,7 +187,7 @@ def run_job(
         checks = dict(res.checks)
         if check_lookahead:
             t0 = time.perf_counter()
-            checks["lookahead"] = lookahead_check(df, strategy, config)
+            checks["lookahead"] = lookahead_check(df, strategy, config, reuse=reuse_audit)
             timings.audit += time.perf_counter() - t0
         results.append(replace(res, levels=analysis.levels, events=events,
                                outlook=analysis.outlook, data=data, checks=checks))

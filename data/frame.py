@@ -18,54 +18,12 @@ import re
 import numpy as np
 import pandas as pd
 
+from data.errors import DataError  # defined without pandas, for light imports; re-exported
+
 OHLCV: tuple[str, ...] = ("open", "high", "low", "close", "volume")
 PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
 INDEX_NAME = "timestamp"
 _F8 = np.dtype(np.float64)
-
-
-class DataError(ValueError):
-    """Bad input data, with enough context to find and fix it.
-
-    Attributes:
-        what: one-line description of the problem.
-        source: file name (or other origin) of the data, if known.
-        row: 1-based line number in the source file (header counted), if known.
-        timestamp: the offending bar's timestamp, if known.
-        hint: how to fix it.
-    """
-
-    def __init__(
-        self,
-        what: str,
-        *,
-        source: str | None = None,
-        row: int | None = None,
-        timestamp: object = None,
-        hint: str | None = None,
-    ) -> None:
-        self.what = what
-        self.source = source
-        self.row = row
-        self.timestamp = timestamp
-        self.hint = hint
-        super().__init__(self._render())
-
-    def _render(self) -> str:
-        where = []
-        if self.source:
-            where.append(str(self.source))
-        if self.row is not None:
-            where.append(f"row {self.row}")
-        if self.timestamp is not None:
-            ts = self.timestamp
-            if isinstance(ts, pd.Timestamp):
-                ts = ts.isoformat()
-            where.append(f"timestamp {ts}")
-        msg = (", ".join(where) + ": " if where else "") + self.what
-        if self.hint:
-            msg += f" (fix: {self.hint})"
-        return msg
 
 
 # Longer bars than ten years are a typo (and 20-digit counts would overflow the arithmetic).

@@ -6,10 +6,14 @@ Public API::
     from indicators import weekly_ema, htf_ema         # 200-week EMA on any bars (indicators.htf)
     from indicators import support_resistance, outlook # levels, flips, signals, outlook
 
-The TA-Lib functions are imported with the package. Every other name is imported from its module
-on first use (PEP 562): those modules compile or load numba kernels, which costs more than the
-rest of ``import indicators`` (measured: ``import indicators`` 1.1 s with them, 0.3 s without,
-quiet 2-core machine), and ``from indicators import rsi`` should not pay for them.
+The TA-Lib functions are imported with the package (TA-Lib itself, which imports pandas, on their
+first call: see :mod:`indicators.core`). Every other name is imported from its module on first
+use (PEP 562): those modules compile or load numba kernels, which costs more than the rest of
+``import indicators`` (measured: ``import indicators`` 1.1 s with them, 0.3 s without, quiet
+2-core machine), and ``from indicators import rsi`` should not pay for them.
+
+Compiled kernels are cached where the user can write (:func:`data.cache.configure_numba`,
+set up here, before any kernel module is imported).
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import sys
 import types
 from typing import TYPE_CHECKING, Any
 
+from data.cache import configure_numba
 from indicators.core import atr, ema, rsi, sma
+
+configure_numba()
 
 if TYPE_CHECKING:  # what the lazy names are, for readers and tools
     from indicators.flips import FlipResult, flips

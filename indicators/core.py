@@ -42,19 +42,39 @@ a few percent over raw TA-Lib (see ``benchmarks/bench_indicators.py``).
 
 from __future__ import annotations
 
-from typing import TypeVar, overload
+import sys
+from types import ModuleType
+from typing import TYPE_CHECKING, TypeVar, overload
 
 import numpy as np
-import pandas as pd
-import talib
 
-from data.frame import DataError, to_canonical
+from data.errors import DataError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 __all__ = ["atr", "ema", "rsi", "sma"]
 
-ArrayOrSeries = TypeVar("ArrayOrSeries", np.ndarray, pd.Series)
+ArrayOrSeries = TypeVar("ArrayOrSeries", "np.ndarray", "pd.Series")
 
 _MAX_PERIOD = 100_000
+
+
+def _talib() -> ModuleType:
+    """TA-Lib, imported on the first computation rather than with the package: its own
+    ``__init__`` imports pandas (and polars when installed) to wrap its functions, which made
+    ``import indicators`` cost 0.6-0.8 s, of which pandas ~0.5 s (python -X importtime, 2-core
+    machine); ``from indicators import rsi`` alone now stays under ~0.2 s."""
+    import talib
+
+    return talib
+
+
+def _is_pandas(obj: object, kind: str) -> bool:
+    """``obj`` is a pandas ``kind`` ("Series", "DataFrame"). Without pandas imported nothing can
+    be one, and importing it to find out would cost ~0.5 s for a numpy input."""
+    pd = sys.modules.get("pandas")
+    return pd is not None and isinstance(obj, getattr(pd, kind))
 
 
 def _check_period(period: object, minimum: int, func: str) -> int:
@@ -75,7 +95,9 @@ def _check_period(period: object, minimum: int, func: str) -> int:
 
 def _as_array(values: object, func: str, arg: str) -> np.ndarray:
     """Return ``values`` as a 1-D float64 ndarray (no copy when it already is one)."""
-    if isinstance(values, pd.Series):
+    if _is_pandas(values, "Series"):
+        import pandas as pd  # imported already (the input is a Series)
+
         dtype = values.dtype
         if not (pd.api.types.is_float_dtype(dtype) or pd.api.types.is_integer_dtype(dtype)):
             raise DataError(
@@ -136,11 +158,15 @@ def _check_finite(arr: np.ndarray, func: str, arg: str, index: pd.Index | None) 
 
 
 def _prepare(values: object, func: str, arg: str = "close") -> tuple[np.ndarray, pd.Index | None]:
-    if isinstance(values, pd.DataFrame):
+    if _is_pandas(values, "DataFrame"):
+        import pandas as pd  # imported already (the input is a DataFrame)
+
+        from data.frame import to_canonical
+
         # A candle frame: its close column (any frame to_canonical accepts), on its own index.
         values = pd.Series(to_canonical(values)["close"].to_numpy(), index=values.index)
     arr = _as_array(values, func, arg)
-    index = values.index if isinstance(values, pd.Series) else None
+    index = values.index if _is_pandas(values, "Series") else None
     _check_finite(arr, func, arg, index)
     return arr, index
 
@@ -148,6 +174,8 @@ def _prepare(values: object, func: str, arg: str = "close") -> tuple[np.ndarray,
 def _wrap(out: np.ndarray, index: pd.Index | None, name: str) -> np.ndarray | pd.Series:
     if index is None:
         return out
+    import pandas as pd  # imported already (the input had an index)
+
     return pd.Series(out, index=index, name=name, copy=False)
 
 
@@ -172,7 +200,7 @@ def rsi(close: np.ndarray | pd.Series, period: int = 14) -> np.ndarray | pd.Seri
     """
     p = _check_period(period, 2, "rsi")
     arr, index = _prepare(close, "rsi")
-    return _wrap(talib.RSI(arr, timeperiod=p), index, f"rsi_{p}")
+    return _wrap(_talib().RSI(arr, timeperiod=p), index, f"rsi_{p}")
 
 
 @overload
@@ -198,7 +226,7 @@ def ema(close: np.ndarray | pd.Series, period: int) -> np.ndarray | pd.Series:
     """
     p = _check_period(period, 1, "ema")
     arr, index = _prepare(close, "ema")
-    return _wrap(talib.EMA(arr, timeperiod=p), index, f"ema_{p}")
+    return _wrap(_talib().EMA(arr, timeperiod=p), index, f"ema_{p}")
 
 
 @overload
@@ -217,7 +245,7 @@ def sma(close: np.ndarray | pd.Series, period: int) -> np.ndarray | pd.Series:
     """
     p = _check_period(period, 1, "sma")
     arr, index = _prepare(close, "sma")
-    return _wrap(talib.SMA(arr, timeperiod=p), index, f"sma_{p}")
+    return _wrap(_talib().SMA(arr, timeperiod=p), index, f"sma_{p}")
 
 
 @overload
@@ -249,7 +277,11 @@ def atr(
         DataError: bad period, mismatched lengths or indexes, non-numeric or 2-D input, NaN/inf
         after the first valid value.
     """
-    if isinstance(high, pd.DataFrame):
+    if _is_pandas(high, "DataFrame"):
+        import pandas as pd  # imported already (the input is a DataFrame)
+
+        from data.frame import to_canonical
+
         if close is not None or not (low is None or isinstance(low, int | np.integer)):
             raise DataError("atr: with a candle frame, give only the frame and the period",
                             hint="atr(df, 14) or atr(df['high'], df['low'], df['close'], 14)")
@@ -261,7 +293,7 @@ def atr(
         raise DataError("atr: needs high, low and close (or a candle frame)",
                         hint="atr(df) or atr(df['high'], df['low'], df['close'])")
     p = _check_period(period, 1, "atr")
-    kinds = {isinstance(x, pd.Series) for x in (high, low, close)}
+    kinds = {_is_pandas(x, "Series") for x in (high, low, close)}
     if len(kinds) != 1:
         raise DataError(
             "atr: high, low and close must all be Series or all be arrays",
@@ -280,4 +312,4 @@ def atr(
             "atr: high, low and close have different indexes",
             hint="pass columns of the same frame",
         )
-    return _wrap(talib.ATR(h, lo, c, timeperiod=p), index, f"atr_{p}")
+    return _wrap(_talib().ATR(h, lo, c, timeperiod=p), index, f"atr_{p}")

@@ -7,6 +7,7 @@ depends on ``../shared``, so no test skips for missing data.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -42,6 +43,20 @@ def _read_plain(key: str) -> pd.DataFrame:
 
 
 _cache: dict[str, pd.DataFrame] = {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Saved look-ahead verdicts go to a folder of this session, not the user's cache (numba's
+    folder was chosen when the kernel modules were imported, and stays: compiling every kernel
+    again per session would cost minutes)."""
+    import data.cache
+
+    data.cache.configure_numba()
+    mp = pytest.MonkeyPatch()
+    mp.setenv(data.cache.ENV_VAR, str(tmp_path_factory.mktemp("btc-backtest-cache")))
+    yield
+    mp.undo()
 
 
 def real(key: str) -> pd.DataFrame:

@@ -20,6 +20,28 @@ def test_from_indicators_import_rsi_loads_no_numba_or_plotting():
     assert not {"numba", "matplotlib", "plotly", "backtrader", "scipy"} & loaded
 
 
+def test_import_indicators_loads_neither_pandas_nor_talib_until_a_computation():
+    # TA-Lib's own __init__ imports pandas (~0.5 s): both wait for the first computation.
+    loaded = _loaded_after("import indicators\nimport data")
+    assert not {"pandas", "talib", "numba", "scipy", "matplotlib"} & loaded
+    loaded = _loaded_after("import numpy as np\nfrom indicators import rsi\n"
+                           "import talib\nx = np.linspace(1, 50, 60) ** 1.5\n"
+                           "assert np.array_equal(rsi(x, 14), talib.RSI(x, 14), equal_nan=True)")
+    assert "talib" in loaded
+
+
+def test_data_names_resolve_to_functions_after_their_modules_are_imported():
+    import importlib
+
+    importlib.import_module("data.resample")  # the submodules first: they must not hide
+    importlib.import_module("data.validate")  # the functions of the same name
+    from data import DataError, resample, validate
+    from data.frame import DataError as FrameDataError
+
+    assert callable(resample) and callable(validate) and DataError is FrameDataError
+    assert not isinstance(resample, types.ModuleType) and not isinstance(validate, types.ModuleType)
+
+
 def test_every_public_indicator_name_resolves_to_the_function_not_a_module():
     import indicators.flips
     import indicators.outlook

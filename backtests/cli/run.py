@@ -107,6 +107,18 @@ def native_notes(results: list) -> list[str]:
     return lines
 
 
+def audit_reuse_line(results: list) -> str | None:
+    """One line naming the strategies whose look-ahead verdict was reused from an earlier
+    audit of identical inputs (:func:`backtests.job.lookahead_check`), else None."""
+    reused = [(r.strategy, r.checks["lookahead"].get("audited_at", "?")) for r in results
+              if (r.checks or {}).get("lookahead", {}).get("reused")]
+    if not reused:
+        return None
+    return ("look-ahead audit: verdict reused (same strategy code, parameters, data and "
+            "settings) for " + ", ".join(f"{name} (audited {when})" for name, when in reused)
+            + "; --reaudit runs it again")
+
+
 def warmup_warnings(results: list) -> list[str]:
     """The warm-up warnings of the results (:mod:`backtests.warmup`), each once, in order."""
     seen: dict[str, None] = {}
@@ -215,6 +227,9 @@ _started = False
 @click.option("--png/--no-png", default=PNG_DEFAULT, show_default=True,
               help="Also write price/RSI/equity PNG charts per strategy (~0.5 s each).")
 @click.option("--open", "open_report", is_flag=True, help="Open the HTML report when done.")
+@click.option("--reaudit", is_flag=True,
+              help="Run the look-ahead audit again even when the verdict of an audit of the "
+                   "same strategy code, parameters, data and settings is saved (user cache).")
 @click.option("--funding-data", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Funding-rate CSV (timestamp,funding_rate) charged at its own times. "
                    "Default: the funding series in the store if there is one; --funding RATE "
@@ -223,7 +238,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
                 data_dir: str | None, timeframe: str | None, offline: bool,
                 dataset: str | None, allow_dates: bool, start: str | None,
                 end: str | None, out_dir: str | None, force: bool, png: bool, open_report: bool,
-                funding_data: str | None, **config: Any) -> None:
+                reaudit: bool, funding_data: str | None, **config: Any) -> None:
     """Backtest strategies on BTC data and write an HTML report (+ PNGs with --png): the main
     job."""
     from backtests.reports.write import write_report
@@ -260,7 +275,8 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
             done.append(label)
 
         results = run_job(df, strategies, cfg, origin=origin, timings=timings,
-                          on_step=on_step, start=parse_time(start, "--start"))
+                          on_step=on_step, start=parse_time(start, "--start"),
+                          reuse_audit=not reaudit)
         bar.update(1, done[-1] if done else None)
 
     t0 = time.perf_counter()
@@ -278,6 +294,9 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
         click.echo(line)
     for note in warmup_warnings(results):
         click.secho(f"WARNING: {note}", fg="yellow", bold=True, err=True)
+    reused = audit_reuse_line(results)
+    if reused:
+        click.echo(reused, err=True)
     for note in native_notes(results):
         click.secho(note, fg="yellow" if note.startswith("warning") else None, err=True)
     click.echo(f"\nreport: {paths['html']}")

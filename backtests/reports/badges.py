@@ -43,12 +43,14 @@ def audit_badge(result: BacktestResult) -> dict[str, str]:
         return _badge(f"{result.strategy}: not audited", "info", str(a["skipped"]))
     cuts = a.get("cuts") or []
     where = ", ".join(fmt_time(c) for c in a.get("cut_times", [])) or f"{len(cuts)} cuts"
+    when = (f" (verdict of the audit at {a.get('audited_at')}, reused: same strategy code, "
+            f"parameters, data and settings)" if a.get("reused") else "")
     if a.get("passed"):
         return _badge(f"{result.strategy}: no look-ahead", "ok",
                       f"signals, indicators and trades unchanged when the data is cut at "
-                      f"{where}")
+                      f"{where}{when}")
     return _badge(f"{result.strategy}: LOOK-AHEAD", "bad",
-                  a.get("first_leak") or "values change when the future is removed")
+                  (a.get("first_leak") or "values change when the future is removed") + when)
 
 
 def _same_run(a: BacktestResult, b: BacktestResult) -> bool:

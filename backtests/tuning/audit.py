@@ -16,12 +16,25 @@ removed?
 Comparisons are exact (NaN equals NaN; ``rtol`` can relax floats). Every difference is reported
 with the first bar where it appears, for each cut; :attr:`AuditReport.first_leak` is the earliest.
 A causal strategy has no finding at all.
+
+:func:`verdict_key`, :func:`load_verdict` and :func:`save_verdict` let a caller (the main job,
+:func:`backtests.job.lookahead_check`) reuse a verdict computed before for the same strategy code,
+parameters, data, settings and cuts, from the user cache folder (:mod:`data.cache`): the audit
+re-runs the strategy several times, and an identical input gives an identical verdict.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import sys
+import sysconfig
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -30,6 +43,8 @@ import pandas as pd
 from backtests.config import BacktestConfig
 from backtests.engines.fast import simulate
 from backtests.persist import plain
+from backtests.results import data_fingerprint
+from data.cache import cache_root
 from data.frame import to_canonical
 from strategies.base import Signals
 
@@ -302,3 +317,132 @@ def _compare_trades(report: AuditReport, full: pd.DataFrame, trunc: pd.DataFrame
 
     report.findings.append(Finding("trade", "trades", cut, bar, idx[bar], show(ra), show(rb),
                                    n_diff))
+
+
+# --- reusing a verdict ------------------------------------------------------------------------
+
+#: Bump when what the audit compares changes: older verdicts are then not reused.
+VERDICT_VERSION = 1
+#: Top-level packages of btc-backtest: their loaded source files are part of a verdict's key
+#: wherever they are installed.
+OUR_PACKAGES = ("backtests", "data", "indicators", "strategies")
+#: Libraries whose version can change what a strategy computes.
+KEY_LIBRARIES = ("numpy", "pandas", "numba", "talib", "scipy")
+
+
+def _json_default(obj: Any) -> Any:
+    """JSON for what strategy attributes and settings hold; TypeError for anything else (the
+    verdict is then not cached: no key is better than a key that misses a difference)."""
+    if isinstance(obj, SimpleNamespace):
+        return vars(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray | pd.Series | pd.DataFrame | pd.Index):
+        arr = np.asarray(obj)
+        if arr.dtype == object:
+            raise TypeError("object array")
+        index = getattr(obj, "index", None)
+        h = hashlib.sha256(np.ascontiguousarray(arr).tobytes())
+        if index is not None:
+            h.update(_json_key(list(map(str, index))).encode())
+        return {"array": str(arr.dtype), "shape": arr.shape, "sha256": h.hexdigest()}
+    raise TypeError(f"cannot key a {type(obj).__name__}")
+
+
+def _json_key(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=_json_default, allow_nan=True)
+
+
+def _library_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if k in paths}
+    dirs |= {os.path.realpath(d) for d in dirs}  # module paths may name either form
+    return tuple(os.path.join(d, "") for d in dirs)
+
+
+def code_files(strategy: Any) -> list[str] | None:
+    """Source files whose code can change what ``strategy`` computes: every loaded module of
+    btc-backtest, and every loaded module that is neither in the standard library nor installed
+    in site-packages (the user's strategy and its helpers), sorted. None when the strategy's
+    class has no source file (defined interactively): its verdict is then not cached."""
+    own = sys.modules.get(type(strategy).__module__)
+    own_file = getattr(own, "__file__", None)
+    if not own_file or not os.path.isfile(own_file):
+        return None
+    libs = _library_dirs()
+    files = {own_file}
+    for name, mod in list(sys.modules.items()):
+        path = getattr(mod, "__file__", None)
+        if not path or not path.endswith(".py"):
+            continue
+        if name.split(".")[0] in OUR_PACKAGES or not os.path.abspath(path).startswith(libs):
+            files.add(path)
+    return sorted({os.path.realpath(f) for f in files})
+
+
+def verdict_key(df: pd.DataFrame, strategy: Any, config: Any, cuts: int | Sequence[int]
+                ) -> str | None:
+    """SHA-256 naming the verdict of ``audit(df, strategy, cuts, config)``: of the audit's
+    version, the strategy's class, attributes (its parameters) and code (:func:`code_files`,
+    by content), the versions of the numerical libraries and Python, the candles (the data
+    fingerprint's hash), the settings and the cuts. None when one of them cannot be keyed
+    exactly (then the audit runs)."""
+    files = code_files(strategy)
+    if files is None:
+        return None
+    h = hashlib.sha256()
+    try:
+        h.update(_json_key({
+            "version": VERDICT_VERSION,
+            "strategy": f"{type(strategy).__module__}.{type(strategy).__qualname__}",
+            "attributes": vars(strategy),
+            "config": config.to_dict() if hasattr(config, "to_dict") else config,
+            "cuts": cuts if isinstance(cuts, int) else [int(c) for c in cuts],
+            "data": data_fingerprint(df)["sha256"],
+            "python": sys.version,
+            "libraries": {m: getattr(sys.modules.get(m), "__version__", None)
+                          for m in KEY_LIBRARIES},
+        }).encode())
+        for path in files:
+            h.update(path.encode())
+            with open(path, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+    except (TypeError, ValueError, OSError):
+        return None
+    return h.hexdigest()
+
+
+def _verdict_path(key: str) -> Path:
+    return cache_root() / "audit" / f"{key}.json"
+
+
+def load_verdict(key: str) -> dict[str, Any] | None:
+    """The verdict saved under ``key`` by :func:`save_verdict`, else None (also when the file
+    is unreadable or damaged: the audit then simply runs again)."""
+    try:
+        saved = json.loads(_verdict_path(key).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or saved.get("key") != key:
+        return None
+    verdict = saved.get("verdict")
+    return verdict if isinstance(verdict, dict) else None
+
+
+def save_verdict(key: str, verdict: dict[str, Any]) -> Path | None:
+    """Save ``verdict`` (JSON-able) under ``key``, atomically; the file, or None when the cache
+    cannot be written (the verdict is then only not reused)."""
+    path = _verdict_path(key)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".verdict-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump({"key": key, "verdict": verdict}, f)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except (OSError, TypeError, ValueError):
+        return None
+    return path
