@@ -16,6 +16,7 @@ import requests
 import responses
 
 import data.bundled
+import data.default
 from data.bundled import dataset, datasets, load_bundled
 from data.default import describe_default, resolve_default_data
 from data.frame import DataError, check_canonical
@@ -135,7 +136,8 @@ def test_store_longest_daily_btc_series(tmp_path):
     assert describe_default(store) == f"default data: {origin.description}"
 
 
-def test_empty_store_downloads_daily_btcusd(tmp_path):
+def test_empty_store_downloads_daily_btcusd(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.default, "host_resolves", lambda _host: True)  # the fake server's
     store = DataStore(tmp_path)
     series = fake.series(10)
 
@@ -154,7 +156,8 @@ def test_empty_store_downloads_daily_btcusd(tmp_path):
     assert store.list()[0].exchange == "bitstamp"
 
 
-def test_offline_falls_back_to_the_bundled_binance_data(tmp_path):
+def test_offline_falls_back_to_the_bundled_binance_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(data.default, "host_resolves", lambda _host: True)  # fails at the request
     store = DataStore(tmp_path)
     msgs: list[str] = []
     with responses.RequestsMock() as rs:
@@ -179,3 +182,19 @@ def test_no_download_allowed_uses_the_bundled_data(tmp_path):
     assert msgs == [f"data: {dataset().label()} (offline: no download tried)"]
     info = describe_default(DataStore(tmp_path))
     assert "none stored yet" in info and "2017-08-17 -> 2026-07-03" in info
+
+
+def test_an_unresolvable_exchange_host_skips_the_download_and_ccxt(tmp_path, monkeypatch):
+    import data.download
+
+    def never(*_a, **_k):
+        raise AssertionError("download() must not run when the host does not resolve")
+
+    monkeypatch.setattr(data.download, "download", never)
+    monkeypatch.setattr(data.default, "DOWNLOAD_HOST", "no-such-host.invalid")
+    msgs: list[str] = []
+    got, origin = resolve_default_data(store=DataStore(tmp_path), echo=msgs.append)
+    assert origin.kind == "bundled" and len(got) == 3243
+    assert any("could not reach bitstamp (no-such-host.invalid)" in m and "fix:" in m
+               for m in msgs)
+    assert msgs[-1].endswith("(download failed)")
