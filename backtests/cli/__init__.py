@@ -11,6 +11,7 @@ stderr; ``--verbose`` adds the traceback. Exit codes: 0 ok, 2 usage or bad input
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 import traceback
@@ -107,6 +108,9 @@ class _Group(click.Group):
         except click.exceptions.Abort:
             click.echo(error_line("aborted"), err=True)
             sys.exit(1)
+        finally:
+            if args is None:  # the process's own command line: it ends now
+                _skip_exit_collection()
         sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> object:
@@ -125,6 +129,20 @@ class _Group(click.Group):
         except Exception as exc:
             _fail(ctx, exc, code=1)
         return None
+
+
+def _skip_exit_collection() -> None:
+    """Spare the interpreter's exit the garbage collection of everything the command built.
+
+    At exit CPython collects cyclic garbage over every live object (~230,000 after ``run``:
+    pandas, numba, the report modules); each full pass cost ~0.2 s of CPU here, and the exit of
+    ``btc-backtest run`` took 0.7-2 s of wall time at load 3 (0.8 s with this, against 8 s
+    without, at load 10). ``gc.freeze()`` moves the objects out of the collector's reach; the
+    operating system frees the memory when the process ends, as it would anyway. Only for the
+    process's own command line: a caller that invokes ``main`` with arguments (tests,
+    CliRunner) keeps collecting.
+    """
+    gc.freeze()
 
 
 def _fail(ctx: click.Context, exc: BaseException, code: int) -> None:
