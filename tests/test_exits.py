@@ -113,6 +113,22 @@ def test_trailing_percent_ratchets_up_only_and_exits_at_the_trail():
     assert r["initial_stop"] == pytest.approx(90.0, rel=1e-15)  # the trail's start: planned risk
 
 
+def test_a_trailing_stop_that_never_moved_exits_as_the_plain_stop():
+    # fill 100, trail 10 %: the trail starts at 90, the initial stop; close 97 leaves it (87.3 is
+    # lower); bar 2 trades down to 88: filled at 90 as "stop" (nothing trailed), and on the close
+    # (close 89 <= 90, out at bar 3's open 100) as "stop_close"
+    df = bars([FLAT, (100, 101, 95, 97), (97, 98, 88, 89), FLAT, FLAT])
+    r = run_both(df, one_entry(5, trail_pct=0.10), LONG).iloc[0]
+    assert (r["exit_bar"], r["exit_reason"], r["exit_price"]) == (2, "stop", 90.0)
+    r = run_both(df, one_entry(5, trail_pct=0.10, trail_on="close"), LONG).iloc[0]
+    assert (r["exit_bar"], r["exit_reason"], r["exit_price"]) == (3, "stop_close", 100.0)
+    # one close above the fill moves it (104 -> 93.6): then the exit is the trail's
+    df = bars([FLAT, (100, 105, 99, 104), (104, 104, 88, 89), FLAT, FLAT])
+    r = run_both(df, one_entry(5, trail_pct=0.10), LONG).iloc[0]
+    assert (r["exit_bar"], r["exit_reason"]) == (2, "trail")
+    assert r["exit_price"] == pytest.approx(93.6, rel=1e-14)
+
+
 def test_trailing_percent_short_mirror():
     # short fill 100, trail 10 %: 110 -> 104.5 (close 95) -> 99 (close 90) -> stays (close 96)
     df = bars([FLAT, (100, 101, 94, 95), (95, 96, 89, 90), (90, 97, 89, 96), (96, 100, 95, 97),

@@ -57,6 +57,7 @@ from backtests.engines.fast import (
     RAW_COLUMNS,
     SIZING_CODES,
     WIPED_OUT,
+    at_bar,
     build_trades,
     close_update,
     entry_levels,
@@ -308,9 +309,9 @@ class SignalStrategy(bt.Strategy):
                                       self.cfg.maintenance_margin))
         sp, sp_src, cp, cp_src, pp, pf = levels
         x = self.x
-        tr_pct = float(x.trail_pct[0 if len(x.trail_pct) == 1 else j])
-        tr_atr = float(x.trail_atr[0 if len(x.trail_atr) == 1 else j])
-        be_pct = float(x.breakeven_pct[0 if len(x.breakeven_pct) == 1 else j])
+        tr_pct = float(at_bar(x.trail_pct, j))
+        tr_atr = float(at_bar(x.trail_atr, j))
+        be_pct = float(at_bar(x.breakeven_pct, j))
         self.incoming = {
             "signal_bar": j, "side": side, "size": q, "expected": fill, "liq": liq,
             "funding": 0.0, "initial_stop": planned, "target": target,
@@ -375,11 +376,12 @@ class SignalStrategy(bt.Strategy):
             if not math.isnan(t["close_stop"]) and side * (close - t["close_stop"]) <= 0.0:
                 t["pending"] = EXIT_REASONS[t["close_src"]]
             elif t["manage"]:
+                x = self.x
                 s, s_src, c, c_src = close_update(
-                    self.x, side, k, close, self.data.high[0], self.data.low[0],
-                    t["entry_price"], self.cfg.commission, t["trail_pct"], t["trail_atr"],
-                    t["breakeven_pct"], t["stop"], t["stop_src"], t["close_stop"],
-                    t["close_src"])
+                    side, close, self.data.high[0], self.data.low[0], t["entry_price"],
+                    self.cfg.commission, t["trail_pct"], t["trail_atr"] * at_bar(x.atr, k),
+                    at_bar(x.trail_line, k), t["breakeven_pct"], x.trail_on, x.breakeven_on,
+                    t["stop"], t["stop_src"], t["close_stop"], t["close_src"])
                 if not (s == t["stop"] or (math.isnan(s) and math.isnan(t["stop"]))):
                     t["moved"] = True
                 t.update(stop=s, stop_src=s_src, close_stop=c, close_src=c_src)

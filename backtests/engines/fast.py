@@ -11,9 +11,10 @@ Exits per position (``Signals.stop``/``target`` and :class:`~strategies.base.Exi
 atr``), a **stop on the close** ``C`` (``close_stop``, ``close_stop_pct``, ``close_stop_atr``),
 a **partial target** ``P`` (``partial_size`` of the position; dropped unless strictly between
 the fill and the target) and the **target** ``T``. A trailing stop (``trail_pct``, ``trail_atr``,
-``trail_line``) moves ``S`` or ``C`` (``trail_on``) and starts at the entry; break-even moves one
-of them (``breakeven_on``). The **initial stop** (planned risk, trade column ``initial_stop``) is
-``S`` at the entry, else ``C``.
+``trail_line``) moves ``S`` or ``C`` (``trail_on``) and starts at the entry (its start is an
+initial level like the others: until a close moves it, its exit is "stop"/"stop_close");
+break-even moves one of them (``breakeven_on``). The **initial stop** (planned risk, trade
+column ``initial_stop``) is ``S`` at the entry, else ``C``.
 
 At the **open** of bar ``k`` (signals of bar ``k-1``), in this order:
 
@@ -195,7 +196,7 @@ _NAN1 = np.full(1, np.nan)
 
 
 @njit(cache=True)
-def _at(a: np.ndarray, j: int) -> float:
+def at_bar(a: np.ndarray, j: int) -> float:
     """``a[j]``, or ``a[0]`` when ``a`` holds one value for every bar."""
     return a[0] if a.shape[0] == 1 else a[j]
 
@@ -235,28 +236,29 @@ def entry_levels(x: ExitArrays, side: int, fill: float, j: int, stop: float, tar
 
     Returns ``(intrabar stop, its reason code, stop on the close, its reason code, partial
     target, partial fraction)``, NaN for none. A trailing stop starts from the fill (or the
-    ``trail_line`` at ``j``); the partial target is dropped unless strictly between the fill
-    and the target."""
-    atr = _at(x.atr, j)
-    s = _nearer(side, stop, _nearer(side, fill * (1.0 - side * _at(x.stop_pct, j)),
-                                    fill - side * _at(x.stop_atr, j) * atr))
-    c = _nearer(side, _at(x.close_stop, j),
-                _nearer(side, fill * (1.0 - side * _at(x.close_stop_pct, j)),
-                        fill - side * _at(x.close_stop_atr, j) * atr))
-    trail = _nearer(side, _nearer(side, fill * (1.0 - side * _at(x.trail_pct, j)),
-                                  fill - side * _at(x.trail_atr, j) * atr), _at(x.trail_line, j))
-    s_src = R_STOP
-    c_src = R_STOP_CLOSE
+    ``trail_line`` at ``j``): its start is an initial stop like the others (reason "stop" or
+    "stop_close" until a close moves it); the partial target is dropped unless strictly between
+    the fill and the target."""
+    atr = at_bar(x.atr, j)
+    s = _nearer(side, stop, _nearer(side, fill * (1.0 - side * at_bar(x.stop_pct, j)),
+                                    fill - side * at_bar(x.stop_atr, j) * atr))
+    c = _nearer(side, at_bar(x.close_stop, j),
+                _nearer(side, fill * (1.0 - side * at_bar(x.close_stop_pct, j)),
+                        fill - side * at_bar(x.close_stop_atr, j) * atr))
+    trail = _nearer(side, _nearer(side, fill * (1.0 - side * at_bar(x.trail_pct, j)),
+                                  fill - side * at_bar(x.trail_atr, j) * atr),
+                    at_bar(x.trail_line, j))
     if x.trail_on == ON_CLOSE:
-        c, c_src = ratchet(side, c, c_src, trail, R_TRAIL_CLOSE)
+        c = _nearer(side, c, trail)
     else:
-        s, s_src = ratchet(side, s, s_src, trail, R_TRAIL)
+        s = _nearer(side, s, trail)
     # the partial target nearer the fill of the two ways to give it (-side: lower for a long)
-    p = _nearer(-side, _at(x.partial_target, j), fill * (1.0 + side * _at(x.partial_pct, j)))
+    p = _nearer(-side, at_bar(x.partial_target, j),
+                fill * (1.0 + side * at_bar(x.partial_pct, j)))
     if not np.isnan(p) and (side * (p - fill) <= 0.0
                             or (not np.isnan(target) and side * (target - p) <= 0.0)):
         p = np.nan
-    return s, s_src, c, c_src, p, _at(x.partial_size, j)
+    return s, R_STOP, c, R_STOP_CLOSE, p, at_bar(x.partial_size, j)
 
 
 @njit(cache=True)
@@ -305,23 +307,27 @@ def limit_exit(side: int, o: float, h: float, low: float, level: float, slip: fl
     return np.nan
 
 
-@njit(cache=True)
-def close_update(x: ExitArrays, side: int, k: int, close: float, high: float, low: float,
-                 pe: float, commission: float, trail_pct: float, trail_atr: float,
-                 be_pct: float, s: float, s_src: int, c: float, c_src: int
-                 ) -> tuple[float, int, float, int]:
-    """Trailing and break-even moves of the stops at the close of bar ``k`` (they apply from
-    the next bar): ``(intrabar stop, its reason code, stop on the close, its reason code)``."""
+@njit(cache=True, inline="always")
+def close_update(side: int, close: float, high: float, low: float, pe: float,
+                 commission: float, trail_pct: float, trail_dist: float, trail_line: float,
+                 be_pct: float, trail_on: int, breakeven_on: int, s: float, s_src: int,
+                 c: float, c_src: int) -> tuple[float, int, float, int]:
+    """Trailing and break-even moves of the stops at the close of a bar (they apply from the
+    next bar): ``(intrabar stop, its reason code, stop on the close, its reason code)``.
+
+    ``trail_dist`` is the ATR trail's distance at this close (``trail_atr * atr``, quote
+    currency) and ``trail_line`` the line's value at this close (NaN: none); ``trail_on`` and
+    ``breakeven_on`` are ``ON_*`` codes. Scalars only: the kernel calls this at every close of
+    a managed position, and passing the exit arrays would cost a reference count per array."""
     trail = _nearer(side, _nearer(side, close * (1.0 - side * trail_pct),
-                                  close - side * trail_atr * _at(x.atr, k)),
-                    _at(x.trail_line, k))
-    if x.trail_on == ON_CLOSE:
+                                  close - side * trail_dist), trail_line)
+    if trail_on == ON_CLOSE:
         c, c_src = ratchet(side, c, c_src, trail, R_TRAIL_CLOSE)
     else:
         s, s_src = ratchet(side, s, s_src, trail, R_TRAIL)
     if not np.isnan(be_pct) and side * ((high if side > 0 else low) - pe) >= be_pct * pe:
         be = breakeven_price(side, pe, commission)
-        if x.breakeven_on == ON_CLOSE:
+        if breakeven_on == ON_CLOSE:
             c, c_src = ratchet(side, c, c_src, be, R_BREAKEVEN_CLOSE)
         else:
             s, s_src = ratchet(side, s, s_src, be, R_BREAKEVEN)
@@ -374,7 +380,7 @@ class KernelInputs(NamedTuple):
     exit: np.ndarray  # bool
     stop: np.ndarray  # float64 price, NaN none
     target: np.ndarray  # float64 price, NaN none
-    exits: ExitArrays
+    exits: ExitArrays | None  # None: no exit rules (a kernel specialised without them)
     max_bars: int
     cash: float
     commission: float
@@ -406,9 +412,10 @@ def kernel_inputs(market: Market, signals: Signals, config: BacktestConfig) -> K
     ``signals`` must already be validated against the frame (``Signals.validate``). Scalars are
     cast to fixed Python types so every call site shares one compiled specialisation.
     """
+    exits = None if signals.exits is None else exit_arrays(signals.exits)
     return KernelInputs(
         market=market, entry=signals.entry, exit=signals.exit, stop=signals.stop,
-        target=signals.target, exits=exit_arrays(signals.exits), max_bars=int(signals.max_bars),
+        target=signals.target, exits=exits, max_bars=int(signals.max_bars),
         cash=float(config.cash), commission=float(config.commission),
         slippage=float(config.slippage), leverage=float(config.leverage),
         maintenance_margin=float(config.maintenance_margin),
@@ -422,16 +429,32 @@ def simulate_nb(inp):  # pragma: no cover - compiled
     """The execution rules of the module docstring over every bar of ``inp``
     (:class:`KernelInputs`). Returns ``(equity, trades)``: equity at each bar's close (quote
     currency) and one row of :data:`RAW_COLUMNS` per closed trade or partial fill."""
+    return _simulate(inp, inp.exits)
+
+
+@njit(cache=True)
+def _simulate(inp, x):  # pragma: no cover - compiled
+    """:func:`simulate_nb` with ``inp.exits`` as an argument: numba removes every ``x is None``
+    / ``x is not None`` branch at compile time from the argument's type, so signals without
+    exit rules (``x`` None) run a loop with no per-bar work for them (issue 15: the fast
+    engine stays within 10 % of its speed before the rules; benchmarks/bench_kernel_ab.py)."""
     m = inp.market
     o, h, low, c, funding = m.open, m.high, m.low, m.close, m.funding
-    entry, exit_, stop, target, x = inp.entry, inp.exit, inp.stop, inp.target, inp.exits
+    entry, exit_, stop, target = inp.entry, inp.exit, inp.stop, inp.target
     max_bars, cash0, comm, slip = inp.max_bars, inp.cash, inp.commission, inp.slippage
     lev, mm, liq_fee = inp.leverage, inp.maintenance_margin, inp.liquidation_fee
     sizing, size, mode = inp.sizing, inp.size, inp.mode
     n = len(o)
     equity = np.empty(n)
-    trades = np.empty((2 * n + 1, len(RAW_COLUMNS)))  # a partial fill adds a row to a trade
-    has_line = x.trail_line.shape[0] > 1
+    if x is None:
+        trades = np.empty((n + 1, len(RAW_COLUMNS)))
+    else:
+        trades = np.empty((2 * n + 1, len(RAW_COLUMNS)))  # a partial fill adds a row to a trade
+        # the per-bar columns read at each close, indexed k * step (step 0: one value for all)
+        atr, line = x.atr, x.trail_line
+        atr_step = 1 if atr.shape[0] > 1 else 0
+        line_step = 1 if line.shape[0] > 1 else 0
+        trail_on, be_on = x.trail_on, x.breakeven_on
     nt = 0
     cash = cash0
     side = 0
@@ -461,12 +484,13 @@ def simulate_nb(inp):  # pragma: no cover - compiled
             j = k - 1
             reason = -1
             if side != 0:
-                if pend >= 0:
-                    reason = pend
-                elif max_bars > 0 and k - ebar >= max_bars:
+                if max_bars > 0 and k - ebar >= max_bars:
                     reason = R_TIME
                 elif exit_[j]:
                     reason = R_SIGNAL
+                if x is not None:
+                    if pend >= 0:  # the stop on the close comes first
+                        reason = pend
             e = entry[j]
             allowed = e != 0 and mode_allows(mode, e)
             if reason < 0 and side != 0 and e == -side:
@@ -481,7 +505,11 @@ def simulate_nb(inp):  # pragma: no cover - compiled
             if side == 0 and allowed:
                 fill = o[k] * (1.0 + e * slip)
                 tp = target[j]
-                sp, sp_src, cp, cp_src, pp, pf = entry_levels(x, e, fill, j, stop[j], tp)
+                if x is None:
+                    sp = stop[j]
+                    cp = np.nan
+                else:
+                    sp, sp_src, cp, cp_src, pp, pf = entry_levels(x, e, fill, j, stop[j], tp)
                 valid = True
                 if not np.isnan(sp) and e * (o[k] - sp) <= 0.0:
                     valid = False
@@ -503,32 +531,35 @@ def simulate_nb(inp):  # pragma: no cover - compiled
                         sbar = j
                         liq = liquidation_price(side, pe, lev, mm)
                         istop = planned
-                        s_px, s_src, c_px, c_src = sp, sp_src, cp, cp_src
-                        p_px, p_frac = pp, pf
+                        s_px = sp
                         t_px = tp
-                        tr_pct = _at(x.trail_pct, j)
-                        tr_atr = _at(x.trail_atr, j)
-                        be_pct = _at(x.breakeven_pct, j)
-                        manage = (has_line or not np.isnan(tr_pct) or not np.isnan(tr_atr)
-                                  or not np.isnan(be_pct))
-                        pend = -1
+                        if x is not None:
+                            s_src, c_px, c_src = sp_src, cp, cp_src
+                            p_px, p_frac = pp, pf
+                            tr_pct = at_bar(x.trail_pct, j)
+                            tr_atr = at_bar(x.trail_atr, j)
+                            be_pct = at_bar(x.breakeven_pct, j)
+                            manage = (line_step == 1 or not np.isnan(tr_pct)
+                                      or not np.isnan(tr_atr) or not np.isnan(be_pct))
+                            pend = -1
         if side != 0:
             reason, px = stop_exit(side, o[k], h[k], low[k], liq, s_px, slip)
-            if reason == R_STOP:
-                reason = s_src
-            if reason < 0 and not np.isnan(p_px):
-                ppx = limit_exit(side, o[k], h[k], low[k], p_px, slip)
-                if not np.isnan(ppx):
-                    qp = q * p_frac
-                    xfee = qp * ppx * comm
-                    cash += margin * p_frac + side * qp * (ppx - pe) - xfee
-                    nt = _record(trades, nt, sbar, ebar, k, side, qp, pe, ppx, efee * p_frac,
-                                 xfee, fund * p_frac, R_PARTIAL, liq, istop)
-                    q = q - qp
-                    margin = q * pe / lev
-                    efee = efee - efee * p_frac
-                    fund = fund - fund * p_frac
-                    p_px = np.nan
+            if x is not None:
+                if reason == R_STOP:
+                    reason = s_src
+                if reason < 0 and not np.isnan(p_px):
+                    ppx = limit_exit(side, o[k], h[k], low[k], p_px, slip)
+                    if not np.isnan(ppx):
+                        qp = q * p_frac
+                        xfee = qp * ppx * comm
+                        cash += margin * p_frac + side * qp * (ppx - pe) - xfee
+                        nt = _record(trades, nt, sbar, ebar, k, side, qp, pe, ppx, efee * p_frac,
+                                     xfee, fund * p_frac, R_PARTIAL, liq, istop)
+                        q = q - qp
+                        margin = q * pe / lev
+                        efee = efee - efee * p_frac
+                        fund = fund - fund * p_frac
+                        p_px = np.nan
             if reason < 0:
                 px = limit_exit(side, o[k], h[k], low[k], t_px, slip)
                 if not np.isnan(px):
@@ -543,12 +574,13 @@ def simulate_nb(inp):  # pragma: no cover - compiled
                              liq, istop)
                 side = 0
         if side != 0:
-            if not np.isnan(c_px) and side * (c[k] - c_px) <= 0.0:
-                pend = c_src
-            elif manage:
-                s_px, s_src, c_px, c_src = close_update(x, side, k, c[k], h[k], low[k], pe, comm,
-                                                        tr_pct, tr_atr, be_pct, s_px, s_src,
-                                                        c_px, c_src)
+            if x is not None:
+                if not np.isnan(c_px) and side * (c[k] - c_px) <= 0.0:
+                    pend = c_src
+                elif manage:
+                    s_px, s_src, c_px, c_src = close_update(
+                        side, c[k], h[k], low[k], pe, comm, tr_pct, tr_atr * atr[k * atr_step],
+                        line[k * line_step], be_pct, trail_on, be_on, s_px, s_src, c_px, c_src)
             f = side * q * c[k] * funding[k]
             cash -= f
             fund += f
