@@ -307,7 +307,7 @@ def limit_exit(side: int, o: float, h: float, low: float, level: float, slip: fl
     return np.nan
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, inline="always")  # the kernel calls it at every managed close
 def close_update(side: int, close: float, high: float, low: float, pe: float,
                  commission: float, trail_pct: float, trail_dist: float, trail_line: float,
                  be_pct: float, trail_on: int, breakeven_on: int, s: float, s_src: int,
