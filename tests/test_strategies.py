@@ -17,6 +17,7 @@ from strategies import (
     OversoldBounce,
     Param,
     ParamError,
+    Signals,
     Strategy,
     StrategyLoadError,
     load_strategy,
@@ -202,3 +203,36 @@ def test_engines_reject_bad_strategy_output():
         engine_fast.run_fast(df, Wrong(), BacktestConfig())
     with pytest.raises(TypeError, match="not Signals"):
         engine_bt.run_backtrader(df, Wrong(), BacktestConfig())
+
+
+@pytest.mark.parametrize(
+    ("field", "values", "msg"),
+    [
+        ("entry", [0, 255, 0, 0], "entry must be -1, 0 or \\+1; bar 1 holds 255"),  # int8 wraps
+        ("entry", [0, 0, -2, 1], "bar 2 holds -2"),
+        ("stop", [np.nan, np.nan, np.nan, 0.0], "stop must be a positive price or NaN; bar 3"),
+        ("stop", [-np.inf] * 4, "bar 0 holds -inf"),
+        ("target", [1.0, np.inf, np.nan, 2.0], "target must be a positive price or NaN; bar 1"),
+        ("target", [5.0, 4.0, -1.0, np.nan], "bar 2 holds -1.0"),
+    ],
+)
+def test_signals_bad_values_name_the_first_bad_bar(field: str, values: list, msg: str) -> None:
+    arrays = {"entry": np.zeros(4, np.int8), "exit": np.zeros(4, bool),
+              "stop": np.full(4, np.nan), "target": np.full(4, np.nan)}
+    arrays[field] = np.array(values)
+    with pytest.raises(ValueError, match=msg):
+        Signals(**arrays).validate(4)
+    if field == "entry":  # the shortcut that casts to int8 checks first too
+        with pytest.raises(ValueError, match=msg):
+            Signals.from_entries(np.array(values))
+
+
+def test_signals_validate_keeps_good_values() -> None:
+    entry = np.array([1, 0, -1, 0], dtype=np.int64)
+    stop = np.array([np.nan, 90.0, 110.0, np.nan])
+    sig = Signals.from_entries(entry, stop=stop, target=np.full(4, np.nan)).validate(4)
+    assert sig.entry.dtype == np.int8 and sig.entry.tolist() == [1, 0, -1, 0]
+    np.testing.assert_array_equal(sig.stop, stop)
+    assert np.isnan(sig.target).all() and not sig.exit.any()
+    empty = Signals.from_entries(np.zeros(0, np.int8)).validate(0)
+    assert len(empty.entry) == 0

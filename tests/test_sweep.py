@@ -402,3 +402,42 @@ def test_conflicting_sets_are_skipped_with_trial_ids_kept(tmp_path: Path) -> Non
     pd.testing.assert_frame_equal(ok.table[cols], res.table[cols])
     with pytest.raises(ParamConflict, match="every parameter set conflicts"):
         run_sweep(_toy_frame(), OrderedRsi, [space[i] for i in bad], executor="serial")
+
+
+class _Peek(Strategy):
+    """Records the frame it is handed and enters on every 20th bar."""
+
+    seen: ClassVar[list[pd.DataFrame]] = []
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        _Peek.seen.append(df)
+        e = np.zeros(len(df), np.int8)
+        e[::20] = 1
+        return Signals.from_entries(e, exit=np.roll(e, 5).astype(bool))
+
+
+def test_payload_frame_is_a_plain_pandas_frame_with_its_timeframe() -> None:
+    import pickle
+
+    from backtests.config import BacktestConfig
+    from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest
+
+    df = _toy_frame()
+    pay = BacktestPayload(df=df, strategy_cls=_Peek, config=BacktestConfig(), end=250)
+    _Peek.seen.clear()
+    row = evaluate_backtest(pay, {})
+    seen = _Peek.seen[0]
+    # What the strategy gets: the window's candles, any pandas API works, the timeframe is known,
+    # and it is built once per payload (pandas 3 copies attrs on every column access).
+    assert isinstance(seen, pd.DataFrame) and seen.index.equals(df.index[:250])
+    pd.testing.assert_frame_equal(seen, df.iloc[:250], check_column_type=False)
+    assert seen.columns.dtype == object and seen.attrs == {"timeframe": "1d"}
+    assert seen.resample("7D")["close"].last().notna().any()
+    evaluate_backtest(pay, {})
+    assert _Peek.seen[1] is seen
+    # Shipped to a worker: the candles, not the frame and arrays derived from them.
+    clone = pickle.loads(pickle.dumps(pay))
+    assert clone._frame is None and clone._arrays is None and clone.df.equals(df)
+    assert evaluate_backtest(clone, {}) == row
+    years, ppy = pay.span()
+    assert ppy == 365.0 and years == pytest.approx(249 / 365)
