@@ -125,6 +125,7 @@ WIPED_OUT = 1e-6
 RAW_COLUMNS = ("signal_bar", "entry_bar", "exit_bar", "side", "size", "entry_price",
                "exit_price", "entry_fee", "exit_fee", "funding", "reason", "liquidation_price",
                "initial_stop")
+_RAW_INDEX = {name: i for i, name in enumerate(RAW_COLUMNS)}
 
 
 @njit(cache=True)
@@ -677,9 +678,11 @@ def _excursions(lo, hi, ebar, xbar, side, pe, px):  # pragma: no cover - compile
 
 def raw_pnl(raw: np.ndarray) -> np.ndarray:
     """Net PnL (quote currency, after fees and funding) of each raw trade record."""
-    c = {name: raw[:, i] for i, name in enumerate(RAW_COLUMNS)}
-    return (c["side"] * c["size"] * (c["exit_price"] - c["entry_price"]) - c["entry_fee"]
-            - c["exit_fee"] - c["funding"])
+    def c(name: str) -> np.ndarray:
+        return raw[:, _RAW_INDEX[name]]
+
+    return (c("side") * c("size") * (c("exit_price") - c("entry_price")) - c("entry_fee")
+            - c("exit_fee") - c("funding"))
 
 
 def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
