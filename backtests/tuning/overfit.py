@@ -245,15 +245,14 @@ def _add_rows(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(cache=True)
-def _mean_row(sums: np.ndarray, count: float, out: np.ndarray) -> None:
-    for i in range(len(out)):
-        out[i] = sums[i] / count
-
-
-@njit(cache=True)
-def _sharpe_row(sums: np.ndarray, sumsq: np.ndarray, count: float, out: np.ndarray) -> None:
-    """Per-column Sharpe ratio (mean / std, ddof=1) from sums and sums of squares of ``count``
-    returns; written branch-free so that it vectorises."""
+def _half_score(sums: np.ndarray, sumsq: np.ndarray, count: float, sharpe: bool,
+                out: np.ndarray) -> None:
+    """Per-column metric of ``count`` returns from their sums (and sums of squares): the mean,
+    or the Sharpe ratio (mean / std, ddof=1); written branch-free so that it vectorises."""
+    if not sharpe:
+        for i in range(len(out)):
+            out[i] = sums[i] / count
+        return
     for i in range(len(out)):
         s = sums[i]
         mean = s / count
@@ -264,46 +263,6 @@ def _sharpe_row(sums: np.ndarray, sumsq: np.ndarray, count: float, out: np.ndarr
         # Relative tolerance: the summed-moment variance of a constant column is not 0.
         flat = (sd <= 1e-12 * abs(mean)) | (sd == 0.0)
         out[i] = 0.0 if flat else mean / sd
-
-
-@njit(cache=True)
-def _half_scores(bsum: np.ndarray, bsq: np.ndarray, half: float, sharpe: bool) -> np.ndarray:
-    """Score of every trial on every half of the blocks: row ``c`` holds the metric of each
-    column over the ``c``-th combination (lexicographic, as ``itertools.combinations``) of
-    ``S/2`` of the ``S`` blocks. The complement of combination ``c`` is combination
-    ``C - 1 - c``, so the out-of-sample scores are the same matrix read backwards.
-
-    Sums run over the chosen blocks in increasing block order; a prefix shared with the previous
-    combination is reused (about 2 additions per combination instead of ``S/2``)."""
-    n_blocks, n = bsum.shape
-    h = n_blocks // 2
-    n_comb = 1
-    for i in range(h):  # C(S, S/2), exactly in integers
-        n_comb = n_comb * (n_blocks - i) // (i + 1)
-    out = np.empty((n_comb, n))
-    comb = np.arange(h)
-    psum = np.zeros((h + 1, n))
-    psq = np.zeros((h + 1, n))
-    first = 0  # prefix levels from here on are stale
-    for c in range(n_comb):
-        for j in range(first, h):
-            _add_rows(psum[j], bsum[comb[j]], psum[j + 1])
-            _add_rows(psq[j], bsq[comb[j]], psq[j + 1])
-        if sharpe:
-            _sharpe_row(psum[h], psq[h], half, out[c])
-        else:
-            _mean_row(psum[h], half, out[c])
-        # next combination in lexicographic order
-        j = h - 1
-        while j >= 0 and comb[j] == n_blocks - h + j:
-            j -= 1
-        if j < 0:
-            break
-        comb[j] += 1
-        for r in range(j + 1, h):
-            comb[r] = comb[r - 1] + 1
-        first = j
-    return out
 
 
 @njit(cache=True)
@@ -326,27 +285,100 @@ def _argmax(row: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def _winner_ranks(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For each combination ``c``: the in-sample winner (``np.argmax`` of row ``c``), and how
-    many out-of-sample scores (row ``C - 1 - c``, the complementary half) are below and equal
-    to the winner's."""
-    n_comb, n = scores.shape
+def _judge(is_row: np.ndarray, oos_row: np.ndarray, c: int, best: np.ndarray,
+           below: np.ndarray, ties: np.ndarray, is_best: np.ndarray,
+           oos_best: np.ndarray) -> None:
+    """Combination ``c``: its in-sample winner (``np.argmax`` of ``is_row``), the winner's
+    scores in and out of sample, and how many out-of-sample scores are below / equal to it."""
+    b = _argmax(is_row)
+    star = oos_row[b]
+    lo = 0
+    eq = 0
+    for i in range(len(oos_row)):
+        lo += oos_row[i] < star
+        eq += oos_row[i] == star
+    best[c] = b
+    below[c] = lo
+    ties[c] = eq
+    is_best[c] = is_row[b]
+    oos_best[c] = star
+
+
+@njit(cache=True)
+def _cscv_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                np.ndarray, np.ndarray]:
+    """:func:`_judge` every combination of a ``C x N`` matrix of in-sample scores (row ``c``:
+    the ``c``-th half in ``itertools.combinations`` order, whose complement is row
+    ``C - 1 - c``). Returns ``(best, below, ties, is_best, oos_best)``, one value per row."""
+    n_comb = scores.shape[0]
     best = np.empty(n_comb, dtype=np.intp)
     below = np.empty(n_comb, dtype=np.intp)
     ties = np.empty(n_comb, dtype=np.intp)
+    is_best = np.empty(n_comb)
+    oos_best = np.empty(n_comb)
     for c in range(n_comb):
-        b = _argmax(scores[c])
-        oos = scores[n_comb - 1 - c]
-        star = oos[b]
-        lo = 0
-        eq = 0
-        for i in range(n):
-            lo += oos[i] < star
-            eq += oos[i] == star
-        best[c] = b
-        below[c] = lo
-        ties[c] = eq
-    return best, below, ties
+        _judge(scores[c], scores[n_comb - 1 - c], c, best, below, ties, is_best, oos_best)
+    return best, below, ties, is_best, oos_best
+
+
+@njit(cache=True)
+def _cscv_blocks(bsum: np.ndarray, bsq: np.ndarray, half: float, sharpe: bool
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_cscv_scores` of the mean or Sharpe ratio of every half of ``S`` blocks, given
+    each block's sums ``bsum`` and sums of squares ``bsq`` (``S x N``), without the ``C x N``
+    matrix: halves are taken in pairs, combination ``c`` (``itertools.combinations`` order,
+    its sums reusing the prefix it shares with combination ``c - 1``) and its complement
+    ``C - 1 - c``; each is the other's out-of-sample half. Every half's sums run over its
+    blocks in increasing order, so a half scores the same whichever side it is on."""
+    n_blocks, n = bsum.shape
+    h = n_blocks // 2
+    n_comb = 1
+    for i in range(h):  # C(S, S/2), exactly in integers
+        n_comb = n_comb * (n_blocks - i) // (i + 1)
+    best = np.empty(n_comb, dtype=np.intp)
+    below = np.empty(n_comb, dtype=np.intp)
+    ties = np.empty(n_comb, dtype=np.intp)
+    is_best = np.empty(n_comb)
+    oos_best = np.empty(n_comb)
+    comb = np.arange(h)
+    rest = np.empty(h, dtype=np.intp)
+    psum = np.zeros((h + 1, n))  # running sums over comb[:j]
+    psq = np.zeros((h + 1, n))
+    csum = np.empty((h + 1, n))  # the complement's, from scratch
+    csq = np.empty((h + 1, n))
+    a = np.empty(n)
+    b = np.empty(n)
+    first = 0  # prefix levels from here on are stale
+    for c in range(n_comb // 2):
+        for j in range(first, h):
+            _add_rows(psum[j], bsum[comb[j]], psum[j + 1])
+            _add_rows(psq[j], bsq[comb[j]], psq[j + 1])
+        r = 0
+        k = 0
+        for blk in range(n_blocks):  # the complement, in increasing block order
+            if k < h and comb[k] == blk:
+                k += 1
+            else:
+                rest[r] = blk
+                r += 1
+        csum[0] = 0.0
+        csq[0] = 0.0
+        for j in range(h):
+            _add_rows(csum[j], bsum[rest[j]], csum[j + 1])
+            _add_rows(csq[j], bsq[rest[j]], csq[j + 1])
+        _half_score(psum[h], psq[h], half, sharpe, a)
+        _half_score(csum[h], csq[h], half, sharpe, b)
+        _judge(a, b, c, best, below, ties, is_best, oos_best)
+        _judge(b, a, n_comb - 1 - c, best, below, ties, is_best, oos_best)
+        # next combination in lexicographic order
+        j = h - 1
+        while j >= 0 and comb[j] == n_blocks - h + j:
+            j -= 1
+        comb[j] += 1
+        for q in range(j + 1, h):
+            comb[q] = comb[q - 1] + 1
+        first = j
+    return best, below, ties, is_best, oos_best
 
 
 def probability_of_backtest_overfitting(
@@ -398,25 +430,21 @@ def probability_of_backtest_overfitting(
         scores = np.empty((len(combos), n))
         for c, comb in enumerate(combos):
             scores[c] = metric(blocks[list(comb)].reshape(-1, n))
+        best, below, ties, is_best, oos_best = _cscv_scores(scores)
     else:
         if metric not in ("sharpe", "mean"):
             raise ValueError(f"unknown metric {metric!r}: use 'sharpe', 'mean' or a callable")
         name = metric
-        # Sum per block once, then add up the blocks of every half: all halves at once.
+        # Sum per block once, then add up the blocks of each half (compiled, all halves).
         bsum = blocks.sum(axis=1)
         bsq = (blocks**2).sum(axis=1)
         half = float(size * n_splits // 2)
-        scores = _half_scores(bsum, bsq, half, metric == "sharpe")
-    n_comb = len(scores)
-    # The out-of-sample half of combination c is the in-sample half of combination C-1-c.
-    best, below, ties = _winner_ranks(scores)
+        best, below, ties, is_best, oos_best = _cscv_blocks(bsum, bsq, half, metric == "sharpe")
+    n_comb = len(best)
     # Average rank (1 = worst, N = best) of the IS winner among the OOS scores, without sorting.
     ranks = 1.0 + below + 0.5 * (ties - 1)
     omega = ranks / (n + 1)
     logits = np.log(omega / (1 - omega))
-    rows = np.arange(n_comb)
-    is_best = scores[rows, best]
-    oos_best = scores[n_comb - 1 - rows, best]
     if np.ptp(is_best) > 0:
         slope, intercept = np.polyfit(is_best, oos_best, 1)
     else:
