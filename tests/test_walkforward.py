@@ -107,3 +107,23 @@ def test_walk_forward_on_hourly_bars_with_a_gap_annualises_with_hours() -> None:
     assert r.std() > 0, "the test needs trades out of sample"
     expected = r.mean() / r.std() * np.sqrt(24 * 365)  # hours per year
     assert wf.comparison.loc["sharpe", "stitched_oos"] == pytest.approx(expected, rel=1e-9)
+
+
+def test_each_test_window_is_simulated_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    import backtests.tuning.evaluate as evaluate
+    from tests.test_sweep import _toy_frame
+
+    runs = []
+    kernel = evaluate.simulate_nb
+
+    def counted(inp):  # type: ignore[no-untyped-def]
+        runs.append(len(inp.entry))
+        return kernel(inp)
+
+    monkeypatch.setattr(evaluate, "simulate_nb", counted)
+    wf = walk_forward(_toy_frame(), RsiRule, SPACE, train=120, test=60, executor="serial")
+    n_win, n_sets = len(wf.windows), 8
+    # Per window: one run per parameter set on the training window, one on the test window
+    # (its metrics and its trades come from the same run).
+    assert n_win >= 2 and len(runs) == n_win * (n_sets + 1)
+    assert wf.windows["oos_n_trades"].sum() == len(wf.oos_trades)

@@ -156,10 +156,10 @@ def simulate_window(payload: BacktestPayload, params: Params
     return equity, raw, sig
 
 
-def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any]:
-    """Evaluation function of backtest sweeps: :data:`SWEEP_METRICS` of one parameter set (and
-    its per-bar returns under ``"_returns"`` when the payload keeps them, for PBO)."""
-    equity, raw, _ = simulate_window(payload, params)
+def window_metrics(payload: BacktestPayload, equity: np.ndarray, raw: np.ndarray
+                   ) -> dict[str, Any]:
+    """:data:`SWEEP_METRICS` of a window simulated by :func:`simulate_window` (and its per-bar
+    returns under ``"_returns"`` when the payload keeps them, for PBO)."""
     lo = payload.first
     eq = equity[lo:]
     out: dict[str, Any] = raw_metrics(eq, raw, *payload.span(), payload.config.cash, offset=lo)
@@ -167,3 +167,9 @@ def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any
         with np.errstate(divide="ignore", invalid="ignore"):
             out["_returns"] = np.where(eq[:-1] > 0, eq[1:] / eq[:-1] - 1.0, 0.0)
     return out
+
+
+def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any]:
+    """Evaluation function of backtest sweeps: :func:`window_metrics` of one parameter set."""
+    equity, raw, _ = simulate_window(payload, params)
+    return window_metrics(payload, equity, raw)

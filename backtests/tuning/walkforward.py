@@ -31,7 +31,7 @@ from backtests.engines.fast import build_trades
 from backtests.metrics import compute_metrics
 from backtests.persist import load_frames, plain, read_manifest, save_folder
 from backtests.results import buy_and_hold
-from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest, simulate_window
+from backtests.tuning.evaluate import BacktestPayload, simulate_window, window_metrics
 from backtests.tuning.executors import Executor, make_executor
 from backtests.tuning.space import Params, as_param_sets
 from backtests.tuning.sweep import run_sweep
@@ -202,8 +202,8 @@ def walk_forward(
         best = dict(param_sets[int(is_row["trial"])])
         pay = BacktestPayload(df=df, strategy_cls=strategy_cls, config=config, start=te0,
                               end=te1, keep_returns=True)
-        oos = evaluate_backtest(pay, best)
-        _, raw, sig = simulate_window(pay, best)
+        equity, raw, sig = simulate_window(pay, best)  # once: trades and metrics from one run
+        oos = window_metrics(pay, equity, raw)
         win_trades = build_trades(pay.frame(), raw, config, sig.tags if sig is not None else None)
         win_trades.insert(0, "window", k)
         trades.append(win_trades)
