@@ -11,6 +11,11 @@ rules never emit both); all-in, 0.1 % commission per side, no stop. Grid: period
 
 Run: ``PYTHONPATH=. python benchmarks/bench_sweep.py [--skip-backtrader] [--random N]``.
 Prints a Markdown table (times and ratios to ours).
+
+``--only overhead`` measures our per-set cost beyond the simulation (``evaluate_all`` with a
+strategy whose signals are computed beforehand, minus the kernel alone on the same inputs);
+``--only random --repeat 5`` runs the random sets with 1 and 2 workers in turn (A B A B ...),
+median wall time, load average recorded.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backtests.config import BacktestConfig  # noqa: E402
+from backtests.engines.fast import kernel_inputs, simulate_nb  # noqa: E402
 from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest  # noqa: E402
 from backtests.tuning.executors import ProcessExecutor, SerialExecutor, evaluate_all  # noqa: E402
 from backtests.tuning.space import grid, random_space  # noqa: E402
@@ -93,6 +99,100 @@ def ours(df: pd.DataFrame, workers: int) -> tuple[float, float, pd.DataFrame]:
     t_eval, _ = best_of(lambda: evaluate_all(evaluate_backtest, pay, space, executor=ex))
     t_full, res = best_of(lambda: run_sweep(df, RsiRule, space, cfg, executor=ex), repeat=2)
     return t_eval, t_full, res.table
+
+
+def loadavg() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+class Precomputed(Strategy):
+    """RsiRule's parameters, signals looked up in :data:`PRECOMPUTED` (filled beforehand): a
+    sweep of it costs the kernel plus our per-set overhead, no signal computation."""
+
+    name = "precomputed"
+    params: ClassVar[dict[str, Param]] = dict(RsiRule.params)
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        return PRECOMPUTED[(self.p.period, self.p.oversold, self.p.overbought)]
+
+
+PRECOMPUTED: dict[tuple, Signals] = {}
+
+
+def overhead(df: pd.DataFrame, repeat: int = 5) -> str:
+    """Per-set cost of ``evaluate_all`` beyond the kernel, in thread CPU time (what other jobs
+    on a shared machine distort least) and wall time, median of ``repeat``."""
+    cfg = BacktestConfig(cash=CASH, commission=COMMISSION)
+    space = grid({"period": PERIODS, "oversold": OVERSOLD, "overbought": OVERBOUGHT})
+    frame = BacktestPayload(df=df, strategy_cls=RsiRule, config=cfg).frame()
+    for p in space:
+        PRECOMPUTED[(p["period"], p["oversold"], p["overbought"])] = RsiRule(**p).signals(frame)
+    pre = BacktestPayload(df=df, strategy_cls=Precomputed, config=cfg)
+    inputs = [kernel_inputs(pre.market(), s.validate(len(frame)), cfg)
+              for s in PRECOMPUTED.values()]
+    ex = SerialExecutor()
+
+    def kernel() -> None:
+        for inp in inputs:
+            simulate_nb(inp)
+
+    cases = {
+        "kernel alone (simulate_nb)": kernel,
+        "evaluate_all, signals precomputed": lambda: evaluate_all(evaluate_backtest, pre, space,
+                                                                  executor=ex),
+        "evaluate_all, RsiRule": lambda: evaluate_all(
+            evaluate_backtest, BacktestPayload(df=df, strategy_cls=RsiRule, config=cfg), space,
+            executor=ex),
+    }
+    for fn in cases.values():
+        fn()
+    before = loadavg()
+    cpu: dict[str, list[float]] = {k: [] for k in cases}
+    wall: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(repeat):
+        for k, fn in cases.items():
+            t0, c0 = time.perf_counter(), time.thread_time()
+            fn()
+            cpu[k].append(time.thread_time() - c0)
+            wall[k].append(time.perf_counter() - t0)
+    n = len(space)
+    med = {k: (np.median(cpu[k]) / n * 1e6, np.median(wall[k]) / n * 1e6) for k in cases}
+    lines = [f"per set, {n} sets on {len(df):,} bars, median of {repeat}; load average before "
+             f"{before}, after {loadavg()}", "", "| case | CPU us/set | wall us/set |",
+             "|---|---:|---:|"]
+    lines += [f"| {k} | {c:.1f} | {w:.1f} |" for k, (c, w) in med.items()]
+    k_cpu, k_wall = med["kernel alone (simulate_nb)"]
+    p_cpu, p_wall = med["evaluate_all, signals precomputed"]
+    lines.append(f"| **overhead beyond the kernel** | **{p_cpu - k_cpu:.1f}** | "
+                 f"**{p_wall - k_wall:.1f}** |")
+    return "\n".join(lines)
+
+
+def random_scaling(n: int, repeat: int) -> str:
+    """``n`` random sets on the hourly candles with 1 and 2 workers, interleaved; median wall
+    time; asserts both give the same table."""
+    hourly = load(SHARED / "btc_usd_1h_binance.csv.gz")
+    space = random_space(n, {"period": (5, 50), "oversold": (10.0, 45.0),
+                             "overbought": (55.0, 90.0)}, seed=1, integer=["period"])
+    cfg = BacktestConfig(cash=CASH, commission=COMMISSION)
+    run_sweep(hourly, RsiRule, space[:50], cfg, workers=1, top=0)  # numba caches loaded
+    times: dict[int, list[float]] = {1: [], 2: []}
+    tables = {}
+    before = loadavg()
+    for _ in range(repeat):
+        for w in (1, 2):
+            t0 = time.perf_counter()
+            res = run_sweep(hourly, RsiRule, space, cfg, workers=w, top=1)
+            times[w].append(time.perf_counter() - t0)
+            tables[w] = res.table
+    assert tables[1].equals(tables[2]), "1 and 2 workers disagree"
+    t1, t2 = np.median(times[1]), np.median(times[2])
+    return "\n".join([
+        f"{n:,} random sets, hourly {len(hourly):,} bars, median of {repeat} (1 and 2 workers "
+        f"in turn); load average before {before}, after {loadavg()}", "",
+        "| workers | wall time | sets/s |", "|---|---:|---:|",
+        f"| 1 | {t1:.2f} s | {n / t1:,.0f} |", f"| 2 | {t2:.2f} s | {n / t2:,.0f} |",
+        f"| speed-up | {t1 / t2:.2f}x | |"])
 
 
 # --- vectorbt (vectorised over parameters) -----------------------------------------------------
@@ -222,8 +322,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--skip-backtrader", action="store_true")
     ap.add_argument("--random", type=int, default=10_000)
+    ap.add_argument("--only", choices=["overhead", "random"],
+                    help="only the per-set overhead, or only the random sets (interleaved)")
+    ap.add_argument("--repeat", type=int, default=5, help="runs per case with --only")
     args = ap.parse_args()
     daily = load(SHARED / "btc_usd_1d_binance.csv")
+    if args.only == "overhead":
+        print(overhead(daily, args.repeat))
+        return
+    if args.only == "random":
+        print(random_scaling(args.random, args.repeat))
+        return
     rows = []
     t1_eval, t1_full, table = ours(daily, 1)
     t2_eval, t2_full, table2 = ours(daily, 2)
