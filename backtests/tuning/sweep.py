@@ -37,6 +37,7 @@ from backtests.tuning.overfit import (
 )
 from backtests.tuning.space import Params, as_param_sets, check_params
 from data.frame import to_canonical
+from strategies.native import BacktraderStrategy
 
 # --- sweep results ---------------------------------------------------------------------------
 
@@ -226,6 +227,9 @@ def run_sweep(
         keep_returns = (end - lo) * len(param_sets) <= KEEP_RETURNS_LIMIT
     payload = BacktestPayload(df=df, strategy_cls=strategy_cls, config=config, start=start,
                               end=end, keep_returns=keep_returns)
+    if not issubclass(strategy_cls, BacktraderStrategy):
+        payload.market()  # built here once: forked workers inherit it instead of each building it
+        payload.span()
     ex = make_executor(executor, workers, scheduler)
     t0 = time.perf_counter()
     metrics = evaluate_all(evaluate_backtest, payload, param_sets, executor=ex,
