@@ -61,6 +61,10 @@ _SIG_PUSH = nb.types.Tuple((_F2, _I2, _i8))(_F2, _I2, _i8, _f8, _f8, _f8, _f8, _
                                              _i8, _i8)
 _SIG_BISECT = _i8(_I1, _i8, _F1, _I1, _f8)
 _SIG_ORDER = nb.void(_I1, _I1, _i8, _i8, _F1, _I1)
+_SIG_SKIP = _i8(_I1, _i8, _i8, _F1, _I1, _f8)
+_SIG_FIND = _i8(_I1, _i8, _i8, _i8, _F1, _I1)
+_SIG_DROP = nb.void(_I1, _I1, _i8, _i8)
+_SIG_MOVE = nb.void(_I1, _i8, _i8)
 
 
 @nb.njit(_SIG_PUSH, cache=True)
@@ -89,18 +93,26 @@ def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, b
     return evf, evi, nev + 1
 
 
-@nb.njit(_SIG_BISECT, cache=True)
-def _bisect_left(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
+@nb.njit(_SIG_SKIP, cache=True)
+def _bisect_left_skip(order, n, skip, zsum, zcnt, x):  # pragma: no cover - compiled
+    # First index of the ``n`` ordered zones (slots ``order[:n + 1]`` without slot ``skip``;
+    # ``skip >= n``: plain ``order[:n]``) whose centre is >= x; a virtual index, slots after
+    # ``skip`` count one less.
     lo = 0
-    hi = cnt
+    hi = n
     while lo < hi:
         mid = (lo + hi) >> 1
-        z = order[mid]
+        z = order[mid if mid < skip else mid + 1]
         if zsum[z] / zcnt[z] < x:
             lo = mid + 1
         else:
             hi = mid
     return lo
+
+
+@nb.njit(_SIG_BISECT, cache=True)
+def _bisect_left(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
+    return _bisect_left_skip(order, cnt, cnt, zsum, zcnt, x)
 
 
 @nb.njit(_SIG_BISECT, cache=True)
@@ -127,22 +139,83 @@ def _insert(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     cnts[k] = cnt + 1
 
 
+@nb.njit(_SIG_FIND, cache=True)
+def _index_of(order, cnt, skip, z, zsum, zcnt):  # pragma: no cover - compiled
+    # Slot of zone ``z`` in ``order[:cnt]`` ignoring slot ``skip`` (-1: none), found by its
+    # current centre as _remove finds it; a scan if the search misses (it cannot in a consistent
+    # order).
+    n = cnt - 1 if skip >= 0 else cnt
+    sk = skip if skip >= 0 else cnt
+    v = _bisect_left_skip(order, n, sk, zsum, zcnt, zsum[z] / zcnt[z])
+    while v < n:
+        j = v if v < sk else v + 1
+        if order[j] == z:
+            return j
+        v += 1
+    for j in range(cnt):
+        if order[j] == z and j != skip:
+            return j
+    return -1
+
+
+@nb.njit(_SIG_DROP, cache=True)
+def _drop_at(order, cnts, k, j):  # pragma: no cover - compiled
+    cnt = cnts[k]
+    for r in range(j, cnt - 1):
+        order[r] = order[r + 1]
+    cnts[k] = cnt - 1
+
+
 @nb.njit(_SIG_ORDER, cache=True)
 def _remove(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     # Must run before z's centre changes: the binary search uses the current centre.
-    cnt = cnts[k]
-    pos = _bisect_left(order, cnt, zsum, zcnt, zsum[z] / zcnt[z])
-    while pos < cnt and order[pos] != z:
-        pos += 1
-    if pos == cnt:  # not found by search (cannot happen with a consistent order): scan
-        pos = 0
-        while pos < cnt and order[pos] != z:
-            pos += 1
-        if pos == cnt:
-            return
-    for j in range(pos, cnt - 1):
-        order[j] = order[j + 1]
-    cnts[k] = cnt - 1
+    j = _index_of(order, cnts[k], -1, z, zsum, zcnt)
+    if j >= 0:
+        _drop_at(order, cnts, k, j)
+
+
+@nb.njit(_SIG_MOVE, cache=True)
+def _move(order, i, q):  # pragma: no cover - compiled
+    # Move the element in slot ``i`` to the virtual index ``q`` of the order without it: the same
+    # array as removing it and inserting it at ``q``, shifting only the slots in between.
+    z = order[i]
+    if q < i:
+        for j in range(i, q, -1):
+            order[j] = order[j - 1]
+    else:
+        for j in range(i, q):
+            order[j] = order[j + 1]
+    order[q] = z
+
+
+# Margin on the relative half-width bound: ``maxrel`` is itself a rounded quotient, so widen it
+# far beyond rounding error (the scans only need an upper bound on how many zones to look at).
+_REL_SLACK = 1e-9
+
+
+@nb.njit(_f8(_f8, _f8, _f8), cache=True)
+def _upper_centre(x, maxhalf, maxrel):  # pragma: no cover - compiled
+    """Centre above which no zone can have its low at or below ``x``: ``x + maxhalf``, or for
+    positive centres ``x / (1 - maxrel)`` when that is tighter (zones with centre <= 0 always
+    stay in range)."""
+    hi = x + maxhalf
+    r = maxrel * (1.0 + _REL_SLACK) + _REL_SLACK
+    if r < 1.0:
+        rel = x / (1.0 - r) * (1.0 + _REL_SLACK) if x > 0 else 0.0
+        hi = min(hi, rel)
+    return hi
+
+
+@nb.njit(_f8(_f8, _f8, _f8, nb.boolean), cache=True)
+def _lower_centre(x, maxhalf, maxrel, nonpos):  # pragma: no cover - compiled
+    """Centre below which no zone can have its high at or above ``x``: ``x - maxhalf``, or
+    ``x / (1 + maxrel)`` when tighter, ``x > 0`` and no zone ever had a centre <= 0
+    (``nonpos``: such zones are bounded by ``maxhalf`` only)."""
+    lo = x - maxhalf
+    if x > 0 and not nonpos:
+        r = maxrel * (1.0 + _REL_SLACK) + _REL_SLACK
+        lo = max(lo, x / (1.0 + r) * (1.0 - _REL_SLACK))
+    return lo
 
 
 @nb.njit(_i8(_i8), cache=True)
@@ -209,6 +282,7 @@ def level_engine(
     # retest scan stop early; the relative bound keeps it short when prices span decades.
     maxhalf = 0.0
     maxrel = 0.0
+    nonpos = False  # some zone had a centre <= 0 (never with prices > 0)
 
     m = n if want_bars else 0
     sup = np.full((m, 3), np.nan)
@@ -247,23 +321,28 @@ def level_engine(
             order = orders[0]
             pos = _bisect_left(order, cnts[0], zsum, zcnt, p)
             best = -1
+            i0 = -1  # slot of ``best`` in the order
             bestd = np.inf
             if pos > 0:
                 z = order[pos - 1]
                 best = z
+                i0 = pos - 1
                 bestd = p - zsum[z] / zcnt[z]
             if pos < cnts[0]:
                 z = order[pos]
                 d = zsum[z] / zcnt[z] - p
                 if d < bestd:
                     best = z
+                    i0 = pos
                     bestd = d
             if best >= 0 and bestd <= tol:
+                # The joined zone stays in its slots (treated as absent while its centre is
+                # stale) and moves to its new place at the end: the same orders as removing and
+                # re-inserting it, but shifting only the slots in between (a centre moves little)
+                # instead of every zone above it.
                 z = best
-                _remove(orders[0], cnts, 0, z, zsum, zcnt)
-                if zflip[z] != 0:
-                    _remove(orders[_flip_order_key(zflip[z])], cnts, _flip_order_key(zflip[z]),
-                            z, zsum, zcnt)
+                fk = _flip_order_key(zflip[z]) if zflip[z] != 0 else 0
+                i1 = _index_of(orders[fk], cnts[fk], -1, z, zsum, zcnt) if fk else -1
                 zsum[z] += p
                 zcnt[z] += 1
                 zmin[z] = min(zmin[z], p)
@@ -277,26 +356,39 @@ def level_engine(
                 # absorb neighbours whose centres came within the tolerance
                 while True:
                     c = zsum[z] / zcnt[z]
-                    q = _bisect_left(orders[0], cnts[0], zsum, zcnt, c)
+                    o0 = orders[0]
+                    q = _bisect_left_skip(o0, cnts[0] - 1, i0, zsum, zcnt, c)
                     nb_ = -1
                     nd = np.inf
+                    jy = -1
                     if q > 0:
-                        y = orders[0][q - 1]
+                        j = q - 1 if q - 1 < i0 else q
+                        y = o0[j]
                         nd = c - zsum[y] / zcnt[y]
                         nb_ = y
-                    if q < cnts[0]:
-                        y = orders[0][q]
+                        jy = j
+                    if q < cnts[0] - 1:
+                        j = q if q < i0 else q + 1
+                        y = o0[j]
                         d = zsum[y] / zcnt[y] - c
                         if d < nd:
                             nd = d
                             nb_ = y
+                            jy = j
                     if nb_ < 0 or nd > tol:
                         break
                     y = nb_
-                    _remove(orders[0], cnts, 0, y, zsum, zcnt)
+                    _drop_at(o0, cnts, 0, jy)
+                    if jy < i0:
+                        i0 -= 1
                     if zflip[y] != 0:
-                        _remove(orders[_flip_order_key(zflip[y])], cnts,
-                                _flip_order_key(zflip[y]), y, zsum, zcnt)
+                        ky = _flip_order_key(zflip[y])
+                        skip = i1 if ky == fk else -1
+                        j = _index_of(orders[ky], cnts[ky], skip, y, zsum, zcnt)
+                        if j >= 0:
+                            _drop_at(orders[ky], cnts, ky, j)
+                            if ky == fk and j < i1:
+                                i1 -= 1
                     if zpend[y] != 0:
                         for k in range(npend):
                             if pend[k] == y:
@@ -314,10 +406,11 @@ def level_engine(
                     zvol[z] += zvol[y]
                     zrv[z] += zrv[y]
                     zalive[y] = False
-                _insert(orders[0], cnts, 0, z, zsum, zcnt)
-                if zflip[z] != 0:
-                    k = _flip_order_key(zflip[z])
-                    _insert(orders[k], cnts, k, z, zsum, zcnt)
+                c = zsum[z] / zcnt[z]
+                _move(orders[0], i0, _bisect_left_skip(orders[0], cnts[0] - 1, i0, zsum, zcnt, c))
+                if fk:
+                    _move(orders[fk], i1, _bisect_left_skip(orders[fk], cnts[fk] - 1, i1, zsum,
+                                                            zcnt, c))
             else:
                 z = nz
                 nz += 1
@@ -338,6 +431,8 @@ def level_engine(
             maxhalf = max(maxhalf, half)
             if c > 0:
                 maxrel = max(maxrel, half / c)
+            else:
+                nonpos = True
 
         cb = close[b]
         # ---- 2. pending breaks ----
@@ -428,11 +523,14 @@ def level_engine(
             # ---- 4. new breaks by this bar's close ----
             # A zone holds while the close is at or beyond its near edge: the previous close
             # inside the band (even below its centre) still had the support/resistance intact.
-            # Centres within a half-width of the previous close can qualify (maxhalf bounds it).
+            # Centres within a half-width of the previous close can qualify (maxhalf and maxrel
+            # bound it: without the relative bound, one wide zone at a high price made every
+            # later bar scan all zones once prices had fallen far below it).
             if cb < cp:
                 # zones the previous close was not below (zone low <= cp) and lie above cb
                 q0 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cb)
-                q1 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cp + maxhalf)
+                q1 = _bisect_right(orders[0], cnts[0], zsum, zcnt, _upper_centre(cp, maxhalf,
+                                                                                maxrel))
                 for q in range(q0, q1):
                     z = orders[0][q]
                     if zcnt[z] < min_touches or zflip[z] == -1 or zpend[z] == -1:
@@ -447,7 +545,8 @@ def level_engine(
                         npend += 1
             elif cb > cp:
                 # zones the previous close was not above (zone high >= cp) and lie below cb
-                q0 = _bisect_left(orders[0], cnts[0], zsum, zcnt, cp - maxhalf)
+                q0 = _bisect_left(orders[0], cnts[0], zsum, zcnt, _lower_centre(cp, maxhalf,
+                                                                                maxrel, nonpos))
                 q1 = _bisect_left(orders[0], cnts[0], zsum, zcnt, cb)
                 for q in range(q0, q1):
                     z = orders[0][q]

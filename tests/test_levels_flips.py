@@ -127,6 +127,28 @@ def test_confirm_closes_zero_flips_on_the_breaking_close(double_bottom):
     assert flip["bar"] == 12 and flip["break_bar"] == 12
 
 
+def test_flips_far_below_an_earlier_price_regime_are_found():
+    # The engine only scans zones whose centre can still be in reach of the close (bounded by
+    # the widest zone seen, in price and relative to its centre). A first regime 1,000x higher
+    # leaves zones 1,000x wider in price: later flips (a double bottom, a support broken after a
+    # close inside its band, and their mirror images broken upwards: prices 20,000 / x) must
+    # give the same events as on their own.
+    paths = [(DB_H, DB_L, DB_C, F), (IB_H, IB_L, IB_C, dict(F, confirm_closes=0))]
+    paths += [([20_000 / x for x in lo], [20_000 / x for x in h], [20_000 / x for x in c], kw)
+              for h, lo, c, kw in paths]
+    for h, lo, c, kw in paths:
+        alone, _ = flips(frame(h, lo, c), **kw)
+        assert (alone["kind"] != "retest").any()
+        k = len(c)
+        ev, _ = flips(frame([1000 * x for x in h] + h, [1000 * x for x in lo] + lo,
+                            [1000 * x for x in c] + c), **kw)
+        late = ev[ev["level"] < 1000].reset_index(drop=True)  # zones of the second regime
+        assert late["bar"].tolist() == (alone["bar"] + k).tolist()
+        assert late["break_bar"].tolist() == (alone["break_bar"] + k).tolist()
+        cols = ["kind", "flip_kind", "confirmed_by", "level", "level_low", "level_high"]
+        pd.testing.assert_frame_equal(late[cols], alone[cols])
+
+
 def zigzag(peaks, troughs, step=2.0):
     """Closes rising to each peak then falling to each trough; high/low = close +- 1."""
     closes = [105.0]
@@ -267,14 +289,16 @@ def test_flips_causal_random(df):
     assert_causal(_flip_events, df, cut_points=6, event_time="time")
 
 
+IB_H = [110, 109, 106, 106, 108, 110, 109, 105, 104, 107, 108, 103, 99.8, 99, 98]
+IB_L = [108, 105, 100, 102, 104, 106, 104, 100.2, 101, 103, 104, 99.9, 97, 96, 95]
+IB_C = [109, 106, 102, 105, 107, 109, 105, 101, 103, 106, 105, 100, 97.5, 97, 96]
+
+
 def test_a_close_inside_the_band_still_holds_the_support():
     # zone around 100 (pivot lows at bars 2 and 7, band 99.5..100.7 with 0.5 % pads); bar 11
     # closes inside the band below its centre (support still holding), bar 12 closes below the
     # band minus the buffer: the break is counted from there (confirm_closes=0: flips on bar 12)
-    h = [110, 109, 106, 106, 108, 110, 109, 105, 104, 107, 108, 103, 99.8, 99, 98]
-    lo = [108, 105, 100, 102, 104, 106, 104, 100.2, 101, 103, 104, 99.9, 97, 96, 95]
-    c = [109, 106, 102, 105, 107, 109, 105, 101, 103, 106, 105, 100, 97.5, 97, 96]
-    df = frame(h, lo, c)
+    df = frame(IB_H, IB_L, IB_C)
     z = support_resistance(df, at=11, **P).table
     row = z[(z["low"] <= 100.0) & (z["high"] >= 100.0)].iloc[0]
     assert row["low"] <= 100.0 < row["centre"]  # bar 11's close is inside, under the centre
