@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.reports import cards
+from backtests.reports import cards, chart_data
 from backtests.reports.assets import chart_library, safe_json
 from backtests.reports.cards import Card
 from backtests.reports.format import fmt
@@ -19,6 +19,7 @@ from backtests.reports.html import render_html
 from backtests.results import BacktestResult
 from tests.conftest import real
 from tests.factories import hourly_candles, make_result
+from tests.lookahead import ohlc_frame
 
 pytestmark = pytest.mark.shared_data
 
@@ -308,3 +309,39 @@ def test_png_default_is_the_same_in_the_cli_and_the_api():
     for command in (run_command, report_command):
         option = next(p for p in command.params if p.name == "png")
         assert option.default is api is False  # opt-in: benchmarks/README.md, rendering
+
+
+def test_long_series_ship_recent_bars_native_and_history_aggregated(tmp_path):
+    # 120,000 one-minute bars: the last NATIVE_BARS as they are, the 100,000 before them as the
+    # finest display candles that fit in HISTORY_BARS (15 minutes: 6,667), said on the page
+    prices = ohlc_frame(120_000, "1m", seed=5, volatility=0.002)
+    result = make_result(prices, n_trades=40)
+    path = render_html([result], tmp_path / "long.html")
+    text = path.read_text(encoding="utf-8")
+    data = Page(text).payload()
+    (chart,) = data["charts"]
+    bars = chart["bars"]
+    cut = len(prices) - chart_data.NATIVE_BARS
+    assert bars["n"] == len(prices) and bars["history_tf"] == 900
+    sec = bars["t0"] + decode(data, bars["t"]) * 60
+    hist = prices.iloc[:cut].resample("15min").agg(
+        {"open": "first", "high": "max", "low": "min", "close": "last", "volume": "sum"})
+    assert len(sec) == len(hist) + chart_data.NATIVE_BARS
+    assert len(hist) <= chart_data.HISTORY_BARS
+    expect = np.r_[hist.index.as_unit("s").asi8, prices.index[cut:].as_unit("s").asi8]
+    np.testing.assert_array_equal(sec, expect)
+    assert bars["native_from"] == prices.index[cut].timestamp()
+    for col in ("open", "high", "low", "close"):
+        want = np.r_[hist[col].to_numpy(), prices[col].to_numpy()[cut:]]
+        np.testing.assert_allclose(decode(data, bars[col[0]]), want, atol=0.005)
+    np.testing.assert_allclose(decode(data, bars["v"]),
+                               np.r_[hist["volume"], prices["volume"].to_numpy()[cut:]],
+                               rtol=1e-6)
+    eq = result.equity.resample("15min").last()
+    want = np.r_[eq.iloc[:len(hist)].to_numpy(), result.equity.to_numpy()[cut:]]
+    np.testing.assert_allclose(decode(data, chart["equity"]["equity"]), want, atol=0.005)
+    rsi = result.indicators["rsi"]
+    want = np.r_[rsi.iloc[:cut].resample("15min").last().to_numpy(), rsi.to_numpy()[cut:]]
+    np.testing.assert_allclose(decode(data, chart["lines"]["rsi"]), want, atol=0.005)
+    assert f"the {cut:,} bars before them are shown as {len(hist):,} 15m candles" in text
+    assert path.stat().st_size < 4_000_000

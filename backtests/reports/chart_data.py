@@ -10,12 +10,21 @@ shared blob table, so identical columns (the same candles under two strategies) 
 
 Missing values use the type's sentinel (``i4``: -2**31, ``u2``: 65535) or NaN (floats) and come
 back as NaN. Everything here only reads saved results: no indicator or metric is recomputed.
+
+Long series are thinned (:func:`thinning`): beyond :data:`MAX_NATIVE` bars a chart carries its
+last :data:`NATIVE_BARS` bars as they are and the bars before them as candles of the finest
+display timeframe that keeps them within :data:`HISTORY_BARS` (open first, high max, low min,
+close last, volume summed; lines, equity and buy-and-hold at each candle's last value), the way
+the page itself aggregates when zoomed out. A page cannot load finer detail later (it is one
+offline file), so a million 1-minute bars would otherwise make a 100 MB page; the page says where
+native bars begin.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -25,6 +34,17 @@ from backtests.reports.format import is_missing
 from backtests.reports.tables import nearest_levels
 from backtests.results import BacktestResult
 from data.frame import timeframe_length, timeframe_of
+
+#: A chart carries up to this many bars as they are (the 44,000-bar hourly report stays native);
+#: longer series keep their last NATIVE_BARS and at most HISTORY_BARS aggregated candles before.
+MAX_NATIVE = 50_000
+NATIVE_BARS = 20_000
+HISTORY_BARS = 10_000
+#: The page's display timeframes in seconds (``LADDER`` in templates/report.js); weeks open on
+#: Monday 00:00 UTC (1970-01-05, 4 days after the epoch), as there.
+LADDER = (60, 300, 900, 1800, 3600, 7200, 14400, 21600, 43200, 86400, 2 * 86400, 3 * 86400,
+          7 * 86400, 14 * 86400, 28 * 86400)
+_MONDAY = 4 * 86400
 
 I4_NA = -(2**31)
 U2_NA = 65535
@@ -62,8 +82,83 @@ def epoch_seconds(times: Any) -> np.ndarray:
     return idx.as_unit("s").asi8
 
 
-def _times(blobs: Blobs, index: pd.Index) -> dict[str, Any]:
-    sec = epoch_seconds(index)
+@dataclass(frozen=True)
+class Thinning:
+    """Which rows of a per-bar series a chart ships: rows ``cut`` and later as they are, rows
+    before ``cut`` as one row per ``tf``-second bin (``starts``: each bin's first row); ``times``
+    (epoch seconds) of the shipped rows, a bin's start for the aggregated ones. ``cut == 0``:
+    every row as it is."""
+
+    cut: int
+    tf: int
+    starts: np.ndarray
+    times: np.ndarray
+
+    def first(self, v: np.ndarray) -> np.ndarray:
+        return v if not self.cut else np.r_[v[self.starts], v[self.cut:]]
+
+    def last(self, v: np.ndarray) -> np.ndarray:
+        return v if not self.cut else np.r_[v[np.r_[self.starts[1:], self.cut] - 1], v[self.cut:]]
+
+    def reduce(self, ufunc: np.ufunc, v: np.ndarray) -> np.ndarray:
+        return v if not self.cut else np.r_[ufunc.reduceat(v[:self.cut], self.starts),
+                                            v[self.cut:]]
+
+    def last_valid(self, v: np.ndarray) -> np.ndarray:
+        """Each bin's last non-missing value (NaN if none), as the page aggregates lines."""
+        if not self.cut:
+            return v
+        ids = np.repeat(np.arange(len(self.starts)), np.diff(np.r_[self.starts, self.cut]))
+        agg = pd.Series(v[:self.cut]).groupby(ids).last().reindex(range(len(self.starts)))
+        return np.r_[agg.to_numpy(dtype=float), v[self.cut:]]
+
+
+def thinning(sec: np.ndarray, step: int) -> Thinning:
+    """How to ship the bars at epoch seconds ``sec`` (``step``: the bar length, s): everything when
+    there are at most :data:`MAX_NATIVE`; else the last :data:`NATIVE_BARS` as they
+    are and the rest in bins of the finest :data:`LADDER` timeframe (at least ``step``) giving at
+    most :data:`HISTORY_BARS` bins (the coarsest if none does)."""
+    n = len(sec)
+    if n <= MAX_NATIVE:
+        return Thinning(0, 0, np.zeros(0, np.int64), sec)
+    cut = n - NATIVE_BARS
+    hist = sec[:cut]
+    for tf in (x for x in LADDER if x >= step):
+        off = _MONDAY if tf >= 7 * 86400 else 0
+        bins = (hist - off) // tf * tf + off
+        starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
+        if len(starts) <= HISTORY_BARS:
+            break
+    return Thinning(cut, tf, starts, np.r_[bins[starts], sec[cut:]])
+
+
+def thinning_of(index: pd.Index, prices: pd.DataFrame) -> Thinning:
+    """:func:`thinning` of a series on ``index`` whose bars are those of ``prices``."""
+    return thinning(epoch_seconds(index), bar_seconds(prices))
+
+
+def tf_label(seconds: int) -> str:
+    """``"1m"``, ``"4h"``, ``"1d"``, ``"2w"``: a bar length in seconds as the page writes it."""
+    for unit, name in ((7 * 86400, "w"), (86400, "d"), (3600, "h"), (60, "m")):
+        if seconds % unit == 0:
+            return f"{seconds // unit}{name}"
+    return f"{seconds}s"
+
+
+def thinning_note(prices: pd.DataFrame) -> str:
+    """One sentence saying which bars a chart of ``prices`` shows aggregated ("" if none)."""
+    th = thinning_of(prices.index, prices)
+    if not th.cut:
+        return ""
+    first = pd.Timestamp(int(th.times[len(th.starts)]), unit="s", tz="UTC")
+    return (f"This page carries the last {len(prices) - th.cut:,} bars as they are (from "
+            f"{first:%Y-%m-%d %H:%M} UTC); the {th.cut:,} bars before them are shown as "
+            f"{len(th.starts):,} {tf_label(th.tf)} candles (high, low and volume kept; lines, "
+            f"equity and buy & hold at each candle's last value), so the page stays small. "
+            f"Trades, metrics and tables use every bar.")
+
+
+def _times(blobs: Blobs, sec: np.ndarray) -> dict[str, Any]:
     t0 = int(sec[0]) if len(sec) else 0
     return {"t0": t0, "t": blobs.add((sec - t0) / 60.0, "i4")}
 
@@ -76,12 +171,20 @@ def bar_seconds(prices: pd.DataFrame) -> int:
 
 
 def candles(blobs: Blobs, prices: pd.DataFrame) -> dict[str, Any]:
-    """OHLCV columns of ``prices`` (volume omitted when absent)."""
-    out = {"n": len(prices), "step": bar_seconds(prices), **_times(blobs, prices.index)}
-    for col in ("open", "high", "low", "close"):
-        out[col[0]] = blobs.add(prices[col], "i4", 100)
+    """OHLCV columns of ``prices`` (volume omitted when absent), thinned (:func:`thinning`):
+    ``n`` bars in all, ``native_from`` (epoch s, None: all native) the first bar shipped as it
+    is, ``history_tf`` (s) the candle length of the bars before it."""
+    th = thinning_of(prices.index, prices)
+    col = {k: prices[k].to_numpy(dtype=float) for k in ("open", "high", "low", "close")}
+    out = {"n": len(prices), "step": bar_seconds(prices), **_times(blobs, th.times),
+           "native_from": int(th.times[len(th.starts)]) if th.cut else None,
+           "history_tf": th.tf,
+           "o": blobs.add(th.first(col["open"]), "i4", 100),
+           "h": blobs.add(th.reduce(np.maximum, col["high"]), "i4", 100),
+           "l": blobs.add(th.reduce(np.minimum, col["low"]), "i4", 100),
+           "c": blobs.add(th.last(col["close"]), "i4", 100)}
     if "volume" in prices:
-        out["v"] = blobs.add(prices["volume"], "f4")
+        out["v"] = blobs.add(th.reduce(np.add, prices["volume"].to_numpy(dtype=float)), "f4")
     return out
 
 
@@ -96,20 +199,25 @@ def indicator_lines(blobs: Blobs, result: BacktestResult) -> dict[str, Any]:
     if ind is None or len(ind.columns) == 0:
         return out
     ind = ind.reindex(result.prices.index)
+    th = thinning_of(ind.index, result.prices)
     for col in LINES:
         if col in ind and ind[col].notna().any():
-            out[col] = blobs.add(ind[col], "i4", 100)
+            out[col] = blobs.add(th.last_valid(ind[col].to_numpy(dtype=float)), "i4", 100)
     if "rsi" in ind and ind["rsi"].notna().any():
-        out["rsi"] = blobs.add(ind["rsi"].clip(0, 100), "u2", 100)
+        out["rsi"] = blobs.add(th.last_valid(ind["rsi"].clip(0, 100).to_numpy(dtype=float)),
+                               "u2", 100)
     return out
 
 
 def equity_series(blobs: Blobs, result: BacktestResult) -> dict[str, Any]:
     """Equity and buy-and-hold per bar (the page draws the drawdown from the equity)."""
     eq = result.equity.astype(float)
-    out: dict[str, Any] = {**_times(blobs, eq.index), "equity": blobs.add(eq, "i4", 100)}
+    th = thinning_of(eq.index, result.prices)
+    out: dict[str, Any] = {**_times(blobs, th.times),
+                           "equity": blobs.add(th.last(eq.to_numpy()), "i4", 100)}
     if result.benchmark is not None and len(result.benchmark) == len(eq):
-        out["benchmark"] = blobs.add(result.benchmark.astype(float).to_numpy(), "i4", 100)
+        out["benchmark"] = blobs.add(th.last(result.benchmark.astype(float).to_numpy()), "i4",
+                                     100)
     return out
 
 

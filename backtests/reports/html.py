@@ -113,6 +113,7 @@ def _section_view(ctx: RunContext, s: Section) -> dict[str, Any]:
         "span": (fmt_time(prices.index[0]), fmt_time(prices.index[-1])) if len(prices)
         else ("", ""),
         "rows": len(prices),
+        "thinned": chart_data.thinning_note(prices),
         "cards": strategy_cards(ctx, s),
     }
 

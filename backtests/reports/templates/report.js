@@ -195,7 +195,10 @@
     this.drawMarkers();
     this.hover({});
     var label = this.el.closest(".card").querySelector(".display-tf");
-    if (label) label.textContent = tf === this.bars.step ? F.tf(tf) + " candles" : F.tf(tf) + " candles (" + F.tf(this.bars.step) + " bars aggregated while zoomed out)";
+    var text = tf === this.bars.step ? F.tf(tf) + " candles" : F.tf(tf) + " candles (" + F.tf(this.bars.step) + " bars aggregated while zoomed out)";
+    var sb = this.spec.bars; // a long series ships its older bars pre-aggregated (chart_data.thinning)
+    if (sb.native_from && tf < sb.history_tf) text += "; before " + F.time(sb.native_from) + ": " + F.tf(sb.history_tf) + " candles (aggregated in this file)";
+    if (label) label.textContent = text;
   };
 
   PriceChart.prototype.drawMarkers = function () {
