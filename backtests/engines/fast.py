@@ -704,7 +704,11 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
     margin = q * pe / config.leverage
     hi = df["high"].to_numpy()
     lo = df["low"].to_numpy()
-    mae, mfe = _excursions(lo, hi, ebar, xbar, side, pe, px)
+    # Contiguous copies: a column of ``raw`` is a strided view unless there are 0 or 1 trades,
+    # and each layout is its own compiled specialisation (the audit's short cuts compiled a
+    # second one, ~1 s on a cold cache).
+    mae, mfe = _excursions(lo, hi, ebar, xbar, side, np.ascontiguousarray(pe),
+                           np.ascontiguousarray(px))
     idx = df.index
     tag_col = (np.asarray(tags, dtype=object)[r["signal_bar"].astype(np.int64)]
                if tags is not None else np.full(len(raw), None, dtype=object))
