@@ -36,10 +36,12 @@ def _loadavg() -> str:
 
 
 def _timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, str]:
-    """(wall s, CPU s of the child, the 'timing:' line or '')."""
+    """(wall s, CPU s of the child, the 'timing:' line or ''). Run from the temporary folder:
+    ``python -c`` puts the working directory first on sys.path, ahead of PYTHONPATH's tree."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False,
+                         cwd=tempfile.gettempdir())
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode not in (0, 2) or (out.returncode == 2 and "--help" not in cmd):
@@ -54,6 +56,7 @@ def _cases(tree: Path, tmp: Path) -> dict[str, tuple[list[str], dict[str, str]]]
     cli = [py, "-c", "import sys; from backtests.cli import main; sys.argv[0] = 'btc-backtest'; "
                      "main()"]
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    env.pop("NUMBA_CACHE_DIR", None)  # each tree's own default
     out = str(tmp / "out")
     has_reaudit = "--reaudit" in (tree / "backtests" / "cli" / "run.py").read_text()
     cases = {
