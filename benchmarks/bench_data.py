@@ -27,6 +27,7 @@ import pandas as pd
 import pytest
 
 from data import load, validate
+from data.frame import to_canonical
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("BTC_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -129,6 +130,13 @@ def main() -> None:
             print(f"| {label} | {rows:,} | `load(path)` | {_fmt(full)} | {full / bare:.2f}x |")
             print(f"| {label} | {rows:,} | `validate(raw)` only | {_fmt(only)} | "
                   f"{only / bare:.2f}x |")
+            # The boundary check every public function runs: on a frame that is already
+            # canonical it must cost next to nothing and not grow with the rows.
+            df = load(path)
+            per_call = min(timeit.repeat(lambda d=df: to_canonical(d), number=200,
+                                         repeat=5)) / 200
+            print(f"| {label} | {rows:,} | `to_canonical(frame)` on a canonical frame | "
+                  f"{per_call * 1e6:.0f} us | {per_call / bare:.4f}x |")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ that cannot be used must raise the project's DataError naming the column or row.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -190,16 +189,14 @@ def test_conversion_result(base: pd.DataFrame) -> None:
     assert no_volume["volume"].isna().all()
 
 
-def test_canonical_check_costs_next_to_nothing(base: pd.DataFrame) -> None:
-    """The boundary must not tax frames that are already canonical: the check is a few
-    attribute reads, well under a millisecond (measured ~30 us; the bound is loose for CI)."""
-    to_canonical(base)
-    n = 200
-    t0 = time.perf_counter()
-    for _ in range(n):
-        to_canonical(base)
-    per_call = (time.perf_counter() - t0) / n
-    assert per_call < 1e-3
+def test_canonical_frame_passes_the_boundary_untouched(base: pd.DataFrame) -> None:
+    """A canonical frame is returned as is: same object, same memory, attrs untouched (what it
+    costs is measured in benchmarks/bench_data.py, not timed here)."""
+    attrs = dict(base.attrs)
+    out = to_canonical(base)
+    assert out is base
+    assert np.shares_memory(out["close"].to_numpy(), base["close"].to_numpy())
+    assert out.attrs == attrs
 
 
 def _unsorted(d: pd.DataFrame) -> pd.DataFrame:
