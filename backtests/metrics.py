@@ -34,8 +34,8 @@ Conventions (checked against empyrical-reloaded and quantstats in tests/test_met
 One implementation: :func:`core_metrics` (a compiled pass, :func:`metrics_pass`) computes the
 return, risk, trade and exposure figures for both the full result (:func:`compute_metrics`, which
 adds the rest) and every sweep row (:func:`backtests.tuning.sweep.evaluate_backtest`). The rest
-of a full result's curve figures (drawdown duration, best/worst day, the VaR tail) come from one
-more compiled pass, :func:`path_stats`, with no pandas resampling and no per-bar temporaries.
+of a full result's curve figures (drawdown duration, best/worst day, the VaR tail) come from the
+same pass given the bar times, with no pandas resampling and no per-bar temporaries.
 """
 
 from __future__ import annotations
@@ -214,16 +214,30 @@ def held_bars(n, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - co
     return total
 
 
-@njit(cache=True)
-def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - compiled
-    """The compiled pass behind :func:`core_metrics`.
+#: The bar times to pass :func:`metrics_pass` when only the :data:`CORE_KEYS` figures are needed.
+NO_TIMES = np.zeros(0, dtype=np.int64)
+
+
+@njit(cache=True, error_model="numpy")
+def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
+                 by_day):  # pragma: no cover - compiled
+    """The compiled pass behind :func:`core_metrics` and :func:`compute_metrics`.
 
     Returns ``(mean, std, m2, m3, m4, downside, max_dd, wins, gross_profit, gross_loss,
-    exposed)``: per-bar return mean, sample std (ddof 1), central moments 2..4 (divided by n),
-    downside deviation (root mean square of the negative returns), lowest ``eq / peak - 1``,
-    the trade figures of :func:`pnl_stats` and the share of bars held. Two passes over the
-    curve and no per-bar array (the returns are recomputed in the second: cheaper than
-    writing and reading them back).
+    exposed, neg, longest, best, worst, count)``: per-bar return mean, sample std (ddof 1),
+    central moments 2..4 (divided by n), downside deviation (root mean square of the negative
+    returns), lowest ``eq / peak - 1``, the trade figures of :func:`pnl_stats` and the share of
+    bars held. Two passes over the curve and no per-bar array (the returns are recomputed in
+    the second: cheaper than writing and reading them back).
+
+    With the bars' UTC times ``t_ns`` (int64 ns; :data:`NO_TIMES` skips this) the second pass
+    also gives what only a full result reports: ``neg``, the negative per-bar returns in bar
+    order (VaR/CVaR need the low tail only); ``longest``, the longest underwater run in days
+    (from its peak, the bar before the run, to the bar that regains it or the last bar); and
+    the best and worst period return (per UTC day with ``by_day``, else per bar; ``-inf`` and
+    ``inf`` when ``count``, the number of periods with a return, is 0). A day's return compares
+    its last equity with that of the previous day with bars; 0/0 after a wipe-out is skipped
+    (``error_model="numpy"``: x/0 is inf and 0/0 NaN, as in numpy, not an exception).
     """
     n = len(eq)
     nr = n - 1
@@ -231,12 +245,23 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset):  # pragma: no c
     for i in range(nr):
         s += bar_return(eq[i], eq[i + 1])
     mean = s / nr if nr > 0 else np.nan
+    extras = len(t_ns) == n
     m2 = 0.0
     m3 = 0.0
     m4 = 0.0
     dn = 0.0
     peak = eq[0]
+    low = eq[0]  # the lowest equity since the peak
     max_dd = 0.0
+    neg = np.empty(nr if extras else 0)
+    m = 0
+    best = -np.inf
+    worst = np.inf
+    count = 0
+    run = -1  # first bar of the current underwater run, -1 above water
+    longest = 0.0
+    prev_day_eq = np.nan
+    day_end = (t_ns[0] // NS_PER_DAY + 1) * NS_PER_DAY if extras else 0  # next UTC midnight
     for i in range(n):
         if i < nr:
             r = bar_return(eq[i], eq[i + 1])
@@ -245,59 +270,32 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset):  # pragma: no c
             m2 += d2
             m3 += d2 * d
             m4 += d2 * d2
-            if r < 0:
-                dn += r * r
-        if eq[i] > peak:
-            peak = eq[i]
-        if peak > 0:
-            dd = eq[i] / peak - 1.0
-            if dd < max_dd:
-                max_dd = dd
-    std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
-    wins, gp, gl = pnl_stats(pnl)
-    exposed = held_bars(n, entry_bar, exit_bar, at_open, offset) / n if n else np.nan
-    return (mean, std, m2 / nr if nr > 0 else np.nan, m3 / nr if nr > 0 else np.nan,
-            m4 / nr if nr > 0 else np.nan, np.sqrt(dn / nr) if nr > 0 else np.nan, max_dd,
-            wins, gp, gl, exposed)
-
-
-@njit(cache=True, error_model="numpy")
-def path_stats(eq, t_ns, by_day):  # pragma: no cover - compiled
-    """The figures of a full result that sweeps do not rank by, in one pass over the curve.
-
-    ``eq``: equity at each bar's close; ``t_ns``: the bars' UTC times (int64 ns); ``by_day``:
-    best/worst per UTC day (else per bar). Returns ``(neg, longest, best, worst, count)``: the
-    negative per-bar returns in bar order (VaR/CVaR need the low tail only), the longest
-    underwater run in days (from the peak bar, the one before the run, to the bar that regains
-    it or the last bar), and the best and worst period return (``-inf``/``inf`` when ``count``,
-    the number of periods with a return, is 0). A day's return compares its last equity with
-    the last equity of the previous day that has bars (0/0 after a wipe-out is skipped).
-    (``error_model="numpy"``: x/0 is inf and 0/0 NaN, as in numpy, instead of an exception.)
-    """
-    n = len(eq)
-    neg = np.empty(max(n - 1, 0))
-    m = 0
-    best = -np.inf
-    worst = np.inf
-    count = 0
-    peak = eq[0]
-    run = -1  # first bar of the current underwater run, -1 above water
-    longest = 0.0
-    prev_day_eq = np.nan
-    day_end = (t_ns[0] // NS_PER_DAY + 1) * NS_PER_DAY  # the next UTC midnight
-    for i in range(n):
-        if i > 0:
-            r = bar_return(eq[i - 1], eq[i])
-            if r < 0:
+            rn = min(r, 0.0)  # adds r * r for a loss and exactly 0 otherwise, without a branch
+            dn += rn * rn
+            if extras:
                 neg[m] = r
-                m += 1
-            if not by_day:
-                best = max(best, r)
-                worst = min(worst, r)
-                count += 1
+                m += 1 if r < 0 else 0
+                if not by_day:
+                    best = max(best, r)
+                    worst = min(worst, r)
+                    count += 1
         if eq[i] > peak:
             peak = eq[i]
-        under = peak > 0 and eq[i] / peak - 1.0 < 0  # as _underwater_runs
+            low = eq[i]
+        elif eq[i] < low:
+            # eq / peak - 1 grows with eq (rounding is monotonic), so under one peak only a
+            # new low can be a deeper drawdown: one division per new low, not per bar.
+            low = eq[i]
+            if peak > 0:
+                dd = eq[i] / peak - 1.0
+                if dd < max_dd:
+                    max_dd = dd
+        if not extras:
+            continue
+        # _underwater_runs' eq / peak - 1 < 0, without the division: for peak > 0 the rounded
+        # quotient is below 1 exactly when eq < peak (the double nearest below 1 is 1 - 2**-53,
+        # and eq <= the double below peak keeps the true quotient under 1 - 2**-53).
+        under = peak > 0 and eq[i] < peak
         if under and run < 0:
             run = i
         if run >= 0 and (not under or i == n - 1):
@@ -315,14 +313,19 @@ def path_stats(eq, t_ns, by_day):  # pragma: no cover - compiled
             prev_day_eq = eq[i]
             if i + 1 < n:
                 day_end = (t_ns[i + 1] // NS_PER_DAY + 1) * NS_PER_DAY
-    return neg[:m], longest, best, worst, count
+    std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
+    wins, gp, gl = pnl_stats(pnl)
+    exposed = held_bars(n, entry_bar, exit_bar, at_open, offset) / n if n else np.nan
+    return (mean, std, m2 / nr if nr > 0 else np.nan, m3 / nr if nr > 0 else np.nan,
+            m4 / nr if nr > 0 else np.nan, np.sqrt(dn / nr) if nr > 0 else np.nan, max_dd,
+            wins, gp, gl, exposed, neg[:m], longest, best, worst, count)
 
 
 def tail_risk(eq: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     """Historical VaR and CVaR 95 % of per-bar returns (fractions): ``np.quantile(r, 0.05)``
     and the mean of the returns at or below it, NaN without returns.
 
-    ``neg`` (the negative returns in bar order, :func:`path_stats`) holds the low tail: when
+    ``neg`` (the negative returns in bar order, :func:`metrics_pass`) holds the low tail: when
     both order statistics the quantile interpolates between are negative, they are selected
     among these alone (a quarter of the bars, say, instead of all) and interpolated by
     ``np.quantile`` itself, so the figure is the one ``np.quantile`` gives on all the returns.
@@ -357,8 +360,15 @@ def core_metrics(equity: np.ndarray, years: float, ppy: float, cash: float, pnl:
     Returns:
         Percentages in %, money in quote currency; definitions in the module docstring.
     """
-    mean, std, m2, m3, m4, downside, max_dd, wins, gp, gl, exposed = metrics_pass(
-        equity, pnl, entry_bar, exit_bar, at_open, offset)
+    passed = metrics_pass(equity, pnl, entry_bar, exit_bar, at_open, offset, NO_TIMES, False)
+    return core_figures(passed, equity, years, ppy, cash, len(pnl))
+
+
+def core_figures(passed: tuple, equity: np.ndarray, years: float, ppy: float, cash: float,
+                 n_t: int) -> dict[str, float]:
+    """The :data:`CORE_KEYS` dict from :func:`metrics_pass`'s output (``passed``) for an
+    ``equity`` curve with ``n_t`` trades (the other arguments as :func:`core_metrics`)."""
+    mean, std, m2, m3, m4, downside, max_dd, wins, gp, gl, exposed = passed[:11]
     final = float(equity[-1])
     total = final / cash - 1.0
     if years > 0:
@@ -367,7 +377,6 @@ def core_metrics(equity: np.ndarray, years: float, ppy: float, cash: float, pnl:
         cagr = math.nan
     n_r = len(equity) - 1
     sharpe, sortino = annualised_ratios(mean, std, downside, n_r, ppy)
-    n_t = len(pnl)
     flat = not (m2 > 0) or n_r < 2
     return {
         "sharpe": sharpe, "sortino": sortino,
@@ -533,13 +542,13 @@ def compute_metrics(
     if start <= 0:
         raise DataError(f"starting cash must be positive, got {start}")
     years = (equity.index[-1] - equity.index[0]) / YEAR
-    out: dict[str, Any] = core_metrics(
-        eq, years, ppy, start, trades["pnl"].to_numpy(dtype=np.float64),
-        *_trade_bars(trades, len(eq)))
-
-    neg, longest, best, worst, n_periods = path_stats(
-        eq, equity.index.asi8 if equity.index.unit == "ns" else equity.index.as_unit("ns").asi8,
-        ppy > DAYS_PER_YEAR)  # per UTC day for bars shorter than a day, else per bar
+    pnl = trades["pnl"].to_numpy(dtype=np.float64)
+    t_ns = equity.index.asi8 if equity.index.unit == "ns" else equity.index.as_unit("ns").asi8
+    # one pass for the sweep's figures and the rest; best/worst per UTC day for bars shorter
+    # than a day, else per bar
+    passed = metrics_pass(eq, pnl, *_trade_bars(trades, len(eq)), 0, t_ns, ppy > DAYS_PER_YEAR)
+    out: dict[str, Any] = core_figures(passed, eq, years, ppy, start, len(pnl))
+    neg, longest, best, worst, n_periods = passed[11:]
     var, cvar = tail_risk(eq, neg)
     if benchmark is not None and len(benchmark):
         bh = float(benchmark.iloc[-1]) / start - 1.0
