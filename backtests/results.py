@@ -109,6 +109,7 @@ EXIT_REASONS: tuple[str, ...] = (
     "breakeven_close",
     "partial",
 )
+_REASON_SET = frozenset(EXIT_REASONS)
 #: The exit reasons filled at the exit bar's open (the others fill inside the bar or at its close).
 OPEN_EXITS: tuple[str, ...] = ("signal", "time", "reverse", "stop_close", "trail_close",
                                "breakeven_close")
@@ -134,8 +135,8 @@ def _is_normal(trades: pd.DataFrame) -> bool:
     dtypes = trades.dtypes.iloc[: len(TRADE_COLUMNS)]
     if any(str(d) != _DTYPE_NAMES[c] for c, d in zip(TRADE_COLUMNS, dtypes, strict=True)):
         return False
-    reasons = trades["exit_reason"]
-    return bool(reasons.notna().all() and reasons.isin(EXIT_REASONS).all())
+    # a missing reason shows as NaN among the distinct values, which is not a reason either
+    return set(trades["exit_reason"].unique()) <= _REASON_SET
 
 
 def normalize_trades(trades: pd.DataFrame | None) -> pd.DataFrame:
