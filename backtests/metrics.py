@@ -220,7 +220,7 @@ NO_TIMES = np.zeros(0, dtype=np.int64)
 
 @njit(cache=True, error_model="numpy")
 def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
-                 by_day):  # pragma: no cover - compiled
+                 closes):  # pragma: no cover - compiled
     """The compiled pass behind :func:`core_metrics` and :func:`compute_metrics`.
 
     Returns ``(mean, std, m2, m3, m4, downside, max_dd, wins, gross_profit, gross_loss,
@@ -234,10 +234,11 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
     also gives what only a full result reports: ``neg``, the negative per-bar returns in bar
     order (VaR/CVaR need the low tail only); ``longest``, the longest underwater run in days
     (from its peak, the bar before the run, to the bar that regains it or the last bar); and
-    the best and worst period return (per UTC day with ``by_day``, else per bar; ``-inf`` and
-    ``inf`` when ``count``, the number of periods with a return, is 0). A day's return compares
-    its last equity with that of the previous day with bars; 0/0 after a wipe-out is skipped
-    (``error_model="numpy"``: x/0 is inf and 0/0 NaN, as in numpy, not an exception).
+    the best and worst period return (``-inf`` and ``inf`` when ``count``, the number of
+    periods with a return, is 0): per UTC day when ``closes`` holds the positions of the bars
+    that close a day (:func:`day_closes`), else (an empty array) per bar. A day's return
+    compares its last equity with that of the previous day with bars; 0/0 after a wipe-out is
+    skipped (``error_model="numpy"``: x/0 is inf and 0/0 NaN, as in numpy, not an exception).
     """
     n = len(eq)
     nr = n - 1
@@ -246,6 +247,8 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
         s += bar_return(eq[i], eq[i + 1])
     mean = s / nr if nr > 0 else np.nan
     extras = len(t_ns) == n
+    by_day = len(closes) > 0
+    day = 0  # index in closes of the next day's last bar
     m2 = 0.0
     m3 = 0.0
     m4 = 0.0
@@ -261,7 +264,6 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
     run = -1  # first bar of the current underwater run, -1 above water
     longest = 0.0
     prev_day_eq = np.nan
-    day_end = (t_ns[0] // NS_PER_DAY + 1) * NS_PER_DAY if extras else 0  # next UTC midnight
     for i in range(n):
         if i < nr:
             r = bar_return(eq[i], eq[i + 1])
@@ -303,7 +305,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
             span = (t_ns[min(last + 1, n - 1)] - t_ns[max(run - 1, 0)]) / 86_400e9
             longest = max(longest, span)
             run = -1
-        if by_day and (i + 1 == n or t_ns[i + 1] >= day_end):  # bar i closes its UTC day
+        if by_day and i == closes[day]:  # bar i closes its UTC day
             if not np.isnan(prev_day_eq):
                 r = eq[i] / prev_day_eq - 1.0
                 if not np.isnan(r):
@@ -311,14 +313,25 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
                     worst = min(worst, r)
                     count += 1
             prev_day_eq = eq[i]
-            if i + 1 < n:
-                day_end = (t_ns[i + 1] // NS_PER_DAY + 1) * NS_PER_DAY
+            day = min(day + 1, len(closes) - 1)
     std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
     wins, gp, gl = pnl_stats(pnl)
     exposed = held_bars(n, entry_bar, exit_bar, at_open, offset) / n if n else np.nan
     return (mean, std, m2 / nr if nr > 0 else np.nan, m3 / nr if nr > 0 else np.nan,
             m4 / nr if nr > 0 else np.nan, np.sqrt(dn / nr) if nr > 0 else np.nan, max_dd,
             wins, gp, gl, exposed, neg[:m], longest, best, worst, count)
+
+
+def day_closes(t_ns: np.ndarray) -> np.ndarray:
+    """Positions (int64, ascending) of the bars that close a UTC day: the last bar before each
+    midnight that has bars before it, and the last bar. ``t_ns``: sorted UTC times in int64 ns.
+    A binary search per midnight, so the per-bar pass need not read the times."""
+    if len(t_ns) == 0:
+        return NO_TIMES
+    midnights = np.arange(t_ns[0] // NS_PER_DAY + 1, t_ns[-1] // NS_PER_DAY + 1,
+                          dtype=np.int64) * NS_PER_DAY
+    last = np.searchsorted(t_ns, midnights, side="left") - 1  # a day without bars repeats one
+    return np.unique(np.append(last, len(t_ns) - 1)).astype(np.int64)
 
 
 def tail_risk(eq: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
@@ -361,7 +374,8 @@ def core_metrics(equity: np.ndarray, years: float, ppy: float, cash: float, pnl:
     Returns:
         Percentages in %, money in quote currency; definitions in the module docstring.
     """
-    passed = metrics_pass(equity, pnl, entry_bar, exit_bar, at_open, offset, NO_TIMES, False)
+    passed = metrics_pass(equity, pnl, entry_bar, exit_bar, at_open, offset, NO_TIMES,
+                          NO_TIMES)
     return core_figures(passed, equity, years, ppy, cash, len(pnl))
 
 
@@ -547,7 +561,8 @@ def compute_metrics(
     t_ns = equity.index.asi8 if equity.index.unit == "ns" else equity.index.as_unit("ns").asi8
     # one pass for the sweep's figures and the rest; best/worst per UTC day for bars shorter
     # than a day, else per bar
-    passed = metrics_pass(eq, pnl, *_trade_bars(trades, len(eq)), 0, t_ns, ppy > DAYS_PER_YEAR)
+    closes = day_closes(t_ns) if ppy > DAYS_PER_YEAR else NO_TIMES
+    passed = metrics_pass(eq, pnl, *_trade_bars(trades, len(eq)), 0, t_ns, closes)
     out: dict[str, Any] = core_figures(passed, eq, years, ppy, start, len(pnl))
     neg, longest, best, worst, n_periods = passed[11:]
     var, cvar = tail_risk(eq, neg)
