@@ -13,8 +13,10 @@ average before and after, so that a figure measured on a busy machine says so:
 3. **Start-up**: ``btc-backtest --help`` and ``python -c "import indicators"`` as fresh processes.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_peers.py [--repeat 5] [--bars 1000000]``.
-Times are wall seconds (``time.perf_counter``); the numba kernels are compiled (or loaded from
-the cache) by a warm-up call before any timing.
+Times are wall seconds (``time.perf_counter``), or with ``--cpu`` the process's CPU seconds
+(``time.process_time``: on a machine busy with other jobs it is not inflated by waiting for a
+core, so the ratios hold better; the start-up part stays wall time); the numba kernels are
+compiled (or loaded from the cache) by a warm-up call before any timing.
 """
 
 from __future__ import annotations
@@ -79,23 +81,29 @@ def bare_numba(df) -> int:
     return int(n)
 
 
+#: The clock of :func:`interleaved`: wall time unless ``--cpu`` chose the process's CPU time.
+CLOCK: dict[str, Callable[[], float]] = {"now": time.perf_counter}
+
+
 def interleaved(cases: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Median wall seconds per case, the cases run in turn ``repeat`` times (A B A B ...)."""
+    """Median seconds (:data:`CLOCK`) per case, the cases run in turn ``repeat`` times
+    (A B A B ...)."""
     for fn in cases.values():  # warm-up: compile, first-call imports
         fn()
     times: dict[str, list[float]] = {k: [] for k in cases}
     for _ in range(repeat):
         for label, fn in cases.items():
             gc.collect()
-            t0 = time.perf_counter()
+            t0 = CLOCK["now"]()
             fn()
-            times[label].append(time.perf_counter() - t0)
+            times[label].append(CLOCK["now"]() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
 
 
 def table(title: str, med: dict[str, float], base: str, before: str, after: str) -> str:
+    clock = "CPU" if CLOCK["now"] is time.process_time else "wall"
     lines = [f"### {title}", "", f"load average before {before}, after {after}", "",
-             f"| case | median | ratio to {base} |", "|---|---:|---:|"]
+             f"| case | median ({clock}) | ratio to {base} |", "|---|---:|---:|"]
     for k, v in med.items():
         lines.append(f"| {k} | {v * 1000:.1f} ms | {v / med[base]:.2f}x |")
     return "\n".join(lines)
@@ -192,7 +200,11 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--bars", type=int, default=1_000_000)
     ap.add_argument("--only", choices=["backtest", "grid", "startup"])
+    ap.add_argument("--cpu", action="store_true",
+                    help="time the process's CPU seconds instead of wall seconds")
     args = ap.parse_args()
+    if args.cpu:
+        CLOCK["now"] = time.process_time
     parts = {"backtest": lambda: one_backtest(args.bars, args.repeat),
              "grid": lambda: grid_sweep(args.repeat), "startup": lambda: startup(args.repeat)}
     for name, fn in parts.items():
