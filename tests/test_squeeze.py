@@ -338,3 +338,37 @@ def test_job_stores_the_squeeze_and_the_report_draws_it(btc_daily, tmp_path):
     bare = BacktestResult.load(tmp_path / "r")
     bare.data.pop("squeeze")
     assert 'id="squeeze"' not in render_html([bare], tmp_path / "bare.html").read_text()
+
+
+def test_squeeze_summary_on_minute_bars_has_one_entry_per_day():
+    """Intraday data: one entry per UTC day at its close (not 1,440 a day), each with the same
+    numbers as the per-bar analysis gives that bar; daily data keeps every bar."""
+    from backtests.squeeze.summary import HEATMAP_LEVERAGES, squeeze_summary
+    from tests.lookahead import ohlc_frame
+
+    # 12 days and 5 hours of one-minute bars, volatile enough to liquidate some leverage
+    df = ohlc_frame(12 * 1440 + 300, "1m", seed=3, volatility=0.004)
+    s = squeeze_summary(df, entry_days=365, horizon="2D", map_window="1D")
+    assert len(s["entry_time"]) == 12 and s["entries"].startswith("one per day")
+    assert all(t.endswith("T23:59:00+00:00") for t in s["entry_time"])
+    per_bar = leverage_survival(df, horizon="2D")  # every bar an entry
+    t = per_bar.table.set_index(["entry_time", "side"])
+    for k, when in enumerate(s["entry_time"]):
+        row = t.loc[(pd.Timestamp(when), "long")]
+        assert s["max_leverage"]["long"][k] == pytest.approx(row["max_leverage"], abs=5e-5)
+    assert s["complete"] == [True] * 10 + [False] * 2  # the last two days lack 2 days after
+    assert s["curve"]["entries"] == 10
+    days = np.array(s["days_to_liquidation"]["short"], dtype=float)
+    assert days.shape == (12, len(HEATMAP_LEVERAGES)) and 0 < np.isfinite(days).sum() < days.size
+    with pytest.raises(DataError, match="no day's last bar"):
+        leverage_survival(df.iloc[:600], horizon="2D", daily=True)
+
+
+def test_squeeze_summary_daily_data_keeps_every_bar(btc_daily):
+    from backtests.squeeze.summary import squeeze_summary
+
+    df = btc_daily.loc[:"2026-03-31"]
+    s = squeeze_summary(df, entry_days=90)
+    every = leverage_survival(df, start=df.index[-1] - pd.Timedelta(days=90), horizon="30D")
+    assert s["entry_time"] == [t.isoformat() for t in every.index[every.entry_bars]]
+    assert s["entries"] == "one per bar"

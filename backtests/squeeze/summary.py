@@ -10,6 +10,7 @@ import pandas as pd
 
 from backtests.squeeze.liqmap import MAP_LEVERAGES, MODEL_NOTE, liquidation_map
 from backtests.squeeze.survival import CAVEAT, leverage_survival
+from data.frame import infer_timeframe, parse_timeframe
 from indicators.liquidation import MarginModel
 
 __all__ = ["HEATMAP_LEVERAGES", "squeeze_summary"]
@@ -31,7 +32,11 @@ def squeeze_summary(df: pd.DataFrame, entry_days: int = 365, horizon: str = "30D
     survived; max surviving leverage per entry; safe-leverage curve 1x..100x) and the
     liquidation map of the positions opened in the last ``map_window``.
 
-    Keys: ``horizon``, ``model``, ``caveat``, ``entry_time`` (ISO), ``heatmap_leverages``,
+    Entries are opened at each day's close (every bar of daily or coarser data; the last bar of
+    each UTC day of intraday data).
+
+    Keys: ``horizon``, ``model``, ``caveat``, ``entry_time`` (ISO), ``entries`` (which bars are
+    entries, in words), ``heatmap_leverages``,
     ``days_to_liquidation`` ({side: [[per leverage] per entry]}), ``max_leverage`` ({side:
     [...]}), ``curve`` ({``leverage``, ``long``, ``short``: shares 0..1, ``entries``}),
     ``summary`` (lines), ``map`` ({``as_of``, ``price``, ``window``, ``note``, ``low``, ``high``,
@@ -39,7 +44,13 @@ def squeeze_summary(df: pd.DataFrame, entry_days: int = 365, horizon: str = "30D
     """
     model = model or MarginModel()
     start = df.index[-1] - pd.Timedelta(days=entry_days)
-    res = leverage_survival(df, start=max(start, df.index[0]), horizon=horizon, model=model)
+    # One entry per day at its close: on daily data every bar, on intraday data the heatmap
+    # keeps a column per day (its canvas is ~1,000 px wide) instead of one per bar (525,600 a
+    # year on minute bars, each with 100 leverages per side held in memory).
+    res = leverage_survival(df, start=max(start, df.index[0]), horizon=horizon, model=model,
+                            daily=True)
+    bars_per_day = pd.Timedelta(days=1) / parse_timeframe(
+        df.attrs.get("timeframe") or infer_timeframe(df.index))
     opens = res.index.as_unit("ns").asi8
     opened = opens[res.entry_bars] + (res.table["opened_at"].iloc[0]
                                       - res.table["entry_time"].iloc[0]).value
@@ -59,6 +70,8 @@ def squeeze_summary(df: pd.DataFrame, entry_days: int = 365, horizon: str = "30D
         "model": res.model_line(),
         "caveat": CAVEAT,
         "entry_time": [t.isoformat() for t in res.index[res.entry_bars]],
+        "entries": ("one per bar" if bars_per_day <= 1 else
+                    f"one per day, at its close (the last of its {bars_per_day:g} bars)"),
         "complete": [bool(c) for c in res.complete],
         "heatmap_leverages": list(HEATMAP_LEVERAGES),
         "days_to_liquidation": days,
