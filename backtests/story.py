@@ -34,6 +34,8 @@ from indicators.outlook import finite_or_none
 
 #: Flips this recent (days before the last bar) are "recent" in the market-now card.
 RECENT_DAYS = 30
+#: At most this many of them are kept (the latest): minute data flips thousands of times a month.
+RECENT_FLIPS_SHOWN = 10
 #: Bars in the volume average a move's volume is compared with (the bars before it).
 VOLUME_BARS = 20
 #: Days of daily changes whose standard deviation scales a move (known before the move).
@@ -65,7 +67,8 @@ def market_now(outlook: dict[str, Any], events: pd.DataFrame) -> dict[str, Any]:
     Returns a dict: ``as_of``, ``price``, ``support``/``resistance`` (nearest zones: centre,
     low, high, distance_pct, touches, note...), ``wema200``, ``dist_wema_pct``,
     ``wema200_slope``, ``rsi``, ``rsi_state``, ``trend``, ``recent_flips`` (the flips confirmed
-    in the last :data:`RECENT_DAYS` days: time, kind, level_low, level_high) and ``lines``
+    in the last :data:`RECENT_DAYS` days, at most the latest :data:`RECENT_FLIPS_SHOWN`: time,
+    kind, level_low, level_high), ``recent_flip_count`` (all of them) and ``lines``
     (three sentences for the terminal and the report). ``{"note": ...}`` when the outlook is
     missing.
     """
@@ -74,9 +77,12 @@ def market_now(outlook: dict[str, Any], events: pd.DataFrame) -> dict[str, Any]:
                 "no technical outlook"}
     as_of = pd.Timestamp(outlook["as_of"])
     recent: list[dict[str, Any]] = []
+    n_recent = 0
     if len(events):
         ev = events[(events["kind"] != "retest")
                     & (events["time"] > as_of - pd.Timedelta(days=RECENT_DAYS))]
+        n_recent = len(ev)
+        ev = ev.sort_values("time", kind="stable").iloc[-RECENT_FLIPS_SHOWN:]
         recent = [{"time": t.isoformat(), "kind": str(k), "level_low": float(lo),
                    "level_high": float(hi)}
                   for t, k, lo, hi in zip(ev["time"], ev["kind"], ev["level_low"],
@@ -95,6 +101,7 @@ def market_now(outlook: dict[str, Any], events: pd.DataFrame) -> dict[str, Any]:
         "rsi_state": outlook.get("rsi_state"),
         "trend": outlook.get("trend"),
         "recent_flips": recent,
+        "recent_flip_count": n_recent,
     }
 
     def side(z: dict[str, Any] | None, what: str) -> str:

@@ -12,8 +12,9 @@ import talib
 
 from backtests import BacktestConfig, BacktestResult
 from backtests.job import run_job
+from backtests.reports.assets import render
 from backtests.reports.html import render_html
-from backtests.story import move_lines
+from backtests.story import RECENT_FLIPS_SHOWN, market_now, move_lines
 from strategies.bounce import OversoldBounce
 from strategies.breakdown import Breakdown
 
@@ -104,3 +105,21 @@ def test_story_is_saved_and_shown_first_in_the_report(job, tmp_path):
                     r'data-zoom-from="([^"]+)" data-zoom-to="([^"]+)"', html)
     assert row and row.groups() == ("2026-01-06T00:00:00+00:00", "2026-03-07T00:00:00+00:00")
     assert "Market now · 2026-07-03" in html
+
+
+def test_market_now_keeps_the_latest_recent_flips_and_counts_them_all():
+    """Minute data flips thousands of times a month: the story keeps the latest few (the
+    results JSON and the report's cell stay small) and says how many there were."""
+    as_of = pd.Timestamp("2026-03-31", tz="UTC")
+    times = as_of - pd.to_timedelta(np.arange(40)[::-1] * 12, unit="h")  # 20 days of flips
+    events = pd.DataFrame({"time": times, "kind": ["support_to_resistance", "retest"] * 20,
+                           "level_low": np.arange(40.0), "level_high": np.arange(40.0) + 1})
+    now = market_now({"as_of": as_of.isoformat(), "last": 100.0}, events)
+    assert now["recent_flip_count"] == 20
+    assert len(now["recent_flips"]) == RECENT_FLIPS_SHOWN == 10
+    assert [f["level_low"] for f in now["recent_flips"]] == [float(v) for v in range(20, 40, 2)]
+    cell = render("cards/market_now.html", now=now)
+    assert "the latest 10 of 20 in the last 30 days: " in cell
+    few = market_now({"as_of": as_of.isoformat(), "last": 100.0}, events.iloc[-6:])
+    assert few["recent_flip_count"] == 3 and len(few["recent_flips"]) == 3
+    assert "the latest" not in render("cards/market_now.html", now=few)
