@@ -345,3 +345,35 @@ def test_long_series_ship_recent_bars_native_and_history_aggregated(tmp_path):
     np.testing.assert_allclose(decode(data, chart["lines"]["rsi"]), want, atol=0.005)
     assert f"the {cut:,} bars before them are shown as {len(hist):,} 15m candles" in text
     assert path.stat().st_size < 4_000_000
+
+
+def test_long_series_merge_the_history_events_per_candle_and_kind():
+    # events before the native bars are merged per 15-minute history candle and kind (with how
+    # many there were); events among the native bars ship as they are
+    prices = ohlc_frame(120_000, "1m", seed=5, volatility=0.002)
+    result = make_result(prices, n_trades=10)
+    cut = len(prices) - chart_data.NATIVE_BARS
+    rng = np.random.default_rng(1)
+    rows = np.sort(rng.choice(len(prices), 3_000, replace=False))
+    kinds = rng.choice(["support_to_resistance", "retest"], len(rows))
+    result.events = pd.DataFrame({"time": prices.index[rows], "kind": kinds,
+                                  "price": np.arange(len(rows), dtype=float)})
+    out = chart_data.events(result)
+    native_from = prices.index[cut].timestamp()
+    native = [e for e in out if e["t"] >= native_from]
+    merged = [e for e in out if e["t"] < native_from]
+    assert [e["t"] for e in native] == [int(t.timestamp()) for t in prices.index[rows[rows >= cut]]]
+    assert "n" not in native[0]
+    old = pd.Series(kinds[rows < cut], index=prices.index[rows[rows < cut]])
+    want = old.groupby([old.index.floor("15min"), old.to_numpy()]).size()
+    got = {(pd.Timestamp(e["t"], unit="s", tz="UTC"), e["kind"]): e.get("n", 1) for e in merged}
+    assert got == want.to_dict() and sum(got.values()) == (rows < cut).sum()
+    assert any(e.get("n", 1) > 1 for e in merged)
+    last = max(merged, key=lambda e: e["t"])  # the price is the candle's last event's
+    assert last["price"] == float(np.flatnonzero(
+        (rows < cut) & (kinds == last["kind"]))[-1])
+    # a short series: every event as it is
+    short = make_result(prices.iloc[:5_000], n_trades=5)
+    short.events = result.events[result.events["time"] < prices.index[5_000]]
+    assert [e["t"] for e in chart_data.events(short)] == [
+        int(t.timestamp()) for t in short.events["time"]]

@@ -113,6 +113,13 @@ class Thinning:
         return np.r_[agg.to_numpy(dtype=float), v[self.cut:]]
 
 
+def bin_start(sec: np.ndarray, tf: int) -> np.ndarray:
+    """The start (epoch s) of the ``tf``-second display candle holding each time in ``sec``
+    (weeks and longer open on Monday, as on the page)."""
+    off = _MONDAY if tf >= 7 * 86400 else 0
+    return (sec - off) // tf * tf + off
+
+
 def thinning(sec: np.ndarray, step: int) -> Thinning:
     """How to ship the bars at epoch seconds ``sec`` (``step``: the bar length, s): everything when
     there are at most :data:`MAX_NATIVE`; else the last :data:`NATIVE_BARS` as they
@@ -124,8 +131,7 @@ def thinning(sec: np.ndarray, step: int) -> Thinning:
     cut = n - NATIVE_BARS
     hist = sec[:cut]
     for tf in (x for x in LADDER if x >= step):
-        off = _MONDAY if tf >= 7 * 86400 else 0
-        bins = (hist - off) // tf * tf + off
+        bins = bin_start(hist, tf)
         starts = np.flatnonzero(np.r_[True, bins[1:] != bins[:-1]])
         if len(starts) <= HISTORY_BARS:
             break
@@ -305,17 +311,35 @@ EVENTS_SHOWN = 60  # an event kind with more markers starts hidden (the chart's 
 
 
 def events(result: BacktestResult) -> list[dict[str, Any]]:
-    """Flip/retest events as chart markers: time (epoch s), kind, level (price)."""
+    """Flip/retest events as chart markers: time (epoch s), kind, level (price).
+
+    On a thinned chart (:func:`thinning`) the events before the native bars are merged per
+    history candle and kind, as the page merges markers per displayed bar: ``t`` the candle's
+    start, ``price`` the last event's, ``n`` how many there were (only when more than one).
+    Minute data has ~500,000 flips and retests in a million bars (~40 MB of markers).
+    """
     ev = result.events
     if ev is None or len(ev) == 0 or not {"time", "kind"} <= set(ev.columns):
         return []
     col = next((c for c in ("price", "level", "close", "break_close") if c in ev.columns), None)
-    secs = epoch_seconds(ev["time"])
     kinds = ev["flip_kind"].fillna(ev["kind"]) if "flip_kind" in ev else ev["kind"]
-    return [
-        {"t": int(s), "kind": str(k), "price": _num(p) if col else None}
-        for s, k, p in zip(secs, kinds, ev[col] if col else [None] * len(ev), strict=True)
-    ]
+    frame = pd.DataFrame({"t": epoch_seconds(ev["time"]), "kind": kinds.astype(str).to_numpy(),
+                          "price": ev[col].to_numpy(dtype=float) if col else np.nan, "n": 1})
+    prices = result.prices
+    th = thinning_of(prices.index, prices) if prices is not None and len(prices) else None
+    if th is not None and th.cut:
+        old = frame["t"].to_numpy() < th.times[len(th.starts)]
+        hist = frame[old].assign(t=lambda f: bin_start(f["t"].to_numpy(), th.tf))
+        hist = hist.groupby(["t", "kind"], sort=False).agg(price=("price", "last"),
+                                                           n=("n", "size")).reset_index()
+        frame = pd.concat([hist, frame[~old]], ignore_index=True)
+    out = []
+    for t, k, p, n in zip(frame["t"], frame["kind"], frame["price"], frame["n"], strict=True):
+        mk = {"t": int(t), "kind": k, "price": _num(p) if col else None}
+        if n > 1:
+            mk["n"] = int(n)
+        out.append(mk)
+    return out
 
 
 def levels(table: pd.DataFrame, last_close: float, k: int) -> list[dict[str, Any]]:

@@ -203,10 +203,12 @@
 
   PriceChart.prototype.drawMarkers = function () {
     var tf = this.tf, tr = this.trades, m = [], seen = {};
-    function add(t, key, mk) { // at most one marker of a kind per displayed bar
+    function add(t, key, mk, n) { // at most one marker of a kind per displayed bar; n: merged already
       var bin = tf === this.bars.step ? t : binOf(t, tf), id = bin + key;
-      if (seen[id]) { seen[id].n++; seen[id].mk.text = "\u00d7" + seen[id].n; return; }
-      mk.time = bin; seen[id] = { n: 1, mk: mk }; m.push(mk);
+      n = n || 1;
+      if (seen[id]) { seen[id].n += n; seen[id].mk.text = "\u00d7" + seen[id].n; return; }
+      if (n > 1) mk.text = "\u00d7" + n;
+      mk.time = bin; seen[id] = { n: n, mk: mk }; m.push(mk);
     }
     for (var i = 0; i < this.nTrades; i++) {
       var long = tr.side[i] > 0, win = tr.pnl[i] > 0, liq = tr.exit_reason[i] === "liquidation";
@@ -221,7 +223,7 @@
       for (var j = 0; j < ev.length; j++) {
         var k = ev[j].kind, toSup = /to_support|held/.test(k);
         add.call(this, ev[j].t, "E" + k, { position: toSup ? "belowBar" : "aboveBar", shape: "square",
-          color: /retest/.test(k) ? C.orange : toSup ? C.up : C.down, size: 0.5 });
+          color: /retest/.test(k) ? C.orange : toSup ? C.up : C.down, size: 0.5 }, ev[j].n);
       }
     }
     m.sort(function (a, b) { return a.time - b.time; });
