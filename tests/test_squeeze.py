@@ -335,6 +335,10 @@ def test_job_stores_the_squeeze_and_the_report_draws_it(btc_daily, tmp_path):
     written = write_report([saved], tmp_path / "folder", save_results=False, png=True)
     assert written["png:squeeze"].stat().st_size > 30_000
     # a result without it (older saves): no card, no error
+    assert f"(entries: {sq['entries']})" in page
+    old = BacktestResult.load(tmp_path / "r")  # saved before "entries" existed: no such note
+    old.data["squeeze"].pop("entries")
+    assert "(entries:" not in render_html([old], tmp_path / "old.html").read_text()
     bare = BacktestResult.load(tmp_path / "r")
     bare.data.pop("squeeze")
     assert 'id="squeeze"' not in render_html([bare], tmp_path / "bare.html").read_text()

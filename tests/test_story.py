@@ -123,3 +123,16 @@ def test_market_now_keeps_the_latest_recent_flips_and_counts_them_all():
     few = market_now({"as_of": as_of.isoformat(), "last": 100.0}, events.iloc[-6:])
     assert few["recent_flip_count"] == 3 and len(few["recent_flips"]) == 3
     assert "the latest" not in render("cards/market_now.html", now=few)
+
+
+def test_market_now_saved_before_the_count_renders_every_flip_it_holds():
+    # results saved before recent_flip_count existed: the card lists what the story holds
+    as_of = pd.Timestamp("2026-03-31", tz="UTC")
+    events = pd.DataFrame({"time": as_of - pd.to_timedelta(np.arange(12)[::-1], unit="D"),
+                           "kind": "resistance_to_support", "level_low": np.arange(12.0),
+                           "level_high": np.arange(12.0) + 1})
+    now = market_now({"as_of": as_of.isoformat(), "last": 100.0}, events)
+    now.pop("recent_flip_count")
+    cell = render("cards/market_now.html", now=now)
+    assert "the latest" not in cell
+    assert cell.count("resistance to support") == 10 + 3  # the cell, and the last 3 in words
