@@ -123,6 +123,9 @@ def test_market_now_keeps_the_latest_recent_flips_and_counts_them_all():
     few = market_now({"as_of": as_of.isoformat(), "last": 100.0}, events.iloc[-6:])
     assert few["recent_flip_count"] == 3 and len(few["recent_flips"]) == 3
     assert "the latest" not in render("cards/market_now.html", now=few)
+    many = {**now, "recent_flip_count": 3343}  # minute data: the count reads like a number
+    assert "the latest 10 of 3,343 in the last 30 days: " in render("cards/market_now.html",
+                                                                     now=many)
 
 
 def test_market_now_saved_before_the_count_renders_every_flip_it_holds():
