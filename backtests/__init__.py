@@ -17,9 +17,8 @@ Rooms (sub-packages), in the order data flows through them:
 - :mod:`backtests.cli` — the ``btc-backtest`` command line, one module per command group.
 """
 
-import importlib
 import time as _time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backtests.layout import check_layout
 
@@ -41,6 +40,7 @@ check_layout(("data", "indicators", "strategies"))
 # Compiled numba kernels are cached where the user can write (before any kernel module loads);
 # imported after the layout check, which explains a 'data' module that hides ours.
 from data.cache import configure_numba  # noqa: E402
+from data.lazy import lazy_names  # noqa: E402
 
 configure_numba()
 
@@ -50,10 +50,4 @@ _LAZY = {"BacktestConfig": "backtests.config", "BacktestResult": "backtests.resu
          "run": "backtests.runner"}
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'backtests' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+lazy_names(__name__, _LAZY)

@@ -7,10 +7,9 @@ on to import quickly (tests/test_startup.py).
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from data.lazy import lazy_names
 
 if TYPE_CHECKING:  # what the lazy names are, for readers and tools
     from data.errors import DataError
@@ -58,28 +57,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'data' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
-class _Package(types.ModuleType):
-    """``resample`` and ``validate`` are functions named like their modules: importing the
-    submodule would bind the module on the package and hide the function, so the import system's
-    binding of those two submodules is ignored (their modules stay in sys.modules)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in ("resample", "validate"):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_names(__name__, _LAZY, functions_named_like_modules=("resample", "validate"))

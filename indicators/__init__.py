@@ -18,12 +18,10 @@ set up here, before any kernel module is imported).
 
 from __future__ import annotations
 
-import importlib
-import sys
-import types
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from data.cache import configure_numba
+from data.lazy import lazy_names
 from indicators.core import atr, ema, rsi, sma
 
 configure_numba()
@@ -109,28 +107,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'indicators' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"indicators.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
-
-
-class _Package(types.ModuleType):
-    """``pivots``, ``flips`` and ``outlook`` are functions named like their modules: importing
-    the submodule would bind the module on the package and hide the function, so the import
-    system's binding of those three submodules is ignored (their modules stay in sys.modules)."""
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        if isinstance(value, types.ModuleType) and name in ("pivots", "flips", "outlook"):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package
+lazy_names(__name__, {name: f"indicators.{module}" for name, module in _LAZY.items()},
+           functions_named_like_modules=("pivots", "flips", "outlook"))
