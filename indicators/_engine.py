@@ -10,7 +10,8 @@ The engine walks the bars once. On each bar ``b`` it
 4. starts pending breaks for zones the close of ``b`` broke through (beyond the buffer);
 5. writes the per-bar outputs (nearest zone below/above the close, nearest flipped zones);
 6. on the bars marked in ``snap``, copies every live zone into the snapshot rows (the zone set
-   as of that bar's close, used to rank levels and pick targets without re-running the engine).
+   as of that bar's close, used to rank levels and pick targets without re-running the engine);
+   when the rows would exceed ``snap_limit`` it stops and returns the bar where that happened.
 
 Online clustering. A confirmed pivot at price ``p`` with tolerance ``tol`` joins the zone whose
 centre is nearest to ``p`` (ties: the lower zone) when ``|centre - p| <= tol``; otherwise it starts
@@ -245,6 +246,7 @@ def level_engine(
     window,
     want_bars,
     snap,
+    snap_limit,
 ):  # pragma: no cover - compiled
     n = close.shape[0]
     cap = 1
@@ -300,6 +302,7 @@ def level_engine(
     si = np.zeros((scap, 8), np.int64)  # bar, zone, touches, first, last, kind, flip, flip bar
     ns = 0
     do_snap = snap.shape[0] == n
+    snap_over = -1  # the first requested bar whose zone set did not fit in snap_limit rows
 
     for b in range(n):
         # ---- 1. pivots confirmed on this bar (high first, then low) ----
@@ -621,6 +624,9 @@ def level_engine(
                 fsup[b, 2] = zmax[z] + zpad[z]
 
         # ---- 6. snapshot of every live zone (sorted by centre) at the requested bars ----
+        if do_snap and snap[b] and ns + cnts[0] > snap_limit:
+            snap_over = b  # stop copying: the caller refuses rather than run out of memory
+            do_snap = False
         if do_snap and snap[b]:
             need = ns + cnts[0]
             if need > scap:
@@ -657,4 +663,4 @@ def level_engine(
     zones = (zsum[:nz], zcnt[:nz], zmin[:nz], zmax[:nz], zpad[:nz], zfirst[:nz], zlast[:nz],
              zkind[:nz], zvol[:nz], zalive[:nz], zflip[:nz], zflipbar[:nz], zfbbar[:nz],
              zfbclose[:nz], zpend[:nz], zrv[:nz])
-    return sup, res, fres, fsup, flags, evf[:nev], evi[:nev], zones, sf[:ns], si[:ns]
+    return sup, res, fres, fsup, flags, evf[:nev], evi[:nev], zones, sf[:ns], si[:ns], snap_over

@@ -52,6 +52,7 @@ from data.resample import period_start
 from indicators.htf import weekly_ema
 from indicators.levels import (
     FLIP_NAMES,
+    SNAPSHOT_ROWS_LIMIT,
     LevelParams,
     cut_frame,
     run_engine,
@@ -243,10 +244,25 @@ def level_history(df: pd.DataFrame, bars: object, *, params: LevelParams) -> pd.
         ``round_number`` and ``htf``, ``score`` (points, :data:`SCORE_RULES`), ``major``
         (``score >= major_score``), ``flip`` (the latest flip of a member zone, or None) and
         ``flip_bar``. Rows of bar ``t`` depend on ``df[: t + 1]`` only.
+
+    Raises:
+        DataError: the zone sets at ``bars`` would exceed
+            :data:`indicators.levels.SNAPSHOT_ROWS_LIMIT` rows (long intraday data with many
+            bars asked for), naming the bar where they did, instead of exhausting the memory.
     """
     df = to_canonical(df)
     mask = _as_mask(bars, len(df))
-    out, atr, _piv = run_engine(df, params, False, snap=mask)
+    out, atr, _piv = run_engine(df, params, False, snap=mask, snap_limit=SNAPSHOT_ROWS_LIMIT)
+    if out[10] >= 0:
+        over = int(out[10])
+        raise DataError(
+            f"too many zones to keep the level history at {int(mask.sum()):,} bars: more than "
+            f"{SNAPSHOT_ROWS_LIMIT:,} zone rows by bar {over:,} of {len(df):,}",
+            source=df.attrs.get("source"), timestamp=df.index[over],
+            hint="ask for the levels at fewer bars, use coarser bars (one-minute data "
+                 "resampled to 1h: --timeframe 1h), or, in the breakdown strategy, targets that "
+                 "need no level history (target='r_multiple', on the command line "
+                 "-p target=r_multiple)")
     sf, si = out[8], out[9]
     if len(si) == 0:
         z = pd.DataFrame({c: pd.Series([], dtype=float) for c in KEY_LEVEL_COLUMNS})

@@ -53,6 +53,12 @@ SR_COLUMNS = (
     "support", "support_low", "support_high", "resistance", "resistance_low", "resistance_high"
 )
 
+#: Most zone rows a snapshot of the zone set at many bars may hold (13 numbers each: ~0.4 GB in
+#: the engine at the limit). The real 61k-bar Bitstamp 2-hour file needs 1.3M rows for the
+#: breakdown's targets; 1M one-minute bars would need ~67M (~7 GB), which used to end in the
+#: operating system killing the process: :func:`indicators.keylevels.level_history` refuses it.
+SNAPSHOT_ROWS_LIMIT = 4_000_000
+
 
 def _param(default: object, help: str, group: str, minimum: float, kind: type = float,
            optional: bool = False) -> object:
@@ -225,10 +231,12 @@ def relative_volume(volume: np.ndarray, bars: int) -> np.ndarray:
 
 
 def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
-               snap: np.ndarray | None = None) -> tuple:
+               snap: np.ndarray | None = None, snap_limit: int = SNAPSHOT_ROWS_LIMIT) -> tuple:
     """Compute pivots, tolerances and run the numba engine over all of ``df``.
 
-    ``snap``: bool per bar, the bars whose zone set is copied out (see :mod:`indicators._engine`).
+    ``snap``: bool per bar, the bars whose zone set is copied out (see :mod:`indicators._engine`),
+    at most ``snap_limit`` rows in all: the last engine output is the first snapped bar that did
+    not fit (-1: all did).
     Returns ``(engine outputs, atr, pivots)``.
     """
     h, lo, c, v = _prices(df)
@@ -250,7 +258,7 @@ def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
                   piv.pivot_low_bar, np.ascontiguousarray(tol_h), np.ascontiguousarray(tol_l),
                   np.ascontiguousarray(pad_h), np.ascontiguousarray(pad_l),
                   np.ascontiguousarray(buf), p.min_touches, p.confirm_closes, window, want_bars,
-                  snap)
+                  snap, int(snap_limit))
     return out, atr, piv
 
 

@@ -131,3 +131,36 @@ def test_next_level_picks_the_nearest_qualifying_zone():
     with pytest.raises(ValueError, match="edge"):
         next_level(hist, np.array([3]), np.array([1.0]), np.array([1]), np.array([1.0]), 0,
                    at="middle")
+
+
+@pytest.mark.shared_data
+def test_level_history_refuses_a_snapshot_beyond_its_row_limit(daily, monkeypatch):
+    """Long minute data asked for at many bars would need gigabytes of zone rows (~67M rows at
+    1M one-minute bars): a clear error naming the bar, not the process killed for memory."""
+    import indicators.keylevels as kl
+    from data.errors import DataError
+    from strategies import Breakdown
+
+    every = np.ones(len(daily), dtype=bool)
+    full = level_history(daily, every, params=LevelParams())
+    limit = 5_000  # engine rows (zones before consolidation); the whole file needs far more
+    monkeypatch.setattr(kl, "SNAPSHOT_ROWS_LIMIT", limit)
+    with pytest.raises(DataError, match=rf"more than {limit:,} zone rows by bar ([\d,]+) of "
+                                        rf"{len(daily):,}") as err:
+        level_history(daily, every, params=LevelParams())
+    over = int(err.value.what.rsplit("by bar ", 1)[1].split(" of")[0].replace(",", ""))
+    assert 0 < over < len(daily) - 1
+    assert err.value.timestamp == daily.index[over]
+    assert "target='r_multiple'" in err.value.hint
+    # the bar named is the first that did not fit: the bars before it fit under the same limit,
+    # and give the same rows as without a limit
+    before = np.flatnonzero(every)[:over]
+    pd.testing.assert_frame_equal(level_history(daily, before, params=LevelParams()),
+                                  full[full["bar"] < over].reset_index(drop=True))
+    with pytest.raises(DataError):
+        level_history(daily, np.flatnonzero(every)[: over + 1], params=LevelParams())
+    # the strategy that uses it says so too (its default targets need the history)
+    monkeypatch.setattr(kl, "SNAPSHOT_ROWS_LIMIT", 10)
+    with pytest.raises(DataError, match="too many zones to keep the level history"):
+        Breakdown().signals(daily)
+    Breakdown(target="r_multiple").signals(daily)  # needs no history: unaffected
