@@ -632,6 +632,7 @@ def level_engine(
             if need > scap:
                 while scap < need:
                     scap *= 2
+                scap = min(scap, max(snap_limit, need))  # never past the limit's memory
                 sf2 = np.zeros((scap, 5))
                 si2 = np.zeros((scap, 8), np.int64)
                 for r in range(ns):

@@ -53,11 +53,12 @@ SR_COLUMNS = (
     "support", "support_low", "support_high", "resistance", "resistance_low", "resistance_high"
 )
 
-#: Most zone rows a snapshot of the zone set at many bars may hold (13 numbers each: ~0.4 GB in
-#: the engine at the limit). The real 61k-bar Bitstamp 2-hour file needs 1.3M rows for the
-#: breakdown's targets; 1M one-minute bars would need ~67M (~7 GB), which used to end in the
-#: operating system killing the process: :func:`indicators.keylevels.level_history` refuses it.
-SNAPSHOT_ROWS_LIMIT = 4_000_000
+#: Most zone rows a snapshot of the zone set at many bars may hold (13 numbers each: ~1.2 GB in
+#: the engine at the limit, before consolidation). The real 61k-bar Bitstamp 2-hour file needs
+#: about 1.3M consolidated rows for the breakdown's targets and 1M one-minute bars ~10M for the
+#: oversold bounce's; the breakdown's on 1M one-minute bars would need ~67M (~7 GB), which used to
+#: end in the process being killed: :func:`indicators.keylevels.level_history` refuses it.
+SNAPSHOT_ROWS_LIMIT = 12_000_000
 
 
 def _param(default: object, help: str, group: str, minimum: float, kind: type = float,
