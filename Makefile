@@ -28,5 +28,13 @@ test: install browser
 lint: install
 	$(PY) -m ruff check .
 
+# Every benchmark; bench_kernel_ab.py compares this tree with another checkout, so it runs only
+# when one is given: make bench BASELINE=../baseline-checkout
 bench: install
-	for f in benchmarks/bench_*.py; do echo "== $$f"; PYTHONPATH=. $(PY) $$f || exit 1; done
+	for f in benchmarks/bench_*.py; do \
+	  case $$f in *bench_kernel_ab.py) \
+	    if [ -z "$(BASELINE)" ]; then echo "== $$f skipped (needs BASELINE=<checkout>)"; continue; fi; \
+	    echo "== $$f"; PYTHONPATH=. $(PY) $$f --baseline "$(BASELINE)" || exit 1; continue;; \
+	  esac; \
+	  echo "== $$f"; PYTHONPATH=. $(PY) $$f || exit 1; \
+	done
