@@ -459,7 +459,12 @@ def trade_stats(trades: pd.DataFrame) -> dict[str, float]:
     n_liquidations, fees_paid, funding_paid, gross_profit, gross_loss, net_pnl. A position
     with partial exits counts once, by its whole PnL (:func:`positions`).
     """
-    trades = positions(trades)
+    return position_stats(positions(trades))
+
+
+def position_stats(trades: pd.DataFrame) -> dict[str, float]:
+    """:func:`trade_stats` of a table already folded by :func:`positions` (compute_metrics
+    folds once for every figure instead of once per helper)."""
     pnl = trades["pnl"].to_numpy(dtype=np.float64)
     ret = trades["return_pct"].to_numpy(dtype=np.float64)
     side = trades["side"].to_numpy()
@@ -570,7 +575,7 @@ def compute_metrics(
         bh = float(benchmark.iloc[-1]) / start - 1.0
     else:
         bh = math.nan
-    ts = trade_stats(trades)
+    ts = position_stats(trades)  # folded above
     out.update({
         "max_drawdown_duration_days": float(longest),
         "buy_hold_return_pct": 100.0 * bh,
@@ -582,7 +587,7 @@ def compute_metrics(
         "periods_per_year": float(ppy),
     })
     out.update({k: v for k, v in ts.items() if k in METRIC_KEYS and k not in out})
-    out.update(r_stats(trades))
+    out.update(r_figures(position_r(trades)))
     return {k: out[k] for k in METRIC_KEYS}
 
 
@@ -685,7 +690,11 @@ def r_multiples(trades: pd.DataFrame) -> np.ndarray:
     """Each trade's result in R (module docstring), one value per position (partial exits
     folded in: :func:`positions`); NaN for a trade without an initial stop (or without the
     ``initial_stop`` column at all)."""
-    trades = positions(trades)
+    return position_r(positions(trades))
+
+
+def position_r(trades: pd.DataFrame) -> np.ndarray:
+    """:func:`r_multiples` of a table already folded by :func:`positions`."""
     if "initial_stop" not in trades.columns:
         return np.full(len(trades), np.nan)
     risk = trades["size"].to_numpy(np.float64) * np.abs(
@@ -696,7 +705,11 @@ def r_multiples(trades: pd.DataFrame) -> np.ndarray:
 
 def r_stats(trades: pd.DataFrame) -> dict[str, float]:
     """``expectancy_r`` (mean R), ``sqn`` and ``n_r_trades`` (trades with an R); NaN without R."""
-    r = r_multiples(trades)
+    return r_figures(r_multiples(trades))
+
+
+def r_figures(r: np.ndarray) -> dict[str, float]:
+    """:func:`r_stats` of R multiples (NaN: no R)."""
     r = r[np.isfinite(r)]
     n = len(r)
     sd = float(np.std(r, ddof=1)) if n > 1 else math.nan

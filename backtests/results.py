@@ -294,7 +294,7 @@ def buy_and_hold(df: pd.DataFrame, cash: float, commission: float) -> pd.Series:
     qty = cash / (open0 * (1.0 + commission))
     eq = qty * df["close"].to_numpy(dtype=np.float64)
     eq[-1] *= 1.0 - commission  # exit fee on the final sale
-    return pd.Series(eq, index=df.index, name="benchmark")
+    return pd.Series(eq, index=df.index, name="benchmark", copy=False)  # eq is fresh
 
 
 def _frames_equal(a: pd.DataFrame | pd.Series, b: pd.DataFrame | pd.Series) -> bool:

@@ -262,6 +262,20 @@ class ExitRules:
                              "e.g. 0.5")
         return ExitRules(trail_on=self.trail_on, breakeven_on=self.breakeven_on, **out)
 
+    def from_bar(self, pos: int, n: int) -> ExitRules:
+        """The rules of bars ``pos..n-1`` of an ``n``-bar frame: every per-bar array (one of
+        ``n`` values) cut at ``pos``; scalars and 1-value arrays (the same for every bar) kept."""
+        names = [f[0] for f in _EXIT_FIELDS] + ["trail_line", "atr"]
+        cut = {k: _from_bar(getattr(self, k), pos, n) for k in names}
+        return ExitRules(trail_on=self.trail_on, breakeven_on=self.breakeven_on, **cut)
+
+
+def _from_bar(value: Any, pos: int, n: int) -> Any:
+    """``value[pos:]`` when ``value`` is an array of ``n`` per-bar values, else ``value``."""
+    if isinstance(value, np.ndarray) and value.ndim == 1 and len(value) == n:
+        return value[pos:]
+    return value
+
 
 def _per_bar(label: str, value: Any, n: int, scalar_ok: bool) -> np.ndarray:
     """``value`` as a contiguous float64 array of ``n`` values (or 1 for a scalar; a 1-value
@@ -334,13 +348,26 @@ class Signals:
         """Build Signals from an entry array, filling missing arrays with "nothing"."""
         entry = np.asarray(entry)
         n = len(entry)
-        nan = np.full(n, np.nan)
+        # "nothing" arrays only where one is missing (a 1M-bar NaN array costs ~1 ms)
         return cls(
             entry=_entry_codes(entry, copy=True),
             exit=np.zeros(n, dtype=bool) if exit is None else np.asarray(exit, dtype=bool),
-            stop=nan.copy() if stop is None else np.asarray(stop, dtype=np.float64),
-            target=nan.copy() if target is None else np.asarray(target, dtype=np.float64),
+            stop=np.full(n, np.nan) if stop is None else np.asarray(stop, dtype=np.float64),
+            target=np.full(n, np.nan) if target is None else np.asarray(target, dtype=np.float64),
             **kwargs,
+        )
+
+    def from_bar(self, pos: int) -> Signals:
+        """The signals of bars ``pos..`` (a trading window opening at bar ``pos``): every
+        per-bar array cut there, the exit rules' per-bar arrays and the indicator rows
+        included. Views, not copies; valid signals stay valid."""
+        n = len(self.entry)
+        return Signals(
+            entry=self.entry[pos:], exit=self.exit[pos:], stop=self.stop[pos:],
+            target=self.target[pos:], max_bars=self.max_bars,
+            tags=None if self.tags is None else self.tags[pos:],
+            indicators=None if self.indicators is None else self.indicators.iloc[pos:],
+            exits=None if self.exits is None else self.exits.from_bar(pos, n),
         )
 
     def validate(self, n: int) -> Signals:

@@ -442,3 +442,82 @@ def test_builtin_defaults_keep_todays_exits():
     df = ohlc_frame(700, "1d", seed=11, volatility=0.04)
     for strategy in (Breakdown(), OversoldBounce()):
         assert strategy.signals(df).exits is None
+
+
+# -- a trading window (start=) keeps the exit rules ---------------------------------------------
+
+def test_signals_from_bar_cuts_every_per_bar_array_and_keeps_scalars():
+    n = 8
+    s = Signals.from_entries(
+        np.array([0, 1, 0, -1, 0, 1, 0, 0], np.int8), stop=np.linspace(90, 97, n),
+        tags=np.array(list("abcdefgh"), dtype=object), max_bars=3,
+        indicators=pd.DataFrame({"x": np.arange(n)}),
+        exits=ExitRules(stop_pct=0.05, partial_pct=np.linspace(0.01, 0.08, n), partial_size=0.5,
+                        atr=np.arange(1.0, n + 1), trail_atr=2.0),
+    ).validate(n)
+    c = s.from_bar(3)
+    for name in ("entry", "exit", "stop", "target", "tags"):
+        np.testing.assert_array_equal(getattr(c, name), getattr(s, name)[3:], err_msg=name)
+    assert c.max_bars == 3 and c.indicators["x"].tolist() == [3, 4, 5, 6, 7]
+    np.testing.assert_array_equal(c.exits.partial_pct, s.exits.partial_pct[3:])
+    np.testing.assert_array_equal(c.exits.atr, np.arange(4.0, n + 1))
+    assert c.exits.stop_pct.tolist() == [0.05] and c.exits.trail_atr.tolist() == [2.0]
+    assert c.exits.trail_line is None
+    c.validate(n - 3)  # still valid signals for the window
+
+
+@pytest.mark.parametrize("engine", ["fast", "backtrader"])
+def test_a_trading_window_trades_with_the_exit_rules(engine):
+    # start= on bar 1 with no entry on bar 0: the window's trades are the whole run's. Before,
+    # cutting the signals to the window dropped the exit rules (no partial, trail, break-even).
+    from backtests import run
+
+    df = ohlc_frame(500, "1d", seed=9, volatility=0.03)
+    strat = DiceExits(seed=4)
+    assert strat.signals(df).entry[0] == 0
+    cfg = BacktestConfig(mode="both", engine=engine)
+    full = run(df, strat, cfg)
+    window = run(df, strat, cfg, start=df.index[1])
+    assert {"partial", "trail", "breakeven"} <= set(full.trades["exit_reason"])
+    cols = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price",
+            "exit_reason", "pnl", "initial_stop"]
+    pd.testing.assert_frame_equal(window.trades[cols], full.trades[cols])
+    pd.testing.assert_series_equal(window.equity, full.equity.iloc[1:])
+
+
+def test_run_fast_checks_the_signals_once_and_equals_prepare_then_simulate():
+    df = ohlc_frame(600, "1d", seed=3, volatility=0.03)
+    cfg = BacktestConfig(mode="both", leverage=3, size=0.5)
+    start = df.index[100]
+    res = engine_fast.run_fast(df, DiceExits(seed=2), cfg, start=start)
+    sig = engine_fast.prepare(df, DiceExits(seed=2), cfg)
+    wdf, wsig, _ = engine_fast.trading_window(df, DiceExits(seed=2), sig, start)
+    trades, equity = engine_fast.simulate(wdf, wsig, cfg)
+    pd.testing.assert_frame_equal(res.trades, trades, check_exact=True)
+    pd.testing.assert_series_equal(res.equity, equity, check_exact=True)
+    # and a bad signal is still refused by run_fast (prepare checks it)
+
+    class Bad(DiceExits):
+        def signals(self, df: pd.DataFrame) -> Signals:
+            s = super().signals(df)
+            s.stop[5] = -1.0
+            return s
+
+    with pytest.raises(ValueError, match=r"Signals.stop .* bar 5"):
+        engine_fast.run_fast(df, Bad(seed=2), cfg)
+
+
+def test_full_result_trade_figures_are_trade_stats_and_r_stats_of_the_positions():
+    # compute_metrics folds the partial rows once for all its trade figures; each equals the
+    # public helpers' figure on the unfolded table, bit for bit
+    from backtests.metrics import METRIC_KEYS, r_stats
+
+    df = ohlc_frame(700, "1d", seed=9, volatility=0.03)
+    full = engine_fast.run_fast(df, DiceExits(seed=1), BacktestConfig(mode="both"))
+    assert (full.trades["exit_reason"] == "partial").sum() > 10
+    expected = {**trade_stats(full.trades), **r_stats(full.trades)}
+    shared = [k for k in METRIC_KEYS if k in expected]
+    assert len(shared) >= 18
+    for k in shared:
+        assert full.metrics[k] == expected[k] or (np.isnan(full.metrics[k])
+                                                  and np.isnan(expected[k])), k

@@ -634,11 +634,7 @@ def trading_window(df: pd.DataFrame, strategy: Strategy, signals: Signals, start
         return df, replace(signals, indicators=indicators), record
     window = df.iloc[pos:]
     window.attrs = dict(df.attrs)
-    cut = Signals(entry=signals.entry[pos:], exit=signals.exit[pos:], stop=signals.stop[pos:],
-                  target=signals.target[pos:], max_bars=signals.max_bars,
-                  tags=None if signals.tags is None else signals.tags[pos:],
-                  indicators=indicators.iloc[pos:])
-    return window, cut, record
+    return window, replace(signals, indicators=indicators).from_bar(pos), record
 
 
 def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
@@ -649,10 +645,18 @@ def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
         (trades, equity): trades with :data:`backtests.results.TRADE_COLUMNS` (plus
         ``signal_bar``), equity in quote currency at each bar's close (Series on ``df.index``).
     """
-    sig = signals.validate(len(df))
-    equity, raw = simulate_nb(kernel_inputs(market_arrays(df, config), sig, config))
-    trades = build_trades(df, raw, config, sig.tags)
-    return trades, pd.Series(equity, index=df.index, name="equity")
+    return simulate_valid(df, signals.validate(len(df)), config)
+
+
+def simulate_valid(df: pd.DataFrame, signals: Signals, config: BacktestConfig
+                   ) -> tuple[pd.DataFrame, pd.Series]:
+    """:func:`simulate` on signals already validated against ``df`` (``Signals.validate``,
+    e.g. by :func:`prepare`, then cut by :func:`trading_window`): checking 1M bars twice costs
+    ~2 ms of a ~30 ms run."""
+    equity, raw = simulate_nb(kernel_inputs(market_arrays(df, config), signals, config))
+    trades = build_trades(df, raw, config, signals.tags)
+    # copy=False: pandas 3 copies a NumPy array into a Series by default; this one is fresh
+    return trades, pd.Series(equity, index=df.index, name="equity", copy=False)
 
 
 @njit(cache=True)
@@ -773,5 +777,5 @@ def run_fast(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None
     df = to_canonical(df, "price frame")
     sig = prepare(df, strategy, config)
     df, sig, warmup = trading_window(df, strategy, sig, start)
-    trades, equity = simulate(df, sig, config)
+    trades, equity = simulate_valid(df, sig, config)  # prepare validated sig
     return make_result(df, strategy, config, sig, trades, equity, "fast", warmup)
