@@ -49,6 +49,7 @@ import pandas as pd
 from numba import njit
 
 from backtests.results import OPEN_EXITS
+from data import jit
 from data.frame import DataError, parse_timeframe
 
 DAYS_PER_YEAR = 365.0
@@ -567,7 +568,8 @@ def compute_metrics(
     # one pass for the sweep's figures and the rest; best/worst per UTC day for bars shorter
     # than a day, else per bar
     closes = day_closes(t_ns) if ppy > DAYS_PER_YEAR else NO_TIMES
-    passed = metrics_pass(eq, pnl, *_trade_bars(trades, len(eq)), 0, t_ns, closes)
+    passed = jit.call(metrics_pass, eq, pnl, *_trade_bars(trades, len(eq)), 0, t_ns, closes,
+                      work=len(eq))
     out: dict[str, Any] = core_figures(passed, eq, years, ppy, start, len(pnl))
     neg, longest, best, worst, n_periods = passed[11:]
     var, cvar = tail_risk(eq, neg)

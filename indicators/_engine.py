@@ -35,6 +35,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from data import jit
+
 # event kinds
 EV_S2R = 1
 EV_R2S = 2
@@ -51,7 +53,8 @@ KIND_LOW = 2
 
 # Explicit signatures for the helpers: without them numba compiles one specialisation per
 # call site whose constant arguments differ (Literal[int](2) vs int64), several seconds of
-# first-run compile time for the same machine code.
+# first-run compile time for the same machine code. Compiled with level_engine, not on import
+# (jit.typed).
 _F1 = nb.float64[::1]
 _I1 = nb.int64[::1]
 _F2 = nb.float64[:, ::1]
@@ -68,7 +71,7 @@ _SIG_DROP = nb.void(_I1, _I1, _i8, _i8)
 _SIG_MOVE = nb.void(_I1, _i8, _i8)
 
 
-@nb.njit(_SIG_PUSH, cache=True)
+@jit.typed(_SIG_PUSH)
 def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, break_bar,
                 by):  # pragma: no cover - compiled
     """Append one event row (growing the buffers by doubling); returns the buffers and count."""
@@ -94,7 +97,7 @@ def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, b
     return evf, evi, nev + 1
 
 
-@nb.njit(_SIG_SKIP, cache=True)
+@jit.typed(_SIG_SKIP)
 def _bisect_left_skip(order, n, skip, zsum, zcnt, x):  # pragma: no cover - compiled
     # First index of the ``n`` ordered zones (slots ``order[:n + 1]`` without slot ``skip``;
     # ``skip >= n``: plain ``order[:n]``) whose centre is >= x; a virtual index, slots after
@@ -111,12 +114,12 @@ def _bisect_left_skip(order, n, skip, zsum, zcnt, x):  # pragma: no cover - comp
     return lo
 
 
-@nb.njit(_SIG_BISECT, cache=True)
+@jit.typed(_SIG_BISECT)
 def _bisect_left(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
     return _bisect_left_skip(order, cnt, cnt, zsum, zcnt, x)
 
 
-@nb.njit(_SIG_BISECT, cache=True)
+@jit.typed(_SIG_BISECT)
 def _bisect_right(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
     lo = 0
     hi = cnt
@@ -130,7 +133,7 @@ def _bisect_right(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
     return lo
 
 
-@nb.njit(_SIG_ORDER, cache=True)
+@jit.typed(_SIG_ORDER)
 def _insert(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     cnt = cnts[k]
     pos = _bisect_left(order, cnt, zsum, zcnt, zsum[z] / zcnt[z])
@@ -140,7 +143,7 @@ def _insert(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     cnts[k] = cnt + 1
 
 
-@nb.njit(_SIG_FIND, cache=True)
+@jit.typed(_SIG_FIND)
 def _index_of(order, cnt, skip, z, zsum, zcnt):  # pragma: no cover - compiled
     # Slot of zone ``z`` in ``order[:cnt]`` ignoring slot ``skip`` (-1: none), found by its
     # current centre as _remove finds it; a scan if the search misses (it cannot in a consistent
@@ -159,7 +162,7 @@ def _index_of(order, cnt, skip, z, zsum, zcnt):  # pragma: no cover - compiled
     return -1
 
 
-@nb.njit(_SIG_DROP, cache=True)
+@jit.typed(_SIG_DROP)
 def _drop_at(order, cnts, k, j):  # pragma: no cover - compiled
     cnt = cnts[k]
     for r in range(j, cnt - 1):
@@ -167,7 +170,7 @@ def _drop_at(order, cnts, k, j):  # pragma: no cover - compiled
     cnts[k] = cnt - 1
 
 
-@nb.njit(_SIG_ORDER, cache=True)
+@jit.typed(_SIG_ORDER)
 def _remove(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
     # Must run before z's centre changes: the binary search uses the current centre.
     j = _index_of(order, cnts[k], -1, z, zsum, zcnt)
@@ -175,7 +178,7 @@ def _remove(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
         _drop_at(order, cnts, k, j)
 
 
-@nb.njit(_SIG_MOVE, cache=True)
+@jit.typed(_SIG_MOVE)
 def _move(order, i, q):  # pragma: no cover - compiled
     # Move the element in slot ``i`` to the virtual index ``q`` of the order without it: the same
     # array as removing it and inserting it at ``q``, shifting only the slots in between.
@@ -194,7 +197,7 @@ def _move(order, i, q):  # pragma: no cover - compiled
 _REL_SLACK = 1e-9
 
 
-@nb.njit(_f8(_f8, _f8, _f8), cache=True)
+@jit.typed(_f8(_f8, _f8, _f8))
 def _upper_centre(x, maxhalf, maxrel):  # pragma: no cover - compiled
     """Centre above which no zone can have its low at or below ``x``: ``x + maxhalf``, or for
     positive centres ``x / (1 - maxrel)`` when that is tighter (zones with centre <= 0 always
@@ -207,7 +210,7 @@ def _upper_centre(x, maxhalf, maxrel):  # pragma: no cover - compiled
     return hi
 
 
-@nb.njit(_f8(_f8, _f8, _f8, nb.boolean), cache=True)
+@jit.typed(_f8(_f8, _f8, _f8, nb.boolean))
 def _lower_centre(x, maxhalf, maxrel, nonpos):  # pragma: no cover - compiled
     """Centre below which no zone can have its high at or above ``x``: ``x - maxhalf``, or
     ``x / (1 + maxrel)`` when tighter, ``x > 0`` and no zone ever had a centre <= 0
@@ -219,7 +222,7 @@ def _lower_centre(x, maxhalf, maxrel, nonpos):  # pragma: no cover - compiled
     return lo
 
 
-@nb.njit(_i8(_i8), cache=True)
+@jit.typed(_i8(_i8))
 def _flip_order_key(flip):  # pragma: no cover - compiled
     # index into cnts of the flipped-zone order for a flip state (-1 s->r, +1 r->s)
     return 1 if flip == -1 else 2

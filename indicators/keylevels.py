@@ -47,6 +47,7 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
+from data import jit
 from data.frame import DataError, timeframe_length, timeframe_of, to_canonical
 from data.resample import period_start
 from indicators.htf import weekly_ema
@@ -167,7 +168,7 @@ def _consolidate(sf: np.ndarray, si: np.ndarray, atr: np.ndarray, close: np.ndar
     # the bar's ATR as a fraction of its close, applied at each zone's own price: volatility in
     # percent, so zones far below (years-old, cheaper) are not merged by today's dollar ATR
     a = atr[bar] / close[bar] * centre
-    grp = _groups(bar, low, high, p.merge_atr * a, p.max_width_atr * a)
+    grp = jit.call(_groups, bar, low, high, p.merge_atr * a, p.max_width_atr * a, work=len(bar))
     start = np.flatnonzero(np.r_[True, grp[1:] != grp[:-1]])  # rows are grouped contiguously
 
     def total(x: np.ndarray) -> np.ndarray:

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field, fields, replace
 import numpy as np
 import pandas as pd
 
+from data import jit
 from data.frame import DataError, like_input, to_canonical
 from indicators._engine import KIND_HIGH, KIND_LOW, level_engine
 from indicators.core import atr as ta_atr
@@ -255,11 +256,11 @@ def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
     buf = c * p.buffer_pct / 100.0 if p.buffer_pct is not None else atr * p.buffer_atr
     window = max(p.retest_bars, p.confirm_closes)
     snap = np.zeros(0, np.bool_) if snap is None else np.ascontiguousarray(snap, dtype=np.bool_)
-    out = level_engine(h, lo, c, v, relative_volume(v, p.volume_bars), ph, piv.pivot_high_bar, pl,
-                  piv.pivot_low_bar, np.ascontiguousarray(tol_h), np.ascontiguousarray(tol_l),
-                  np.ascontiguousarray(pad_h), np.ascontiguousarray(pad_l),
-                  np.ascontiguousarray(buf), p.min_touches, p.confirm_closes, window, want_bars,
-                  snap, int(snap_limit))
+    out = jit.call(level_engine, h, lo, c, v, relative_volume(v, p.volume_bars), ph,
+                   piv.pivot_high_bar, pl, piv.pivot_low_bar, np.ascontiguousarray(tol_h),
+                   np.ascontiguousarray(tol_l), np.ascontiguousarray(pad_h),
+                   np.ascontiguousarray(pad_l), np.ascontiguousarray(buf), p.min_touches,
+                   p.confirm_closes, window, want_bars, snap, int(snap_limit), work=len(c))
     return out, atr, piv
 
 

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from data import jit
 from data.frame import DataError
 
 __all__ = ["DEFAULT_TIERS_FILE", "MarginModel", "Survival", "Tier", "liquidated_above",
@@ -283,7 +284,8 @@ def survival(low: np.ndarray, high: np.ndarray, close: np.ndarray, entries: np.n
     levs = np.asarray(leverages, dtype=np.float64)
     levels = np.ascontiguousarray(liquidation_prices(side, prices[:, None], levs[None, :], model))
     path = np.ascontiguousarray(low if side > 0 else high, dtype=np.float64)
-    liq, ext = _survival_nb(path, entries, ends, float(side), levels)
+    liq, ext = jit.call(_survival_nb, path, entries, ends, float(side), levels,
+                        work=len(path) + levels.size)
     extreme = np.where(ext >= 0, path[np.maximum(ext, 0)], np.nan)
     max_lev = np.where(ext >= 0, max_leverage_survived(side, prices, extreme, model), np.nan)
     return Survival(liq, ext, extreme, max_lev)

@@ -26,6 +26,8 @@ import numba as nb
 import numpy as np
 import pandas as pd
 
+from data import jit
+
 __all__ = ["PivotArrays", "pivots"]
 
 
@@ -91,7 +93,7 @@ def pivot_arrays(high: np.ndarray, low: np.ndarray, left: int = 5, right: int = 
         raise ValueError(
             f"pivots: high and low must be 1-D and the same length, got {h.shape} and {lo.shape}"
         )
-    return PivotArrays(*_pivot_kernel(h, lo, int(left), int(right)))
+    return PivotArrays(*jit.call(_pivot_kernel, h, lo, int(left), int(right), work=len(h)))
 
 
 def pivots(

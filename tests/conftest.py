@@ -7,6 +7,7 @@ depends on ``../shared``, so no test skips for missing data.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,6 +15,10 @@ import pandas as pd
 import pytest
 
 from data.frame import to_canonical
+
+# Tests exercise the compiled kernels (subprocesses inherit this); data.jit's first-run path
+# that interprets them is tested on its own (tests/test_jit.py).
+os.environ["BTC_BACKTEST_JIT"] = "compile"
 
 REPO = Path(__file__).resolve().parents[1]
 BUNDLED = REPO / "data" / "bundled"

@@ -88,6 +88,7 @@ from numba import njit
 from backtests.config import BacktestConfig
 from backtests.results import EXIT_REASONS, OPEN_EXITS, TRADE_DTYPES, BacktestResult
 from backtests.warmup import warmup_report, window_start
+from data import jit
 from data.frame import timeframe_of, to_canonical
 from indicators.liquidation import liquidation_distance_pct
 from strategies.base import STOP_KINDS, ExitRules, Signals, Strategy
@@ -341,7 +342,7 @@ _SIG_RECORD = nb.int64(nb.float64[:, ::1], *[nb.int64] * 5, *[nb.float64] * 6, n
                        nb.float64, nb.float64)
 
 
-@njit(_SIG_RECORD, cache=True)
+@jit.typed(_SIG_RECORD)
 def _record(trades, nt, sbar, ebar, k, side, q, pe, px, efee, xfee, fund, reason,
             liq, istop):  # pragma: no cover - compiled
     """Write one closed trade as row ``nt`` of ``trades`` (:data:`RAW_COLUMNS`); returns nt+1."""
@@ -653,7 +654,8 @@ def simulate_valid(df: pd.DataFrame, signals: Signals, config: BacktestConfig
     """:func:`simulate` on signals already validated against ``df`` (``Signals.validate``,
     e.g. by :func:`prepare`, then cut by :func:`trading_window`): checking 1M bars twice costs
     ~2 ms of a ~30 ms run."""
-    equity, raw = simulate_nb(kernel_inputs(market_arrays(df, config), signals, config))
+    equity, raw = jit.call(simulate_nb, kernel_inputs(market_arrays(df, config), signals, config),
+                           work=len(df))
     trades = build_trades(df, raw, config, signals.tags)
     # copy=False: pandas 3 copies a NumPy array into a Series by default; this one is fresh
     return trades, pd.Series(equity, index=df.index, name="equity", copy=False)
@@ -715,8 +717,8 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
     # Contiguous copies: a column of ``raw`` is a strided view unless there are 0 or 1 trades,
     # and each layout is its own compiled specialisation (the audit's short cuts compiled a
     # second one, ~1 s on a cold cache).
-    mae, mfe = _excursions(lo, hi, ebar, xbar, side, np.ascontiguousarray(pe),
-                           np.ascontiguousarray(px))
+    mae, mfe = jit.call(_excursions, lo, hi, ebar, xbar, side, np.ascontiguousarray(pe),
+                        np.ascontiguousarray(px), work=len(lo))
     idx = df.index
     tag_col = (np.asarray(tags, dtype=object)[r["signal_bar"].astype(np.int64)]
                if tags is not None else np.full(len(raw), None, dtype=object))
