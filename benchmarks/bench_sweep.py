@@ -50,6 +50,7 @@ from backtests.tuning.executors import ProcessExecutor, SerialExecutor, evaluate
 from backtests.tuning.space import grid, random_space  # noqa: E402
 from backtests.tuning.sweep import run_sweep  # noqa: E402
 from data.loaders import load  # noqa: E402
+from indicators import rsi as ind_rsi  # noqa: E402
 from strategies.base import Param, Signals, Strategy  # noqa: E402
 
 SHARED = Path(os.environ.get("BTC_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -72,7 +73,10 @@ class RsiRule(Strategy):
     }
 
     def signals(self, df: pd.DataFrame) -> Signals:
-        rsi = talib.RSI(df["close"].to_numpy(), self.p.period)
+        # indicators.rsi is talib.RSI bit for bit; in a sweep each period's RSI is computed
+        # once and shared by the sets with that period (indicators.memo), as vectorbt's users
+        # compute one RSI per period for all threshold columns.
+        rsi = ind_rsi(df["close"].to_numpy(), self.p.period)
         prev = np.r_[np.nan, rsi[:-1]]
         cross = (rsi > self.p.oversold) & (prev <= self.p.oversold)
         return Signals.from_entries(np.where(cross, 1, 0),

@@ -37,7 +37,9 @@ adds:
     (a wrong value that looks valid). Fill or drop the gap first.
 
 Performance: the checks are one vectorised ``isfinite`` pass over the input, so the wrapper costs
-a few percent over raw TA-Lib (see ``benchmarks/bench_indicators.py``).
+a few percent over raw TA-Lib (see ``benchmarks/bench_indicators.py``). Inside a sweep the
+functions are shared between parameter sets (:mod:`indicators.memo`): a call on the sweep's own
+candles with a period another set used already returns a copy of that result.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from typing import TYPE_CHECKING, TypeVar, overload
 import numpy as np
 
 from data.errors import DataError
+from indicators.memo import memoised
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -183,6 +186,7 @@ def _wrap(out: np.ndarray, index: pd.Index | None, name: str) -> np.ndarray | pd
 def rsi(close: np.ndarray, period: int = 14) -> np.ndarray: ...
 @overload
 def rsi(close: pd.Series, period: int = 14) -> pd.Series: ...
+@memoised
 def rsi(close: np.ndarray | pd.Series, period: int = 14) -> np.ndarray | pd.Series:
     """Wilder's Relative Strength Index, exactly as ``talib.RSI``.
 
@@ -207,6 +211,7 @@ def rsi(close: np.ndarray | pd.Series, period: int = 14) -> np.ndarray | pd.Seri
 def ema(close: np.ndarray, period: int) -> np.ndarray: ...
 @overload
 def ema(close: pd.Series, period: int) -> pd.Series: ...
+@memoised
 def ema(close: np.ndarray | pd.Series, period: int) -> np.ndarray | pd.Series:
     """Exponential moving average, exactly as ``talib.EMA``.
 
@@ -233,6 +238,7 @@ def ema(close: np.ndarray | pd.Series, period: int) -> np.ndarray | pd.Series:
 def sma(close: np.ndarray, period: int) -> np.ndarray: ...
 @overload
 def sma(close: pd.Series, period: int) -> pd.Series: ...
+@memoised
 def sma(close: np.ndarray | pd.Series, period: int) -> np.ndarray | pd.Series:
     """Simple moving average of the last ``period`` values, exactly as ``talib.SMA``.
 
@@ -254,6 +260,7 @@ def atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int = 14) 
 def atr(high: pd.Series, low: pd.Series, close: pd.Series, period: int = 14) -> pd.Series: ...
 @overload
 def atr(high: pd.DataFrame, low: int = 14) -> pd.Series: ...
+@memoised
 def atr(
     high: np.ndarray | pd.Series | pd.DataFrame,
     low: np.ndarray | pd.Series | int | None = None,

@@ -104,18 +104,49 @@ def results_table(param_sets: Sequence[Params], metrics: Sequence[dict], metric:
                   ascending: bool = False, trials: Sequence[int] | None = None) -> pd.DataFrame:
     """One row per set: ``trial`` (``trials[i]``, default the position ``i``), the parameters,
     then scalar metrics; stably sorted by ``metric`` (NaN last)."""
-    rows = []
-    ids = range(len(param_sets)) if trials is None else trials
-    for i, p, m in zip(ids, param_sets, metrics, strict=True):
-        row = {"trial": i, **p}
-        row.update({k: v for k, v in m.items() if np.isscalar(v) and not k.startswith("_")})
-        rows.append(row)
-    table = pd.DataFrame(rows)
+    ids = list(range(len(param_sets)) if trials is None else trials)
+    if len(ids) != len(param_sets) or len(metrics) != len(param_sets):
+        raise ValueError(f"{len(param_sets)} parameter sets, {len(metrics)} metric dicts and "
+                         f"{len(ids)} trial ids: one each per set")
+    table = _columns_table(ids, param_sets, metrics)
+    if table is None:  # sets or metrics with different keys: row by row, missing ones NaN
+        rows = []
+        for i, p, m in zip(ids, param_sets, metrics, strict=True):
+            row = {"trial": i, **p}
+            row.update({k: v for k, v in m.items() if np.isscalar(v) and not k.startswith("_")})
+            rows.append(row)
+        table = pd.DataFrame(rows)
     if metric not in table.columns:
         raise ValueError(f"unknown metric {metric!r}; available: "
                          f"{sorted(c for c in table.columns if c != 'trial')}")
     return table.sort_values(metric, ascending=ascending, kind="mergesort",
                              na_position="last").reset_index(drop=True)
+
+
+def _columns_table(ids: list[int], param_sets: Sequence[Params], metrics: Sequence[dict]
+                   ) -> pd.DataFrame | None:
+    """:func:`results_table`'s frame built column by column (a sweep's sets all have the same
+    keys; 240 rows: ~1 ms instead of ~5 ms row by row), or None when the sets or the metric
+    dicts differ in their keys or a metric is scalar in some rows only."""
+    if not param_sets:
+        return None
+    p_keys, m_keys = list(param_sets[0]), list(metrics[0])
+    if any(list(p) != p_keys for p in param_sets) or any(list(m) != m_keys for m in metrics):
+        return None
+    cols: dict[str, list] = {"trial": ids}
+    for k in p_keys:
+        cols[k] = [p[k] for p in param_sets]
+    for k in m_keys:
+        if k.startswith("_"):
+            continue
+        values = [m[k] for m in metrics]
+        scalar = [np.isscalar(v) for v in values]
+        if not all(scalar):
+            if any(scalar):
+                return None
+            continue
+        cols[k] = values
+    return pd.DataFrame(cols)
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
@@ -238,9 +269,10 @@ def run_sweep(
     table = results_table(param_sets, metrics, metric, trials=trials)
     returns = None
     if keep_returns:
-        returns = pd.DataFrame({str(i): m["_returns"] for i, m in zip(trials, metrics,
-                                                                       strict=True)},
-                               index=df.index[lo + 1:end])
+        # One (T, N) block: 240 columns as a dict of arrays took ~5 ms to become a frame.
+        returns = pd.DataFrame(np.column_stack([m["_returns"] for m in metrics]),
+                               index=df.index[lo + 1:end],
+                               columns=pd.Index([str(i) for i in trials]))
     # Re-run the best few through the engine proper: reports show them without recomputing.
     window = df.iloc[:end]
     equity = {}

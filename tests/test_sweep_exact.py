@@ -1,0 +1,194 @@
+"""A sweep's results are exactly those of running every parameter set on its own.
+
+:func:`run_sweep` takes shortcuts (indicator results shared between sets, one compiled signal
+check and one compiled metrics call per set, the results table built column by column, PBO's
+running block sums); these tests compute the same sets the straightforward way (each strategy
+built, its signals computed, validated and simulated on their own, then
+:func:`~backtests.tuning.evaluate.raw_metrics`, ``Signals.validate``, a row-by-row table and the
+PBO of a plain returns matrix) on real daily candles and require every metric of every set, the
+DSR and the PBO to be equal, bit for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests.config import BacktestConfig
+from backtests.engines.fast import (
+    R_PARTIAL,
+    RAW_COLUMNS,
+    kernel_inputs,
+    market_arrays,
+    run_fast,
+    simulate_nb,
+)
+from backtests.metrics import CORE_KEYS, YEAR, bar_returns_array, periods_per_year
+from backtests.tuning.evaluate import (
+    BacktestPayload,
+    checked_signals,
+    evaluate_backtest,
+    raw_metrics,
+    window_metrics,
+)
+from backtests.tuning.space import grid
+from backtests.tuning.sweep import results_table, run_sweep, selection_statistics
+from data.frame import timeframe_of
+from indicators import rsi
+from strategies.base import ExitRules, Param, Signals, Strategy
+
+
+class RsiRule(Strategy):
+    """RSI crosses back above ``oversold``: long; RSI above ``overbought``: exit; 8 % stop."""
+
+    name = "rsi_rule_test"
+    params: ClassVar[dict[str, Param]] = {
+        "period": Param(14, "RSI period, bars", int, min=2),
+        "oversold": Param(30.0, "RSI level"),
+        "overbought": Param(70.0, "RSI level"),
+        "partial": Param(False, "take half off 6 % above the entry", bool),
+    }
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        close = df["close"].to_numpy()
+        r = rsi(close, self.p.period)
+        prev = np.r_[np.nan, r[:-1]]
+        cross = (r > self.p.oversold) & (prev <= self.p.oversold)
+        exits = ExitRules(partial_pct=0.06, partial_size=0.5) if self.p.partial else None
+        return Signals.from_entries(np.where(cross, 1, 0), exit=(r > self.p.overbought) & ~cross,
+                                    stop=close * 0.92, exits=exits)
+
+
+def _nan_equal(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return a == b
+
+
+def _straightforward(df: pd.DataFrame, space: list[dict], cfg: BacktestConfig
+                     ) -> tuple[list[dict], np.ndarray]:
+    """Every set on its own: signals, Signals.validate, the kernel, raw_metrics and the
+    per-bar returns (numpy), no sharing between sets."""
+    tf = timeframe_of(df)
+    market = market_arrays(df, cfg, tf)
+    years = (df.index.asi8[-1] - df.index.asi8[0]) / YEAR.value
+    rows, returns = [], []
+    for p in space:
+        sig = RsiRule(**p).signals(df).validate(len(df))
+        equity, raw = simulate_nb(kernel_inputs(market, sig, cfg))
+        rows.append(raw_metrics(equity, raw, years, periods_per_year(tf), cfg.cash))
+        returns.append(bar_returns_array(equity))
+    return rows, np.column_stack(returns)
+
+
+def test_sweep_equals_each_set_run_on_its_own(btc_daily: pd.DataFrame) -> None:
+    cfg = BacktestConfig(cash=10_000.0, commission=0.001, mode="long")
+    # periods repeat across thresholds, so the sweep shares RSIs; partial exits take the
+    # metrics path that folds positions
+    space = grid({"period": [7, 14, 21], "oversold": [25.0, 30.0, 35.0],
+                  "overbought": [65.0, 75.0], "partial": [False, True]})
+    res = run_sweep(btc_daily, RsiRule, space, cfg, executor="serial", top=0)
+    rows, returns = _straightforward(btc_daily, space, cfg)
+    assert min(r["n_trades"] for r in rows) >= 5
+    ref_table = pd.DataFrame([{"trial": i, **p, **r} for i, (p, r)
+                              in enumerate(zip(space, rows, strict=True))])
+    ref_table = ref_table.sort_values("sharpe", ascending=False, kind="mergesort",
+                                      na_position="last").reset_index(drop=True)
+    pd.testing.assert_frame_equal(res.table, ref_table, check_exact=True)
+    np.testing.assert_array_equal(res.returns.to_numpy(), returns)
+    ref_stats = selection_statistics(ref_table, pd.DataFrame(returns))
+    assert set(res.overfit) == set(ref_stats)
+    for k, v in ref_stats.items():
+        assert _nan_equal(res.overfit[k], v), k
+    assert 0.0 <= res.overfit["pbo"] <= 1.0 and res.overfit["pbo_splits"] == 16
+    # and the full engine (trade table, compute_metrics) agrees with a few rows
+    for trial in (0, 5, 29):
+        full = run_fast(btc_daily, RsiRule(**space[trial]), cfg).metrics
+        row = res.table.set_index("trial").loc[trial]
+        for k in CORE_KEYS:
+            if k in full:
+                assert row[k] == pytest.approx(full[k], rel=1e-12, abs=1e-12, nan_ok=True), k
+
+
+def test_one_worker_and_two_give_the_same_sweep(btc_daily: pd.DataFrame) -> None:
+    cfg = BacktestConfig(cash=10_000.0, commission=0.001, mode="long")
+    space = grid({"period": [9, 14], "oversold": [25.0, 30.0], "overbought": [70.0, 75.0]})
+    one = run_sweep(btc_daily, RsiRule, space, cfg, executor="serial", top=0)
+    two = run_sweep(btc_daily, RsiRule, space, cfg, workers=2, chunk_size=3, top=0)
+    pd.testing.assert_frame_equal(one.table, two.table, check_exact=True)
+    assert one.overfit == two.overfit
+
+
+def test_windowed_sweep_row_with_partial_exits_equals_raw_metrics(btc_daily: pd.DataFrame
+                                                                  ) -> None:
+    cfg = BacktestConfig(cash=10_000.0, commission=0.001, mode="long")
+    pay = BacktestPayload(df=btc_daily, strategy_cls=RsiRule, config=cfg, start=900,
+                          end=2900, keep_returns=True)
+    for partial in (False, True):
+        row = evaluate_backtest(pay, {"partial": partial})
+        sig = RsiRule(partial=partial).signals(pay.frame()).validate(2900)
+        sig.entry[:899] = 0
+        sig.exit[:899] = False
+        equity, raw = simulate_nb(kernel_inputs(pay.market(), sig, cfg))
+        assert (raw[:, RAW_COLUMNS.index("reason")] == R_PARTIAL).any() == partial
+        eq = equity[899:]
+        ref = raw_metrics(eq, raw, *pay.span(), cfg.cash, offset=899)
+        assert {k: row[k] for k in ref} == pytest.approx(ref, rel=0, abs=0, nan_ok=True)
+        np.testing.assert_array_equal(row["_returns"], bar_returns_array(eq))
+        assert window_metrics(pay, equity, raw).keys() == row.keys()
+
+
+def test_checked_signals_is_validate(btc_daily: pd.DataFrame) -> None:
+    n = 50
+    close = btc_daily["close"].to_numpy()[:n]
+    good = Signals.from_entries(np.r_[1, np.zeros(n - 1, dtype=int)], stop=close * 0.9,
+                                target=np.full(n, np.nan))
+    fast, slow = checked_signals(good, n), good.validate(n)
+    for name in ("entry", "exit", "stop", "target"):
+        a, b = getattr(fast, name), getattr(slow, name)
+        assert a.dtype == b.dtype and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, b)
+    assert (fast.max_bars, fast.tags, fast.exits) == (slow.max_bars, slow.tags, slow.exits)
+    # other dtypes are converted as validate converts them
+    loose = Signals(entry=np.zeros(n, dtype=np.int64), exit=np.zeros(n, dtype=np.int64),
+                    stop=np.full(n, 100, dtype=np.int32), target=np.full(n, np.nan))
+    assert checked_signals(loose, n).stop.dtype == np.float64
+    # bad values: validate's own errors
+    for field, value, msg in (("entry", 2, "entry must be -1, 0 or"),
+                              ("entry", -2, "entry must be -1, 0 or"),
+                              ("stop", -1.0, "stop must be a positive"),
+                              ("stop", 0.0, "stop must be a positive"),
+                              ("stop", np.inf, "stop must be a positive"),
+                              ("target", -np.inf, "target must be a positive")):
+        sig = Signals.from_entries(np.zeros(n, dtype=int))
+        getattr(sig, field)[7] = value
+        with pytest.raises(ValueError, match=msg):
+            checked_signals(sig, n)
+    with pytest.raises(ValueError, match="one value per bar"):
+        checked_signals(Signals.from_entries(np.zeros(n - 1, dtype=int)), n)
+
+
+def test_results_table_by_columns_equals_row_by_row() -> None:
+    params = [{"a": 1, "b": 2.5, "on": True, "kind": "x"},
+              {"a": 3, "b": 1.0, "on": False, "kind": "y"},
+              {"a": 2, "b": 0.5, "on": True, "kind": "x"}]
+    metrics = [{"sharpe": 1.0, "n_trades": 4, "_returns": np.zeros(3)},
+               {"sharpe": float("nan"), "n_trades": 0, "_returns": np.zeros(3)},
+               {"sharpe": 1.0, "n_trades": 7, "_returns": np.zeros(3)}]
+    table = results_table(params, metrics, "sharpe", trials=[4, 5, 9])
+    rows = pd.DataFrame([{"trial": t, **p, **{k: v for k, v in m.items() if k[0] != "_"}}
+                         for t, p, m in zip([4, 5, 9], params, metrics, strict=True)])
+    ref = rows.sort_values("sharpe", ascending=False, kind="mergesort",
+                           na_position="last").reset_index(drop=True)
+    pd.testing.assert_frame_equal(table, ref, check_exact=True)
+    assert table["trial"].tolist() == [4, 9, 5]  # ties keep set order, NaN last
+    # sets with different keys: row by row, a missing value is NaN
+    mixed = results_table([{"a": 1}, {"a": 2, "b": 3}], [{"sharpe": 1.0}, {"sharpe": 2.0}],
+                          "sharpe")
+    assert mixed["trial"].tolist() == [1, 0] and math.isnan(mixed["b"].iloc[1])
+    with pytest.raises(ValueError, match="one each per set"):
+        results_table(params, metrics[:2], "sharpe")
