@@ -269,10 +269,13 @@ def run_sweep(
     table = results_table(param_sets, metrics, metric, trials=trials)
     returns = None
     if keep_returns:
-        # One (T, N) block: 240 columns as a dict of arrays took ~5 ms to become a frame.
-        returns = pd.DataFrame(np.column_stack([m["_returns"] for m in metrics]),
+        # One block, a row per trial (pandas keeps a frame's columns as rows): 240 arrays
+        # took ~7 ms to become a frame as a dict or np.column_stack, ~1 ms this way. The
+        # layout (each trial's returns contiguous) is the one the dict gave, so PBO's block
+        # sums run in the same order.
+        returns = pd.DataFrame(np.stack([m["_returns"] for m in metrics]).T,
                                index=df.index[lo + 1:end],
-                               columns=pd.Index([str(i) for i in trials]))
+                               columns=pd.Index([str(i) for i in trials]), copy=False)
     # Re-run the best few through the engine proper: reports show them without recomputing.
     window = df.iloc[:end]
     equity = {}
