@@ -130,11 +130,12 @@ def run_ours_fast(df: pd.DataFrame) -> pd.DataFrame:
 
 def run_ours_fast_core(df: pd.DataFrame) -> pd.DataFrame:
     """Our fast engine without the result object: signals + simulation + trade table only
-    (no buy-and-hold, fingerprint or metrics), the work comparable to vectorbt's."""
-    from backtests.engines.fast import prepare, simulate
+    (no buy-and-hold, fingerprint or metrics), the work comparable to vectorbt's; as
+    ``run_fast`` does it: ``prepare`` checks the signals, the simulation takes them as checked."""
+    from backtests.engines.fast import prepare, simulate_valid
 
     cfg = _our_config()
-    trades, _ = simulate(df, prepare(df, RsiBounce(), cfg), cfg)
+    trades, _ = simulate_valid(df, prepare(df, RsiBounce(), cfg), cfg)
     return trades[["entry_bar", "exit_bar", "entry_price", "exit_price"]]
 
 

@@ -337,3 +337,26 @@ def test_fingerprint_is_sha256_of_the_documented_bytes_and_cached_by_contents(mo
     # ... and changing it back gives the first digest again.
     df.iloc[7, 1] = np.nextafter(df.iloc[7, 1], -np.inf)
     assert data_fingerprint(df)["sha256"] == before
+
+
+@pytest.mark.parametrize("parallel_from", [0, 1 << 40], ids=["two_threads", "one_thread"])
+def test_fingerprint_cache_key_sees_a_change_in_any_column(monkeypatch, parallel_from):
+    # large frames hash the two halves of the columns in two threads: a change in a column of
+    # either half (open: first; volume: second) or in the index is new contents either way
+    import backtests.results as results
+
+    monkeypatch.setattr(results, "_PARALLEL_BYTES", parallel_from)
+    df = _prices()
+    ref = data_fingerprint(df)["sha256"]
+    calls = []
+    real = hashlib.sha256
+    monkeypatch.setattr(hashlib, "sha256", lambda *a: calls.append(1) or real(*a))
+    assert data_fingerprint(df.copy())["sha256"] == ref and calls == []
+    for col in ("open", "volume"):
+        changed = df.copy()
+        changed.iloc[-1, changed.columns.get_loc(col)] *= 1.5
+        assert data_fingerprint(changed)["sha256"] != ref, col
+    later = df.copy()
+    later.index = later.index + pd.Timedelta(seconds=1)
+    assert data_fingerprint(later)["sha256"] != ref
+    assert len(calls) == 3
