@@ -11,8 +11,10 @@ only. Columns:
   simulation, trades, equity, metrics); the default ``target="level"`` ranks the zone set at every
   candidate bar (:func:`indicators.keylevels.level_history`), which grows with bars x zones: see
   ``--level-targets``;
-* ``bytes/bar``: peak memory allocated during the backtest (``tracemalloc``: numpy and pandas
-  buffers included) divided by the bars, the candles themselves excluded (they exist before).
+* ``peak bytes/bar``: peak memory allocated during the backtest (``tracemalloc``: numpy and
+  pandas buffers included) divided by the bars, the candles themselves excluded (they exist
+  before); ``kept bytes/bar``: what the finished result still holds (equity, buy and hold, the
+  trades, the indicator frame as the result keeps it: :mod:`backtests.perbar`).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_scale.py [--max-bars 2000000] [--level-targets]``.
 Sizes are 250k, 1M, 2M, 5M and 10M bars up to ``--max-bars`` (default 2M: about a minute on a
@@ -58,15 +60,18 @@ def timed(fn) -> tuple[float, float, object]:
     return time.perf_counter() - w, time.process_time() - c, out
 
 
-def peak_bytes(fn) -> int:
-    """Peak bytes allocated (tracemalloc) while ``fn`` runs, above what was allocated before."""
+def peak_bytes(fn) -> tuple[int, int]:
+    """``(peak, kept)``: bytes allocated (tracemalloc) at the peak while ``fn`` runs and still
+    held by its return value after it, above what was allocated before."""
     gc.collect()
     tracemalloc.start()
     base = tracemalloc.get_traced_memory()[0]
-    fn()
-    peak = tracemalloc.get_traced_memory()[1]
+    out = fn()
+    gc.collect()
+    kept, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    return peak - base
+    del out
+    return peak - base, kept - base
 
 
 def row(df: pd.DataFrame, memory: bool) -> str:
@@ -74,9 +79,12 @@ def row(df: pd.DataFrame, memory: bool) -> str:
     w1, c1, res = timed(lambda: flips(df))
     strat = Breakdown(target="r_multiple")
     w2, c2, r = timed(lambda: run(df, strat))
-    per_bar = f"{peak_bytes(lambda: run(df, strat)) / n:,.0f}" if memory else "-"
+    trades = len(r.trades)
+    del r  # not held while the memory is measured
+    peak, kept = peak_bytes(lambda: run(df, strat)) if memory else (None, None)
+    per_bar = f"{peak / n:,.0f} | {kept / n:,.0f}" if memory else "- | -"
     return (f"| {n:,} | {w1:.2f} | {c1:.2f} | {c1 / n * 1e9:,.0f} | {len(res.events):,} | "
-            f"{w2:.2f} | {c2:.2f} | {c2 / n * 1e9:,.0f} | {len(r.trades):,} | {per_bar} | "
+            f"{w2:.2f} | {c2:.2f} | {c2 / n * 1e9:,.0f} | {trades:,} | {per_bar} | "
             f"{load()} |")
 
 
@@ -87,7 +95,7 @@ def level_target_rows(df: pd.DataFrame, sizes: tuple[int, ...]) -> list[str]:
     for n in sizes:
         d = df.iloc[:n]
         w, c, _ = timed(lambda d=d: run(d, Breakdown()))
-        mem = peak_bytes(lambda d=d: run(d, Breakdown()))
+        mem = peak_bytes(lambda d=d: run(d, Breakdown()))[0]
         out.append(f"| {n:,} | {w:.2f} | {c:.2f} | {c / n * 1e9:,.0f} | {mem / n:,.0f} | "
                    f"{load()} |")
     return out
@@ -109,8 +117,8 @@ def main() -> None:
     flips(warm)
     run(warm, Breakdown(target="r_multiple"))  # compile / load the numba cache outside timing
     rows = ["| bars | S/R + flips wall s | CPU s | CPU ns/bar | events | backtest wall s | "
-            "CPU s | CPU ns/bar | trades | peak bytes/bar | load |",
-            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+            "CPU s | CPU ns/bar | trades | peak bytes/bar | kept bytes/bar | load |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in sizes:
         rows.append(row(df.iloc[:n], not args.no_memory))
         print(rows[-1], flush=True)

@@ -1,0 +1,109 @@
+"""backtests.perbar: per-bar frames held compactly read back bit for bit, and a result keeps
+its indicator frame in far fewer bytes than the dense frame."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from backtests.perbar import compact
+from tests.lookahead import ohlc_frame
+
+
+def _bits_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert a.columns.equals(b.columns) and a.columns.name == b.columns.name
+    assert list(a.dtypes) == list(b.dtypes) and a.attrs == b.attrs
+    for c in a.columns:
+        x, y = a[c].to_numpy(), b[c].to_numpy()
+        if x.dtype == np.float64:  # NaN payloads and the sign of zero too
+            assert np.array_equal(x.view(np.int64), y.view(np.int64)), c
+
+
+def _zone_frame(n: int = 5000, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    idx = pd.date_range("2024-01-01", periods=n, freq="1min", tz="UTC", name="timestamp")
+    zone = np.repeat(rng.integers(0, 40, n // 10), 10)  # 40 zones, each holds 10 bars
+    centre = 100.0 + zone
+    centre[:50] = np.nan  # warm-up
+    df = pd.DataFrame({
+        "close": 100 + rng.standard_normal(n).cumsum(),
+        "support": centre, "support_low": centre - 0.5, "support_high": centre + 0.5,
+        "flag": rng.random(n) < 0.1,
+        "state": pd.Categorical(rng.choice(["a", "b"], n)),
+        "flat": np.full(n, np.nan),
+        "steps": np.repeat(np.arange(n // 500, dtype=float), 500),
+        "rare": np.where(np.arange(n) % 1000 == 0, -0.0, 0.0),
+    }, index=idx)
+    df.columns.name = "column"
+    df.attrs["source"] = "test"
+    return df
+
+
+def test_round_trip_is_bit_for_bit_and_compact():
+    df = _zone_frame()
+    cf = compact(df)
+    names = list(df.columns)
+    assert [names[w[0]] for w in cf.zones] == ["support"]
+    assert {names[i] for i in cf.runs} >= {"flat", "steps", "rare"}
+    assert next(iter(cf.zones.values()))[1].shape == (41, 3)  # 40 zones and the NaN warm-up
+    _bits_equal(cf.frame(), df)
+    dense = df.memory_usage(index=False).sum()
+    assert cf.nbytes < 0.45 * dense
+    assert cf.frame() is not cf.frame()  # a new frame each time: changing one changes nothing
+
+
+def test_a_centre_with_two_bands_stays_dense():
+    df = _zone_frame()
+    df.iloc[3000, df.columns.get_loc("support_low")] -= 0.25  # same centre, another band
+    cf = compact(df)
+    assert not cf.zones and df.columns.get_loc("support_low") in cf.dense
+    _bits_equal(cf.frame(), df)
+
+
+@pytest.mark.parametrize("frame", [
+    pd.DataFrame(),
+    pd.DataFrame(index=pd.date_range("2024-01-01", periods=3, tz="UTC")),
+    pd.DataFrame({"x": [1.0]}),
+    pd.DataFrame(np.ones((50, 2)), columns=["a", "a"]),
+    pd.DataFrame({"x_low": np.arange(200.0), "x": np.arange(200.0), 7: np.zeros(200)}),
+], ids=["empty", "index_only", "one_row", "duplicate_names", "odd_names"])
+def test_edge_frames_read_back_unchanged(frame):
+    _bits_equal(compact(frame).frame(), frame)
+
+
+def test_a_column_of_a_larger_block_is_copied_unless_shared():
+    block = np.random.default_rng(3).standard_normal((4000, 6))
+    df = pd.DataFrame(block, columns=list("abcdef"))
+    base = np.asarray(df["a"].to_numpy())
+    while isinstance(base.base, np.ndarray):
+        base = base.base
+    kept = compact(df[["a", "b"]])
+    for v in kept.dense.values():  # the 6-column block can be freed once the frame goes
+        assert v.base is None or v.base.nbytes <= v.nbytes
+    shared = compact(df[["a"]], shared=df)
+    assert np.shares_memory(shared.dense[0], df["a"].to_numpy())
+
+
+def test_a_result_keeps_the_breakdown_indicators_compactly_and_saves_them_dense(tmp_path):
+    from backtests import run
+    from backtests.results import BacktestResult
+    from strategies.breakdown import Breakdown
+
+    df = ohlc_frame(20_000, "1m", seed=42, volatility=0.002)
+    strat = Breakdown(target="r_multiple")
+    res = run(df, strat)
+    dense = strat.signals(df).indicators  # the frame the run kept
+    _bits_equal(res.indicators, dense)
+    held = res._indicators
+    names = list(dense.columns)
+    assert {names[w[0]] for w in held.zones} == {"support", "resistance", "flipped_support",
+                                                 "flipped_resistance"}
+    assert held.nbytes < 0.5 * dense.memory_usage(index=False).sum()
+    # the Parquet file is the plain dense frame: read with pandas alone, equal to the columns
+    res.save(tmp_path)
+    plain = pd.read_parquet(tmp_path / "indicators.parquet")
+    pd.testing.assert_frame_equal(plain, dense, check_exact=True, check_freq=False)
+    back = BacktestResult.load(tmp_path)
+    assert back == res and back._indicators.zones.keys() == held.zones.keys()
