@@ -470,7 +470,9 @@ def position_stats(trades: pd.DataFrame) -> dict[str, float]:
     ret = trades["return_pct"].to_numpy(dtype=np.float64)
     side = trades["side"].to_numpy()
     n = len(pnl)
-    n_wins, gross_profit, gross_loss = pnl_stats(pnl)
+    # A fresh writable array whatever pandas hands out (a read-only view, or a new array for
+    # an empty table): one compiled specialisation, not one per flag.
+    n_wins, gross_profit, gross_loss = jit.call(pnl_stats, np.array(pnl), work=n)
     wins, losses = pnl[pnl > 0], pnl[pnl < 0]
     avg_win = _nan_if_empty(wins, np.mean)
     avg_loss = _nan_if_empty(losses, np.mean)

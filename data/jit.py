@@ -62,7 +62,8 @@ _twins: dict[Callable[..., Any], Callable[..., Any]] = {}
 _spent: dict[Dispatcher, int] = {}
 _ready: set[tuple[Dispatcher, tuple[Any, ...]]] = set()
 _pending: dict[tuple[str, str], set[tuple[Any, ...]]] = {}
-#: Per kernel ``module.name``: how many calls ran interpreted in this process (for tests/tools).
+#: Per kernel ``module.name``: calls the auto policy ran interpreted in this process (and queued
+#: for the background compile).
 interpreted: dict[str, int] = {}
 
 

@@ -22,48 +22,6 @@ from data import jit
 
 REPO = Path(__file__).resolve().parents[1]
 
-
-def _env(tmp_path: Path, mode: str, **extra: str) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), jit.ENV_VAR: mode,
-           "BTC_BACKTEST_CACHE": str(tmp_path / "cache"), **extra}
-    return env
-
-
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
-    code = "import sys; from backtests.cli import main; sys.argv[0] = 'btc-backtest'; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], env=env, cwd=cwd,
-                          capture_output=True, text=True, timeout=600, check=False)
-
-
-def test_interpreted_kernels_give_the_main_jobs_results_exactly(tmp_path):
-    """The main job (both strategies on the bundled daily data: levels, flips, key levels,
-    liquidation survival, the fast engine, metrics, the look-ahead audit) with every kernel
-    interpreted writes the same files as with every kernel compiled."""
-    from tests.conftest import real_path
-
-    outs = {}
-    for mode in ("compile", "interpret"):
-        outs[mode] = tmp_path / f"out-{mode}"
-        res = _cli(["run", "--data", str(real_path("1d_binance")), "--out", str(outs[mode])],
-                   _env(tmp_path / mode, mode), tmp_path)
-        assert res.returncode == 0, res.stderr[-2000:]
-    files = sorted(p.relative_to(outs["compile"]) for p in outs["compile"].rglob("*.parquet"))
-    assert len(files) >= 10
-    for rel in files:
-        assert (outs["compile"] / rel).read_bytes() == (outs["interpret"] / rel).read_bytes(), rel
-
-    def results(folder: Path) -> dict:
-        out = json.loads(folder.read_text())
-        out.pop("created")
-        out["checks"]["lookahead"].pop("audited_at")
-        return out
-
-    saved = sorted(p.relative_to(outs["compile"]) for p in outs["compile"].rglob("results.json"))
-    assert len(saved) == 2
-    for rel in saved:
-        assert results(outs["compile"] / rel) == results(outs["interpret"] / rel), rel
-
-
 _COLD_SCRIPT = textwrap.dedent("""
     import json, sys
     from numba.core import event
@@ -74,16 +32,17 @@ _COLD_SCRIPT = textwrap.dedent("""
         def on_end(self, ev):
             pass
     event.register("numba:compile", Listener())
-    import pandas as pd
     from data import jit
-    from indicators.levels import sr_levels
-    import backtests.engines.fast  # noqa: F401 - its import must compile nothing either
+    from backtests.cli import main
     on_import = list(compiled)
-    df = pd.read_csv(sys.argv[1], index_col=0, parse_dates=True)
-    out = sr_levels(df)
-    print(json.dumps({"on_import": on_import, "compiled": compiled,
-                      "interpreted": jit.interpreted,
-                      "checksum": float(out.fillna(0).to_numpy().sum())}))
+    report, args = sys.argv[1], sys.argv[2:]
+    sys.argv = ["btc-backtest", *args]
+    try:
+        main(standalone_mode=False)
+    finally:
+        with open(report, "w") as f:
+            json.dump({"on_import": on_import, "compiled": compiled,
+                       "interpreted": jit.interpreted}, f)
 """)
 
 
@@ -98,37 +57,60 @@ def _wait_for_exit(pid: int, timeout: float) -> None:
     raise AssertionError(f"background compile (pid {pid}) still running after {timeout} s")
 
 
-def test_a_cold_run_compiles_nothing_and_the_next_process_loads_machine_code(tmp_path):
-    """Empty numba cache, default policy: the imports and the S/R call compile nothing (the
-    engine runs interpreted); a detached process then caches it, and the next process runs the
-    compiled engine without compiling or interpreting anything, with the same result."""
-    from tests.conftest import real
+def _results(path: Path) -> dict:
+    """A saved results.json without what differs between two runs (when it was written)."""
+    out = json.loads(path.read_text())
+    out.pop("created")
+    for key in ("audited_at", "reused", "reused_from"):
+        out["checks"]["lookahead"].pop(key, None)
+    return out
 
-    csv = tmp_path / "daily.csv"
-    real("1d_binance").to_csv(csv)
+
+def test_a_cold_main_job_compiles_nothing_and_the_next_run_loads_identical_machine_code(
+        tmp_path):
+    """The main job (both strategies on the bundled daily data: levels, flips, key levels,
+    liquidation survival, the fast engine, metrics, the look-ahead audit) with an empty numba
+    cache and the default policy: importing and running compile nothing (the kernels run
+    interpreted); a detached process then caches them, and the next run compiles and interprets
+    nothing and writes the same files."""
+    from tests.conftest import real_path
+
     script = tmp_path / "cold.py"
     script.write_text(_COLD_SCRIPT)
-    env = _env(tmp_path, "auto", NUMBA_CACHE_DIR=str(tmp_path / "numba"))
+    env = {**os.environ, "PYTHONPATH": str(REPO), jit.ENV_VAR: "auto",
+           "BTC_BACKTEST_CACHE": str(tmp_path / "cache"),
+           "NUMBA_CACHE_DIR": str(tmp_path / "numba")}
 
-    def run() -> tuple[dict, str]:
-        res = subprocess.run([sys.executable, str(script), str(csv)], env=env, cwd=tmp_path,
-                             capture_output=True, text=True, timeout=600, check=False)
+    def run(name: str) -> tuple[dict, str]:
+        args = ["run", "--data", str(real_path("1d_binance")), "--out", str(tmp_path / name),
+                "--reaudit"]
+        res = subprocess.run([sys.executable, str(script), str(tmp_path / f"{name}.json"),
+                              *args], env=env, cwd=tmp_path, capture_output=True, text=True,
+                             timeout=600, check=False)
         assert res.returncode == 0, res.stderr[-2000:]
-        return json.loads(res.stdout.strip().splitlines()[-1]), res.stderr
+        return json.loads((tmp_path / f"{name}.json").read_text()), res.stderr
 
-    first, err = run()
+    first, err = run("cold")
     assert first["on_import"] == [] and first["compiled"] == []
-    assert first["interpreted"]["indicators._engine.level_engine"] == 1
-    assert first["interpreted"]["indicators.pivots._pivot_kernel"] == 1
+    assert {"indicators._engine.level_engine", "indicators.pivots._pivot_kernel",
+            "indicators.liquidation._survival_nb", "backtests.engines.fast.simulate_nb",
+            "backtests.metrics.metrics_pass"} <= set(first["interpreted"])
     assert "compiling them in the background" in err
-    pid = int(err.split("(pid ")[1].split(",")[0])
-    _wait_for_exit(pid, timeout=300)
+    _wait_for_exit(int(err.split("(pid ")[1].split(",")[0]), timeout=600)
     assert list((tmp_path / "numba").rglob("_engine.level_engine-*.nbc"))
 
-    second, err = run()
+    second, err = run("warm")
     assert second["compiled"] == [] and second["interpreted"] == {}
     assert "background" not in err
-    assert second["checksum"] == first["checksum"]
+    cold, warm = tmp_path / "cold", tmp_path / "warm"
+    files = sorted(p.relative_to(cold) for p in cold.rglob("*.parquet"))
+    assert len(files) >= 10
+    for rel in files:
+        assert (cold / rel).read_bytes() == (warm / rel).read_bytes(), rel
+    saved = sorted(p.relative_to(cold) for p in cold.rglob("results.json"))
+    assert len(saved) == 2
+    for rel in saved:
+        assert _results(cold / rel) == _results(warm / rel), rel
 
 
 _KERNEL_MODULE = textwrap.dedent("""
@@ -185,6 +167,14 @@ def test_the_compile_policy_never_interprets(cached_kernel, monkeypatch):
     monkeypatch.setenv(jit.ENV_VAR, "compile")
     assert jit.call(cached_kernel, np.ones(3), work=3) == 3.0
     assert cached_kernel.signatures and jit.interpreted == {}
+
+
+def test_the_interpret_policy_never_compiles_nor_queues_a_background_compile(cached_kernel,
+                                                                             monkeypatch):
+    monkeypatch.setenv(jit.ENV_VAR, "interpret")
+    big = np.ones(jit.MAX_WORK + 1)
+    assert jit.call(cached_kernel, big, work=len(big)) == len(big)
+    assert cached_kernel.signatures == [] and jit.interpreted == {}
 
 
 def test_a_kernel_in_the_cache_is_not_interpreted(cached_kernel):
