@@ -275,3 +275,26 @@ def test_pbo_complement_of_combination_c_is_combination_c_reversed() -> None:
         combos = list(combinations(range(s), s // 2))
         for c, comb in enumerate(combos):
             assert set(combos[len(combos) - 1 - c]) == set(range(s)) - set(comb)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_pbo_with_many_equal_columns_same_as_the_matrix_implementation(seed: int) -> None:
+    # Sweeps repeat series (sets that never trade, parameters that change nothing): equal
+    # columns are scored once and counted as many times as they occur; winners (the first of
+    # equal best columns), ranks and scores must not change.
+    rng = np.random.default_rng(100 + seed)
+    t, distinct = int(rng.integers(200, 1500)), int(rng.integers(2, 12))
+    base = rng.normal(0.0003, 0.01, size=(t, distinct)) * (rng.random((t, distinct)) < 0.4)
+    base[:, 0] = 0.0  # never traded
+    cols = rng.integers(0, distinct, size=int(rng.integers(distinct, 60)))
+    m = base[:, cols]
+    s = int(rng.choice([4, 8, 16]))
+    for metric in ("sharpe", "mean"):
+        res = probability_of_backtest_overfitting(m, n_splits=s, metric=metric)
+        ref = _matrix_pbo_before(m, s, metric)
+        np.testing.assert_array_equal(res.best_is_trial, ref["best"])
+        np.testing.assert_array_equal(res.logits, ref["logits"])
+        assert res.pbo == ref["pbo"]
+        np.testing.assert_allclose(res.is_performance, ref["is"], rtol=1e-12, atol=1e-300)
+        np.testing.assert_allclose(res.oos_performance, ref["oos"], rtol=1e-12, atol=1e-300)
+        assert res.n_trials == m.shape[1]

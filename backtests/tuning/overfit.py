@@ -285,18 +285,19 @@ def _argmax(row: np.ndarray) -> int:
 
 
 @njit(cache=True)
-def _judge(is_row: np.ndarray, oos_row: np.ndarray, c: int, best: np.ndarray,
-           below: np.ndarray, ties: np.ndarray, is_best: np.ndarray,
+def _judge(is_row: np.ndarray, oos_row: np.ndarray, c: int, weight: np.ndarray,
+           best: np.ndarray, below: np.ndarray, ties: np.ndarray, is_best: np.ndarray,
            oos_best: np.ndarray) -> None:
     """Combination ``c``: its in-sample winner (``np.argmax`` of ``is_row``), the winner's
-    scores in and out of sample, and how many out-of-sample scores are below / equal to it."""
+    scores in and out of sample, and how many out-of-sample scores are below / equal to it,
+    column ``i`` counting ``weight[i]`` times (the trials it stands for)."""
     b = _argmax(is_row)
     star = oos_row[b]
     lo = 0
     eq = 0
     for i in range(len(oos_row)):
-        lo += oos_row[i] < star
-        eq += oos_row[i] == star
+        lo += weight[i] * (oos_row[i] < star)
+        eq += weight[i] * (oos_row[i] == star)
     best[c] = b
     below[c] = lo
     ties[c] = eq
@@ -316,13 +317,16 @@ def _cscv_scores(scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     ties = np.empty(n_comb, dtype=np.intp)
     is_best = np.empty(n_comb)
     oos_best = np.empty(n_comb)
+    weight = np.ones(scores.shape[1], dtype=np.intp)
     for c in range(n_comb):
-        _judge(scores[c], scores[n_comb - 1 - c], c, best, below, ties, is_best, oos_best)
+        _judge(scores[c], scores[n_comb - 1 - c], c, weight, best, below, ties, is_best,
+               oos_best)
     return best, below, ties, is_best, oos_best
 
 
 @njit(cache=True)
-def _cscv_blocks(bsum: np.ndarray, bsq: np.ndarray, half: float, sharpe: bool
+def _cscv_blocks(bsum: np.ndarray, bsq: np.ndarray, half: float, sharpe: bool,
+                 weight: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_cscv_scores` of the mean or Sharpe ratio of every half of ``S`` blocks, given
     each block's sums ``bsum`` and sums of squares ``bsq`` (``S x N``), without the ``C x N``
@@ -363,8 +367,8 @@ def _cscv_blocks(bsum: np.ndarray, bsq: np.ndarray, half: float, sharpe: bool
             _add_rows(qsq[j], bsq[rest[j]], qsq[j + 1])
         _half_score(psum[h], psq[h], half, sharpe, a)
         _half_score(qsum[h], qsq[h], half, sharpe, b)
-        _judge(a, b, c, best, below, ties, is_best, oos_best)
-        _judge(b, a, n_comb - 1 - c, best, below, ties, is_best, oos_best)
+        _judge(a, b, c, weight, best, below, ties, is_best, oos_best)
+        _judge(b, a, n_comb - 1 - c, weight, best, below, ties, is_best, oos_best)
         # next combination in lexicographic order, then its complement
         j = h - 1
         while j >= 0 and comb[j] == n_blocks - h + j:
@@ -387,6 +391,22 @@ def _cscv_blocks(bsum: np.ndarray, bsq: np.ndarray, half: float, sharpe: bool
                 rest[r] = blk
                 r += 1
     return best, below, ties, is_best, oos_best
+
+
+def _distinct_columns(bsum: np.ndarray, bsq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Columns with the same block sums and sums of squares, bit for bit, score the same in
+    every half; ``(first, weight)``: the first column of each such group, in column order, and
+    how many columns it stands for. Scoring only those gives the same winners (the first of
+    equal highest scores is a group's first column), ranks (a group counts its size) and values
+    as scoring all: sets that never trade, or whose parameters change nothing, are scored once."""
+    n = bsum.shape[1]
+    key = np.ascontiguousarray(np.vstack([bsum, bsq]).T)  # one row of bytes per column
+    _, first, counts = np.unique(key.view(np.dtype((np.void, key.shape[1] * key.itemsize))
+                                          ).ravel(), return_index=True, return_counts=True)
+    if len(first) == n:
+        return np.arange(n), np.ones(n, dtype=np.intp)
+    order = np.argsort(first)
+    return first[order], counts[order].astype(np.intp)
 
 
 def probability_of_backtest_overfitting(
@@ -447,7 +467,11 @@ def probability_of_backtest_overfitting(
         bsum = blocks.sum(axis=1)
         bsq = (blocks**2).sum(axis=1)
         half = float(size * n_splits // 2)
-        best, below, ties, is_best, oos_best = _cscv_blocks(bsum, bsq, half, metric == "sharpe")
+        first, weight = _distinct_columns(bsum, bsq)
+        best, below, ties, is_best, oos_best = _cscv_blocks(
+            np.ascontiguousarray(bsum[:, first]), np.ascontiguousarray(bsq[:, first]), half,
+            metric == "sharpe", weight)
+        best = first[best]
     n_comb = len(best)
     # Average rank (1 = worst, N = best) of the IS winner among the OOS scores, without sorting.
     ranks = 1.0 + below + 0.5 * (ties - 1)
