@@ -32,11 +32,14 @@ if TYPE_CHECKING:  # what the lazy names are, for readers and tools
     from indicators.keylevels import (
         KEY_LEVEL_COLUMNS,
         SCORE_RULES,
+        ZoneLog,
         key_levels,
         level_history,
+        level_targets,
         next_level,
         weekly_ema_or_nan,
         weekly_swing_levels,
+        zone_log,
     )
     from indicators.levels import (
         LevelParams,
@@ -63,8 +66,9 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(("LevelParams", "Levels", "sr_levels", "support_resistance",
                      "takes_level_params"), "levels"),
     **dict.fromkeys(("FlipResult", "flips"), "flips"),
-    **dict.fromkeys(("KEY_LEVEL_COLUMNS", "SCORE_RULES", "key_levels", "level_history",
-                     "next_level", "weekly_ema_or_nan", "weekly_swing_levels"), "keylevels"),
+    **dict.fromkeys(("KEY_LEVEL_COLUMNS", "SCORE_RULES", "ZoneLog", "key_levels",
+                     "level_history", "level_targets", "next_level", "weekly_ema_or_nan",
+                     "weekly_swing_levels", "zone_log"), "keylevels"),
     **dict.fromkeys(("RSI_STATES", "breakdown_signal", "confluence", "oversold",
                      "proximity_pct", "signal_frame"), "signals"),
     **dict.fromkeys(("Outlook", "OutlookLevel", "outlook"), "outlook"),
@@ -81,6 +85,7 @@ __all__ = [
     "Outlook",
     "OutlookLevel",
     "PivotArrays",
+    "ZoneLog",
     "atr",
     "breakdown_signal",
     "confluence",
@@ -90,6 +95,7 @@ __all__ = [
     "htf_ema_warmup",
     "key_levels",
     "level_history",
+    "level_targets",
     "next_level",
     "outlook",
     "oversold",
@@ -104,6 +110,7 @@ __all__ = [
     "weekly_ema",
     "weekly_ema_or_nan",
     "weekly_swing_levels",
+    "zone_log",
 ]
 
 

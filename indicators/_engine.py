@@ -9,9 +9,11 @@ The engine walks the bars once. On each bar ``b`` it
 3. records retests of zones flipped on an earlier bar;
 4. starts pending breaks for zones the close of ``b`` broke through (beyond the buffer);
 5. writes the per-bar outputs (nearest zone below/above the close, nearest flipped zones);
-6. on the bars marked in ``snap``, copies every live zone into the snapshot rows (the zone set
-   as of that bar's close, used to rank levels and pick targets without re-running the engine);
-   when the rows would exceed ``snap_limit`` it stops and returns the bar where that happened.
+6. with ``want_log``, appends one row per zone whose state changed on ``b`` (born, joined by a
+   pivot, absorbed into a neighbour, flipped) to the zone log: that zone's state as of the close
+   of ``b``. Replaying the log up to bar ``t`` gives the zone set known at ``t``
+   (:mod:`indicators.keylevels` ranks levels and picks targets from it); it holds one row per
+   change, so its size grows with the pivots and flips, not with bars x zones.
 
 Online clustering. A confirmed pivot at price ``p`` with tolerance ``tol`` joins the zone whose
 centre is nearest to ``p`` (ties: the lower zone) when ``|centre - p| <= tol``; otherwise it starts
@@ -192,6 +194,16 @@ def _move(order, i, q):  # pragma: no cover - compiled
     order[q] = z
 
 
+@nb.njit(_i8(_I1, _I1, _i8, _i8, _i8), cache=True)
+def _mark(zmark, dirty, nd, z, b):  # pragma: no cover - compiled
+    """List zone ``z`` as changed on bar ``b`` (once per bar); returns the new list length."""
+    if zmark[z] != b:
+        zmark[z] = b
+        dirty[nd] = z
+        nd += 1
+    return nd
+
+
 # Margin on the relative half-width bound: ``maxrel`` is itself a rounded quotient, so widen it
 # far beyond rounding error (the scans only need an upper bound on how many zones to look at).
 _REL_SLACK = 1e-9
@@ -248,8 +260,7 @@ def level_engine(
     confirm_closes,
     window,
     want_bars,
-    snap,
-    snap_limit,
+    want_log,
 ):  # pragma: no cover - compiled
     n = close.shape[0]
     cap = 1
@@ -300,12 +311,13 @@ def level_engine(
     evf = np.zeros((ecap, 5))  # level, level_low, level_high, break_close, (spare)
     evi = np.zeros((ecap, 5), np.int64)  # bar, kind, zone, break_bar, confirmed_by
     nev = 0
-    scap = 64  # snapshot rows (zones as of the bars in ``snap``), doubling like the events
-    sf = np.zeros((scap, 5))  # centre, low, high, volume, relvol sum
-    si = np.zeros((scap, 8), np.int64)  # bar, zone, touches, first, last, kind, flip, flip bar
-    ns = 0
-    do_snap = snap.shape[0] == n
-    snap_over = -1  # the first requested bar whose zone set did not fit in snap_limit rows
+    lcap = 64  # zone log rows (one per zone changed on a bar), doubling like the events
+    lf = np.zeros((lcap, 5))  # centre, low, high, volume, relvol sum
+    li = np.zeros((lcap, 9), np.int64)  # bar, zone, alive, touches, first, last, kind, flip,
+    nl = 0                              # flip bar
+    zmark = np.full(cap, -1, np.int64)  # last bar on which the zone was listed in ``dirty``
+    dirty = np.zeros(cap, np.int64)  # zones changed on this bar (each listed once)
+    ndirty = 0
 
     for b in range(n):
         # ---- 1. pivots confirmed on this bar (high first, then low) ----
@@ -412,6 +424,7 @@ def level_engine(
                     zvol[z] += zvol[y]
                     zrv[z] += zrv[y]
                     zalive[y] = False
+                    ndirty = _mark(zmark, dirty, ndirty, y, b)
                 c = zsum[z] / zcnt[z]
                 _move(orders[0], i0, _bisect_left_skip(orders[0], cnts[0] - 1, i0, zsum, zcnt, c))
                 if fk:
@@ -432,6 +445,7 @@ def level_engine(
                 zrv[z] = relvol[pbar]
                 zalive[z] = True
                 _insert(orders[0], cnts, 0, z, zsum, zcnt)
+            ndirty = _mark(zmark, dirty, ndirty, z, b)
             c = zsum[z] / zcnt[z]
             half = max(c - (zmin[z] - zpad[z]), zmax[z] + zpad[z] - c)
             maxhalf = max(maxhalf, half)
@@ -476,6 +490,7 @@ def level_engine(
                     _remove(orders[kk], cnts, kk, z, zsum, zcnt)
                 zflip[z] = flip
                 zflipbar[z] = b
+                ndirty = _mark(zmark, dirty, ndirty, z, b)
                 zfbbar[z] = zpbar[z]
                 zfbclose[z] = zpclose[z]
                 kk = _flip_order_key(flip)
@@ -578,6 +593,7 @@ def level_engine(
                             _remove(orders[kk], cnts, kk, z, zsum, zcnt)
                         zflip[z] = flip
                         zflipbar[z] = b
+                        ndirty = _mark(zmark, dirty, ndirty, z, b)
                         zfbbar[z] = b
                         zfbclose[z] = cb
                         kk = _flip_order_key(flip)
@@ -626,45 +642,40 @@ def level_engine(
                 fsup[b, 1] = zmin[z] - zpad[z]
                 fsup[b, 2] = zmax[z] + zpad[z]
 
-        # ---- 6. snapshot of every live zone (sorted by centre) at the requested bars ----
-        if do_snap and snap[b] and ns + cnts[0] > snap_limit:
-            snap_over = b  # stop copying: the caller refuses rather than run out of memory
-            do_snap = False
-        if do_snap and snap[b]:
-            need = ns + cnts[0]
-            if need > scap:
-                while scap < need:
-                    scap *= 2
-                scap = min(scap, max(snap_limit, need))  # never past the limit's memory
-                sf2 = np.zeros((scap, 5))
-                si2 = np.zeros((scap, 8), np.int64)
-                for r in range(ns):
+        # ---- 6. the zones changed on this bar, as of its close, to the log ----
+        if want_log and ndirty > 0:
+            if nl + ndirty > lcap:
+                while lcap < nl + ndirty:
+                    lcap *= 2
+                lf2 = np.zeros((lcap, 5))
+                li2 = np.zeros((lcap, 9), np.int64)
+                for r in range(nl):  # plain loops: cheaper to compile than 2-D slices
                     for j in range(5):
-                        sf2[r, j] = sf[r, j]
-                    for j in range(8):
-                        si2[r, j] = si[r, j]
-                sf = sf2
-                si = si2
-            for j in range(cnts[0]):
-                z = orders[0][j]
-                if zcnt[z] < min_touches:
-                    continue
-                sf[ns, 0] = zsum[z] / zcnt[z]
-                sf[ns, 1] = zmin[z] - zpad[z]
-                sf[ns, 2] = zmax[z] + zpad[z]
-                sf[ns, 3] = zvol[z]
-                sf[ns, 4] = zrv[z]
-                si[ns, 0] = b
-                si[ns, 1] = z
-                si[ns, 2] = zcnt[z]
-                si[ns, 3] = zfirst[z]
-                si[ns, 4] = zlast[z]
-                si[ns, 5] = zkind[z]
-                si[ns, 6] = zflip[z]
-                si[ns, 7] = zflipbar[z]
-                ns += 1
+                        lf2[r, j] = lf[r, j]
+                    for j in range(9):
+                        li2[r, j] = li[r, j]
+                lf = lf2
+                li = li2
+            for k in range(ndirty):
+                z = dirty[k]
+                lf[nl, 0] = zsum[z] / zcnt[z]
+                lf[nl, 1] = zmin[z] - zpad[z]
+                lf[nl, 2] = zmax[z] + zpad[z]
+                lf[nl, 3] = zvol[z]
+                lf[nl, 4] = zrv[z]
+                li[nl, 0] = b
+                li[nl, 1] = z
+                li[nl, 2] = 1 if zalive[z] else 0
+                li[nl, 3] = zcnt[z]
+                li[nl, 4] = zfirst[z]
+                li[nl, 5] = zlast[z]
+                li[nl, 6] = zkind[z]
+                li[nl, 7] = zflip[z]
+                li[nl, 8] = zflipbar[z]
+                nl += 1
+        ndirty = 0
 
     zones = (zsum[:nz], zcnt[:nz], zmin[:nz], zmax[:nz], zpad[:nz], zfirst[:nz], zlast[:nz],
              zkind[:nz], zvol[:nz], zalive[:nz], zflip[:nz], zflipbar[:nz], zfbbar[:nz],
              zfbclose[:nz], zpend[:nz], zrv[:nz])
-    return sup, res, fres, fsup, flags, evf[:nev], evi[:nev], zones, sf[:ns], si[:ns], snap_over
+    return sup, res, fres, fsup, flags, evf[:nev], evi[:nev], zones, lf[:nl], li[:nl]

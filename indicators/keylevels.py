@@ -2,7 +2,8 @@
 
 The zones of :mod:`indicators.levels` are many (about a hundred on eight years of daily bars),
 and most are minor: a trader's targets sit at the few that matter. This module takes the zone set
-known at a bar (the engine's snapshot as of that bar's close, see :mod:`indicators._engine`) and
+known at a bar (the engine's zone set as of that bar's close, replayed from its zone log: see
+:mod:`indicators._engine` and :func:`zone_log`) and
 
 1. **consolidates** it: zones whose bands overlap or lie within ``merge_atr`` x ATR of each other
    become one zone (band = union, touches = sum, centre = touch-weighted mean), never wider than
@@ -27,10 +28,17 @@ known at a bar (the engine's snapshot as of that bar's close, see :mod:`indicato
 3. marks zones scoring at least ``major_score`` as **major**: the level set a target is chosen
    from. The full set stays available next to it.
 
-Everything at bar ``t`` uses bars ``0..t`` only: the zone snapshot is the engine state at the
-close of ``t``, ATR and relative volume are trailing, the EMA uses completed weeks only and a
-weekly pivot counts from the first bar that closes at or after the end of its confirming week
-(tested by truncation in ``tests/test_keylevels.py``).
+Two ways to read it: :func:`level_history` materialises the ranked zones at the bars asked for
+(rows = bars x live zones: gigabytes on a million minute bars asked at every candidate bar, so it
+is refused beyond :data:`indicators.levels.SNAPSHOT_ROWS_LIMIT` rows), and
+:func:`level_targets` answers the strategies' question (the nearest qualifying zone beyond a
+price) from the same :class:`ZoneLog`, ranking each query bar's zones in turn and keeping none,
+with the same answer bit for bit as :func:`next_level` on the history (tested).
+
+Everything at bar ``t`` uses bars ``0..t`` only: the zone set is the engine state at the
+close of ``t`` (log rows up to ``t``), ATR and relative volume are trailing, the EMA uses
+completed weeks only and a weekly pivot counts from the first bar that closes at or after the
+end of its confirming week (tested by truncation in ``tests/test_keylevels.py``).
 
 How the defaults were chosen (not on any single event): ``major_score = 7`` is the score reached
 by about the top quarter of the consolidated zones alive on a day, over the full history of both
@@ -42,6 +50,8 @@ round numbers, swing pivots of 4 weeks each side on weekly bars).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numba as nb
 import numpy as np
@@ -61,8 +71,8 @@ from indicators.levels import (
 )
 from indicators.pivots import pivot_arrays
 
-__all__ = ["KEY_LEVEL_COLUMNS", "SCORE_RULES", "key_levels", "level_history", "next_level",
-           "weekly_ema_or_nan", "weekly_swing_levels"]
+__all__ = ["KEY_LEVEL_COLUMNS", "SCORE_RULES", "ZoneLog", "key_levels", "level_history",
+           "level_targets", "next_level", "weekly_ema_or_nan", "weekly_swing_levels", "zone_log"]
 
 #: Points per kind of evidence (see the module docstring).
 SCORE_RULES: dict[str, float] = {"touch": 1.0, "max_touch_points": 4.0, "age": 1.0,
@@ -228,6 +238,336 @@ def _as_mask(bars: object, n: int) -> np.ndarray:
     return mask
 
 
+@dataclass(frozen=True)
+class ZoneLog:
+    """The zone set of a frame at every bar, stored once as a log of changes (:func:`zone_log`).
+
+    ``lf``/``li``: the engine's zone log (:mod:`indicators._engine`), one row per zone changed on
+    a bar, in bar order: floats ``centre, low, high, volume, sum of relative volumes`` and ints
+    ``bar, zone, alive, touches, first_touch_bar, last_touch_bar, kind, flip, flip_bar``;
+    replaying the rows up to bar ``t`` gives the zones known at the close of ``t``. ``atr``,
+    ``close`` and ``wema`` (closed-week EMA, NaN where unknown) per bar, in quote currency;
+    ``weekly_price``/``weekly_known`` the weekly swing pivots and the bar from which each is
+    known (ascending); ``n_zones`` the number of zone ids; ``params`` the level parameters.
+    """
+
+    lf: np.ndarray
+    li: np.ndarray
+    atr: np.ndarray
+    close: np.ndarray
+    wema: np.ndarray
+    weekly_price: np.ndarray
+    weekly_known: np.ndarray
+    n_zones: int
+    params: LevelParams
+
+
+@takes_level_params("zones", "flips", "rank")
+def zone_log(df: pd.DataFrame, *, params: LevelParams) -> ZoneLog:
+    """The zones of ``df`` at every bar as one :class:`ZoneLog` (memory grows with the pivots and
+    flips, not with bars x zones): what :func:`level_history` and :func:`level_targets` read.
+    Everything the log says about bar ``t`` depends on ``df[: t + 1]`` only."""
+    df = to_canonical(df)
+    out, atr, _piv = run_engine(df, params, False, want_log=True)
+    wema = weekly_ema_or_nan(df, params.wema_period).to_numpy(dtype=np.float64)
+    wk = weekly_swing_levels(df, params.weekly_bars)
+    return ZoneLog(lf=out[8], li=out[9], atr=np.ascontiguousarray(atr, dtype=np.float64),
+                   close=df["close"].to_numpy(dtype=np.float64), wema=np.ascontiguousarray(wema),
+                   weekly_price=wk["price"].to_numpy(dtype=np.float64),
+                   weekly_known=wk["known_bar"].to_numpy(dtype=np.int64),
+                   n_zones=len(out[7][0]), params=params)
+
+
+@nb.njit(cache=True)
+def _before(lf, r1, z1, r2, z2):  # pragma: no cover - compiled
+    """Row ``r1`` (zone ``z1``) sorts before row ``r2`` (zone ``z2``): by band low, then centre
+    (the engine's order), then zone id."""
+    if lf[r1, 1] != lf[r2, 1]:
+        return lf[r1, 1] < lf[r2, 1]
+    if lf[r1, 0] != lf[r2, 0]:
+        return lf[r1, 0] < lf[r2, 0]
+    return z1 < z2
+
+
+@nb.njit(cache=True)
+def _replay(lf, li, r, t, act, nact, cur, min_touches):  # pragma: no cover - compiled
+    """Apply the log rows from ``r`` with bar <= ``t`` to the live set ``act[:nact]`` (zone ids
+    by :func:`_before`; ``cur[z]``: z's row, -1 when not in the set). Returns (next row, nact)."""
+    nrow = li.shape[0]
+    while r < nrow and li[r, 0] <= t:
+        z = li[r, 1]
+        old = cur[z]
+        if old >= 0:  # drop the zone's previous state
+            lo = 0
+            hi = nact
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                y = act[mid]
+                if _before(lf, cur[y], y, old, z):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            for j in range(lo, nact - 1):
+                act[j] = act[j + 1]
+            nact -= 1
+            cur[z] = -1
+        if li[r, 2] == 1 and li[r, 3] >= min_touches:
+            lo = 0
+            hi = nact
+            while lo < hi:
+                mid = (lo + hi) >> 1
+                y = act[mid]
+                if _before(lf, cur[y], y, r, z):
+                    lo = mid + 1
+                else:
+                    hi = mid
+            for j in range(nact, lo, -1):
+                act[j] = act[j - 1]
+            act[lo] = z
+            nact += 1
+            cur[z] = r
+        r += 1
+    return r, nact
+
+
+@nb.njit(cache=True)
+def _live_counts(lf, li, bars, n_zones, min_touches):  # pragma: no cover - compiled
+    """Zones (with at least ``min_touches``) live at each of the ascending ``bars``."""
+    act = np.empty(n_zones, np.int64)
+    cur = np.full(n_zones, -1, np.int64)
+    nact = 0
+    r = 0
+    out = np.zeros(bars.shape[0], np.int64)
+    for k in range(bars.shape[0]):
+        r, nact = _replay(lf, li, r, bars[k], act, nact, cur, min_touches)
+        out[k] = nact
+    return out
+
+
+@nb.njit(cache=True)
+def _live_rows(lf, li, bars, total, n_zones, min_touches):  # pragma: no cover - compiled
+    """The live zones at each of the ascending ``bars`` as rows (``total`` in all), by bar then
+    band low: floats centre, low, high, volume, relative-volume sum; ints bar, zone, touches,
+    first, last, kind, flip, flip bar."""
+    act = np.empty(n_zones, np.int64)
+    cur = np.full(n_zones, -1, np.int64)
+    nact = 0
+    r = 0
+    sf = np.empty((total, 5))
+    si = np.empty((total, 8), np.int64)
+    ns = 0
+    for k in range(bars.shape[0]):
+        r, nact = _replay(lf, li, r, bars[k], act, nact, cur, min_touches)
+        for j in range(nact):
+            z = act[j]
+            q = cur[z]
+            for c in range(5):
+                sf[ns, c] = lf[q, c]
+            si[ns, 0] = bars[k]
+            si[ns, 1] = z
+            for c in range(2, 8):
+                si[ns, c] = li[q, c + 1]
+            ns += 1
+    return sf, si
+
+
+@nb.njit(cache=True)
+def _pairwise(a, s, n):  # pragma: no cover - compiled
+    """numpy's pairwise float sum of ``a[s:s + n]`` (as ``np.add.reduce`` adds a contiguous
+    array), so the consolidated figures equal :func:`_consolidate`'s bit for bit."""
+    if n < 8:
+        res = -0.0
+        for i in range(s, s + n):
+            res += a[i]
+        return res
+    if n <= 128:
+        r0, r1, r2, r3 = a[s], a[s + 1], a[s + 2], a[s + 3]
+        r4, r5, r6, r7 = a[s + 4], a[s + 5], a[s + 6], a[s + 7]
+        i = 8
+        m = n - n % 8
+        while i < m:
+            r0 += a[s + i]
+            r1 += a[s + i + 1]
+            r2 += a[s + i + 2]
+            r3 += a[s + i + 3]
+            r4 += a[s + i + 4]
+            r5 += a[s + i + 5]
+            r6 += a[s + i + 6]
+            r7 += a[s + i + 7]
+            i += 8
+        res = ((r0 + r1) + (r2 + r3)) + ((r4 + r5) + (r6 + r7))
+        while i < n:
+            res += a[s + i]
+            i += 1
+        return res
+    n2 = n // 2
+    n2 -= n2 % 8
+    return _pairwise(a, s, n2) + _pairwise(a, s + n2, n - n2)
+
+
+@nb.njit(cache=True)
+def _segment_sum(a, s, n):  # pragma: no cover - compiled
+    """``np.add.reduceat``'s sum of one segment: its first value plus the pairwise sum of the
+    rest."""
+    return a[s] + _pairwise(a, s + 1, n - 1)
+
+
+@nb.njit(cache=True)
+def _targets(lf, li, n_zones, min_touches, atr, close, wema, wk_price, wk_known, qbar, qprice,
+             qside, qdist, min_score, at_centre, flip_code, rank, rules):  # pragma: no cover
+    """For each query (``qbar`` ascending) the nearest consolidated, scored zone beyond the
+    price, exactly as :func:`next_level` finds it in :func:`level_history`'s rows, without
+    materialising them: the live set is replayed from the log, consolidated and scored on each
+    distinct query bar only. ``rank``: merge_atr, max_width_atr, age_bars, heavy_volume,
+    confluence_pct; ``rules``: the :data:`SCORE_RULES` values. Returns per query: found, level,
+    centre, low, high, score, confluence, htf, round_number, flip code."""
+    merge_atr, max_width_atr, age_bars, heavy, conf_pct = rank[0], rank[1], rank[2], rank[3], \
+        rank[4]
+    r_touch, r_max, r_age, r_vol, r_wema, r_round, r_htf = rules[0], rules[1], rules[2], \
+        rules[3], rules[4], rules[5], rules[6]
+    nq = qbar.shape[0]
+    found = np.zeros(nq, np.bool_)
+    out_f = np.full((nq, 5), np.nan)  # level, centre, low, high, score
+    out_b = np.zeros((nq, 3), np.bool_)  # confluence, htf, round_number
+    out_flip = np.zeros(nq, np.int64)
+    act = np.empty(n_zones, np.int64)
+    cur = np.full(n_zones, -1, np.int64)
+    nact = 0
+    r = 0
+    known = np.empty(wk_price.shape[0])  # weekly pivot prices known by the bar, ascending
+    nk = 0
+    wi = 0
+    xc = np.empty(n_zones)  # centre x touches of the live zones, in order
+    xr = np.empty(n_zones)  # relative-volume sums
+    g_lo = np.empty(n_zones)
+    g_hi = np.empty(n_zones)
+    g_ce = np.empty(n_zones)
+    g_sc = np.empty(n_zones)
+    g_flip = np.empty(n_zones, np.int64)
+    g_conf = np.empty(n_zones, np.bool_)
+    g_htf = np.empty(n_zones, np.bool_)
+    g_rnd = np.empty(n_zones, np.bool_)
+    ng = 0
+    last = -1
+    for i in range(nq):
+        t = qbar[i]
+        if t != last:
+            last = t
+            r, nact = _replay(lf, li, r, t, act, nact, cur, min_touches)
+            while wi < wk_price.shape[0] and wk_known[wi] <= t:
+                x = wk_price[wi]
+                j = nk
+                while j > 0 and known[j - 1] > x:
+                    known[j] = known[j - 1]
+                    j -= 1
+                known[j] = x
+                nk += 1
+                wi += 1
+            # consolidate (as _groups / _consolidate) and score (as _score) the live zones
+            scale = atr[t] / close[t]
+            w = wema[t]
+            ng = 0
+            s = 0
+            glo = 0.0
+            ghi = 0.0
+            for j in range(nact + 1):
+                if j < nact:
+                    q = cur[act[j]]
+                    lo = lf[q, 1]
+                    hi = lf[q, 2]
+                    a = scale * lf[q, 0]
+                    xc[j] = lf[q, 0] * li[q, 3]
+                    xr[j] = lf[q, 4]
+                    if j > 0 and lo <= ghi + merge_atr * a and max(ghi, hi) - glo <= \
+                            max_width_atr * a:
+                        ghi = max(ghi, hi)
+                        continue
+                if j > 0:  # close the group act[s:j]
+                    touches = 0
+                    first = li[cur[act[s]], 4]
+                    lastb = li[cur[act[s]], 5]
+                    fbar = -2
+                    flip = 0
+                    gl = np.inf
+                    gh = -np.inf
+                    for k in range(s, j):
+                        qq = cur[act[k]]
+                        touches += li[qq, 3]
+                        first = min(first, li[qq, 4])
+                        lastb = max(lastb, li[qq, 5])
+                        gl = min(gl, lf[qq, 1])
+                        gh = max(gh, lf[qq, 2])
+                        if li[qq, 8] >= fbar:
+                            fbar = li[qq, 8]
+                            flip = li[qq, 7]
+                    ce = _segment_sum(xc, s, j - s) / touches
+                    rv = _segment_sum(xr, s, j - s) / touches
+                    conf = False
+                    if w > 0:
+                        gap = max(max(gl - w, w - gh), 0.0)
+                        conf = gap <= conf_pct / 100.0 * w
+                    rnd = False
+                    if ce > 0:
+                        step = 10.0 ** np.floor(np.log10(ce))
+                        rnd = np.floor(gh / step) * step >= gl
+                    lo_k = 0
+                    hi_k = nk
+                    while lo_k < hi_k:
+                        mid = (lo_k + hi_k) >> 1
+                        if known[mid] < gl:
+                            lo_k = mid + 1
+                        else:
+                            hi_k = mid
+                    htf = lo_k < nk and known[lo_k] <= gh
+                    sc = min(touches * r_touch, r_max)
+                    sc = sc + r_age * (lastb - first >= age_bars)
+                    sc = sc + r_vol * (rv >= heavy)
+                    sc = sc + r_wema * conf + r_round * rnd + r_htf * htf
+                    g_lo[ng] = gl
+                    g_hi[ng] = gh
+                    g_ce[ng] = ce
+                    g_sc[ng] = sc
+                    g_flip[ng] = flip
+                    g_conf[ng] = conf
+                    g_htf[ng] = htf
+                    g_rnd[ng] = rnd
+                    ng += 1
+                if j < nact:
+                    s = j
+                    glo = lo
+                    ghi = hi
+        p = qprice[i]
+        d = qdist[i]
+        if ng == 0 or not (np.isfinite(p) and np.isfinite(d)):
+            continue
+        best = -1
+        for g in range(ng):
+            if g_sc[g] < min_score or (flip_code != 0 and g_flip[g] != flip_code):
+                continue
+            ce = g_ce[g]
+            if qside[i] < 0:
+                edge = ce if at_centre else g_hi[g]
+                if ce < p and edge <= p - d and (best < 0 or ce >= g_ce[best]):
+                    best = g
+            else:
+                edge = ce if at_centre else g_lo[g]
+                if ce > p and edge >= p + d and (best < 0 or ce < g_ce[best]):
+                    best = g
+        if best >= 0:
+            found[i] = True
+            out_f[i, 0] = g_ce[best] if at_centre else (g_hi[best] if qside[i] < 0
+                                                        else g_lo[best])
+            out_f[i, 1] = g_ce[best]
+            out_f[i, 2] = g_lo[best]
+            out_f[i, 3] = g_hi[best]
+            out_f[i, 4] = g_sc[best]
+            out_b[i, 0] = g_conf[best]
+            out_b[i, 1] = g_htf[best]
+            out_b[i, 2] = g_rnd[best]
+            out_flip[i] = g_flip[best]
+    return found, out_f, out_b, out_flip
+
+
 @takes_level_params("zones", "flips", "rank")
 def level_history(df: pd.DataFrame, bars: object, *, params: LevelParams) -> pd.DataFrame:
     """Consolidated, scored zones as known at the close of each bar in ``bars``.
@@ -244,38 +584,98 @@ def level_history(df: pd.DataFrame, bars: object, *, params: LevelParams) -> pd.
         ``wema`` (the closed-week EMA at the bar), the bool evidence columns ``confluence``,
         ``round_number`` and ``htf``, ``score`` (points, :data:`SCORE_RULES`), ``major``
         (``score >= major_score``), ``flip`` (the latest flip of a member zone, or None) and
-        ``flip_bar``. Rows of bar ``t`` depend on ``df[: t + 1]`` only.
+        ``flip_bar``. Rows of bar ``t`` depend on ``df[: t + 1]`` only. (To pick targets at
+        many bars, :func:`level_targets` answers from the zone log without these rows.)
 
     Raises:
         DataError: the zone sets at ``bars`` would exceed
             :data:`indicators.levels.SNAPSHOT_ROWS_LIMIT` rows (long intraday data with many
-            bars asked for), naming the bar where they did, instead of exhausting the memory.
+            bars asked for), naming the first bar that does not fit, before any row is made.
     """
     df = to_canonical(df)
     mask = _as_mask(bars, len(df))
-    out, atr, _piv = run_engine(df, params, False, snap=mask, snap_limit=SNAPSHOT_ROWS_LIMIT)
-    if out[10] >= 0:
-        over = int(out[10])
+    log = zone_log(df, params=params)
+    qb = np.flatnonzero(mask).astype(np.int64)
+    mt = params.min_touches
+    counts = _live_counts(log.lf, log.li, qb, log.n_zones, mt)
+    total = np.cumsum(counts)
+    if len(total) and total[-1] > SNAPSHOT_ROWS_LIMIT:
+        over = int(qb[np.searchsorted(total, SNAPSHOT_ROWS_LIMIT, side="right")])
         raise DataError(
-            f"too many zones to keep the level history at {int(mask.sum()):,} bars: more than "
+            f"too many zones to keep the level history at {len(qb):,} bars: more than "
             f"{SNAPSHOT_ROWS_LIMIT:,} zone rows by bar {over:,} of {len(df):,}",
             source=df.attrs.get("source"), timestamp=df.index[over],
             hint="ask for the levels at fewer bars, use coarser bars (one-minute data "
-                 "resampled to 1h: --timeframe 1h), or, in the breakdown strategy, targets that "
-                 "need no level history (target='r_multiple', on the command line "
-                 "-p target=r_multiple)")
-    sf, si = out[8], out[9]
+                 "resampled to 1h: --timeframe 1h), or pick targets with level_targets "
+                 "(the strategies do: it needs no level history)")
+    sf, si = _live_rows(log.lf, log.li, qb, int(total[-1]) if len(total) else 0, log.n_zones,
+                        mt)
     if len(si) == 0:
         z = pd.DataFrame({c: pd.Series([], dtype=float) for c in KEY_LEVEL_COLUMNS})
         return z.astype({"bar": np.int64, "major": bool, "flip": object})
-    z = _consolidate(sf, si, atr, df["close"].to_numpy(dtype=np.float64), params)
-    wema = weekly_ema_or_nan(df, params.wema_period).to_numpy(dtype=np.float64)
-    _score(z, wema, weekly_swing_levels(df, params.weekly_bars), params)
+    z = _consolidate(sf, si, log.atr, log.close, params)
+    _score(z, log.wema, pd.DataFrame({"price": log.weekly_price, "known_bar": log.weekly_known}),
+           params)
     z["time"] = df.index[z["bar"].to_numpy()]
     z["flip"] = pd.Series(np.array([FLIP_NAMES[int(f)] for f in z["flip"]], dtype=object),
                           index=z.index, dtype=object)
     z = z.sort_values(["bar", "centre"], kind="stable").reset_index(drop=True)
     return z[list(KEY_LEVEL_COLUMNS)]
+
+
+_FLIP_CODES = {name: code for code, name in FLIP_NAMES.items() if name is not None}
+_PICK_COLUMNS = ("centre", "low", "high", "score", "confluence", "htf", "round_number", "flip")
+
+
+def _check_pick(at: str, flip: str | None) -> None:
+    if at not in ("edge", "centre"):
+        raise ValueError(f"at must be 'edge' or 'centre', got {at!r}")
+    if flip is not None and flip not in _FLIP_CODES:
+        raise ValueError(f"flip must be None or one of {', '.join(_FLIP_CODES)}, got {flip!r}")
+
+
+def level_targets(zones: ZoneLog, bar: np.ndarray, price: np.ndarray, side: np.ndarray,
+                  min_distance: np.ndarray, min_score: float, at: str = "edge",
+                  flip: str | None = None) -> pd.DataFrame:
+    """:func:`next_level` answered from a :class:`ZoneLog`, without the level history.
+
+    The same queries, rules and result as ``next_level(level_history(df, bar), bar, ...)``
+    (tested equal), but the consolidated, scored zone set is built on each distinct query bar in
+    turn and dropped: memory grows with the zones, not with bars x zones (1M one-minute bars:
+    the breakdown's ~67M history rows are never made).
+
+    Returns:
+        One row per query (in the given order): ``level`` (the zone price, NaN when none
+        qualifies), ``centre``, ``low``, ``high``, ``score``, ``confluence``, ``htf``,
+        ``round_number`` and ``flip`` of the chosen zone.
+    """
+    _check_pick(at, flip)
+    bar = np.asarray(bar, dtype=np.int64).reshape(-1)
+    n = len(zones.close)
+    if bar.size and (bar.min() < 0 or bar.max() >= n):
+        raise ValueError(f"bar positions must be in [0, {n}), got {bar.min()}..{bar.max()}")
+    order = np.argsort(bar, kind="stable")
+    p = zones.params
+    rank = np.array([p.merge_atr, p.max_width_atr, p.age_bars, p.heavy_volume, p.confluence_pct],
+                    dtype=np.float64)
+    r = SCORE_RULES
+    rules = np.array([r["touch"], r["max_touch_points"], r["age"], r["volume"], r["wema"],
+                      r["round"], r["htf"]], dtype=np.float64)
+    found, f, b, fl = _targets(
+        zones.lf, zones.li, zones.n_zones, p.min_touches, zones.atr, zones.close, zones.wema,
+        zones.weekly_price, zones.weekly_known, bar[order],
+        np.asarray(price, dtype=np.float64).reshape(-1)[order],
+        np.asarray(side, dtype=np.int64).reshape(-1)[order],
+        np.asarray(min_distance, dtype=np.float64).reshape(-1)[order], float(min_score),
+        at == "centre", _FLIP_CODES.get(flip, 0), rank, rules)
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    found, f, b, fl = found[back], f[back], b[back], fl[back]
+    flips = np.array([FLIP_NAMES[int(c)] for c in fl], dtype=object)
+    return pd.DataFrame({"level": f[:, 0], "centre": f[:, 1], "low": f[:, 2], "high": f[:, 3],
+                         "score": f[:, 4], "confluence": b[:, 0], "htf": b[:, 1],
+                         "round_number": b[:, 2],
+                         "flip": np.where(found, flips, None).astype(object)})
 
 
 @takes_level_params("zones", "flips", "rank")
@@ -317,8 +717,7 @@ def next_level(history: pd.DataFrame, bar: np.ndarray, price: np.ndarray, side: 
         ``centre``, ``low``, ``high``, ``score``, ``confluence``, ``htf``, ``round_number`` and
         ``flip`` of the chosen zone.
     """
-    if at not in ("edge", "centre"):
-        raise ValueError(f"at must be 'edge' or 'centre', got {at!r}")
+    _check_pick(at, flip)
     bar = np.asarray(bar, dtype=np.int64)
     price = np.asarray(price, dtype=np.float64)
     side = np.asarray(side, dtype=np.int64)
@@ -351,9 +750,8 @@ def next_level(history: pd.DataFrame, bar: np.ndarray, price: np.ndarray, side: 
             pick[i] = rows[s + j]
             level[i] = edge[j]
     chosen = h.iloc[np.maximum(pick, 0)].reset_index(drop=True) if len(h) else None
-    cols = ("centre", "low", "high", "score", "confluence", "htf", "round_number", "flip")
     out = pd.DataFrame({"level": level})
-    for c in cols:
+    for c in _PICK_COLUMNS:
         if chosen is None:
             out[c] = np.nan
         else:

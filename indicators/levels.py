@@ -54,11 +54,12 @@ SR_COLUMNS = (
     "support", "support_low", "support_high", "resistance", "resistance_low", "resistance_high"
 )
 
-#: Most zone rows a snapshot of the zone set at many bars may hold (13 numbers each: ~1.2 GB in
-#: the engine at the limit, before consolidation). The real 61k-bar Bitstamp 2-hour file needs
-#: about 1.3M consolidated rows for the breakdown's targets and 1M one-minute bars ~10M for the
-#: oversold bounce's; the breakdown's on 1M one-minute bars would need ~67M (~7 GB), which used to
-#: end in the process being killed: :func:`indicators.keylevels.level_history` refuses it.
+#: Most zone rows :func:`indicators.keylevels.level_history` materialises (one row per live zone
+#: per requested bar, 13 numbers each: ~1.2 GB at the limit before consolidation). The real
+#: 61k-bar Bitstamp 2-hour file needs about 1.3M rows for every breakdown candidate bar; 1M seeded
+#: one-minute bars ~67M. Strategy targets never materialise them (they query the zone log:
+#: :func:`indicators.keylevels.level_targets`), so only an explicit level_history that large is
+#: refused.
 SNAPSHOT_ROWS_LIMIT = 12_000_000
 
 
@@ -233,13 +234,11 @@ def relative_volume(volume: np.ndarray, bars: int) -> np.ndarray:
 
 
 def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
-               snap: np.ndarray | None = None, snap_limit: int = SNAPSHOT_ROWS_LIMIT) -> tuple:
+               want_log: bool = False) -> tuple:
     """Compute pivots, tolerances and run the numba engine over all of ``df``.
 
-    ``snap``: bool per bar, the bars whose zone set is copied out (see :mod:`indicators._engine`),
-    at most ``snap_limit`` rows in all: the last engine output is the first snapped bar that did
-    not fit (-1: all did).
-    Returns ``(engine outputs, atr, pivots)``.
+    ``want_bars``: the per-bar outputs; ``want_log``: the zone log (one row per zone change, see
+    :mod:`indicators._engine`). Returns ``(engine outputs, atr, pivots)``.
     """
     h, lo, c, v = _prices(df)
     piv = pivot_arrays(h, lo, p.left, p.right)
@@ -255,12 +254,11 @@ def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
         pad_h = pad_l = atr * p.band_atr
     buf = c * p.buffer_pct / 100.0 if p.buffer_pct is not None else atr * p.buffer_atr
     window = max(p.retest_bars, p.confirm_closes)
-    snap = np.zeros(0, np.bool_) if snap is None else np.ascontiguousarray(snap, dtype=np.bool_)
     out = jit.call(level_engine, h, lo, c, v, relative_volume(v, p.volume_bars), ph,
                    piv.pivot_high_bar, pl, piv.pivot_low_bar, np.ascontiguousarray(tol_h),
                    np.ascontiguousarray(tol_l), np.ascontiguousarray(pad_h),
                    np.ascontiguousarray(pad_l), np.ascontiguousarray(buf), p.min_touches,
-                   p.confirm_closes, window, want_bars, snap, int(snap_limit), work=len(c))
+                   p.confirm_closes, window, want_bars, want_log, work=len(c))
     return out, atr, piv
 
 

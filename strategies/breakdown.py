@@ -7,7 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from indicators.keylevels import level_history
+from indicators.keylevels import zone_log
 from indicators.levels import LevelParams
 from indicators.signals import signal_frame
 from strategies.base import ExitRules, Param, Signals, Strategy
@@ -116,10 +116,9 @@ class Breakdown(Strategy):
         up &= np.isfinite(stop_long) & (stop_long < close) & ~down
 
         levels = self.level_params()
-        hist = (level_history(df, down | up, params=levels)
-                if p.target in ("level", "flipped") else None)
-        short = plan(df, down, -1, stop_short, atr, p, levels, hist)
-        long_ = plan(df, up, 1, stop_long, atr, p, levels, hist)
+        zones = zone_log(df, params=levels) if p.target in ("level", "flipped") else None
+        short = plan(df, down, -1, stop_short, atr, p, levels, zones)
+        long_ = plan(df, up, 1, stop_long, atr, p, levels, zones)
         down &= short.take
         up &= long_.take
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from indicators.keylevels import level_history, next_level
+from indicators.keylevels import ZoneLog, level_targets, zone_log
 from indicators.levels import LevelParams
 from strategies.base import Param
 
@@ -99,12 +99,12 @@ def _why(found: pd.DataFrame, kind: str) -> np.ndarray:
 
 
 def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: np.ndarray,
-         p: Any, levels: LevelParams, history: pd.DataFrame | None = None) -> Plan:
+         p: Any, levels: LevelParams, zones: ZoneLog | None = None) -> Plan:
     """Plan the targets of the ``setup`` bars (bool per bar) of one ``side`` (+1 long, -1 short).
 
     ``p`` holds the :data:`PLAN_PARAMS` values; ``levels`` the level parameters of the
-    strategy's zones; ``history`` a :func:`~indicators.keylevels.level_history` covering the
-    setup bars (computed here when None). See the module docstring for the rules.
+    strategy's zones; ``zones`` their :func:`~indicators.keylevels.zone_log` (computed here
+    when None and a level target needs it). See the module docstring for the rules.
     """
     n = len(df)
     close = df["close"].to_numpy(dtype=np.float64)
@@ -114,12 +114,12 @@ def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: 
     bars = np.flatnonzero(setup & np.isfinite(risk) & (risk > 0))
     r_target = close + side * p.target_r * risk
     if p.target in ("level", "flipped") and len(bars):
-        hist = history if history is not None else level_history(df, bars, params=levels)
+        log = zones if zones is not None else zone_log(df, params=levels)
         min_dist = np.maximum(p.target_min_atr * atr[bars], p.target_min_r * risk[bars])
         flipped = p.target == "flipped"
-        found = next_level(hist, bars, close[bars], np.full(len(bars), side), min_dist,
-                           -np.inf if flipped else p.major_score, at=p.target_at,
-                           flip=_FLIPPED_AGAINST[side] if flipped else None)
+        found = level_targets(log, bars, close[bars], np.full(len(bars), side), min_dist,
+                              -np.inf if flipped else p.major_score, at=p.target_at,
+                              flip=_FLIPPED_AGAINST[side] if flipped else None)
         lvl = found["level"].to_numpy()
         kind = ("flipped " if flipped else "major ") + ("support" if side < 0 else "resistance")
         ok = np.isfinite(lvl)

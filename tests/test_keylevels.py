@@ -13,8 +13,10 @@ from indicators.keylevels import (
     SCORE_RULES,
     key_levels,
     level_history,
+    level_targets,
     next_level,
     weekly_swing_levels,
+    zone_log,
 )
 from indicators.levels import LevelParams, causal_atr, support_resistance
 from tests.lookahead import assert_causal, ohlc_frame
@@ -151,7 +153,7 @@ def test_level_history_refuses_a_snapshot_beyond_its_row_limit(daily, monkeypatc
     over = int(err.value.what.rsplit("by bar ", 1)[1].split(" of")[0].replace(",", ""))
     assert 0 < over < len(daily) - 1
     assert err.value.timestamp == daily.index[over]
-    assert "target='r_multiple'" in err.value.hint
+    assert "level_targets" in err.value.hint and "--timeframe 1h" in err.value.hint
     # the bar named is the first that did not fit: the bars before it fit under the same limit,
     # and give the same rows as without a limit
     before = np.flatnonzero(every)[:over]
@@ -159,8 +161,97 @@ def test_level_history_refuses_a_snapshot_beyond_its_row_limit(daily, monkeypatc
                                   full[full["bar"] < over].reset_index(drop=True))
     with pytest.raises(DataError):
         level_history(daily, np.flatnonzero(every)[: over + 1], params=LevelParams())
-    # the strategy that uses it says so too (its default targets need the history)
+    # the strategies' level targets never make these rows: unaffected by the limit
+    unlimited = Breakdown().signals(daily)
     monkeypatch.setattr(kl, "SNAPSHOT_ROWS_LIMIT", 10)
-    with pytest.raises(DataError, match="too many zones to keep the level history"):
-        Breakdown().signals(daily)
-    Breakdown(target="r_multiple").signals(daily)  # needs no history: unaffected
+    limited = Breakdown().signals(daily)
+    np.testing.assert_array_equal(limited.entry, unlimited.entry)
+    np.testing.assert_array_equal(limited.target, unlimited.target)
+
+
+def _target_queries(df: pd.DataFrame, n: int, seed: int) -> tuple[np.ndarray, ...]:
+    """``n`` random target queries on ``df``: bars (with repeats, unsorted), prices near the
+    close, sides and minimum distances (some NaN, some 0)."""
+    rng = np.random.default_rng(seed)
+    bar = rng.integers(0, len(df), n)
+    close = df["close"].to_numpy()[bar]
+    price = close * np.exp(rng.normal(0.0, 0.03, n))
+    side = rng.choice([-1, 1], n)
+    dist = close * rng.choice([0.0, 0.005, 0.02, 0.08], n)
+    dist[rng.random(n) < 0.02] = np.nan
+    return bar, price, side, dist
+
+
+def _same_pick(got: pd.DataFrame, want: pd.DataFrame) -> None:
+    # next_level leaves every column NaN when no zone qualifies anywhere; level_targets keeps the
+    # dtypes (False, None)
+    assert list(got.columns) == list(want.columns)
+    for c in ("level", "centre", "low", "high", "score"):
+        np.testing.assert_array_equal(got[c].to_numpy(), want[c].to_numpy(dtype=float), c)
+    for c in ("confluence", "htf", "round_number"):
+        np.testing.assert_array_equal(got[c].to_numpy(dtype=bool),
+                                      want[c].astype(object).fillna(False).to_numpy(dtype=bool),
+                                      c)
+    assert [x if isinstance(x, str) else None for x in got["flip"]] == \
+        [x if isinstance(x, str) else None for x in want["flip"]]
+
+
+@pytest.mark.parametrize("case", ["1d_binance", "1d_bitstamp", "seeded_1m"])
+def test_level_targets_equal_next_level_on_the_level_history(case):
+    """The strategies' targets come from the zone log without materialising the history: the
+    same picks, bit for bit, as next_level on level_history, for every kind of query."""
+    from tests.conftest import real
+
+    df = (ohlc_frame(30_000, "1m", seed=7, volatility=0.002) if case == "seeded_1m"
+          else real(case))
+    bar, price, side, dist = _target_queries(df, 3_000, seed=len(case))
+    hist = level_history(df, bar)
+    log = zone_log(df)
+    major = LevelParams().major_score
+    picked = 0
+    for min_score, at, flip in ((major, "edge", None), (major, "centre", None),
+                                (-np.inf, "edge", "support_to_resistance"),
+                                (-np.inf, "centre", "resistance_to_support"),
+                                (3.0, "edge", None)):
+        want = next_level(hist, bar, price, side, dist, min_score, at=at, flip=flip)
+        got = level_targets(log, bar, price, side, dist, min_score, at=at, flip=flip)
+        _same_pick(got, want)
+        picked += int(np.isfinite(got["level"]).sum())
+    assert picked > 1_000  # the queries find levels, not only "none"
+    with pytest.raises(ValueError, match="edge"):
+        level_targets(log, bar, price, side, dist, major, at="middle")
+    with pytest.raises(ValueError, match="flip"):
+        level_targets(log, bar, price, side, dist, major, flip="sideways")
+    with pytest.raises(ValueError, match="bar positions"):
+        level_targets(log, np.array([len(df)]), price[:1], side[:1], dist[:1], major)
+
+
+def test_level_targets_with_no_zones_yet_find_nothing():
+    df = ohlc_frame(30, "1d", seed=1)
+    got = level_targets(zone_log(df), np.array([0, 5]), df["close"].to_numpy()[[0, 5]],
+                        np.array([1, -1]), np.array([0.0, 0.0]), -np.inf)
+    assert got["level"].isna().all() and not got["htf"].any()
+    assert got["flip"].isna().all()
+
+
+@pytest.mark.shared_data
+def test_level_targets_are_causal(daily):
+    """A target picked at bar t depends on bars up to t only (the zone log is replayed up to t,
+    the weekly levels known by t): truncation test on the daily file and a random path."""
+    def targets(d: pd.DataFrame) -> pd.DataFrame:
+        close = d["close"].to_numpy()
+        n = len(d)
+        out = {}
+        for side in (-1, 1):
+            for name, score, flip in (("major", LevelParams().major_score, None),
+                                      ("flipped", -np.inf, "support_to_resistance"
+                                       if side > 0 else "resistance_to_support")):
+                f = level_targets(zone_log(d), np.arange(n), close, np.full(n, side),
+                                  close * 0.01, score, flip=flip)
+                out[f"{name}{side:+d}"] = f["level"].to_numpy()
+                out[f"{name}{side:+d}_score"] = f["score"].to_numpy()
+        return pd.DataFrame(out, index=d.index)
+
+    assert assert_causal(targets, daily.iloc[900:], cut_points=8) >= 8
+    assert assert_causal(targets, ohlc_frame(800, "4h", seed=9, volatility=0.02),
+                         cut_points=8) >= 8

@@ -73,6 +73,7 @@ def test_bad_param_declaration_fails_at_class_creation():
 @pytest.mark.shared_data
 @pytest.mark.parametrize("strategy", [OversoldBounce(), Breakdown(),
                                       Breakdown(confluence_only=True, volume_confirm=True),
+                                      Breakdown(target="flipped", target_at="centre"),
                                       OversoldBounce(trigger="bullish_close", near="wema",
                                                      exit_overbought=True)])
 def test_signals_are_causal(btc_daily, strategy):
