@@ -408,8 +408,46 @@ def _pairwise(a, s, n):  # pragma: no cover - compiled
 @nb.njit(cache=True)
 def _segment_sum(a, s, n):  # pragma: no cover - compiled
     """``np.add.reduceat``'s sum of one segment: its first value plus the pairwise sum of the
-    rest."""
+    rest (short segments summed here: most zones are a group of their own)."""
+    if n <= 8:  # the rest has fewer than 8 values: a plain sum from -0.0, as _pairwise
+        res = -0.0
+        for i in range(s + 1, s + n):
+            res += a[i]
+        return a[s] + res
     return a[s] + _pairwise(a, s + 1, n - 1)
+
+
+@nb.njit(cache=True)
+def _group_score(touches, first, last, rv, lo, hi, ce, w, known, nk, rank, rules,
+                 min_score):  # pragma: no cover - compiled
+    """:func:`_score` of one consolidated zone: (score, confluence, htf, round_number, ok) with
+    ``ok`` = score >= ``min_score``. With non-negative rules, a zone whose score cannot reach
+    ``min_score`` even with the round-number point is rejected before that (a logarithm and a
+    power) is computed: then only ``ok`` is meaningful."""
+    sc = min(touches * rules[0], rules[1])
+    sc = sc + rules[2] * (last - first >= rank[2])
+    sc = sc + rules[3] * (rv >= rank[3])
+    conf = False
+    if w > 0:  # NaN (no closed-week EMA yet): no confluence
+        gap = max(max(lo - w, w - hi), 0.0)
+        conf = gap <= rank[4] / 100.0 * w
+    a = 0
+    b = nk
+    while a < b:
+        mid = (a + b) >> 1
+        if known[mid] < lo:
+            a = mid + 1
+        else:
+            b = mid
+    htf = a < nk and known[a] <= hi
+    if rules[7] > 0 and ((sc + rules[4] * conf) + rules[5]) + rules[6] * htf < min_score:
+        return sc, conf, htf, False, False
+    rnd = False
+    if ce > 0:
+        step = 10.0 ** np.floor(np.log10(ce))
+        rnd = np.floor(hi / step) * step >= lo
+    sc = sc + rules[4] * conf + rules[5] * rnd + rules[6] * htf
+    return sc, conf, htf, rnd, sc >= min_score
 
 
 @nb.njit(cache=True)
@@ -417,18 +455,16 @@ def _targets(lf, li, n_zones, min_touches, atr, close, wema, wk_price, wk_known,
              qside, qdist, min_score, at_centre, flip_code, rank, rules):  # pragma: no cover
     """For each query (``qbar`` ascending) the nearest consolidated, scored zone beyond the
     price, exactly as :func:`next_level` finds it in :func:`level_history`'s rows, without
-    materialising them: the live set is replayed from the log, consolidated and scored on each
-    distinct query bar only. ``rank``: merge_atr, max_width_atr, age_bars, heavy_volume,
-    confluence_pct; ``rules``: the :data:`SCORE_RULES` values. Returns per query: found, level,
-    centre, low, high, score, confluence, htf, round_number, flip code."""
-    merge_atr, max_width_atr, age_bars, heavy, conf_pct = rank[0], rank[1], rank[2], rank[3], \
-        rank[4]
-    r_touch, r_max, r_age, r_vol, r_wema, r_round, r_htf = rules[0], rules[1], rules[2], \
-        rules[3], rules[4], rules[5], rules[6]
+    materialising them: the live set is replayed from the log and consolidated on each distinct
+    query bar (as :func:`_groups`/:func:`_consolidate`), and zones are scored (as
+    :func:`_score`) only as the search reaches them. ``rank``: merge_atr, max_width_atr,
+    age_bars, heavy_volume, confluence_pct; ``rules``: the :data:`SCORE_RULES` values and 1.0
+    when all are >= 0. Returns per query: found, (level, centre, low, high, score), (confluence,
+    htf, round_number), flip code."""
     nq = qbar.shape[0]
     found = np.zeros(nq, np.bool_)
-    out_f = np.full((nq, 5), np.nan)  # level, centre, low, high, score
-    out_b = np.zeros((nq, 3), np.bool_)  # confluence, htf, round_number
+    out_f = np.full((nq, 5), np.nan)
+    out_b = np.zeros((nq, 3), np.bool_)
     out_flip = np.zeros(nq, np.int64)
     act = np.empty(n_zones, np.int64)
     cur = np.full(n_zones, -1, np.int64)
@@ -438,21 +474,22 @@ def _targets(lf, li, n_zones, min_touches, atr, close, wema, wk_price, wk_known,
     nk = 0
     wi = 0
     xc = np.empty(n_zones)  # centre x touches of the live zones, in order
-    xr = np.empty(n_zones)  # relative-volume sums
+    xr = np.empty(n_zones)  # their relative-volume sums
+    g_start = np.empty(n_zones, np.int64)
     g_lo = np.empty(n_zones)
     g_hi = np.empty(n_zones)
     g_ce = np.empty(n_zones)
-    g_sc = np.empty(n_zones)
+    g_touch = np.empty(n_zones, np.int64)
+    g_first = np.empty(n_zones, np.int64)
+    g_last = np.empty(n_zones, np.int64)
     g_flip = np.empty(n_zones, np.int64)
-    g_conf = np.empty(n_zones, np.bool_)
-    g_htf = np.empty(n_zones, np.bool_)
-    g_rnd = np.empty(n_zones, np.bool_)
+    g_ok = np.zeros(n_zones, np.int64)  # 0 not scored yet on this bar, 1 passes, -1 fails
     ng = 0
-    last = -1
+    last_t = -1
     for i in range(nq):
         t = qbar[i]
-        if t != last:
-            last = t
+        if t != last_t:
+            last_t = t
             r, nact = _replay(lf, li, r, t, act, nact, cur, min_touches)
             while wi < wk_price.shape[0] and wk_known[wi] <= t:
                 x = wk_price[wi]
@@ -463,107 +500,107 @@ def _targets(lf, li, n_zones, min_touches, atr, close, wema, wk_price, wk_known,
                 known[j] = x
                 nk += 1
                 wi += 1
-            # consolidate (as _groups / _consolidate) and score (as _score) the live zones
+            # consolidate the live zones (sorted by band low): the groups of _groups
             scale = atr[t] / close[t]
-            w = wema[t]
             ng = 0
-            s = 0
-            glo = 0.0
             ghi = 0.0
-            for j in range(nact + 1):
-                if j < nact:
-                    q = cur[act[j]]
-                    lo = lf[q, 1]
-                    hi = lf[q, 2]
-                    a = scale * lf[q, 0]
-                    xc[j] = lf[q, 0] * li[q, 3]
-                    xr[j] = lf[q, 4]
-                    if j > 0 and lo <= ghi + merge_atr * a and max(ghi, hi) - glo <= \
-                            max_width_atr * a:
-                        ghi = max(ghi, hi)
-                        continue
-                if j > 0:  # close the group act[s:j]
-                    touches = 0
-                    first = li[cur[act[s]], 4]
-                    lastb = li[cur[act[s]], 5]
-                    fbar = -2
-                    flip = 0
-                    gl = np.inf
-                    gh = -np.inf
-                    for k in range(s, j):
-                        qq = cur[act[k]]
-                        touches += li[qq, 3]
-                        first = min(first, li[qq, 4])
-                        lastb = max(lastb, li[qq, 5])
-                        gl = min(gl, lf[qq, 1])
-                        gh = max(gh, lf[qq, 2])
-                        if li[qq, 8] >= fbar:
-                            fbar = li[qq, 8]
-                            flip = li[qq, 7]
-                    ce = _segment_sum(xc, s, j - s) / touches
-                    rv = _segment_sum(xr, s, j - s) / touches
-                    conf = False
-                    if w > 0:
-                        gap = max(max(gl - w, w - gh), 0.0)
-                        conf = gap <= conf_pct / 100.0 * w
-                    rnd = False
-                    if ce > 0:
-                        step = 10.0 ** np.floor(np.log10(ce))
-                        rnd = np.floor(gh / step) * step >= gl
-                    lo_k = 0
-                    hi_k = nk
-                    while lo_k < hi_k:
-                        mid = (lo_k + hi_k) >> 1
-                        if known[mid] < gl:
-                            lo_k = mid + 1
-                        else:
-                            hi_k = mid
-                    htf = lo_k < nk and known[lo_k] <= gh
-                    sc = min(touches * r_touch, r_max)
-                    sc = sc + r_age * (lastb - first >= age_bars)
-                    sc = sc + r_vol * (rv >= heavy)
-                    sc = sc + r_wema * conf + r_round * rnd + r_htf * htf
-                    g_lo[ng] = gl
-                    g_hi[ng] = gh
-                    g_ce[ng] = ce
-                    g_sc[ng] = sc
-                    g_flip[ng] = flip
-                    g_conf[ng] = conf
-                    g_htf[ng] = htf
-                    g_rnd[ng] = rnd
-                    ng += 1
-                if j < nact:
-                    s = j
+            glo = 0.0
+            fbar = -2
+            for j in range(nact):
+                q = cur[act[j]]
+                lo = lf[q, 1]
+                hi = lf[q, 2]
+                a = scale * lf[q, 0]
+                xc[j] = lf[q, 0] * li[q, 3]
+                xr[j] = lf[q, 4]
+                if j > 0 and lo <= ghi + rank[0] * a and max(ghi, hi) - glo <= rank[1] * a:
+                    ghi = max(ghi, hi)
+                    g = ng - 1
+                    g_lo[g] = min(g_lo[g], lo)
+                    g_hi[g] = max(g_hi[g], hi)
+                    g_touch[g] += li[q, 3]
+                    g_first[g] = min(g_first[g], li[q, 4])
+                    g_last[g] = max(g_last[g], li[q, 5])
+                    if li[q, 8] >= fbar:  # the most recently flipped member (ties: the last)
+                        fbar = li[q, 8]
+                        g_flip[g] = li[q, 7]
+                else:
                     glo = lo
                     ghi = hi
+                    g = ng
+                    ng += 1
+                    g_start[g] = j
+                    g_lo[g] = lo
+                    g_hi[g] = hi
+                    g_touch[g] = li[q, 3]
+                    g_first[g] = li[q, 4]
+                    g_last[g] = li[q, 5]
+                    fbar = li[q, 8]
+                    g_flip[g] = li[q, 7]
+            for g in range(ng):
+                g_ok[g] = 0
+                g_ce[g] = np.nan  # computed when a query needs it
         p = qprice[i]
         d = qdist[i]
         if ng == 0 or not (np.isfinite(p) and np.isfinite(d)):
             continue
+        # the nearest qualifying zone: the highest centre below (ties: the later zone in
+        # centre order, i.e. the later group) or the lowest above (ties: the earlier group);
+        # score only the zones that would improve on the best so far
         best = -1
-        for g in range(ng):
-            if g_sc[g] < min_score or (flip_code != 0 and g_flip[g] != flip_code):
+        short = qside[i] < 0
+        for k in range(ng):
+            g = ng - 1 - k if short else k
+            # cheap exact rejections first: the wrong side of the price (the centre lies in the
+            # band, up to rounding: hence the margin), the flip kind, a score out of reach
+            if short:
+                if g_lo[g] - abs(g_lo[g]) * 1e-9 >= p:
+                    continue
+            elif g_hi[g] + abs(g_hi[g]) * 1e-9 <= p:
                 continue
+            if flip_code != 0 and g_flip[g] != flip_code:
+                continue
+            if g_ok[g] == 0 and rules[7] > 0 and (((((min(g_touch[g] * rules[0], rules[1])
+                    + rules[2] * (g_last[g] - g_first[g] >= rank[2])) + rules[3]) + rules[4])
+                    + rules[5]) + rules[6]) < min_score:
+                g_ok[g] = -1  # cannot score enough even with every other point
+            if g_ok[g] == -1:
+                continue
+            e = g_start[g + 1] if g + 1 < ng else nact
+            if g_ce[g] != g_ce[g]:
+                g_ce[g] = _segment_sum(xc, g_start[g], e - g_start[g]) / g_touch[g]
             ce = g_ce[g]
-            if qside[i] < 0:
+            if short:
                 edge = ce if at_centre else g_hi[g]
-                if ce < p and edge <= p - d and (best < 0 or ce >= g_ce[best]):
-                    best = g
+                if not (ce < p and edge <= p - d) or (best >= 0 and ce <= g_ce[best]):
+                    continue
             else:
                 edge = ce if at_centre else g_lo[g]
-                if ce > p and edge >= p + d and (best < 0 or ce < g_ce[best]):
-                    best = g
+                if not (ce > p and edge >= p + d) or (best >= 0 and ce >= g_ce[best]):
+                    continue
+            if g_ok[g] == 0:
+                rv = _segment_sum(xr, g_start[g], e - g_start[g]) / g_touch[g]
+                ok = _group_score(g_touch[g], g_first[g], g_last[g], rv, g_lo[g], g_hi[g], ce,
+                                  wema[t], known, nk, rank, rules, min_score)[4]
+                g_ok[g] = 1 if ok else -1
+            if g_ok[g] == 1:
+                best = g
         if best >= 0:
+            e = g_start[best + 1] if best + 1 < ng else nact
+            rv = _segment_sum(xr, g_start[best], e - g_start[best]) / g_touch[best]
+            sc, conf, htf, rnd, _ok = _group_score(
+                g_touch[best], g_first[best], g_last[best], rv, g_lo[best], g_hi[best],
+                g_ce[best], wema[t], known, nk, rank, rules, -np.inf)
             found[i] = True
-            out_f[i, 0] = g_ce[best] if at_centre else (g_hi[best] if qside[i] < 0
-                                                        else g_lo[best])
-            out_f[i, 1] = g_ce[best]
+            ce = g_ce[best]
+            out_f[i, 0] = ce if at_centre else (g_hi[best] if short else g_lo[best])
+            out_f[i, 1] = ce
             out_f[i, 2] = g_lo[best]
             out_f[i, 3] = g_hi[best]
-            out_f[i, 4] = g_sc[best]
-            out_b[i, 0] = g_conf[best]
-            out_b[i, 1] = g_htf[best]
-            out_b[i, 2] = g_rnd[best]
+            out_f[i, 4] = sc
+            out_b[i, 0] = conf
+            out_b[i, 1] = htf
+            out_b[i, 2] = rnd
             out_flip[i] = g_flip[best]
     return found, out_f, out_b, out_flip
 
@@ -660,7 +697,8 @@ def level_targets(zones: ZoneLog, bar: np.ndarray, price: np.ndarray, side: np.n
                     dtype=np.float64)
     r = SCORE_RULES
     rules = np.array([r["touch"], r["max_touch_points"], r["age"], r["volume"], r["wema"],
-                      r["round"], r["htf"]], dtype=np.float64)
+                      r["round"], r["htf"], 0.0], dtype=np.float64)
+    rules[7] = float((rules[:7] >= 0).all())  # the early rejection needs points >= 0
     found, f, b, fl = _targets(
         zones.lf, zones.li, zones.n_zones, p.min_touches, zones.atr, zones.close, zones.wema,
         zones.weekly_price, zones.weekly_known, bar[order],
