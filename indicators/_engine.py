@@ -194,7 +194,7 @@ def _move(order, i, q):  # pragma: no cover - compiled
     order[q] = z
 
 
-@nb.njit(_i8(_I1, _I1, _i8, _i8, _i8), cache=True)
+@jit.typed(_i8(_I1, _I1, _i8, _i8, _i8))
 def _mark(zmark, dirty, nd, z, b):  # pragma: no cover - compiled
     """List zone ``z`` as changed on bar ``b`` (once per bar); returns the new list length."""
     if zmark[z] != b:

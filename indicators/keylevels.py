@@ -634,7 +634,7 @@ def level_history(df: pd.DataFrame, bars: object, *, params: LevelParams) -> pd.
     log = zone_log(df, params=params)
     qb = np.flatnonzero(mask).astype(np.int64)
     mt = params.min_touches
-    counts = _live_counts(log.lf, log.li, qb, log.n_zones, mt)
+    counts = jit.call(_live_counts, log.lf, log.li, qb, log.n_zones, mt, work=len(df))
     total = np.cumsum(counts)
     if len(total) and total[-1] > SNAPSHOT_ROWS_LIMIT:
         over = int(qb[np.searchsorted(total, SNAPSHOT_ROWS_LIMIT, side="right")])
@@ -645,8 +645,8 @@ def level_history(df: pd.DataFrame, bars: object, *, params: LevelParams) -> pd.
             hint="ask for the levels at fewer bars, use coarser bars (one-minute data "
                  "resampled to 1h: --timeframe 1h), or pick targets with level_targets "
                  "(the strategies do: it needs no level history)")
-    sf, si = _live_rows(log.lf, log.li, qb, int(total[-1]) if len(total) else 0, log.n_zones,
-                        mt)
+    sf, si = jit.call(_live_rows, log.lf, log.li, qb, int(total[-1]) if len(total) else 0,
+                      log.n_zones, mt, work=len(df))
     if len(si) == 0:
         z = pd.DataFrame({c: pd.Series([], dtype=float) for c in KEY_LEVEL_COLUMNS})
         return z.astype({"bar": np.int64, "major": bool, "flip": object})
@@ -699,13 +699,13 @@ def level_targets(zones: ZoneLog, bar: np.ndarray, price: np.ndarray, side: np.n
     rules = np.array([r["touch"], r["max_touch_points"], r["age"], r["volume"], r["wema"],
                       r["round"], r["htf"], 0.0], dtype=np.float64)
     rules[7] = float((rules[:7] >= 0).all())  # the early rejection needs points >= 0
-    found, f, b, fl = _targets(
-        zones.lf, zones.li, zones.n_zones, p.min_touches, zones.atr, zones.close, zones.wema,
-        zones.weekly_price, zones.weekly_known, bar[order],
+    found, f, b, fl = jit.call(
+        _targets, zones.lf, zones.li, zones.n_zones, p.min_touches, zones.atr, zones.close,
+        zones.wema, zones.weekly_price, zones.weekly_known, bar[order],
         np.asarray(price, dtype=np.float64).reshape(-1)[order],
         np.asarray(side, dtype=np.int64).reshape(-1)[order],
         np.asarray(min_distance, dtype=np.float64).reshape(-1)[order], float(min_score),
-        at == "centre", _FLIP_CODES.get(flip, 0), rank, rules)
+        at == "centre", _FLIP_CODES.get(flip, 0), rank, rules, work=n)
     back = np.empty_like(order)
     back[order] = np.arange(len(order))
     found, f, b, fl = found[back], f[back], b[back], fl[back]
