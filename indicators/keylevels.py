@@ -290,37 +290,34 @@ def _before(lf, r1, z1, r2, z2):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
+def _slot(lf, act, nact, cur, r, z):  # pragma: no cover - compiled
+    """First slot of ``act[:nact]`` whose zone does not sort before row ``r`` of zone ``z``."""
+    lo = 0
+    hi = nact
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        y = act[mid]
+        if _before(lf, cur[y], y, r, z):
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+@nb.njit(cache=True)
 def _replay(lf, li, r, t, act, nact, cur, min_touches):  # pragma: no cover - compiled
     """Apply the log rows from ``r`` with bar <= ``t`` to the live set ``act[:nact]`` (zone ids
     by :func:`_before`; ``cur[z]``: z's row, -1 when not in the set). Returns (next row, nact)."""
     nrow = li.shape[0]
     while r < nrow and li[r, 0] <= t:
         z = li[r, 1]
-        old = cur[z]
-        if old >= 0:  # drop the zone's previous state
-            lo = 0
-            hi = nact
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                y = act[mid]
-                if _before(lf, cur[y], y, old, z):
-                    lo = mid + 1
-                else:
-                    hi = mid
-            for j in range(lo, nact - 1):
+        if cur[z] >= 0:  # drop the zone's previous state
+            for j in range(_slot(lf, act, nact, cur, cur[z], z), nact - 1):
                 act[j] = act[j + 1]
             nact -= 1
             cur[z] = -1
         if li[r, 2] == 1 and li[r, 3] >= min_touches:
-            lo = 0
-            hi = nact
-            while lo < hi:
-                mid = (lo + hi) >> 1
-                y = act[mid]
-                if _before(lf, cur[y], y, r, z):
-                    lo = mid + 1
-                else:
-                    hi = mid
+            lo = _slot(lf, act, nact, cur, r, z)
             for j in range(nact, lo, -1):
                 act[j] = act[j - 1]
             act[lo] = z
