@@ -83,24 +83,40 @@ def _bits(values: np.ndarray) -> np.ndarray:
     return values.view(np.int64)
 
 
+def _factorize(bits: np.ndarray) -> tuple[np.ndarray, int]:
+    codes, uniques = pd.factorize(bits, use_na_sentinel=False)
+    return codes, len(uniques)
+
+
 def _zone_group(c: np.ndarray, lo: np.ndarray, hi: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(codes, table)`` when each distinct centre has one band and the triples are few
-    enough (:data:`ZONE_FRACTION`), else None. (Factorising every bar measured faster than
-    factorising the first bar of each run and repeating the codes: runs are ~2 bars here.)"""
+    """``(codes, table)``: an int32 code per bar into a float64 table of the distinct
+    (centre, low, high) triples (bit patterns), or None when there are more than
+    ``len(c) / ZONE_FRACTION`` of them.
+
+    Usually each centre has one band, and the centre alone is factorised (one pass; checked);
+    when a centre comes with two bands (a round-number centre of two different zones, say) the
+    triples are factorised. (Factorising every bar measured faster than factorising the first
+    bar of each run and repeating the codes: a zone holds ~2 bars here.)"""
     n = len(c)
-    codes, centres = pd.factorize(_bits(c), use_na_sentinel=False)
-    k = len(centres)
-    if k > max(n // ZONE_FRACTION, 1) or k >= 2**31:
+    limit = max(n // ZONE_FRACTION, 1)
+    codes, k = _factorize(_bits(c))
+    if k > limit:
         return None
     table = np.empty((k, 3))
-    table[:, 0] = np.asarray(centres, dtype=np.int64).view(np.float64)
-    for j, band in ((1, lo), (2, hi)):
-        col = np.empty(k)
-        col[codes] = band  # one of each centre's bands; checked below to be its only one
-        if not np.array_equal(_bits(col)[codes], _bits(band)):
+    for j, col in enumerate((c, lo, hi)):
+        table[codes, j] = col  # one triple per code when the check below holds
+    if not all(np.array_equal(_bits(np.ascontiguousarray(table[:, j]))[codes], _bits(col))
+               for j, col in ((1, lo), (2, hi))):
+        lo_codes, k_lo = _factorize(_bits(lo))
+        hi_codes, k_hi = _factorize(_bits(hi))
+        codes, k = _factorize(codes.astype(np.int64) * k_lo + lo_codes)  # < n * n: no overflow
+        codes, k = _factorize(codes.astype(np.int64) * k_hi + hi_codes)
+        if k > limit:
             return None
-        table[:, j] = col
+        table = np.empty((k, 3))
+        for j, col in enumerate((c, lo, hi)):
+            table[codes, j] = col  # codes and triples correspond one to one: exact
     return codes.astype(np.int32), table
 
 

@@ -54,9 +54,19 @@ def test_round_trip_is_bit_for_bit_and_compact():
     assert cf.frame() is not cf.frame()  # a new frame each time: changing one changes nothing
 
 
-def test_a_centre_with_two_bands_stays_dense():
+def test_a_centre_with_two_bands_is_two_zones():
+    # two zones may share a round-number centre with different bands (seen on real daily data)
     df = _zone_frame()
-    df.iloc[3000, df.columns.get_loc("support_low")] -= 0.25  # same centre, another band
+    df.iloc[3000, df.columns.get_loc("support_low")] -= 0.25
+    cf = compact(df)
+    assert next(iter(cf.zones.values()))[1].shape == (42, 3)
+    _bits_equal(cf.frame(), df)
+
+
+def test_zones_that_change_on_most_bars_stay_dense():
+    df = _zone_frame()
+    noise = np.random.default_rng(5).standard_normal(len(df))
+    df["support"] = df["support"] + noise  # a distinct centre on every bar
     cf = compact(df)
     assert not cf.zones and df.columns.get_loc("support_low") in cf.dense
     _bits_equal(cf.frame(), df)
@@ -107,3 +117,14 @@ def test_a_result_keeps_the_breakdown_indicators_compactly_and_saves_them_dense(
     pd.testing.assert_frame_equal(plain, dense, check_exact=True, check_freq=False)
     back = BacktestResult.load(tmp_path)
     assert back == res and back._indicators.zones.keys() == held.zones.keys()
+
+
+@pytest.mark.shared_data
+def test_real_daily_breakdown_frame_is_held_compactly_and_read_back_exactly(btc_daily):
+    from strategies.breakdown import Breakdown
+
+    frame = Breakdown().signals(btc_daily).indicators
+    cf = compact(frame, shared=btc_daily)
+    assert len(cf.zones) == 4  # support, resistance and both flipped zones
+    assert cf.nbytes < 0.65 * frame.memory_usage(index=False).sum()
+    _bits_equal(cf.frame(), frame)
