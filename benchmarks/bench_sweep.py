@@ -7,7 +7,9 @@ above ``oversold`` (``rsi[t-1] <= oversold < rsi[t]``); exit at the next open wh
 ``overbought`` in one bar; engines resolve simultaneous entry and exit signals differently, so the
 rules never emit both); all-in, 0.1 % commission per side, no stop. Grid: period 7..21 x oversold
 {20,25,30,35} x overbought {65,70,75,80} = 240 sets on the real Binance daily candles
-(3,243 bars). Trade counts of a few sets are compared across engines.
+(3,243 bars). Trade counts of a few sets are compared across engines. Our strategy computes its
+RSI with ``indicators.rsi`` (TA-Lib's, bit for bit), which a sweep shares between the sets with
+the same period, as the vectorbt code computes one RSI per period for all its columns.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_sweep.py [--skip-backtrader] [--random N]``.
 Prints a Markdown table (times and ratios to ours).
