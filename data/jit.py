@@ -204,8 +204,18 @@ def _compile_in_background() -> None:
               "run compiles them", file=sys.stderr)
         return
     print(f"note: first run: {len(jobs)} kernel(s) ran interpreted; compiling them in the "
-          f"background for the next runs (pid {proc.pid}, cache "
-          f"{os.environ.get('NUMBA_CACHE_DIR', 'numba default')})", file=sys.stderr)
+          f"background for the next runs (pid {proc.pid}, cache {_cache_folder(jobs)})",
+          file=sys.stderr)
+
+
+def _cache_folder(jobs: list[tuple[str, str, tuple[Any, ...]]]) -> str:
+    """Where numba caches these kernels: the configured folder, or the fallback numba chose when
+    that one cannot be written (next to the source, or its own user folder)."""
+    try:
+        paths = sorted({_loaded(module, name)._cache.cache_path for module, name, _ in jobs})
+    except AttributeError:  # another numba version
+        return os.environ.get("NUMBA_CACHE_DIR", "numba's default")
+    return paths[0] if len(paths) == 1 else os.path.commonpath(paths)
 
 
 def _loaded(module: str, name: str) -> Dispatcher:
