@@ -4,16 +4,20 @@ with hashable parameters shared."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
 import pandas as pd
 import pytest
 import talib
 
 from backtests.config import BacktestConfig
-from backtests.tuning.evaluate import BacktestPayload
+from backtests.tuning.evaluate import BacktestPayload, evaluate_backtest
+from backtests.tuning.executors import SerialExecutor, evaluate_all
 from data.errors import DataError
-from indicators import atr, ema, rsi, sma
+from indicators import atr, core, ema, rsi, sma
 from indicators.memo import IndicatorMemo, memoised, sharing
+from strategies.base import Param, Signals, Strategy
 
 
 @pytest.fixture
@@ -111,3 +115,39 @@ def test_sweep_payload_shares_one_memo_per_process(frame: pd.DataFrame) -> None:
     pay = BacktestPayload(df=frame, strategy_cls=object, config=BacktestConfig())
     assert pay.memo() is pay.memo() and pay.memo().frame is pay.frame()
     assert pay.__getstate__()["_memo"] is None  # workers build their own
+
+
+class _RsiCross(Strategy):
+    """Long when the RSI crosses back above ``level`` (indicators.rsi on the close)."""
+
+    name = "rsi_cross_memo_test"
+    params: ClassVar[dict[str, Param]] = {"period": Param(14, "bars", int, min=2),
+                                          "level": Param(30.0, "RSI level")}
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        r = rsi(df["close"].to_numpy(), self.p.period)
+        up = (r > self.p.level) & (np.r_[np.nan, r[:-1]] <= self.p.level)
+        return Signals.from_entries(np.where(up, 1, 0), exit=r > 70)
+
+
+def test_a_sweep_computes_each_distinct_rsi_once(btc_daily: pd.DataFrame,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+
+    class CountingTalib:
+        @staticmethod
+        def RSI(close: np.ndarray, timeperiod: int) -> np.ndarray:  # TA-Lib's names
+            calls.append(timeperiod)
+            return talib.RSI(close, timeperiod)
+
+    space = [{"period": p, "level": lv} for p in (9, 14) for lv in (25.0, 30.0, 35.0)]
+    pay = BacktestPayload(df=btc_daily, strategy_cls=_RsiCross, config=BacktestConfig())
+    monkeypatch.setattr(core, "_talib", lambda: CountingTalib)
+    shared = evaluate_all(evaluate_backtest, pay, space, executor=SerialExecutor())
+    assert sorted(calls) == [9, 14]
+    assert pay.memo().hits == 4 and pay.memo().misses == 2
+    calls.clear()
+    # each set with a payload of its own, nothing shared: the same rows
+    alone = [evaluate_backtest(BacktestPayload(df=btc_daily, strategy_cls=_RsiCross,
+                                               config=BacktestConfig()), p) for p in space]
+    assert len(calls) == 6 and shared == alone

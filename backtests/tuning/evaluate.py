@@ -220,14 +220,20 @@ _BAR_COLS = tuple(_COL[c] for c in ("entry_bar", "exit_bar", "reason"))
 
 
 @njit(cache=True, error_model="numpy")
-def _lean_pass(equity: np.ndarray, raw: np.ndarray, lo: int, at_open_codes: np.ndarray,
-               keep_returns: bool) -> tuple:  # pragma: no cover - compiled
+def _lean_pass(eq: np.ndarray, raw: np.ndarray, lo: int, at_open_codes: np.ndarray,
+               keep_returns: bool, no_times: np.ndarray) -> tuple:  # pragma: no cover - compiled
     """:func:`raw_metrics`' work in one compiled call, for trades without partial exits:
     :func:`backtests.engines.fast.raw_pnl` (same operations, same order), the trades' bars
-    and open-fill flags, :func:`backtests.metrics.metrics_pass` over ``equity[lo:]`` and, with
-    ``keep_returns``, the per-bar returns (as :func:`backtests.metrics.bar_returns_array`).
-    Returns ``(partial, passed, n_trades, returns)``; with ``partial`` (a trade has a partial
-    exit: positions must be folded first) the other values are not to be used."""
+    and open-fill flags, :func:`backtests.metrics.metrics_pass` over ``eq`` (the equity from
+    bar ``lo`` on) and, with ``keep_returns``, the per-bar returns (as
+    :func:`backtests.metrics.bar_returns_array`). Returns ``(partial, passed, n_trades,
+    returns)``; with ``partial`` (a trade has a partial exit: positions must be folded first)
+    the other values are not to be used.
+
+    ``no_times`` is :data:`backtests.metrics.NO_TIMES`, passed in rather than read as a global
+    (numba would freeze it as a read-only constant): ``metrics_pass`` then has the argument
+    types of :func:`backtests.metrics.core_metrics`' call, one compiled specialisation for both
+    (a second one cost ~8 s of compiling on an empty cache, at load 5)."""
     side, size, xp, ep, ef, xf, fund = _PNL_COLS
     eb, xb, why = _BAR_COLS
     n_t = raw.shape[0]
@@ -244,8 +250,7 @@ def _lean_pass(equity: np.ndarray, raw: np.ndarray, lo: int, at_open_codes: np.n
         code = np.int64(raw[k, why])
         partial |= code == R_PARTIAL
         at_open[k] = at_open_codes[code]
-    eq = equity[lo:]
-    passed = metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, lo, NO_TIMES, NO_TIMES)
+    passed = metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, lo, no_times, no_times)
     n_r = len(eq) - 1 if keep_returns and len(eq) > 0 else 0
     returns = np.empty(n_r)
     for i in range(n_r):  # x / 0 is inf here (numpy's error model), then not chosen
@@ -263,14 +268,14 @@ def window_metrics(payload: BacktestPayload, equity: np.ndarray, raw: np.ndarray
     years, ppy = payload.span()
     cash = float(payload.config.cash)
     keep = payload.keep_returns
-    if equity.dtype == np.float64 and equity.flags.c_contiguous:
-        partial, passed, n_t, returns = _lean_pass(equity, raw, lo, _AT_OPEN, keep)
+    eq = equity[lo:]
+    if eq.dtype == np.float64 and eq.flags.c_contiguous:
+        partial, passed, n_t, returns = _lean_pass(eq, raw, lo, _AT_OPEN, keep, NO_TIMES)
         if not partial:
-            out: dict[str, Any] = core_figures(passed, equity[lo:], years, ppy, cash, n_t)
+            out: dict[str, Any] = core_figures(passed, eq, years, ppy, cash, n_t)
             if keep:
                 out["_returns"] = returns
             return out
-    eq = equity[lo:]
     out = raw_metrics(eq, raw, years, ppy, cash, offset=lo)
     if keep:
         out["_returns"] = bar_returns_array(eq)
