@@ -191,6 +191,36 @@ def test_an_unknown_policy_is_a_clear_error(monkeypatch):
         jit.mode()
 
 
+_TYPED_MODULE = textwrap.dedent("""
+    import numba
+    from data import jit
+
+    @jit.typed(numba.int64(numba.int64, numba.int64))
+    def add(a, b):
+        return a + b
+
+    @numba.njit(cache=True)
+    def caller(x):
+        return add(x, 0) + add(x, 1) + add(0, x)  # constants are typed Literal[int]
+""")
+
+
+def test_a_typed_helper_compiles_once_when_its_caller_compiles_not_on_import(tmp_path,
+                                                                            monkeypatch):
+    import numba
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "numba"))
+    (tmp_path / "jit_probe_typed.py").write_text(_TYPED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop("jit_probe_typed", None)
+    import jit_probe_typed as mod
+
+    assert mod.add.signatures == []  # nothing compiled on import
+    assert mod.caller(5) == 5 + 6 + 5
+    assert [tuple(map(str, s)) for s in mod.add.signatures] == [("int64", "int64")]
+    sys.modules.pop("jit_probe_typed", None)
+
+
 def _save_many(folder: str, worker: int, rounds: int) -> None:
     jit.lock_cache_writes()
     cache_file = caching.IndexDataCacheFile(folder, "probe", ("stamp", 1))
