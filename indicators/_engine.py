@@ -65,10 +65,10 @@ _i8 = nb.int64
 _f8 = nb.float64
 _SIG_PUSH = nb.types.Tuple((_F2, _I2, _i8))(_F2, _I2, _i8, _f8, _f8, _f8, _f8, _i8, _i8, _i8,
                                              _i8, _i8)
-_SIG_BISECT = _i8(_I1, _i8, _F1, _I1, _f8)
-_SIG_ORDER = nb.void(_I1, _I1, _i8, _i8, _F1, _I1)
-_SIG_SKIP = _i8(_I1, _i8, _i8, _F1, _I1, _f8)
-_SIG_FIND = _i8(_I1, _i8, _i8, _i8, _F1, _I1)
+_SIG_BISECT = _i8(_I1, _i8, _F1, _f8)
+_SIG_ORDER = nb.void(_I1, _I1, _i8, _i8, _F1)
+_SIG_SKIP = _i8(_I1, _i8, _i8, _F1, _f8)
+_SIG_FIND = _i8(_I1, _i8, _i8, _i8, _F1)
 _SIG_DROP = nb.void(_I1, _I1, _i8, _i8)
 _SIG_MOVE = nb.void(_I1, _i8, _i8)
 
@@ -100,7 +100,7 @@ def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, b
 
 
 @jit.typed(_SIG_SKIP)
-def _bisect_left_skip(order, n, skip, zsum, zcnt, x):  # pragma: no cover - compiled
+def _bisect_left_skip(order, n, skip, zcen, x):  # pragma: no cover - compiled
     # First index of the ``n`` ordered zones (slots ``order[:n + 1]`` without slot ``skip``;
     # ``skip >= n``: plain ``order[:n]``) whose centre is >= x; a virtual index, slots after
     # ``skip`` count one less.
@@ -109,7 +109,7 @@ def _bisect_left_skip(order, n, skip, zsum, zcnt, x):  # pragma: no cover - comp
     while lo < hi:
         mid = (lo + hi) >> 1
         z = order[mid if mid < skip else mid + 1]
-        if zsum[z] / zcnt[z] < x:
+        if zcen[z] < x:
             lo = mid + 1
         else:
             hi = mid
@@ -117,18 +117,18 @@ def _bisect_left_skip(order, n, skip, zsum, zcnt, x):  # pragma: no cover - comp
 
 
 @jit.typed(_SIG_BISECT)
-def _bisect_left(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
-    return _bisect_left_skip(order, cnt, cnt, zsum, zcnt, x)
+def _bisect_left(order, cnt, zcen, x):  # pragma: no cover - compiled
+    return _bisect_left_skip(order, cnt, cnt, zcen, x)
 
 
 @jit.typed(_SIG_BISECT)
-def _bisect_right(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
+def _bisect_right(order, cnt, zcen, x):  # pragma: no cover - compiled
     lo = 0
     hi = cnt
     while lo < hi:
         mid = (lo + hi) >> 1
         z = order[mid]
-        if zsum[z] / zcnt[z] <= x:
+        if zcen[z] <= x:
             lo = mid + 1
         else:
             hi = mid
@@ -136,9 +136,9 @@ def _bisect_right(order, cnt, zsum, zcnt, x):  # pragma: no cover - compiled
 
 
 @jit.typed(_SIG_ORDER)
-def _insert(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
+def _insert(order, cnts, k, z, zcen):  # pragma: no cover - compiled
     cnt = cnts[k]
-    pos = _bisect_left(order, cnt, zsum, zcnt, zsum[z] / zcnt[z])
+    pos = _bisect_left(order, cnt, zcen, zcen[z])
     for j in range(cnt, pos, -1):
         order[j] = order[j - 1]
     order[pos] = z
@@ -146,13 +146,13 @@ def _insert(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
 
 
 @jit.typed(_SIG_FIND)
-def _index_of(order, cnt, skip, z, zsum, zcnt):  # pragma: no cover - compiled
+def _index_of(order, cnt, skip, z, zcen):  # pragma: no cover - compiled
     # Slot of zone ``z`` in ``order[:cnt]`` ignoring slot ``skip`` (-1: none), found by its
     # current centre as _remove finds it; a scan if the search misses (it cannot in a consistent
     # order).
     n = cnt - 1 if skip >= 0 else cnt
     sk = skip if skip >= 0 else cnt
-    v = _bisect_left_skip(order, n, sk, zsum, zcnt, zsum[z] / zcnt[z])
+    v = _bisect_left_skip(order, n, sk, zcen, zcen[z])
     while v < n:
         j = v if v < sk else v + 1
         if order[j] == z:
@@ -173,9 +173,9 @@ def _drop_at(order, cnts, k, j):  # pragma: no cover - compiled
 
 
 @jit.typed(_SIG_ORDER)
-def _remove(order, cnts, k, z, zsum, zcnt):  # pragma: no cover - compiled
+def _remove(order, cnts, k, z, zcen):  # pragma: no cover - compiled
     # Must run before z's centre changes: the binary search uses the current centre.
-    j = _index_of(order, cnts[k], -1, z, zsum, zcnt)
+    j = _index_of(order, cnts[k], -1, z, zcen)
     if j >= 0:
         _drop_at(order, cnts, k, j)
 
@@ -272,6 +272,9 @@ def level_engine(
     # zone state, indexed by zone id
     zsum = np.zeros(cap)
     zcnt = np.zeros(cap, np.int64)
+    # centre = zsum / zcnt, kept in step with them: the searches compare centres on every bar
+    # and a load is cheaper than a division at each step (the same value, bit for bit)
+    zcen = np.zeros(cap)
     zmin = np.zeros(cap)
     zmax = np.zeros(cap)
     zpad = np.zeros(cap)
@@ -337,7 +340,7 @@ def level_engine(
             if p != p:
                 continue
             order = orders[0]
-            pos = _bisect_left(order, cnts[0], zsum, zcnt, p)
+            pos = _bisect_left(order, cnts[0], zcen, p)
             best = -1
             i0 = -1  # slot of ``best`` in the order
             bestd = np.inf
@@ -345,10 +348,10 @@ def level_engine(
                 z = order[pos - 1]
                 best = z
                 i0 = pos - 1
-                bestd = p - zsum[z] / zcnt[z]
+                bestd = p - zcen[z]
             if pos < cnts[0]:
                 z = order[pos]
-                d = zsum[z] / zcnt[z] - p
+                d = zcen[z] - p
                 if d < bestd:
                     best = z
                     i0 = pos
@@ -360,9 +363,10 @@ def level_engine(
                 # instead of every zone above it.
                 z = best
                 fk = _flip_order_key(zflip[z]) if zflip[z] != 0 else 0
-                i1 = _index_of(orders[fk], cnts[fk], -1, z, zsum, zcnt) if fk else -1
+                i1 = _index_of(orders[fk], cnts[fk], -1, z, zcen) if fk else -1
                 zsum[z] += p
                 zcnt[z] += 1
+                zcen[z] = zsum[z] / zcnt[z]
                 zmin[z] = min(zmin[z], p)
                 zmax[z] = max(zmax[z], p)
                 zpad[z] = pad
@@ -373,22 +377,22 @@ def level_engine(
                 zrv[z] += relvol[pbar]
                 # absorb neighbours whose centres came within the tolerance
                 while True:
-                    c = zsum[z] / zcnt[z]
+                    c = zcen[z]
                     o0 = orders[0]
-                    q = _bisect_left_skip(o0, cnts[0] - 1, i0, zsum, zcnt, c)
+                    q = _bisect_left_skip(o0, cnts[0] - 1, i0, zcen, c)
                     nb_ = -1
                     nd = np.inf
                     jy = -1
                     if q > 0:
                         j = q - 1 if q - 1 < i0 else q
                         y = o0[j]
-                        nd = c - zsum[y] / zcnt[y]
+                        nd = c - zcen[y]
                         nb_ = y
                         jy = j
                     if q < cnts[0] - 1:
                         j = q if q < i0 else q + 1
                         y = o0[j]
-                        d = zsum[y] / zcnt[y] - c
+                        d = zcen[y] - c
                         if d < nd:
                             nd = d
                             nb_ = y
@@ -402,7 +406,7 @@ def level_engine(
                     if zflip[y] != 0:
                         ky = _flip_order_key(zflip[y])
                         skip = i1 if ky == fk else -1
-                        j = _index_of(orders[ky], cnts[ky], skip, y, zsum, zcnt)
+                        j = _index_of(orders[ky], cnts[ky], skip, y, zcen)
                         if j >= 0:
                             _drop_at(orders[ky], cnts, ky, j)
                             if ky == fk and j < i1:
@@ -416,6 +420,7 @@ def level_engine(
                         zpend[y] = 0
                     zsum[z] += zsum[y]
                     zcnt[z] += zcnt[y]
+                    zcen[z] = zsum[z] / zcnt[z]
                     zmin[z] = min(zmin[z], zmin[y])
                     zmax[z] = max(zmax[z], zmax[y])
                     zfirst[z] = min(zfirst[z], zfirst[y])
@@ -425,16 +430,17 @@ def level_engine(
                     zrv[z] += zrv[y]
                     zalive[y] = False
                     ndirty = _mark(zmark, dirty, ndirty, y, b)
-                c = zsum[z] / zcnt[z]
-                _move(orders[0], i0, _bisect_left_skip(orders[0], cnts[0] - 1, i0, zsum, zcnt, c))
+                c = zcen[z]
+                _move(orders[0], i0, _bisect_left_skip(orders[0], cnts[0] - 1, i0, zcen, c))
                 if fk:
-                    _move(orders[fk], i1, _bisect_left_skip(orders[fk], cnts[fk] - 1, i1, zsum,
-                                                            zcnt, c))
+                    _move(orders[fk], i1, _bisect_left_skip(orders[fk], cnts[fk] - 1, i1, zcen,
+                                                            c))
             else:
                 z = nz
                 nz += 1
                 zsum[z] = p
                 zcnt[z] = 1
+                zcen[z] = zsum[z] / zcnt[z]
                 zmin[z] = p
                 zmax[z] = p
                 zpad[z] = pad
@@ -444,9 +450,9 @@ def level_engine(
                 zvol[z] = volume[pbar]
                 zrv[z] = relvol[pbar]
                 zalive[z] = True
-                _insert(orders[0], cnts, 0, z, zsum, zcnt)
+                _insert(orders[0], cnts, 0, z, zcen)
             ndirty = _mark(zmark, dirty, ndirty, z, b)
-            c = zsum[z] / zcnt[z]
+            c = zcen[z]
             half = max(c - (zmin[z] - zpad[z]), zmax[z] + zpad[z] - c)
             maxhalf = max(maxhalf, half)
             if c > 0:
@@ -487,15 +493,15 @@ def level_engine(
             if flip != 0:
                 if zflip[z] != 0:
                     kk = _flip_order_key(zflip[z])
-                    _remove(orders[kk], cnts, kk, z, zsum, zcnt)
+                    _remove(orders[kk], cnts, kk, z, zcen)
                 zflip[z] = flip
                 zflipbar[z] = b
                 ndirty = _mark(zmark, dirty, ndirty, z, b)
                 zfbbar[z] = zpbar[z]
                 zfbclose[z] = zpclose[z]
                 kk = _flip_order_key(flip)
-                _insert(orders[kk], cnts, kk, z, zsum, zcnt)
-                evf, evi, nev = _push_event(evf, evi, nev, zsum[z] / zcnt[z], zl, zh, zpclose[z], b,
+                _insert(orders[kk], cnts, kk, z, zcen)
+                evf, evi, nev = _push_event(evf, evi, nev, zcen[z], zl, zh, zpclose[z], b,
                                             EV_S2R if flip == -1 else EV_R2S, z, zpbar[z], how)
                 if want_bars:
                     flags[b, 0 if flip == -1 else 1] = True
@@ -512,29 +518,29 @@ def level_engine(
         if b > 0:
             cp = close[b - 1]
             # ---- 3. retests of zones flipped on an earlier bar ----
-            q = _bisect_right(orders[1], cnts[1], zsum, zcnt, cb)
+            q = _bisect_right(orders[1], cnts[1], zcen, cb)
             while q < cnts[1]:
                 z = orders[1][q]
-                c = zsum[z] / zcnt[z]
+                c = zcen[z]
                 if c - maxhalf > high[b] or (c > 0 and c * (1.0 - maxrel) > high[b]):
                     break  # this zone and all above it have their low above the bar's high
                 zl = zmin[z] - zpad[z]
                 if zflipbar[z] < b and high[b] >= zl and cb < zl and cp < zl:
-                    evf, evi, nev = _push_event(evf, evi, nev, zsum[z] / zcnt[z], zl,
+                    evf, evi, nev = _push_event(evf, evi, nev, zcen[z], zl,
                                                 zmax[z] + zpad[z], zfbclose[z], b,
                                                 EV_RETEST_S2R, z, zfbbar[z], BY_REJECTION)
                     if want_bars:
                         flags[b, 2] = True
                 q += 1
-            q = _bisect_right(orders[2], cnts[2], zsum, zcnt, cb) - 1
+            q = _bisect_right(orders[2], cnts[2], zcen, cb) - 1
             while q >= 0:
                 z = orders[2][q]
-                c = zsum[z] / zcnt[z]
+                c = zcen[z]
                 if c + maxhalf < low[b] or (c > 0 and c * (1.0 + maxrel) < low[b]):
                     break  # this zone and all below it have their high under the bar's low
                 zh = zmax[z] + zpad[z]
                 if zflipbar[z] < b and low[b] <= zh and cb > zh and cp > zh:
-                    evf, evi, nev = _push_event(evf, evi, nev, zsum[z] / zcnt[z],
+                    evf, evi, nev = _push_event(evf, evi, nev, zcen[z],
                                                 zmin[z] - zpad[z], zh, zfbclose[z], b,
                                                 EV_RETEST_R2S, z, zfbbar[z], BY_REJECTION)
                     if want_bars:
@@ -549,8 +555,8 @@ def level_engine(
             # later bar scan all zones once prices had fallen far below it).
             if cb < cp:
                 # zones the previous close was not below (zone low <= cp) and lie above cb
-                q0 = _bisect_right(orders[0], cnts[0], zsum, zcnt, cb)
-                q1 = _bisect_right(orders[0], cnts[0], zsum, zcnt, _upper_centre(cp, maxhalf,
+                q0 = _bisect_right(orders[0], cnts[0], zcen, cb)
+                q1 = _bisect_right(orders[0], cnts[0], zcen, _upper_centre(cp, maxhalf,
                                                                                 maxrel))
                 for q in range(q0, q1):
                     z = orders[0][q]
@@ -566,9 +572,9 @@ def level_engine(
                         npend += 1
             elif cb > cp:
                 # zones the previous close was not above (zone high >= cp) and lie below cb
-                q0 = _bisect_left(orders[0], cnts[0], zsum, zcnt, _lower_centre(cp, maxhalf,
+                q0 = _bisect_left(orders[0], cnts[0], zcen, _lower_centre(cp, maxhalf,
                                                                                 maxrel, nonpos))
-                q1 = _bisect_left(orders[0], cnts[0], zsum, zcnt, cb)
+                q1 = _bisect_left(orders[0], cnts[0], zcen, cb)
                 for q in range(q0, q1):
                     z = orders[0][q]
                     if zcnt[z] < min_touches or zflip[z] == 1 or zpend[z] == 1:
@@ -590,15 +596,15 @@ def level_engine(
                         flip = zpend[z]
                         if zflip[z] != 0:
                             kk = _flip_order_key(zflip[z])
-                            _remove(orders[kk], cnts, kk, z, zsum, zcnt)
+                            _remove(orders[kk], cnts, kk, z, zcen)
                         zflip[z] = flip
                         zflipbar[z] = b
                         ndirty = _mark(zmark, dirty, ndirty, z, b)
                         zfbbar[z] = b
                         zfbclose[z] = cb
                         kk = _flip_order_key(flip)
-                        _insert(orders[kk], cnts, kk, z, zsum, zcnt)
-                        evf, evi, nev = _push_event(evf, evi, nev, zsum[z] / zcnt[z],
+                        _insert(orders[kk], cnts, kk, z, zcen)
+                        evf, evi, nev = _push_event(evf, evi, nev, zcen[z],
                                                     zmin[z] - zpad[z], zmax[z] + zpad[z], cb, b,
                                                     EV_S2R if flip == -1 else EV_R2S, z, b,
                                                     BY_CLOSES)
@@ -612,13 +618,13 @@ def level_engine(
 
         # ---- 5. per-bar outputs ----
         if want_bars:
-            q = _bisect_right(orders[0], cnts[0], zsum, zcnt, cb)
+            q = _bisect_right(orders[0], cnts[0], zcen, cb)
             j = q - 1
             while j >= 0 and zcnt[orders[0][j]] < min_touches:
                 j -= 1
             if j >= 0:
                 z = orders[0][j]
-                sup[b, 0] = zsum[z] / zcnt[z]
+                sup[b, 0] = zcen[z]
                 sup[b, 1] = zmin[z] - zpad[z]
                 sup[b, 2] = zmax[z] + zpad[z]
             j = q
@@ -626,19 +632,19 @@ def level_engine(
                 j += 1
             if j < cnts[0]:
                 z = orders[0][j]
-                res[b, 0] = zsum[z] / zcnt[z]
+                res[b, 0] = zcen[z]
                 res[b, 1] = zmin[z] - zpad[z]
                 res[b, 2] = zmax[z] + zpad[z]
-            q = _bisect_right(orders[1], cnts[1], zsum, zcnt, cb)
+            q = _bisect_right(orders[1], cnts[1], zcen, cb)
             if q < cnts[1]:
                 z = orders[1][q]
-                fres[b, 0] = zsum[z] / zcnt[z]
+                fres[b, 0] = zcen[z]
                 fres[b, 1] = zmin[z] - zpad[z]
                 fres[b, 2] = zmax[z] + zpad[z]
-            q = _bisect_right(orders[2], cnts[2], zsum, zcnt, cb) - 1
+            q = _bisect_right(orders[2], cnts[2], zcen, cb) - 1
             if q >= 0:
                 z = orders[2][q]
-                fsup[b, 0] = zsum[z] / zcnt[z]
+                fsup[b, 0] = zcen[z]
                 fsup[b, 1] = zmin[z] - zpad[z]
                 fsup[b, 2] = zmax[z] + zpad[z]
 
@@ -658,7 +664,7 @@ def level_engine(
                 li = li2
             for k in range(ndirty):
                 z = dirty[k]
-                lf[nl, 0] = zsum[z] / zcnt[z]
+                lf[nl, 0] = zcen[z]
                 lf[nl, 1] = zmin[z] - zpad[z]
                 lf[nl, 2] = zmax[z] + zpad[z]
                 lf[nl, 3] = zvol[z]
