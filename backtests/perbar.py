@@ -83,9 +83,16 @@ def _bits(values: np.ndarray) -> np.ndarray:
     return values.view(np.int64)
 
 
-def _factorize(bits: np.ndarray) -> tuple[np.ndarray, int]:
+def _factorize(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes, uniques = pd.factorize(bits, use_na_sentinel=False)
-    return codes, len(uniques)
+    return codes, np.asarray(uniques)
+
+
+def _table_column(codes: np.ndarray, k: int, values: np.ndarray) -> np.ndarray | None:
+    """The value of each of ``k`` codes, or None when a code has two different values."""
+    col = np.empty(k)
+    col[codes] = values  # one value per code; checked below to be its only one
+    return col if np.array_equal(_bits(col)[codes], _bits(values)) else None
 
 
 def _zone_group(c: np.ndarray, lo: np.ndarray, hi: np.ndarray
@@ -98,25 +105,24 @@ def _zone_group(c: np.ndarray, lo: np.ndarray, hi: np.ndarray
     when a centre comes with two bands (a round-number centre of two different zones, say) the
     triples are factorised. (Factorising every bar measured faster than factorising the first
     bar of each run and repeating the codes: a zone holds ~2 bars here.)"""
-    n = len(c)
-    limit = max(n // ZONE_FRACTION, 1)
-    codes, k = _factorize(_bits(c))
+    limit = max(len(c) // ZONE_FRACTION, 1)
+    codes, centres = _factorize(_bits(c))
+    if len(centres) > limit:
+        return None
+    bands = [_table_column(codes, len(centres), v) for v in (lo, hi)]
+    if bands[0] is not None and bands[1] is not None:
+        return codes.astype(np.int32), np.column_stack((centres.view(np.float64), *bands))
+    lo_codes, lo_values = _factorize(_bits(lo))
+    hi_codes, hi_values = _factorize(_bits(hi))
+    # pair codes below n * n: no int64 overflow
+    codes, _ = _factorize(codes.astype(np.int64) * len(lo_values) + lo_codes)
+    codes, triples = _factorize(codes.astype(np.int64) * len(hi_values) + hi_codes)
+    k = len(triples)
     if k > limit:
         return None
     table = np.empty((k, 3))
     for j, col in enumerate((c, lo, hi)):
-        table[codes, j] = col  # one triple per code when the check below holds
-    if not all(np.array_equal(_bits(np.ascontiguousarray(table[:, j]))[codes], _bits(col))
-               for j, col in ((1, lo), (2, hi))):
-        lo_codes, k_lo = _factorize(_bits(lo))
-        hi_codes, k_hi = _factorize(_bits(hi))
-        codes, k = _factorize(codes.astype(np.int64) * k_lo + lo_codes)  # < n * n: no overflow
-        codes, k = _factorize(codes.astype(np.int64) * k_hi + hi_codes)
-        if k > limit:
-            return None
-        table = np.empty((k, 3))
-        for j, col in enumerate((c, lo, hi)):
-            table[codes, j] = col  # codes and triples correspond one to one: exact
+        table[codes, j] = col  # codes and triples correspond one to one: exact
     return codes.astype(np.int32), table
 
 
