@@ -188,6 +188,7 @@ def _compile_in_background() -> None:
             if sig not in _loaded(mod, name).overloads]  # not compiled here meanwhile
     if not jobs:
         return
+    path = ""
     try:
         fd, path = tempfile.mkstemp(prefix="btc-backtest-jit-", suffix=".pkl")
         with os.fdopen(fd, "wb") as f:
@@ -200,6 +201,8 @@ def _compile_in_background() -> None:
                                 stderr=subprocess.DEVNULL, start_new_session=True,
                                 cwd=tempfile.gettempdir())
     except OSError as exc:
+        if path:
+            Path(path).unlink(missing_ok=True)
         print(f"note: could not start compiling kernels in the background ({exc}); the next "
               "run compiles them", file=sys.stderr)
         return
@@ -229,9 +232,12 @@ def compile_jobs(jobs: list[tuple[str, str, tuple[Any, ...]]]) -> int:
     done = 0
     with _lock(folder / ".compile.lock"):
         for module, name, sig in jobs:
-            kernel = _loaded(module, name)
-            hits = sum(kernel.stats.cache_hits.values())
-            kernel.compile(sig)
+            try:
+                kernel = _loaded(module, name)
+                hits = sum(kernel.stats.cache_hits.values())
+                kernel.compile(sig)
+            except Exception:  # e.g. the source changed since: compile the others still
+                continue
             done += sum(kernel.stats.cache_hits.values()) == hits
     return done
 

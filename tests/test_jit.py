@@ -185,6 +185,21 @@ def test_a_kernel_in_the_cache_is_not_interpreted(cached_kernel):
     assert jit.call(cached_kernel, a, work=10) == 10.0 and jit.interpreted == {}
 
 
+def test_the_background_compile_caches_each_job_and_skips_one_that_no_longer_fits(
+        cached_kernel, tmp_path, monkeypatch):
+    from numba import types
+
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))  # where its lock goes
+    good = jit.signature(cached_kernel, (np.ones(3),))
+    jobs = [("jit_probe_kernel", "total", (types.unicode_type, types.int64)), # wrong arity now
+            ("jit_probe_kernel", "total", good), ("jit_probe_kernel", "gone", good)]
+    assert jit.compile_jobs(jobs) == 1
+    assert [tuple(s) for s in cached_kernel.signatures] == [good]
+    assert list((tmp_path / "numba").rglob("jit_probe_kernel.total-*.nbc"))
+    cached_kernel.overloads.clear()
+    assert jit.compile_jobs(jobs[1:2]) == 0  # loaded from the cache, not compiled again
+
+
 def test_an_unknown_policy_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(jit.ENV_VAR, "fast")
     with pytest.raises(ValueError, match="BTC_BACKTEST_JIT='fast': use one of auto, compile"):
