@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -189,9 +189,9 @@ def run_job(
             t0 = time.perf_counter()
             checks["lookahead"] = lookahead_check(df, strategy, config, reuse=reuse_audit)
             timings.audit += time.perf_counter() - t0
-        results.append(replace(res, levels=analysis.levels, events=events,
-                               outlook=analysis.outlook, data=data, checks=checks))
+        results.append(res.replace(levels=analysis.levels, events=events,
+                                   outlook=analysis.outlook, data=data, checks=checks))
     t0 = time.perf_counter()
     told = story(results, df, analysis.outlook, analysis.events)
     timings.analysis += time.perf_counter() - t0
-    return [replace(r, story=told) for r in results]
+    return [r.replace(story=told) for r in results]

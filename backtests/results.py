@@ -16,13 +16,14 @@ walk-forwards.
 
 from __future__ import annotations
 
+import copy
 import functools
 import hashlib
 import math
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -610,6 +611,19 @@ class BacktestResult:
         for name in _FRAMES + _SERIES:
             setattr(res, name, loaded[name])
         return res
+
+    def replace(self, **changes: Any) -> BacktestResult:
+        """A copy with ``changes`` (field name -> value), like :func:`dataclasses.replace`
+        but without rebuilding and compacting the indicator frame again (~0.15 s for 1M bars)
+        unless ``indicators`` is one of the changes. The copy shares the unchanged fields."""
+        unknown = sorted(set(changes) - {f.name for f in fields(self)})
+        if unknown:
+            raise TypeError(f"BacktestResult has no field {unknown[0]!r}")
+        new = copy.copy(self)
+        for name, value in changes.items():
+            setattr(new, name, value)
+        new.__post_init__()  # the same checks as a new result's
+        return new
 
     # -- the per-bar indicator frame, held compactly (installed as a property below) --------
     def _get_indicators(self) -> pd.DataFrame:

@@ -128,3 +128,26 @@ def test_real_daily_breakdown_frame_is_held_compactly_and_read_back_exactly(btc_
     assert len(cf.zones) == 4  # support, resistance and both flipped zones
     assert cf.nbytes < 0.65 * frame.memory_usage(index=False).sum()
     _bits_equal(cf.frame(), frame)
+
+
+def test_result_replace_keeps_the_compact_frame_without_rebuilding_it(monkeypatch):
+    from backtests import run
+    from backtests.perbar import CompactFrame
+    from backtests.results import DataError
+    from strategies.breakdown import Breakdown
+
+    df = ohlc_frame(3000, "1h", seed=4, volatility=0.01)
+    res = run(df, Breakdown(target="r_multiple"))
+    before = res.indicators
+    calls = []
+    real = CompactFrame.frame
+    monkeypatch.setattr(CompactFrame, "frame", lambda self: calls.append(1) or real(self))
+    new = res.replace(story={"x": 1}, checks={"lookahead": {"passed": True}})
+    assert calls == [] and new._indicators is res._indicators
+    assert new.story == {"x": 1} and res.story == {} and new.checks != res.checks
+    assert new.differences(res) == ["story", "checks"]
+    _bits_equal(new.indicators, before)
+    with pytest.raises(TypeError, match="no field 'nope'"):
+        res.replace(nope=1)
+    with pytest.raises(DataError, match="equity is a list"):
+        res.replace(equity=[1.0])
