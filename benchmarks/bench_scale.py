@@ -8,8 +8,8 @@ only. Columns:
 * ``S/R + flips``: :func:`indicators.flips.flips` (pivots, ATR, zones, flips, retests, per-bar
   columns), wall and CPU seconds, CPU nanoseconds per bar;
 * ``backtest``: ``backtests.run(df, Breakdown(target="r_multiple"))`` (signals from the flips,
-  simulation, trades, equity, metrics); the default ``target="level"`` ranks the zone set at every
-  candidate bar (:func:`indicators.keylevels.level_history`), which grows with bars x zones: see
+  simulation, trades, equity, metrics); the default ``target="level"`` also ranks the zone set
+  at every candidate bar (:func:`indicators.keylevels.level_targets`, from the zone log): see
   ``--level-targets``;
 * ``peak bytes/bar``: peak memory allocated during the backtest (``tracemalloc``: numpy and
   pandas buffers included) divided by the bars, the candles themselves excluded (they exist
@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--no-memory", action="store_true",
                     help="skip the tracemalloc pass (it runs each backtest a second time)")
     ap.add_argument("--level-targets", action="store_true",
-                    help="also time the default breakdown (level targets) on 25k-100k bars")
+                    help="also time the default breakdown (level targets) on 100k-1M bars")
     args = ap.parse_args()
     sizes = [n for n in SIZES if n <= args.max_bars] or [args.max_bars]
     print(f"load before: {load()}")
@@ -124,7 +124,8 @@ def main() -> None:
         print(rows[-1], flush=True)
     if args.level_targets:
         run(warm, Breakdown())
-        rows += level_target_rows(df, (25_000, 50_000, 100_000))
+        rows += level_target_rows(df, tuple(n for n in (100_000, 250_000, 1_000_000)
+                                            if n <= len(df)))
     print("\n".join(rows))
     print(f"load after: {load()}")
 
