@@ -67,11 +67,23 @@ _BY = {BY_CLOSES: "closes", BY_FAILED_RETEST: "failed_retest", BY_REJECTION: "re
 class FlipResult:
     """``events``: one row per flip or retest (columns :data:`EVENT_COLUMNS`), in bar order;
     ``bars``: per-bar columns :data:`BAR_COLUMNS` on the input index. Iterable as
-    ``events, bars = flips(df)``."""
+    ``events, bars = flips(df)``. ``zone_changes``: the same engine run's zone log
+    ``(floats, ints, zone count, ATR per bar)`` (see :mod:`indicators._engine`), so
+    :func:`indicators.keylevels.zone_log` can reuse the run instead of repeating it."""
 
     events: pd.DataFrame
     bars: pd.DataFrame
     params: LevelParams
+    zone_changes: tuple = ()
+
+    def check(self, index: pd.Index, params: LevelParams) -> None:
+        """ValueError unless this result was computed on bars ``index`` with the zone and flip
+        values of ``params`` (a result handed to another computation to reuse)."""
+        if any(getattr(self.params, k) != getattr(params, k)
+               for k in LevelParams.names("zones", "flips")):
+            raise ValueError("flip_result was computed with other zone/flip parameters")
+        if not self.bars.index.equals(index):
+            raise ValueError("flip_result was computed on other bars than df")
 
     def __iter__(self):
         return iter((self.events, self.bars))
@@ -95,7 +107,8 @@ def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
     """
     p = params
     user_df, df = df, to_canonical(df)
-    (sup, res, fres, fsup, flags, evf, evi, *_), _atr, _piv = run_engine(df, p, True)
+    out, atr, _piv = run_engine(df, p, True, want_log=True)
+    sup, res, fres, fsup, flags, evf, evi = out[:7]
     idx = df.index
     bars = pd.DataFrame(np.hstack([sup, res]), index=idx, columns=list(SR_COLUMNS))
     bars["breakdown"] = flags[:, 0]
@@ -107,7 +120,8 @@ def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
     bars["retest_rejected"] = flags[:, 2]
     bars["retest_held"] = flags[:, 3]
     bars = like_input(bars[list(BAR_COLUMNS)], user_df)
-    return FlipResult(events=_events(evf, evi, idx), bars=bars, params=p)
+    return FlipResult(events=_events(evf, evi, idx), bars=bars, params=p,
+                      zone_changes=(out[8], out[9], len(out[7][0]), atr))
 
 
 def _events(evf: np.ndarray, evi: np.ndarray, idx: pd.Index) -> pd.DataFrame:

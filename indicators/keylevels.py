@@ -60,6 +60,7 @@ import pandas as pd
 from data import jit
 from data.frame import DataError, timeframe_length, timeframe_of, to_canonical
 from data.resample import period_start
+from indicators.flips import FlipResult
 from indicators.htf import weekly_ema
 from indicators.levels import (
     FLIP_NAMES,
@@ -263,19 +264,30 @@ class ZoneLog:
 
 
 @takes_level_params("zones", "flips", "rank")
-def zone_log(df: pd.DataFrame, *, params: LevelParams) -> ZoneLog:
+def zone_log(df: pd.DataFrame, *, flip_result: FlipResult | None = None,
+             params: LevelParams) -> ZoneLog:
     """The zones of ``df`` at every bar as one :class:`ZoneLog` (memory grows with the pivots and
     flips, not with bars x zones): what :func:`level_history` and :func:`level_targets` read.
-    Everything the log says about bar ``t`` depends on ``df[: t + 1]`` only."""
+    Everything the log says about bar ``t`` depends on ``df[: t + 1]`` only.
+
+    ``flip_result``: :func:`indicators.flips.flips` of the same ``df`` and zone/flip parameters,
+    whose engine run already made the log (the strategies pass it: one S/R engine run instead of
+    two); ValueError when it was computed on other bars or parameters.
+    """
     df = to_canonical(df)
-    out, atr, _piv = run_engine(df, params, False, want_log=True)
+    if flip_result is not None and flip_result.zone_changes:
+        flip_result.check(df.index, params)
+        lf, li, n_zones, atr = flip_result.zone_changes
+    else:
+        out, atr, _piv = run_engine(df, params, False, want_log=True)
+        lf, li, n_zones = out[8], out[9], len(out[7][0])
     wema = weekly_ema_or_nan(df, params.wema_period).to_numpy(dtype=np.float64)
     wk = weekly_swing_levels(df, params.weekly_bars)
-    return ZoneLog(lf=out[8], li=out[9], atr=np.ascontiguousarray(atr, dtype=np.float64),
+    return ZoneLog(lf=lf, li=li, atr=np.ascontiguousarray(atr, dtype=np.float64),
                    close=df["close"].to_numpy(dtype=np.float64), wema=np.ascontiguousarray(wema),
                    weekly_price=wk["price"].to_numpy(dtype=np.float64),
                    weekly_known=wk["known_bar"].to_numpy(dtype=np.int64),
-                   n_zones=len(out[7][0]), params=params)
+                   n_zones=int(n_zones), params=params)
 
 
 @nb.njit(cache=True)

@@ -14,7 +14,7 @@ import pandas as pd
 from data.frame import like_input, to_canonical
 from indicators.core import atr as ta_atr
 from indicators.core import rsi as ta_rsi
-from indicators.flips import flips
+from indicators.flips import FlipResult, flips
 from indicators.keylevels import weekly_ema_or_nan
 from indicators.levels import LevelParams, takes_level_params
 
@@ -122,6 +122,7 @@ def signal_frame(
     rsi_oversold: float = 30.0,
     rsi_deep: float = 20.0,
     rsi_overbought: float = 70.0,
+    flip_result: FlipResult | None = None,
     params: LevelParams,
 ) -> pd.DataFrame:
     """Every per-bar column the strategies need, causal, on ``df``'s own index (any frame
@@ -135,13 +136,16 @@ def signal_frame(
     ``confluence_pct`` level parameter), ``breakdown``, ``breakout``, ``flipped_resistance``
     (+ ``_low``/``_high``), ``flipped_support`` (+ band), ``retest_rejected``, ``retest_held``
     and ``atr`` (TA-Lib ATR with the ``atr_period`` level parameter). The zone and flip
-    parameters go to :func:`indicators.flips.flips`.
+    parameters go to :func:`indicators.flips.flips` (or ``flip_result``, its result on the same
+    ``df`` and parameters, is used: ValueError if it was computed on others).
     """
     check_rsi_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
     user_df, df = df, to_canonical(df)
     close = df["close"]
     wema_period, confluence_pct = params.wema_period, params.confluence_pct
-    res = flips(df, params=params)
+    if flip_result is not None:
+        flip_result.check(df.index, params)
+    res = flip_result if flip_result is not None else flips(df, params=params)
     bars = res.bars
     out = pd.DataFrame(index=df.index)
     out["close"] = close.astype(np.float64)

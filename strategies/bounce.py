@@ -7,6 +7,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from indicators.flips import FlipResult, flips
+from indicators.keylevels import zone_log
 from indicators.levels import LevelParams
 from indicators.signals import signal_frame
 from strategies.base import ExitRules, Param, ParamConflict, Signals, Strategy
@@ -86,11 +88,11 @@ class OversoldBounce(Strategy):
         return LevelParams(left=p.pivot_bars, right=p.pivot_bars, atr_period=p.atr_period,
                            major_score=p.major_score)
 
-    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
+    def _frame(self, df: pd.DataFrame, flip_result: FlipResult | None = None) -> pd.DataFrame:
         p = self.p
         return signal_frame(df, rsi_period=p.rsi_period, rsi_oversold=p.oversold,
                             rsi_deep=p.deep, rsi_overbought=p.overbought,
-                            params=self.level_params())
+                            params=self.level_params(), flip_result=flip_result)
 
     def indicators(self, df: pd.DataFrame) -> pd.DataFrame:
         """The :func:`~indicators.signals.signal_frame` columns this strategy reads."""
@@ -99,7 +101,9 @@ class OversoldBounce(Strategy):
     def signals(self, df: pd.DataFrame) -> Signals:
         """Long entries on the bounce trigger; stop below the zone; target the next resistance."""
         p = self.p
-        f = self._frame(df)
+        levels = self.level_params()
+        res = flips(df, params=levels)  # one engine run for the frame and the target zones
+        f = self._frame(df, res)
         n = len(f)
         close = f["close"].to_numpy()
         opn = df["open"].to_numpy()
@@ -133,7 +137,9 @@ class OversoldBounce(Strategy):
         stop = base - p.stop_atr * atr
         go &= np.isfinite(stop) & (stop > 0) & (stop < close)
 
-        pl = plan(df, go, 1, stop, atr, p, self.level_params())
+        pl = plan(df, go, 1, stop, atr, p, levels,
+                  zone_log(df, params=levels, flip_result=res)
+                  if p.target in ("level", "flipped") and go.any() else None)
         go &= pl.take
 
         entry = np.where(go, 1, 0).astype(np.int8)

@@ -7,6 +7,7 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
+from indicators.flips import FlipResult, flips
 from indicators.keylevels import zone_log
 from indicators.levels import LevelParams
 from indicators.signals import signal_frame
@@ -76,8 +77,8 @@ class Breakdown(Strategy):
                            atr_period=p.atr_period, confluence_pct=p.confluence_pct,
                            major_score=p.major_score)
 
-    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
-        return signal_frame(df, params=self.level_params())
+    def _frame(self, df: pd.DataFrame, flip_result: FlipResult | None = None) -> pd.DataFrame:
+        return signal_frame(df, params=self.level_params(), flip_result=flip_result)
 
     def indicators(self, df: pd.DataFrame) -> pd.DataFrame:
         """The :func:`~indicators.signals.signal_frame` columns this strategy reads."""
@@ -86,7 +87,9 @@ class Breakdown(Strategy):
     def signals(self, df: pd.DataFrame) -> Signals:
         """Entries on confirmed flips; stops beyond the flipped zone; targets per ``target``."""
         p = self.p
-        f = self._frame(df)
+        levels = self.level_params()
+        res = flips(df, params=levels)  # one engine run for the frame and the target zones
+        f = self._frame(df, res)
         close = f["close"].to_numpy()
         atr = f["atr"].to_numpy()
         wema = f["wema200"].to_numpy()
@@ -115,8 +118,8 @@ class Breakdown(Strategy):
         down &= np.isfinite(stop_short) & (stop_short > close)
         up &= np.isfinite(stop_long) & (stop_long < close) & ~down
 
-        levels = self.level_params()
-        zones = zone_log(df, params=levels) if p.target in ("level", "flipped") else None
+        zones = (zone_log(df, params=levels, flip_result=res)
+                 if p.target in ("level", "flipped") else None)
         short = plan(df, down, -1, stop_short, atr, p, levels, zones)
         long_ = plan(df, up, 1, stop_long, atr, p, levels, zones)
         down &= short.take

@@ -255,3 +255,27 @@ def test_level_targets_are_causal(daily):
     assert assert_causal(targets, daily.iloc[900:], cut_points=8) >= 8
     assert assert_causal(targets, ohlc_frame(800, "4h", seed=9, volatility=0.02),
                          cut_points=8) >= 8
+
+
+def test_zone_log_and_signal_frame_reuse_the_flips_engine_run():
+    """The strategies run the S/R engine once: flips() hands its zone log to zone_log and its
+    per-bar columns to signal_frame; both equal what they compute alone, and a result of other
+    bars or parameters is refused."""
+    from indicators.flips import flips
+    from indicators.signals import signal_frame
+
+    df = ohlc_frame(3_000, "1h", seed=4, volatility=0.01)
+    p = LevelParams(left=3, right=3)
+    res = flips(df, params=p)
+    alone, reused = zone_log(df, params=p), zone_log(df, params=p, flip_result=res)
+    for name in ("lf", "li", "atr", "close", "wema", "weekly_price", "weekly_known"):
+        np.testing.assert_array_equal(getattr(reused, name), getattr(alone, name), name)
+    assert reused.n_zones == alone.n_zones > 0
+    pd.testing.assert_frame_equal(signal_frame(df, params=p, flip_result=res),
+                                  signal_frame(df, params=p))
+    with pytest.raises(ValueError, match="other zone/flip parameters"):
+        zone_log(df, params=LevelParams(), flip_result=res)
+    with pytest.raises(ValueError, match="other bars"):
+        signal_frame(df.iloc[:-1], params=p, flip_result=res)
+    # rank parameters do not enter the engine: a result is reusable across them
+    zone_log(df, params=LevelParams(left=3, right=3, major_score=5.0), flip_result=res)
