@@ -386,7 +386,8 @@ class BacktestResult:
         indicators: per-bar indicator columns. Held compactly (:mod:`backtests.perbar`: zone
             columns as int32 codes into a table of zones, columns that rarely change as runs)
             and rebuilt, bit for bit, as a new DataFrame on each read (~0.1 s for 1M one-minute
-            bars of the breakdown's 26 columns): keep a reference while you use it.
+            bars of the breakdown's 26 columns): keep a reference while you use it, or read
+            a few columns with :meth:`indicator_columns`.
         events: S/R flip and retest events (may be empty).
         levels: S/R zones at the end date (may be empty).
         outlook: technical outlook at the end date.
@@ -628,6 +629,12 @@ class BacktestResult:
     # -- the per-bar indicator frame, held compactly (installed as a property below) --------
     def _get_indicators(self) -> pd.DataFrame:
         return self._indicators.frame()
+
+    def indicator_columns(self, *names: str) -> pd.DataFrame:
+        """The per-bar indicator columns called ``names`` (those the result has, in its
+        order; units as in :attr:`indicators`), equal to ``indicators[...]`` of them but
+        decoded without rebuilding the other columns (a new DataFrame on each call)."""
+        return self._indicators.frame(names)
 
     def _set_indicators(self, frame: pd.DataFrame | None) -> None:
         if frame is None:

@@ -151,3 +151,35 @@ def test_result_replace_keeps_the_compact_frame_without_rebuilding_it(monkeypatc
         res.replace(nope=1)
     with pytest.raises(DataError, match="equity is a list"):
         res.replace(equity=[1.0])
+
+
+def test_named_columns_read_back_as_the_frame_subset_without_the_others():
+    df = _zone_frame()
+    cf = compact(df)
+    part = cf.frame(["support_high", "steps", "close", "not-a-column"])
+    assert list(part.columns) == ["close", "support_high", "steps"]  # the frame's order
+    _bits_equal(part, df[["close", "support_high", "steps"]])
+    assert part.columns.name == "column" and part.attrs == df.attrs
+    none = cf.frame([])
+    assert none.shape == (len(df), 0) and none.index.equals(df.index)
+
+
+def test_reports_read_only_the_indicator_columns_they_draw(monkeypatch):
+    from backtests import run
+    from backtests.perbar import CompactFrame
+    from backtests.reports import chart_data
+    from strategies.breakdown import Breakdown
+
+    df = ohlc_frame(3000, "1h", seed=4, volatility=0.01)
+    res = run(df, Breakdown(target="r_multiple"))
+    full = res.indicators
+    _bits_equal(res.indicator_columns("rsi", "wema200"),
+                full[[c for c in full.columns if c in ("rsi", "wema200")]])
+    asked = []
+    real = CompactFrame.frame
+    monkeypatch.setattr(CompactFrame, "frame",
+                        lambda self, columns=None: asked.append(columns) or real(self, columns))
+    lines = chart_data.indicator_lines(chart_data.Blobs(), res)
+    table = chart_data.trade_table(res)
+    assert {"support", "resistance", "rsi"} <= set(lines) and len(table["why"]) == len(res.trades)
+    assert asked and None not in asked  # never the whole frame of ~26 columns

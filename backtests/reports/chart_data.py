@@ -200,7 +200,7 @@ LINES = ("wema200", "support", "resistance")
 def indicator_lines(blobs: Blobs, result: BacktestResult) -> dict[str, Any]:
     """The per-bar lines drawn with the candles (200-week EMA, support, resistance) and RSI,
     aligned to the candles (reindexed: a bar without a value is missing)."""
-    ind = result.indicators
+    ind = result.indicator_columns(*LINES, "rsi")
     out: dict[str, Any] = {}
     if ind is None or len(ind.columns) == 0:
         return out
@@ -234,8 +234,8 @@ def _num(x: Any, decimals: int = 6) -> float | None:
 def _why(result: BacktestResult, trades: pd.DataFrame) -> list[str]:
     """Why each trade was taken, from the saved result: the entry tag, RSI at the signal bar,
     and the flip or retest the strategy saw last before the signal (zone, kind, confirmation)."""
-    ind = result.indicators
-    rsi = ind["rsi"].to_numpy(dtype=float) if ind is not None and "rsi" in ind else None
+    ind = result.indicator_columns("rsi")
+    rsi = ind["rsi"].to_numpy(dtype=float) if "rsi" in ind else None
     ev = result.events
     has_ev = ev is not None and len(ev) and {"bar", "kind"} <= set(ev.columns)
     ev_bars = ev["bar"].to_numpy() if has_ev else np.array([], dtype=int)

@@ -207,8 +207,8 @@ def price_png(result: BacktestResult, path: Path) -> Path:
         _candles(ax, prices, x)
     else:
         ax.plot(x, prices["close"], color="#37474f", linewidth=0.8, label="Close")
-    ind = result.indicators
-    if ind is not None and "wema200" in ind and ind["wema200"].notna().any():
+    ind = result.indicator_columns("wema200")
+    if "wema200" in ind and ind["wema200"].notna().any():
         ax.plot(_x(ind.index), ind["wema200"], color=ORANGE, linewidth=2.0, label="200-week EMA")
     lv = nearest_levels(result.levels, float(prices["close"].iloc[-1]), LEVELS_DRAWN)
     zones: list[tuple[float, str, str]] = []  # (centre, label, colour), labelled after the axis
@@ -329,7 +329,7 @@ def _rsi_levels(params: dict[str, Any]) -> tuple[list[tuple[str, float]], float,
 def rsi_png(result: BacktestResult, path: Path, window: int = RSI_WINDOW) -> Path:
     """Price (top) and RSI with the strategy's thresholds (bottom) over the last ``window``
     bars, with the entries made in that window."""
-    ind = result.indicators
+    ind = result.indicator_columns("rsi")
     prices = result.prices.iloc[-window:]
     fig, (ax_p, ax) = _figure(2, (2, 3))
     x = _x(prices.index)
@@ -349,7 +349,7 @@ def rsi_png(result: BacktestResult, path: Path, window: int = RSI_WINDOW) -> Pat
     ax_p.yaxis.set_major_formatter(FuncFormatter(_money))
     ax_p.set_ylabel("Price (USD)", fontsize=9)
     summary = f"last {len(prices)} bars"
-    if ind is not None and "rsi" in ind and ind["rsi"].notna().any():
+    if "rsi" in ind and ind["rsi"].notna().any():
         r = ind["rsi"].iloc[-window:]
         rsi = r.to_numpy(dtype=float)
         xr = _x(r.index)
