@@ -5,8 +5,10 @@ job's kernels (the S/R engine alone ~5 s), while the same kernels *interpreted* 
 a few thousand daily bars. :func:`call` therefore runs a kernel's own Python code (the very
 function numba compiles, :func:`python_twin`) when all of these hold:
 
-* no compiled version for these argument types is in memory or in numba's on-disk cache
-  (:func:`compiled_ready`, the same index numba reads: a changed source file is a miss);
+* no compiled version of the kernel is in memory (once one is, every call is compiled, as
+  plain numba would: working out the arguments' numba types on each call costs 10-100 us,
+  ten times the kernel on daily bars) and none for these argument types is in numba's on-disk
+  cache (:func:`compiled_ready`, the same index numba reads: a changed source file is a miss);
 * the call is small: ``work`` (about the rows it loops over) is at most :data:`MAX_WORK`;
 * this process has interpreted less than :data:`WORK_BUDGET` rows of the kernel (a kernel
   called many times, e.g. in a sweep, is then compiled: it pays for itself; rows rather than
@@ -158,7 +160,7 @@ def call(kernel: Any, *args: Any, work: int) -> Any:
         return kernel(*args)
     if policy == "interpret":
         return python_twin(kernel)(*args)
-    if work > MAX_WORK:
+    if work > MAX_WORK or kernel.overloads:
         return kernel(*args)
     spent = _spent.get(kernel, 0) + work
     if spent > WORK_BUDGET or compiled_ready(kernel, args):

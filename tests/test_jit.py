@@ -185,6 +185,22 @@ def test_a_kernel_in_the_cache_is_not_interpreted(cached_kernel):
     assert jit.call(cached_kernel, a, work=10) == 10.0 and jit.interpreted == {}
 
 
+def test_a_kernel_compiled_in_this_process_is_called_without_typing_its_arguments(
+        cached_kernel, monkeypatch):
+    a = np.ones(10)
+    assert jit.call(cached_kernel, a, work=10) == 10.0 and jit.interpreted  # cold: interpreted
+    cached_kernel.compile(jit.signature(cached_kernel, (a,)))
+
+    def typed_again(*_: object) -> None:
+        raise AssertionError("argument types worked out again for a compiled kernel")
+
+    monkeypatch.setattr(jit, "signature", typed_again)
+    before = dict(jit.interpreted)
+    assert jit.call(cached_kernel, a, work=10) == 10.0
+    assert jit.call(cached_kernel, np.ones(3, dtype=np.float32), work=3) == 3.0  # compiles
+    assert jit.interpreted == before and len(cached_kernel.signatures) == 2
+
+
 def test_the_background_compile_caches_each_job_and_skips_one_that_no_longer_fits(
         cached_kernel, tmp_path, monkeypatch):
     from numba import types
