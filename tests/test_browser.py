@@ -188,6 +188,27 @@ def test_report_behaves_like_a_trading_chart(browser, daily_report):
     assert daily_report.stat().st_size < 2_000_000
 
 
+def test_drawdown_pane_keeps_a_linear_axis_under_a_log_equity_axis(browser, daily_report):
+    """The equity pane turns log when equity or buy & hold spans more than 5x (buy & hold on the
+    daily file does); the drawdown pane under it must stay linear in percent. lightweight-charts
+    hands a pane created after the log switch the log mode too: the report drew -16 % and -59 %
+    drawdowns at almost the same height."""
+    page, errors, _, _ = _open(browser, daily_report)
+    chart = _first_chart(page)
+    got = page.evaluate(f"""(() => {{
+        const eq = btcReport.charts[{chart!r}].equity, panes = eq.panes();
+        const dd = panes[1].getSeries()[0];
+        return {{modes: [eq.priceScale("right", 0).options().mode,
+                         eq.priceScale("right", 1).options().mode],
+                 y: [0, -20, -40].map(v => dd.priceToCoordinate(v))}};
+    }})()""")
+    page.close()
+    assert errors == []
+    assert got["modes"] == [1, 0], got
+    y0, y20, y40 = got["y"]
+    assert y0 < y20 < y40 and abs((y20 - y0) - (y40 - y20)) <= 1.0, got  # equal steps: linear
+
+
 @pytest.mark.slow
 def test_hourly_report_draws_native_candles_when_zoomed_in(browser, tmp_path):
     hourly = hourly_candles()  # 44k bars, like Binance hourly 2021-2026

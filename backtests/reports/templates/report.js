@@ -369,13 +369,16 @@
     if (bm) chart.addSeries(LW.LineSeries, { color: C.grey, lineWidth: 1, priceFormat: fmt, title: "Buy & hold", priceLineVisible: false }, 0).setData(lineData(t, bm));
     var s = chart.addSeries(LW.LineSeries, { color: C.blue, lineWidth: 2, priceFormat: fmt, title: "Strategy", priceLineVisible: false }, 0);
     s.setData(lineData(t, eq));
-    var lo = Infinity, hi = -Infinity;
-    [eq, bm].forEach(function (a) { if (a) for (var i = 0; i < a.length; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i]; } });
-    if (lo > 0 && hi / lo > 5) s.priceScale().applyOptions({ mode: 1 });
     var dd = chart.addSeries(LW.AreaSeries, { lineColor: C.down, topColor: "rgba(242,54,69,0.05)", bottomColor: "rgba(242,54,69,0.35)",
       lineWidth: 1, invertFilledArea: true, priceFormat: { type: "custom", minMove: 0.01, formatter: function (v) { return F.num(v, 1) + "%"; } },
       priceLineVisible: false, title: "Drawdown" }, 1);
     dd.setData(lineData(t, ddv));
+    // Log scale for the equity pane only once the drawdown pane exists: lightweight-charts gives a
+    // pane created later the right scale's current mode, and a log drawdown axis squeezes -1 % to
+    // -60 % into the bottom third of the pane.
+    var lo = Infinity, hi = -Infinity;
+    [eq, bm].forEach(function (a) { if (a) for (var i = 0; i < a.length; i++) { if (a[i] < lo) lo = a[i]; if (a[i] > hi) hi = a[i]; } });
+    if (lo > 0 && hi / lo > 5) s.priceScale().applyOptions({ mode: 1 });
     chart.panes()[0].setStretchFactor(3);
     chart.timeScale().fitContent();
     var legend = el.querySelector(".legend");
@@ -601,7 +604,7 @@
     var table = document.querySelector('table.trades[data-chart="' + spec.id + '"]');
     if (table) c.list = new TradeList(table, c);
     performance.mark("list:" + spec.id);
-    equityChart(spec);
+    c.equity = equityChart(spec);
     performance.mark("equity:" + spec.id);
   }
 
