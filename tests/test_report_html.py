@@ -377,3 +377,29 @@ def test_long_series_merge_the_history_events_per_candle_and_kind():
     short.events = result.events[result.events["time"] < prices.index[5_000]]
     assert [e["t"] for e in chart_data.events(short)] == [
         int(t.timestamp()) for t in short.events["time"]]
+
+
+@pytest.mark.shared_data
+def test_provenance_reads_the_warm_up_and_zones_ladder_by_centre(tmp_path):
+    """A real run's report: the warm-up record is sentences per indicator (not a key dump), with
+    and without a start date, and the S/R table is ordered by the centre it shows."""
+    from backtests import BacktestConfig, run
+    from indicators.levels import support_resistance
+    from strategies.breakdown import Breakdown
+
+    df = real("1d_binance")
+    levels = support_resistance(df).table  # as the job attaches them (backtests.job.analyse)
+    for start, expect in ((None, "trading from the first bar (2017-08-17)"),
+                          ("2023-06-01", "trading from 2023-06-01; 2,114 bars of history")):
+        res = run(df, Breakdown(), BacktestConfig(), start=start).replace(levels=levels)
+        page = Page(render_html([res], tmp_path / f"r{start}.html").read_text())
+        prov = dict((r[0], r[1]) for r in page.table("provenance") if len(r) == 2)
+        assert "checks" not in prov and "warmup" not in prov
+        warm = prov["warm-up"]
+        assert expect in warm, warm
+        assert "200-week EMA" in warm and "RSI(14)" in warm
+        if start:  # 2,114 daily bars before the window: enough for RSI, short for the 200w EMA
+            assert "RSI(14): had 2,114 of 77 bars (enough)" in warm
+            assert "200-week EMA: had 302 of 661 weeks (too short)" in warm
+        centres = [float(r[1].replace("$", "").replace(",", "")) for r in page.table("levels")[1:]]
+        assert centres == sorted(centres, reverse=True) and len(centres) >= 3

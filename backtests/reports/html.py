@@ -98,7 +98,9 @@ def _section_view(ctx: RunContext, s: Section) -> dict[str, Any]:
         "id": s.id, "name": s.name, "chart_id": s.chart_id, "engine": r.engine,
         "params": dict(r.params), "config": _config_view(r.config),
         # the squeeze has its own card; its numbers do not belong in the provenance table
-        "data": {k: v for k, v in r.data.items() if k != "squeeze"},
+        "data": {k: v for k, v in r.data.items() if k not in ("squeeze", "warmup")},
+        "warmup": tables.warmup_lines(r.data["warmup"]) if isinstance(r.data.get("warmup"), dict)
+        else [],
         "version": r.version, "created": r.created,
         "kpis": tables.kpis(r),
         "metric_rows": tables.metric_table(r),

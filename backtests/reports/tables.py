@@ -204,7 +204,9 @@ def levels_rows(result: BacktestResult, k: int = LEVELS_LISTED) -> list[dict[str
     if near.empty:
         return []
     rows = []
-    for _, z in near.sort_values("low", ascending=False).iterrows():
+    # a ladder by centre, the column the reader scans (zones overlap, so "low" can disagree)
+    by = "centre" if "centre" in near else "low"
+    for _, z in near.sort_values(by, ascending=False, kind="stable").iterrows():
         centre = z["centre"] if "centre" in z else (z["low"] + z["high"]) / 2
         dist = z["distance_pct"] if "distance_pct" in z else (centre / last - 1) * 100
         flip = z.get("flip")
@@ -261,3 +263,24 @@ def outlook_view(outlook: dict[str, Any]) -> dict[str, Any]:
                      "note": z.get("note") or ""})
     return {"headline": headline, "sentences": sentences, "levels": rows,
             "note": outlook.get("note") or ""}
+
+
+def warmup_lines(record: dict[str, Any]) -> list[str]:
+    """The run's warm-up record (``result.data["warmup"]``, :mod:`backtests.warmup`) as lines a
+    reader can scan: where the trading window starts, how much history came before it, and per
+    indicator what it needs to settle and whether it had it."""
+    start = fmt_time(record.get("window_start"))
+    hist = int(record.get("history_bars") or 0)
+    checks = record.get("checks") or []
+    if hist == 0:
+        # No --start: the window is the whole data; its first bars are the indicators' warm-up.
+        lines = [f"trading from the first bar ({start}); the indicators warm up on the "
+                 "first bars of the data, so early signals use unsettled values"]
+        lines += [f"{c['indicator']}: settles after {int(c['needs']):,} {c['unit']} ({c['why']})"
+                  for c in checks]
+        return lines
+    lines = [f"trading from {start}; {hist:,} bars of history before it, from "
+             f"{fmt_time(record.get('history_from'))}"]
+    lines += [f"{c['indicator']}: had {int(c['had']):,} of {int(c['needs']):,} {c['unit']} "
+              f"{'(too short)' if c.get('short') else '(enough)'}; {c['why']}" for c in checks]
+    return lines
