@@ -140,6 +140,10 @@ def test_metrics_table_shows_the_saved_metrics(one):
     assert int(long_n) + int(short_n) == int(all_n) == len(result.trades)
     assert {k for (_, k) in page.metric_cells} >= set(m)
     assert page.metric_cells[(1, "total_return_pct")][1][0] in "+−0"  # % carry their sign
+    # every metric the engine saves has a written label, not one made from its key ("Sqn")
+    from backtests.reports.tables import METRIC_ROWS
+    unlabelled = set(m) - {k for k, *_ in METRIC_ROWS}
+    assert not unlabelled, unlabelled
 
 
 def test_tables_are_formatted_and_sorted_as_captioned(one):

@@ -59,6 +59,9 @@ METRIC_ROWS: list[tuple[str, str, str, bool]] = [
     ("funding_paid", "Funding paid", "money", True),
     ("years", "Years tested", "num", False),
     ("periods_per_year", "Bars per year", "num", False),
+    ("expectancy_r", "Expectancy (R per trade)", "num", False),
+    ("sqn", "SQN (Van Tharp, on R)", "num", False),
+    ("n_r_trades", "Trades with a planned risk (R)", "int", False),
 ]
 # Rows whose sign is good/bad news (coloured green/red); fees, volatility etc. are not.
 SIGNED = {"net_pnl", "total_return_pct", "buy_hold_return_pct", "cagr_pct", "max_drawdown_pct",
