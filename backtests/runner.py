@@ -8,12 +8,12 @@ import pandas as pd
 
 from backtests.config import BacktestConfig
 from data.frame import to_canonical
-from strategies.base import Strategy
+from strategies.base import Signals, Strategy
 from strategies.native import BacktraderStrategy, backtrader_strategy, is_backtrader_strategy
 
 
 def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | None = None, *,
-        start: object = None):
+        start: object = None, signals: Signals | None = None):
     """Backtest ``strategy`` on the candle frame ``df``, trading from ``start``.
 
     ``df`` is any frame :func:`data.frame.to_canonical` accepts (a naive or non-UTC index,
@@ -30,6 +30,10 @@ def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | No
     rules and return a :class:`backtests.results.BacktestResult`. A user's ``backtrader.Strategy``
     (wrapped by :func:`strategies.native.backtrader_strategy`, as ``load_strategy`` does) always
     runs on backtrader (:func:`backtests.engines.bt_native.run_native`).
+
+    ``signals``: ``strategy.signals(df)`` when the caller has computed them already (the main
+    job hands the same signals to its look-ahead audit); ignored for a native backtrader
+    strategy, which has none.
     """
     config = config or BacktestConfig()
     df = to_canonical(df, "price frame")  # once here; the engines' own call is then free
@@ -43,7 +47,7 @@ def run(df: pd.DataFrame, strategy: Strategy | type, config: BacktestConfig | No
     if config.engine == "fast":
         from backtests.engines.fast import run_fast
 
-        return run_fast(df, strategy, config, start=start)
+        return run_fast(df, strategy, config, start=start, signals=signals)
     from backtests.engines.bt import run_backtrader  # imports backtrader: only when asked
 
-    return run_backtrader(df, strategy, config, start=start)
+    return run_backtrader(df, strategy, config, start=start, signals=signals)

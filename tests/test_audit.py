@@ -158,3 +158,88 @@ def test_project_strategies_pass_on_real_data(btc_daily: pd.DataFrame) -> None:
     for cls in strategies.values():
         rep = audit(btc_daily, cls(), cut_points=12)
         assert rep.passed, rep.summary()
+
+
+class LeakyKinds(Strategy):
+    """Leaky in one column of each kind the audit compares by its own rule: a bool and an int
+    column, a categorical and the tags (object), each reading the next bar's close."""
+
+    name = "leaky_kinds"
+    params: ClassVar[dict[str, Param]] = {}
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        close = df["close"].to_numpy()
+        rises = np.r_[close[1:] > close[:-1], False]  # the next close: look-ahead
+        state = pd.Categorical(np.where(rises, "up", "down"), categories=["down", "up"],
+                               ordered=True)
+        tags = np.where(rises, "up next", None).astype(object)
+        entry = np.where(rises, 1, 0).astype(np.int8)
+        return Signals.from_entries(entry, tags=tags, indicators=pd.DataFrame(
+            {"rises": rises, "code": rises.astype(np.int64), "state": state}, index=df.index))
+
+
+def test_leaks_in_bool_int_categorical_and_tag_columns_are_flagged() -> None:
+    df = random_candles(300)
+    cuts = [100, 200]
+    rep = audit(df, LeakyKinds(), cut_points=cuts, check_trades=False)
+    first = {(f.kind, f.field, f.cut): f for f in rep.findings}
+    close = df["close"].to_numpy()
+    for cut in cuts:
+        # the last kept bar saw the next close in the full run, not in the truncated one
+        rose = bool(close[cut] > close[cut - 1])
+        for kind, name in (("signal", "entry"), ("indicator", "rises"), ("indicator", "code"),
+                           ("indicator", "state")):
+            if rose:
+                assert first[(kind, name, cut)].bar == cut - 1, (name, cut)
+            else:
+                assert (kind, name, cut) not in first
+        if rose:
+            f = first[("signal", "tags", cut)]
+            assert (f.bar, f.full, f.truncated) == (cut - 1, "up next", None)
+            assert first[("indicator", "state", cut)].full == "up"
+    assert any(bool(close[c] > close[c - 1]) for c in cuts)
+
+
+class CountedRsi(RsiBounce):
+    """:class:`RsiBounce` that appends the length of every frame it is run on to ``calls``."""
+
+    def __init__(self, calls: list[int], **params: object) -> None:
+        super().__init__(**params)
+        self.calls = calls
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        self.calls.append(len(df))
+        return super().signals(df)
+
+
+def test_the_audit_compares_with_given_full_signals_and_recomputes_every_cut() -> None:
+    df = random_candles(300)
+    calls: list[int] = []
+
+    strat = CountedRsi(calls)
+    full = strat.signals(df)
+    calls.clear()
+    rep = audit(df, strat, cut_points=[100, 250], check_trades=False, full_signals=full)
+    assert rep.passed and calls == [100, 250]
+    # a full run that is not the strategy's own is caught, not trusted
+    other = RsiBounce(period=9).signals(df)
+    assert not audit(df, strat, cut_points=[100, 250], check_trades=False,
+                     full_signals=other).passed
+
+
+@needs_engine
+def test_the_job_backtests_and_audits_the_same_full_signals(monkeypatch, tmp_path) -> None:
+    from backtests.config import BacktestConfig
+    from backtests.job import AUDIT_CUTS, run_job
+    from data import cache
+
+    monkeypatch.setenv(cache.ENV_VAR, str(tmp_path / "cache"))
+    df = random_candles(300)
+    calls: list[int] = []
+
+    (res,) = run_job(df, [CountedRsi(calls, period=7, oversold=35)], BacktestConfig())
+    assert res.checks["lookahead"]["passed"] and not res.checks["lookahead"]["reused"]
+    # once on the whole data (backtest and audit), once per cut on the truncated data
+    assert calls.count(300) == 1
+    assert sorted(calls[1:]) == sorted(res.checks["lookahead"]["cuts"])
+    assert len(calls) == 1 + AUDIT_CUTS

@@ -416,13 +416,14 @@ def simulate(df: pd.DataFrame, signals: Signals, config: BacktestConfig
 
 
 def run_backtrader(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None,
-                   *, start: object = None):
+                   *, start: object = None, signals: Signals | None = None):
     """Backtest ``strategy`` with backtrader's broker, trading from ``start`` with the bars of
-    ``df`` before it as warm-up (:func:`backtests.engines.fast.trading_window`); returns a
-    ``BacktestResult`` over the trading window."""
+    ``df`` before it as warm-up (:func:`backtests.engines.fast.trading_window`); ``signals``:
+    ``strategy.signals(df)`` computed already. Returns a ``BacktestResult`` over the trading
+    window."""
     config = config or BacktestConfig(engine="backtrader")
     df = to_canonical(df, "price frame")
-    sig = prepare(df, strategy, config)
+    sig = prepare(df, strategy, config, signals)
     df, sig, warmup = trading_window(df, strategy, sig, start)
     trades, equity = simulate(df, sig, config)
     return make_result(df, strategy, config, sig, trades, equity, "backtrader", warmup)

@@ -596,9 +596,12 @@ def _simulate(inp, x):  # pragma: no cover - compiled
     return equity, trades[:nt].copy()
 
 
-def prepare(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig) -> Signals:
+def prepare(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig,
+            signals: Signals | None = None) -> Signals:
     """Check the inputs and return the strategy's validated :class:`Signals` for ``df`` (a
-    canonical frame: the engines' entry points pass ``to_canonical(df)``)."""
+    canonical frame: the engines' entry points pass ``to_canonical(df)``); ``signals``: the
+    strategy's signals on ``df`` computed already (the main job's audit uses them too), else
+    ``strategy.signals(df)``."""
     if len(df) < 2:
         raise ValueError(f"a backtest needs at least 2 bars, got {len(df)}")
     if not isinstance(strategy, Strategy):
@@ -606,7 +609,7 @@ def prepare(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig) -> Sig
                         f"{type(strategy).__name__}")
     if not isinstance(config, BacktestConfig):
         raise TypeError(f"config must be a BacktestConfig, got {type(config).__name__}")
-    sig = strategy.signals(df)
+    sig = strategy.signals(df) if signals is None else signals
     if not isinstance(sig, Signals):
         raise TypeError(f"{type(strategy).__name__}.signals() returned "
                         f"{type(sig).__name__}, not Signals")
@@ -769,15 +772,16 @@ def make_result(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig, si
 
 
 def run_fast(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None, *,
-             start: object = None):
+             start: object = None, signals: Signals | None = None):
     """Backtest ``strategy`` with the fast engine, trading from ``start`` (None: the first bar)
-    with every bar of ``df`` before it as indicator warm-up (see :func:`trading_window`).
+    with every bar of ``df`` before it as indicator warm-up (see :func:`trading_window`);
+    ``signals``: ``strategy.signals(df)`` computed already (see :func:`prepare`).
 
     Returns a ``BacktestResult`` over the trading window.
     """
     config = config or BacktestConfig()
     df = to_canonical(df, "price frame")
-    sig = prepare(df, strategy, config)
+    sig = prepare(df, strategy, config, signals)
     df, sig, warmup = trading_window(df, strategy, sig, start)
     trades, equity = simulate_valid(df, sig, config)  # prepare validated sig
     return make_result(df, strategy, config, sig, trades, equity, "fast", warmup)

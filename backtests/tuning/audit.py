@@ -166,9 +166,19 @@ def _same_scalar(a: Any, b: Any) -> bool:
     return a.shape == b.shape and bool(np.all((a == b) | (np.isnan(a) & np.isnan(b))))
 
 
-def _diff_mask(a: np.ndarray, b: np.ndarray, rtol: float) -> np.ndarray:
+def _diff_mask(a: Any, b: Any, rtol: float) -> np.ndarray:
+    """True where ``a`` and ``b`` (arrays, or categoricals) differ, NaN/None equal to NaN/None.
+
+    Fast paths keep a 1M-bar comparison in milliseconds: bool and integer arrays compare
+    directly; two categoricals with the same categories compare their codes (-1 = missing);
+    only object arrays (tags) go through pandas' missing-value test."""
+    if isinstance(a, pd.Categorical) and isinstance(b, pd.Categorical) \
+            and a.categories.equals(b.categories) and a.ordered == b.ordered:
+        return a.codes != b.codes
     a = np.asarray(a)
     b = np.asarray(b)
+    if a.dtype.kind in "biu" and b.dtype.kind in "biu":
+        return a != b
     if a.dtype.kind in "fc" or b.dtype.kind in "fc":
         a = a.astype(float)
         b = b.astype(float)
@@ -178,10 +188,17 @@ def _diff_mask(a: np.ndarray, b: np.ndarray, rtol: float) -> np.ndarray:
         else:
             close = a == b
         return ~(close | both_nan)
-    sa = pd.Series(a, dtype=object)
-    sb = pd.Series(b, dtype=object)
-    same = (sa == sb) | (sa.isna() & sb.isna())
-    return ~same.to_numpy(dtype=bool)
+    a = a.astype(object, copy=False)
+    b = b.astype(object, copy=False)
+    same = (a == b) | (pd.isna(a) & pd.isna(b))
+    return ~np.asarray(same, dtype=bool)
+
+
+def _column(frame: pd.DataFrame, col: Any) -> Any:
+    """A column's values: a categorical as itself (compared by codes; ``to_numpy`` would build
+    an object array of 1M strings), anything else as an array."""
+    values = frame[col].array
+    return values if isinstance(values, pd.Categorical) else frame[col].to_numpy()
 
 
 def _indicators(strategy: Any, df: pd.DataFrame, sig: Any) -> pd.DataFrame:
@@ -209,6 +226,7 @@ def audit(
     config: Any = None,
     check_trades: bool = True,
     rtol: float = 0.0,
+    full_signals: Signals | None = None,
 ) -> AuditReport:
     """Re-run ``strategy`` on ``df`` truncated at each cut point and report every change.
 
@@ -220,6 +238,9 @@ def audit(
         config: engine configuration for the trade comparison (default ``BacktestConfig()``).
         check_trades: also compare trades through the fast engine.
         rtol: relative tolerance for float comparisons (0: exact).
+        full_signals: ``strategy.signals(df)`` when the caller has them already (the main job
+            audits the very signals it backtested); every cut is always computed afresh from
+            the truncated data.
 
     Returns:
         :class:`AuditReport`; ``report.passed`` is True for a causal strategy.
@@ -236,7 +257,7 @@ def audit(
     if check_trades and config is None:
         config = BacktestConfig()
 
-    full_sig = strategy.signals(df)
+    full_sig = strategy.signals(df) if full_signals is None else full_signals
     full_ind = _indicators(strategy, df, full_sig)
     full_trades = _trades(df, strategy, full_sig, config) if check_trades else None
     names = [f for f in SIGNAL_FIELDS if getattr(full_sig, f, None) is not None]
@@ -277,12 +298,12 @@ def audit(
                                            sig.max_bars, 1))
         ind = _indicators(strategy, part, sig)
         for col in full_ind.columns:
-            a = full_ind[col].to_numpy()[:cut]
+            a = _column(full_ind, col)[:cut]
             if col not in ind.columns:
                 report.findings.append(Finding("indicator", str(col), cut, 0, idx[0], plain(a[0]),
                                                "<missing>", cut))
                 continue
-            b = ind[col].to_numpy()
+            b = _column(ind, col)
             add("indicator", str(col), cut, _diff_mask(a, b, rtol), a, b)
         if check_trades:
             _compare_trades(report, full_trades, _trades(part, strategy, sig, config), cut, idx)
