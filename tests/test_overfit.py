@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from backtests.tuning.overfit import (
+from backtests.tuning.overfit import (  # the two CSCV kernels: compared with each other
+    _cscv_blocks,
+    _cscv_keyed,
+    _keyed_range,
     deannualise,
     deflated_sharpe_from_trials,
     deflated_sharpe_ratio,
@@ -294,3 +297,53 @@ def test_pbo_with_many_equal_columns_same_as_the_matrix_implementation(seed: int
     cols = rng.integers(0, distinct, size=int(rng.integers(distinct, 60)))
     m = base[:, cols]
     _assert_same_as_the_matrix_implementation(m, int(rng.choice([4, 8, 16])))
+
+
+def _near_tie_matrix(rng: np.random.Generator, t: int, n: int) -> np.ndarray:
+    """Sweep-like returns full of exact and near ties: sparse noise, columns never trading,
+    columns scaled by powers of two (every half's Sharpe ratio exactly equal to the
+    original's), columns equal up to rounding (the same returns summed in another order or
+    nudged by an ulp: Sharpe ratios a few ulp apart) and almost constant columns."""
+    m = rng.normal(0.0003, 0.01, size=(t, n)) * (rng.random((t, n)) < rng.random(n))
+    k = max(n // 6, 1)
+    m[:, rng.integers(0, n, size=k)] = 0.0
+    for j in rng.integers(0, n, size=k):
+        m[:, j] = m[:, rng.integers(0, n)] * 2.0 ** int(rng.integers(-3, 4))
+    for j in rng.integers(0, n, size=k):
+        src = m[:, rng.integers(0, n)]
+        m[:, j] = np.where(src != 0, np.nextafter(src, np.inf), 0.0)
+    for j in rng.integers(0, n, size=max(n // 20, 1)):
+        m[:, j] = 0.001 + rng.normal(0, 1e-12, size=t)  # variance mostly rounding
+    return m
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_pbo_keyed_kernel_equals_the_all_exact_kernel(seed: int) -> None:
+    # The CSCV judges halves from cheap order keys and decides near ties on exact scores; it
+    # must pick the same winners with the same ranks and scores as scoring every column
+    # exactly, on inputs built to produce exact and near ties.
+    rng = np.random.default_rng(500 + seed)
+    t, n = int(rng.integers(64, 2000)), int(rng.integers(2, 120))
+    s = int(rng.choice([2, 4, 8, 10, 16]))
+    m = _near_tie_matrix(rng, t, n)
+    used = t - t % s
+    blocks = m[t - used:].reshape(s, used // s, n)
+    bsum, bsq = blocks.sum(axis=1), (blocks**2).sum(axis=1)
+    assert _keyed_range(bsum, bsq)
+    weight = rng.integers(1, 4, size=n).astype(np.intp)
+    for sharpe in (True, False):
+        keyed = _cscv_keyed(bsum, bsq, float(used // 2), sharpe, weight)
+        exact = _cscv_blocks(bsum, bsq, float(used // 2), sharpe, weight)
+        for a, b in zip(keyed, exact, strict=True):
+            np.testing.assert_array_equal(a, b)
+    _assert_same_as_the_matrix_implementation(m, s)
+
+
+def test_pbo_extreme_block_sums_take_the_all_exact_kernel() -> None:
+    # Keys would underflow (s*|s|) or overflow: such sums are judged on exact scores only.
+    rng = np.random.default_rng(9)
+    m = rng.normal(0, 1e-80, size=(400, 6))
+    bs = m.reshape(8, 50, 6)
+    assert not _keyed_range(bs.sum(axis=1), (bs**2).sum(axis=1))
+    assert not _keyed_range(np.full((8, 6), 1e70), np.full((8, 6), 1.0))
+    _assert_same_as_the_matrix_implementation(m, 8)
