@@ -335,6 +335,20 @@ def day_closes(t_ns: np.ndarray) -> np.ndarray:
     return np.unique(np.append(last, len(t_ns) - 1)).astype(np.int64)
 
 
+@njit(cache=True)
+def at_or_below(x, level):  # pragma: no cover - compiled
+    """The values of ``x`` at or below ``level``, in their order: ``x[x <= level]`` without the
+    boolean mask and numpy's compaction of it (~0.8 -> ~0.15 ms over the ~250k losses of a
+    1M-bar curve). Every value is written and the count moves only for a kept one: no branch
+    to mispredict."""
+    out = np.empty(len(x))
+    m = 0
+    for i in range(len(x)):
+        out[m] = x[i]
+        m += 1 if x[i] <= level else 0
+    return out[:m]
+
+
 def tail_risk(eq: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     """Historical VaR and CVaR 95 % of per-bar returns (fractions): ``np.quantile(r, 0.05)``
     and the mean of the returns at or below it, NaN without returns.
@@ -353,7 +367,8 @@ def tail_risk(eq: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
         low = np.partition(neg, k)  # one selection (two kth values cost 5x more)
         a, b = low[k], low[k + 1 :].min()  # what follows the k-th holds the (k+1)-th smallest
         var = float(np.quantile(np.array([a, b]), pos - k))  # the same interpolation
-        return var, float(neg[neg <= var].mean())  # var < 0: the same values, same order
+        # var < 0: the same values in the same order, so numpy's mean sums them the same way
+        return var, float(jit.call(at_or_below, neg, var, work=len(neg)).mean())
     r = bar_returns_array(eq)
     var = float(np.quantile(r, 0.05))
     return var, float(r[r <= var].mean())
@@ -388,7 +403,10 @@ def core_figures(passed: tuple, equity: np.ndarray, years: float, ppy: float, ca
     final = float(equity[-1])
     total = final / cash - 1.0
     if years > 0:
-        cagr = (final / cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
+        try:
+            cagr = (final / cash) ** (1.0 / years) - 1.0 if final > 0 else -1.0
+        except OverflowError:  # a gain compounded over a span of hours: beyond any float
+            cagr = math.inf
     else:
         cagr = math.nan
     n_r = len(equity) - 1

@@ -391,6 +391,48 @@ def test_path_figures_are_exactly_the_pandas_ones(seed):
                                                                                  want)
 
 
+def test_cagr_of_a_big_gain_over_hours_is_inf_not_an_error():
+    # +346 % in 300 minutes compounds to more than a float holds over a year: CAGR (and so
+    # Calmar) is inf, every other figure as usual (it raised OverflowError)
+    eq = 1000.0 * np.cumprod(np.r_[1.0, np.full(300, 1.005)])
+    eq[150] *= 0.99  # one losing bar: a drawdown for Calmar
+    idx = pd.date_range("2024-01-01", periods=len(eq), freq="1min", tz="UTC", name="timestamp")
+    m = compute_metrics(pd.Series(eq, index=idx), empty_trades(), None, "1m", cash=1000.0)
+    assert m["cagr_pct"] == math.inf and m["calmar"] == math.inf
+    assert m["total_return_pct"] == pytest.approx(100.0 * (eq[-1] / 1000.0 - 1.0))
+    assert json.loads(json.dumps(to_jsonable(m)))["cagr_pct"] is not None
+
+
+@pytest.mark.parametrize("case", ["ties", "few", "one", "gains", "flat", "big"])
+def test_var_cvar_are_numpys_quantile_and_mask_mean(case):
+    # VaR/CVaR bit for bit np.quantile(r, 0.05) and r[r <= var].mean() over all the returns:
+    # returns on a grid of 0.1 % (many ties at and around the quantile), fewer than 20 returns
+    # (the quantile interpolates between the two lowest), one return, only gains (the
+    # quantile is not a loss: the whole-curve path), no change at all, and 200k bars.
+    from backtests.metrics import at_or_below
+
+    rng = np.random.default_rng(7)
+    r = {
+        "ties": np.round(rng.normal(0.0, 0.004, 5_000), 3),
+        "few": rng.normal(0.0, 0.01, 17),
+        "one": np.array([-0.02]),
+        "gains": np.abs(rng.normal(0.0, 0.01, 300)),
+        "flat": np.zeros(50),
+        "big": rng.normal(0.0, 0.01, 200_000) * (rng.random(200_000) < 0.5),
+    }[case]
+    eq = np.concatenate(([1000.0], 1000.0 * np.cumprod(1.0 + r)))
+    idx = pd.date_range("2000-01-01", periods=len(eq), freq="1h", tz="UTC", name="timestamp")
+    got = compute_metrics(pd.Series(eq, index=idx), empty_trades(), None, "1h", cash=1000.0)
+    ret = np.where(eq[:-1] > 0, eq[1:] / eq[:-1] - 1.0, 0.0)
+    var = float(np.quantile(ret, 0.05))
+    assert got["var_95_pct"] == 100.0 * var
+    assert got["cvar_95_pct"] == 100.0 * float(ret[ret <= var].mean())
+    # the compaction keeps the order and every value at the level (ties included)
+    x = np.round(rng.normal(0.0, 1.0, 1_000), 1)
+    for level in (-1.0, 0.0, x.min(), x.max(), -np.inf):
+        np.testing.assert_array_equal(at_or_below(x, level), x[x <= level])
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_exposure_count_equals_the_held_mask(seed):
     # core_metrics counts the held bars from the trades (union of intervals); the per-bar mask
