@@ -277,3 +277,34 @@ def test_trade_table_is_built_in_canonical_dtypes():
     # the same table as the general conversion of an object-typed tag column gives
     pd.testing.assert_frame_equal(
         normalize_trades(trades.assign(tag=np.array([7, None, "late"], dtype=object))), trades)
+
+
+def test_untagged_trade_table_is_the_object_conversions_table():
+    # Without tags the tag column is built as Arrow nulls and the exit reasons are taken from
+    # an Arrow array of the names: the same table, dtypes and values as converting Python
+    # objects (None, the reason names) gives, for every exit reason code.
+    from backtests.engines.fast import RAW_COLUMNS, build_trades
+    from backtests.results import EXIT_REASONS, TRADE_DTYPES, normalize_trades
+    from tests.lookahead import ohlc_frame
+
+    df = ohlc_frame(60, "1d", seed=2)
+    m = len(EXIT_REASONS)
+    raw = np.zeros((m, len(RAW_COLUMNS)))
+    col = {c: i for i, c in enumerate(RAW_COLUMNS)}
+    raw[:, col["entry_bar"]] = np.arange(m)
+    raw[:, col["exit_bar"]] = np.arange(m) + 2
+    raw[:, col["side"]] = 1
+    raw[:, col["size"]] = 0.1
+    raw[:, col["entry_price"]] = raw[:, col["exit_price"]] = 100.0
+    raw[:, col["reason"]] = np.arange(m)[::-1]
+    trades = build_trades(df, raw, BacktestConfig())
+    assert normalize_trades(trades) is trades
+    assert trades["exit_reason"].tolist() == list(EXIT_REASONS)[::-1]
+    assert trades["tag"].isna().all() and str(trades["tag"].dtype) == str(TRADE_DTYPES["tag"])
+    objects = trades.assign(
+        exit_reason=pd.array(np.array(EXIT_REASONS, dtype=object)[::-1],
+                             dtype=TRADE_DTYPES["exit_reason"]),
+        tag=pd.array(np.full(m, None, dtype=object), dtype=TRADE_DTYPES["tag"]))
+    pd.testing.assert_frame_equal(trades, objects)
+    empty = build_trades(df, np.zeros((0, len(RAW_COLUMNS))), BacktestConfig())
+    assert len(empty) == 0 and normalize_trades(empty) is empty

@@ -83,6 +83,7 @@ from typing import NamedTuple
 import numba as nb
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 from numba import njit
 
 from backtests.config import BacktestConfig
@@ -110,7 +111,9 @@ R_BREAKEVEN_CLOSE = EXIT_REASONS.index("breakeven_close")
 R_PARTIAL = EXIT_REASONS.index("partial")
 #: Codes of the exits filled at the exit bar's open (``backtests.results.OPEN_EXITS``).
 OPEN_EXIT_CODES = np.array([EXIT_REASONS.index(r) for r in OPEN_EXITS], dtype=np.int64)
-_REASON_NAMES = np.array(EXIT_REASONS, dtype=object)  # code -> name, indexed by an array of codes
+#: code -> name, taken by an array of codes (Arrow strings: the table's "str" column is built
+#: from them without a Python string per row: ~150 -> ~30 us for 3.5k trades)
+_REASON_NAMES = pa.array(EXIT_REASONS, pa.large_string())
 SIZE_PERCENT, SIZE_FIXED, SIZE_RISK = 0, 1, 2
 SIZING_CODES = {"percent": SIZE_PERCENT, "fixed": SIZE_FIXED, "risk": SIZE_RISK}
 MODE_LONG, MODE_SHORT, MODE_BOTH = 0, 1, 2
@@ -723,8 +726,9 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
     mae, mfe = jit.call(_excursions, lo, hi, ebar, xbar, side, np.ascontiguousarray(pe),
                         np.ascontiguousarray(px), work=len(lo))
     idx = df.index
+    # no tags: all missing, as Arrow nulls (an object array of None took ~0.6 ms to convert)
     tag_col = (np.asarray(tags, dtype=object)[r["signal_bar"].astype(np.int64)]
-               if tags is not None else np.full(len(raw), None, dtype=object))
+               if tags is not None else pa.nulls(len(raw), pa.large_string()))
     # Every column in its canonical dtype (text as pandas' "str", integer tags as "7"), so
     # normalize_trades takes the table as it is; copy=False: the arrays are fresh already.
     return pd.DataFrame({
@@ -742,7 +746,7 @@ def build_trades(df: pd.DataFrame, raw: np.ndarray, config: BacktestConfig,
         "pnl": pnl,
         "return_pct": np.divide(pnl, margin, out=np.full(len(raw), np.nan),
                                 where=margin > 0) * 100,
-        "exit_reason": pd.array(_REASON_NAMES[reason], dtype=TRADE_DTYPES["exit_reason"]),
+        "exit_reason": pd.array(_REASON_NAMES.take(reason), dtype=TRADE_DTYPES["exit_reason"]),
         "leverage": np.full(len(raw), config.leverage),
         "liquidation_price": r["liquidation_price"],
         "initial_stop": r["initial_stop"],
