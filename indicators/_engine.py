@@ -76,26 +76,31 @@ _SIG_MOVE = nb.void(_I1, _i8, _i8)
 @jit.typed(_SIG_PUSH)
 def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, break_bar,
                 by):  # pragma: no cover - compiled
-    """Append one event row (growing the buffers by doubling); returns the buffers and count."""
-    if nev >= evf.shape[0]:
-        evf2 = np.zeros((2 * evf.shape[0], 5))
-        evi2 = np.zeros((2 * evf.shape[0], 5), np.int64)
+    """Append one event (one column per event: ``evf[:, nev]``, ``evi[:, nev]``), growing the
+    buffers by doubling; returns the buffers and count."""
+    if nev >= evf.shape[1]:
+        # np.empty: pages past the rows written are never touched (first-touch page faults
+        # cost ~1.5 ns per byte on this VM; zero-filling a doubled buffer doubled them).
+        evf2 = np.empty((4, 2 * evf.shape[1]))
+        evi2 = np.empty((5, 2 * evf.shape[1]), np.int64)
         # Plain loops: a 2-D slice assignment costs seconds of first-run compile time.
-        for r in range(nev):
-            for j in range(5):
-                evf2[r, j] = evf[r, j]
-                evi2[r, j] = evi[r, j]
+        for j in range(4):
+            for r in range(nev):
+                evf2[j, r] = evf[j, r]
+        for j in range(5):
+            for r in range(nev):
+                evi2[j, r] = evi[j, r]
         evf = evf2
         evi = evi2
-    evf[nev, 0] = level
-    evf[nev, 1] = low
-    evf[nev, 2] = high
-    evf[nev, 3] = break_close
-    evi[nev, 0] = bar
-    evi[nev, 1] = kind
-    evi[nev, 2] = zone
-    evi[nev, 3] = break_bar
-    evi[nev, 4] = by
+    evf[0, nev] = level
+    evf[1, nev] = low
+    evf[2, nev] = high
+    evf[3, nev] = break_close
+    evi[0, nev] = bar
+    evi[1, nev] = kind
+    evi[2, nev] = zone
+    evi[3, nev] = break_bar
+    evi[4, nev] = by
     return evf, evi, nev + 1
 
 
@@ -204,6 +209,21 @@ def _mark(zmark, dirty, nd, z, b):  # pragma: no cover - compiled
     return nd
 
 
+# inline="always": inlined by numba itself (as a plain call, not inlined by LLVM, it cost ~40 %
+# more engine time on 1M minute bars)
+@jit.typed(nb.void(_F2, _i8, _i8, _i8, _F1, _F1, _F1, _F1), inline="always")
+def _put_zone(bars, row, b, z, zcen, zmin, zmax, zpad):  # pragma: no cover - compiled
+    """Zone ``z``'s centre, low and high into ``bars[row:row + 3, b]`` (NaN for ``z < 0``)."""
+    if z >= 0:
+        bars[row, b] = zcen[z]
+        bars[row + 1, b] = zmin[z] - zpad[z]
+        bars[row + 2, b] = zmax[z] + zpad[z]
+    else:
+        bars[row, b] = np.nan
+        bars[row + 1, b] = np.nan
+        bars[row + 2, b] = np.nan
+
+
 # Margin on the relative half-width bound: ``maxrel`` is itself a rounded quotient, so widen it
 # far beyond rounding error (the scans only need an upper bound on how many zones to look at).
 _REL_SLACK = 1e-9
@@ -241,6 +261,29 @@ def _flip_order_key(flip):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
+def relative_volume_kernel(v, bars):  # pragma: no cover - compiled
+    """``v[i]`` over the mean of ``v[max(i + 1 - bars, 0) : i + 1]`` (0 where that mean is not
+    > 0). The same operations in the same order as the numpy form (prefix sums from 0.0,
+    difference of two prefix sums over the count), so the same values bit for bit, with one
+    output array instead of ten full-length temporaries."""
+    n = v.shape[0]
+    out = np.empty(n)
+    # prefix sums csum[k] = v[0] + ... + v[k - 1], kept for the last ``bars`` + 1 values of k
+    w = bars + 1
+    ring = np.empty(w)
+    ring[0] = 0.0
+    s = 0.0
+    for i in range(n):
+        k = i + 1
+        s = s + v[i] if i > 0 else v[i]  # numpy's cumsum starts at v[0], not 0.0 + v[0]
+        ring[k % w] = s
+        lo = k - bars if k > bars else 0
+        mean = (s - ring[lo % w]) / (k - lo)
+        out[i] = v[i] / mean if mean > 0 else 0.0
+    return out
+
+
+@nb.njit(cache=True)
 def level_engine(
     high,
     low,
@@ -251,11 +294,13 @@ def level_engine(
     phb,
     pl,
     plb,
-    tol_h,
-    tol_l,
-    pad_h,
-    pad_l,
-    buf,
+    atr,
+    tol_pct,
+    tol_atr,
+    band_pct,
+    band_atr,
+    buffer_pct,
+    buffer_atr,
     min_touches,
     confirm_closes,
     window,
@@ -269,33 +314,37 @@ def level_engine(
             cap += 1
         if pl[b] == pl[b]:
             cap += 1
-    # zone state, indexed by zone id
-    zsum = np.zeros(cap)
-    zcnt = np.zeros(cap, np.int64)
+    # Zone state, indexed by zone id. np.empty: every field is set when the zone is born
+    # (below), so only the slots of zones that exist are ever touched (cap counts every pivot
+    # as a possible zone; first-touch page faults are the costly part of large buffers here).
+    zsum = np.empty(cap)
+    zcnt = np.empty(cap, np.int64)
     # centre = zsum / zcnt, kept in step with them: the searches compare centres on every bar
     # and a load is cheaper than a division at each step (the same value, bit for bit)
-    zcen = np.zeros(cap)
-    zmin = np.zeros(cap)
-    zmax = np.zeros(cap)
-    zpad = np.zeros(cap)
-    zfirst = np.zeros(cap, np.int64)
-    zlast = np.zeros(cap, np.int64)
-    zkind = np.zeros(cap, np.int64)
-    zvol = np.zeros(cap)
-    zrv = np.zeros(cap)  # sum of the touches' relative volumes
-    zalive = np.zeros(cap, np.bool_)
-    zflip = np.zeros(cap, np.int64)
-    zflipbar = np.full(cap, -1, np.int64)
-    zfbbar = np.full(cap, -1, np.int64)  # break bar of the zone's current flip
-    zfbclose = np.full(cap, np.nan)
-    zpend = np.zeros(cap, np.int64)
-    zpbar = np.full(cap, -1, np.int64)
-    zpclose = np.full(cap, np.nan)
-    zpcount = np.zeros(cap, np.int64)
+    zcen = np.empty(cap)
+    zmin = np.empty(cap)
+    zmax = np.empty(cap)
+    zpad = np.empty(cap)
+    zfirst = np.empty(cap, np.int64)
+    zlast = np.empty(cap, np.int64)
+    zkind = np.empty(cap, np.int64)
+    zvol = np.empty(cap)
+    zrv = np.empty(cap)  # sum of the touches' relative volumes
+    zalive = np.empty(cap, np.bool_)
+    zflip = np.empty(cap, np.int64)
+    zflipbar = np.empty(cap, np.int64)
+    zfbbar = np.empty(cap, np.int64)  # break bar of the zone's current flip
+    zfbclose = np.empty(cap)
+    zpend = np.empty(cap, np.int64)
+    zpbar = np.empty(cap, np.int64)
+    zpclose = np.empty(cap)
+    zpcount = np.empty(cap, np.int64)
+    zmark = np.empty(cap, np.int64)  # last bar on which the zone was listed in ``dirty``
     nz = 0
-    orders = np.zeros((3, cap), np.int64)  # 0 all live, 1 flipped s->r, 2 flipped r->s
+    # 0 all live, 1 flipped s->r, 2 flipped r->s; only the first cnts[k] slots are read
+    orders = np.empty((3, cap), np.int64)
     cnts = np.zeros(3, np.int64)
-    pend = np.zeros(cap, np.int64)
+    pend = np.empty(cap, np.int64)
     npend = 0
     # Bounds on any zone's half-width (absolute, and relative to a positive centre) let the
     # retest scan stop early; the relative bound keeps it short when prices span decades.
@@ -303,23 +352,26 @@ def level_engine(
     maxrel = 0.0
     nonpos = False  # some zone had a centre <= 0 (never with prices > 0)
 
+    # Per-bar outputs, one row per column (each column contiguous, as a DataFrame holds it):
+    # nearest support, resistance, flipped resistance, flipped support, each centre/low/high.
+    # Every cell is written on its bar (NaN where there is no such zone), so no fill pass.
     m = n if want_bars else 0
-    sup = np.full((m, 3), np.nan)
-    res = np.full((m, 3), np.nan)
-    fres = np.full((m, 3), np.nan)
-    fsup = np.full((m, 3), np.nan)
-    flags = np.zeros((m, 4), np.bool_)  # breakdown, breakout, retest_rejected, retest_held
+    bars = np.empty((12, m))
+    flags = np.zeros((4, m), np.bool_)  # breakdown, breakout, retest_rejected, retest_held
 
-    ecap = 64  # event buffers start small and double in _push_event
-    evf = np.zeros((ecap, 5))  # level, level_low, level_high, break_close, (spare)
-    evi = np.zeros((ecap, 5), np.int64)  # bar, kind, zone, break_bar, confirmed_by
+    # Event buffers (one column per event) start at one per bar, untouched until written (about
+    # one event per two bars on minute data), and double in _push_event beyond that.
+    ecap = n + 64
+    evf = np.empty((4, ecap))  # level, level_low, level_high, break_close
+    evi = np.empty((5, ecap), np.int64)  # bar, kind, zone, break_bar, confirmed_by
     nev = 0
-    lcap = 64  # zone log rows (one per zone changed on a bar), doubling like the events
-    lf = np.zeros((lcap, 5))  # centre, low, high, volume, relvol sum
-    li = np.zeros((lcap, 9), np.int64)  # bar, zone, alive, touches, first, last, kind, flip,
+    # Zone log rows (one per zone changed on a bar: ~1.8 per pivot on minute data), untouched
+    # until written, doubling like the events beyond that.
+    lcap = 2 * cap + 64
+    lf = np.empty((lcap, 5))  # centre, low, high, volume, relvol sum
+    li = np.empty((lcap, 9), np.int64)  # bar, zone, alive, touches, first, last, kind, flip,
     nl = 0                              # flip bar
-    zmark = np.full(cap, -1, np.int64)  # last bar on which the zone was listed in ``dirty``
-    dirty = np.zeros(cap, np.int64)  # zones changed on this bar (each listed once)
+    dirty = np.empty(cap, np.int64)  # zones changed on this bar (each listed once)
     ndirty = 0
 
     for b in range(n):
@@ -328,17 +380,16 @@ def level_engine(
             if side == 0:
                 p = ph[b]
                 pbar = phb[b]
-                tol = tol_h[b]
-                pad = pad_h[b]
                 kbit = KIND_HIGH
             else:
                 p = pl[b]
                 pbar = plb[b]
-                tol = tol_l[b]
-                pad = pad_l[b]
                 kbit = KIND_LOW
             if p != p:
                 continue
+            # tolerance and pad of this pivot (the same expressions as numpy's over all bars)
+            tol = p * tol_pct / 100.0 if tol_pct == tol_pct else atr[b] * tol_atr
+            pad = p * band_pct / 100.0 if band_pct == band_pct else atr[b] * band_atr
             order = orders[0]
             pos = _bisect_left(order, cnts[0], zcen, p)
             best = -1
@@ -450,6 +501,15 @@ def level_engine(
                 zvol[z] = volume[pbar]
                 zrv[z] = relvol[pbar]
                 zalive[z] = True
+                zflip[z] = 0
+                zflipbar[z] = -1
+                zfbbar[z] = -1
+                zfbclose[z] = np.nan
+                zpend[z] = 0
+                zpbar[z] = -1
+                zpclose[z] = np.nan
+                zpcount[z] = 0
+                zmark[z] = -1
                 _insert(orders[0], cnts, 0, z, zcen)
             ndirty = _mark(zmark, dirty, ndirty, z, b)
             c = zcen[z]
@@ -461,6 +521,8 @@ def level_engine(
                 nonpos = True
 
         cb = close[b]
+        # the break buffer on this bar
+        bufb = cb * buffer_pct / 100.0 if buffer_pct == buffer_pct else atr[b] * buffer_atr
         # ---- 2. pending breaks ----
         k = 0
         while k < npend:
@@ -474,7 +536,7 @@ def level_engine(
                 if high[b] >= zl and cb < zl:
                     flip = -1
                     how = BY_FAILED_RETEST
-                elif cb < zl - buf[b]:
+                elif cb < zl - bufb:
                     zpcount[z] += 1
                     if zpcount[z] >= confirm_closes:
                         flip = -1
@@ -484,7 +546,7 @@ def level_engine(
                 if low[b] <= zh and cb > zh:
                     flip = 1
                     how = BY_FAILED_RETEST
-                elif cb > zh + buf[b]:
+                elif cb > zh + bufb:
                     zpcount[z] += 1
                     if zpcount[z] >= confirm_closes:
                         flip = 1
@@ -504,7 +566,7 @@ def level_engine(
                 evf, evi, nev = _push_event(evf, evi, nev, zcen[z], zl, zh, zpclose[z], b,
                                             EV_S2R if flip == -1 else EV_R2S, z, zpbar[z], how)
                 if want_bars:
-                    flags[b, 0 if flip == -1 else 1] = True
+                    flags[0 if flip == -1 else 1, b] = True
                 done = True
             elif not done and b - zpbar[z] >= window:
                 done = True  # not accepted in time
@@ -530,7 +592,7 @@ def level_engine(
                                                 zmax[z] + zpad[z], zfbclose[z], b,
                                                 EV_RETEST_S2R, z, zfbbar[z], BY_REJECTION)
                     if want_bars:
-                        flags[b, 2] = True
+                        flags[2, b] = True
                 q += 1
             q = _bisect_right(orders[2], cnts[2], zcen, cb) - 1
             while q >= 0:
@@ -544,7 +606,7 @@ def level_engine(
                                                 zmin[z] - zpad[z], zh, zfbclose[z], b,
                                                 EV_RETEST_R2S, z, zfbbar[z], BY_REJECTION)
                     if want_bars:
-                        flags[b, 3] = True
+                        flags[3, b] = True
                 q -= 1
 
             # ---- 4. new breaks by this bar's close ----
@@ -563,7 +625,7 @@ def level_engine(
                     if zcnt[z] < min_touches or zflip[z] == -1 or zpend[z] == -1:
                         continue
                     zl = zmin[z] - zpad[z]
-                    if zl <= cp and cb < zl - buf[b]:
+                    if zl <= cp and cb < zl - bufb:
                         zpend[z] = -1
                         zpbar[z] = b
                         zpclose[z] = cb
@@ -580,7 +642,7 @@ def level_engine(
                     if zcnt[z] < min_touches or zflip[z] == 1 or zpend[z] == 1:
                         continue
                     zh = zmax[z] + zpad[z]
-                    if zh >= cp and cb > zh + buf[b]:
+                    if zh >= cp and cb > zh + bufb:
                         zpend[z] = 1
                         zpbar[z] = b
                         zpclose[z] = cb
@@ -609,7 +671,7 @@ def level_engine(
                                                     EV_S2R if flip == -1 else EV_R2S, z, b,
                                                     BY_CLOSES)
                         if want_bars:
-                            flags[b, 0 if flip == -1 else 1] = True
+                            flags[0 if flip == -1 else 1, b] = True
                         zpend[z] = 0
                         pend[k] = pend[npend - 1]
                         npend -= 1
@@ -622,39 +684,23 @@ def level_engine(
             j = q - 1
             while j >= 0 and zcnt[orders[0][j]] < min_touches:
                 j -= 1
-            if j >= 0:
-                z = orders[0][j]
-                sup[b, 0] = zcen[z]
-                sup[b, 1] = zmin[z] - zpad[z]
-                sup[b, 2] = zmax[z] + zpad[z]
+            _put_zone(bars, 0, b, orders[0][j] if j >= 0 else -1, zcen, zmin, zmax, zpad)
             j = q
             while j < cnts[0] and zcnt[orders[0][j]] < min_touches:
                 j += 1
-            if j < cnts[0]:
-                z = orders[0][j]
-                res[b, 0] = zcen[z]
-                res[b, 1] = zmin[z] - zpad[z]
-                res[b, 2] = zmax[z] + zpad[z]
+            _put_zone(bars, 3, b, orders[0][j] if j < cnts[0] else -1, zcen, zmin, zmax, zpad)
             q = _bisect_right(orders[1], cnts[1], zcen, cb)
-            if q < cnts[1]:
-                z = orders[1][q]
-                fres[b, 0] = zcen[z]
-                fres[b, 1] = zmin[z] - zpad[z]
-                fres[b, 2] = zmax[z] + zpad[z]
+            _put_zone(bars, 6, b, orders[1][q] if q < cnts[1] else -1, zcen, zmin, zmax, zpad)
             q = _bisect_right(orders[2], cnts[2], zcen, cb) - 1
-            if q >= 0:
-                z = orders[2][q]
-                fsup[b, 0] = zcen[z]
-                fsup[b, 1] = zmin[z] - zpad[z]
-                fsup[b, 2] = zmax[z] + zpad[z]
+            _put_zone(bars, 9, b, orders[2][q] if q >= 0 else -1, zcen, zmin, zmax, zpad)
 
         # ---- 6. the zones changed on this bar, as of its close, to the log ----
         if want_log and ndirty > 0:
             if nl + ndirty > lcap:
                 while lcap < nl + ndirty:
                     lcap *= 2
-                lf2 = np.zeros((lcap, 5))
-                li2 = np.zeros((lcap, 9), np.int64)
+                lf2 = np.empty((lcap, 5))
+                li2 = np.empty((lcap, 9), np.int64)
                 for r in range(nl):  # plain loops: cheaper to compile than 2-D slices
                     for j in range(5):
                         lf2[r, j] = lf[r, j]
@@ -684,4 +730,4 @@ def level_engine(
     zones = (zsum[:nz], zcnt[:nz], zmin[:nz], zmax[:nz], zpad[:nz], zfirst[:nz], zlast[:nz],
              zkind[:nz], zvol[:nz], zalive[:nz], zflip[:nz], zflipbar[:nz], zfbbar[:nz],
              zfbclose[:nz], zpend[:nz], zrv[:nz])
-    return sup, res, fres, fsup, flags, evf[:nev], evi[:nev], zones, lf[:nl], li[:nl]
+    return bars, flags, evf[:, :nev], evi[:, :nev], zones, lf[:nl], li[:nl]

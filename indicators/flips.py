@@ -45,7 +45,7 @@ from indicators._engine import (
 )
 from indicators.levels import SR_COLUMNS, LevelParams, run_engine, takes_level_params
 
-__all__ = ["FlipResult", "flips"]
+__all__ = ["CONFIRMED_BY", "EVENT_KIND", "FlipResult", "flips"]
 
 EVENT_COLUMNS = (
     "time", "bar", "kind", "flip_kind", "level", "level_low", "level_high", "break_bar",
@@ -56,12 +56,21 @@ BAR_COLUMNS = (
     "flipped_resistance_high", "flipped_support", "flipped_support_low", "flipped_support_high",
     "retest_rejected", "retest_held",
 )
+#: The categories of the ``kind`` and ``flip_kind`` event columns (one dtype for both, so they
+#: compare and combine with each other).
+EVENT_KIND = pd.CategoricalDtype(["support_to_resistance", "resistance_to_support", "retest"])
+_BY = {BY_CLOSES: "closes", BY_FAILED_RETEST: "failed_retest", BY_REJECTION: "rejection"}
+#: The categories of ``confirmed_by`` (in the engine's code order: the codes are the engine's).
+CONFIRMED_BY = pd.CategoricalDtype([_BY[k] for k in range(len(_BY))])
+_NAMES = list(EVENT_KIND.categories)
 _KIND = {EV_S2R: "support_to_resistance", EV_R2S: "resistance_to_support",
          EV_RETEST_S2R: "retest", EV_RETEST_R2S: "retest"}
 _FLIP_KIND = {EV_S2R: "support_to_resistance", EV_R2S: "resistance_to_support",
               EV_RETEST_S2R: "support_to_resistance", EV_RETEST_R2S: "resistance_to_support"}
-_BY = {BY_CLOSES: "closes", BY_FAILED_RETEST: "failed_retest", BY_REJECTION: "rejection"}
-
+# engine event code -> category code (index 0: no event kind has code 0)
+_KIND_CODE = np.array([-1, *(_NAMES.index(_KIND[k]) for k in range(1, 5))], dtype=np.int8)
+_FLIP_KIND_CODE = np.array([-1, *(_NAMES.index(_FLIP_KIND[k]) for k in range(1, 5))],
+                           dtype=np.int8)
 
 @dataclass
 class FlipResult:
@@ -99,7 +108,10 @@ def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
         flip a retest refers to), ``level``/``level_low``/``level_high`` (zone centre and band at
         the event, price units), ``break_bar``/``break_time``/``break_close`` (the close that broke
         the zone), ``confirmed_by`` (``closes``, ``failed_retest`` or ``rejection`` for retests),
-        ``zone_id``) and ``bars`` (the :func:`indicators.levels.sr_levels` columns plus
+        ``zone_id``; ``kind``/``flip_kind`` are categoricals of :data:`EVENT_KIND` and
+        ``confirmed_by`` of :data:`CONFIRMED_BY`: they compare with the names as strings,
+        ``ev["kind"] == "retest"``, and ``.astype(str)`` gives plain strings) and ``bars``
+        (the :func:`indicators.levels.sr_levels` columns plus
         ``breakdown``/``breakout`` (bool: this bar's close confirms a support->resistance /
         resistance->support flip), ``flipped_resistance`` (centre of the nearest
         support->resistance zone above the close, NaN if none) with its ``_low``/``_high`` band,
@@ -108,42 +120,39 @@ def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
     p = params
     user_df, df = df, to_canonical(df)
     out, atr, _piv = run_engine(df, p, True, want_log=True)
-    sup, res, fres, fsup, flags, evf, evi = out[:7]
-    idx = df.index
-    bars = pd.DataFrame(np.hstack([sup, res]), index=idx, columns=list(SR_COLUMNS))
-    bars["breakdown"] = flags[:, 0]
-    bars["breakout"] = flags[:, 1]
-    for name, arr in (("flipped_resistance", fres), ("flipped_support", fsup)):
-        bars[name] = arr[:, 0]
-        bars[f"{name}_low"] = arr[:, 1]
-        bars[f"{name}_high"] = arr[:, 2]
-    bars["retest_rejected"] = flags[:, 2]
-    bars["retest_held"] = flags[:, 3]
-    bars = like_input(bars[list(BAR_COLUMNS)], user_df)
-    return FlipResult(events=_events(evf, evi, idx), bars=bars, params=p,
-                      zone_changes=(out[8], out[9], len(out[7][0]), atr))
+    # The engine writes each column contiguously (one row of ``out.bars``/``out.flags`` per
+    # column), so the frame takes them as they are: copy=False keeps one block per column, no
+    # stacking (copying ~1 GB of columns at 10M bars cost more than the rows' own page faults).
+    cols = dict(zip(SR_COLUMNS, out.bars[:6], strict=True))
+    cols["breakdown"] = out.flags[0]
+    cols["breakout"] = out.flags[1]
+    for r, name in ((6, "flipped_resistance"), (9, "flipped_support")):
+        cols[name] = out.bars[r]
+        cols[f"{name}_low"] = out.bars[r + 1]
+        cols[f"{name}_high"] = out.bars[r + 2]
+    cols["retest_rejected"] = out.flags[2]
+    cols["retest_held"] = out.flags[3]
+    bars = like_input(pd.DataFrame(cols, index=df.index, copy=False), user_df)
+    return FlipResult(events=_events(out.evf, out.evi, df.index), bars=bars, params=p,
+                      zone_changes=(out.log_f, out.log_i, len(out.zones[0]), atr))
 
 
 def _events(evf: np.ndarray, evi: np.ndarray, idx: pd.Index) -> pd.DataFrame:
-    bar = evi[:, 0]
-    brk = evi[:, 3]
-    kinds = evi[:, 1]
-    # lookup tables indexed by code: vectorised, millions of events stay cheap
-    kind_names = np.array([None, *(_KIND[k] for k in range(1, 5))], dtype=object)
-    flip_names = np.array([None, *(_FLIP_KIND[k] for k in range(1, 5))], dtype=object)
-    by_names = np.array([_BY[k] for k in range(3)], dtype=object)
+    # One engine row per column (contiguous), taken without copies; the names as categoricals
+    # built from the engine's codes (no Python string per row: 5M events at 10M minute bars).
+    bar, kinds, brk = evi[0], evi[1], evi[3]
     ev = pd.DataFrame({
         "time": idx[bar] if len(bar) else idx[:0],
         "bar": bar,
-        "kind": pd.Series(kind_names[kinds], dtype=object),
-        "flip_kind": pd.Series(flip_names[kinds], dtype=object),
-        "level": evf[:, 0],
-        "level_low": evf[:, 1],
-        "level_high": evf[:, 2],
+        "kind": pd.Categorical.from_codes(_KIND_CODE[kinds], dtype=EVENT_KIND),
+        "flip_kind": pd.Categorical.from_codes(_FLIP_KIND_CODE[kinds], dtype=EVENT_KIND),
+        "level": evf[0],
+        "level_low": evf[1],
+        "level_high": evf[2],
         "break_bar": brk,
         "break_time": idx[np.maximum(brk, 0)] if len(brk) else idx[:0],
-        "break_close": evf[:, 3],
-        "confirmed_by": pd.Series(by_names[evi[:, 4]], dtype=object),
-        "zone_id": evi[:, 2],
-    })
-    return ev[list(EVENT_COLUMNS)]
+        "break_close": evf[3],
+        "confirmed_by": pd.Categorical.from_codes(evi[4].astype(np.int8), dtype=CONFIRMED_BY),
+        "zone_id": evi[2],
+    }, copy=False)
+    return ev

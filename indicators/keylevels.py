@@ -280,7 +280,7 @@ def zone_log(df: pd.DataFrame, *, flip_result: FlipResult | None = None,
         lf, li, n_zones, atr = flip_result.zone_changes
     else:
         out, atr, _piv = run_engine(df, params, False, want_log=True)
-        lf, li, n_zones = out[8], out[9], len(out[7][0])
+        lf, li, n_zones = out.log_f, out.log_i, len(out.zones[0])
     wema = weekly_ema_or_nan(df, params.wema_period).to_numpy(dtype=np.float64)
     wk = weekly_swing_levels(df, params.weekly_bars)
     return ZoneLog(lf=lf, li=li, atr=np.ascontiguousarray(atr, dtype=np.float64),

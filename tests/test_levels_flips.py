@@ -9,8 +9,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 
 from data.frame import DataError
-from indicators.flips import BAR_COLUMNS, EVENT_COLUMNS, flips
-from indicators.levels import SR_COLUMNS, sr_levels, support_resistance
+from indicators.core import atr
+from indicators.flips import BAR_COLUMNS, CONFIRMED_BY, EVENT_COLUMNS, EVENT_KIND, flips
+from indicators.levels import (
+    SR_COLUMNS,
+    causal_atr,
+    relative_volume,
+    sr_levels,
+    support_resistance,
+)
 from tests.lookahead import assert_causal, ohlc_frame, ohlc_paths
 
 # Percent-based parameters make the hand-made answers easy to check by eye.
@@ -330,3 +337,85 @@ def test_level_parameters_are_declared_once():
     pd.testing.assert_frame_equal(a, b)
     c = flips(df, params=LevelParams(**F), confirm_closes=0).events
     assert c.equals(flips(df, **dict(F, confirm_closes=0)).events)
+
+
+# ---------- the array cores stay the numpy formulas they replaced ----------
+
+
+def _relative_volume_numpy(v, bars):
+    csum = np.concatenate([[0.0], np.cumsum(v)])
+    k = np.arange(1, len(v) + 1)
+    lo = np.maximum(k - bars, 0)
+    mean = (csum[k] - csum[lo]) / (k - lo)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(mean > 0, v / mean, 0.0)
+
+
+@pytest.mark.parametrize("bars", [1, 3, 50, 700])
+def test_relative_volume_is_the_prefix_sum_formula_bit_for_bit(bars):
+    rng = np.random.default_rng(bars)
+    v = rng.lognormal(3.0, 2.0, 600)
+    v[rng.random(600) < 0.2] = 0.0  # bars without volume, and runs of them
+    v[100:180] = 0.0
+    v[0] = -0.0
+    got = relative_volume(v, bars)
+    want = _relative_volume_numpy(v, bars)
+    assert np.array_equal(got.view(np.int64), want.view(np.int64))
+    with pytest.raises(ValueError, match="bars must be an integer >= 1"):
+        relative_volume(v, 0)
+
+
+def test_causal_atr_fills_the_warm_up_with_the_running_range_mean():
+    df = ohlc_frame(300, "1h", seed=5)
+    h, lo, c = (df[k].to_numpy() for k in ("high", "low", "close"))
+    ta = atr(h, lo, c, 14)
+    want = np.where(np.isnan(ta), np.cumsum(h - lo) / np.arange(1, 301), ta)
+    got = causal_atr(h, lo, c, 14)
+    assert np.array_equal(got, want) and not np.isnan(got).any()
+    assert np.isnan(atr(h, lo, c, 14)[:14]).all()  # the shared TA-Lib result is not modified
+
+
+# ---------- event names: categoricals that read like the strings ----------
+
+
+def test_event_names_are_categoricals_that_compare_as_strings():
+    ev = flips(ohlc_frame(3000, "1h", seed=11)).events
+    assert len(ev) > 20
+    assert ev["kind"].dtype == EVENT_KIND and ev["flip_kind"].dtype == EVENT_KIND
+    assert ev["confirmed_by"].dtype == CONFIRMED_BY
+    flips_only = ev[ev["kind"] != "retest"]
+    assert set(flips_only["kind"].astype(str)) <= {"support_to_resistance",
+                                                   "resistance_to_support"}
+    assert (flips_only["kind"] == flips_only["flip_kind"]).all()
+    assert set(ev.loc[ev["kind"] == "retest", "confirmed_by"].astype(str)) == {"rejection"}
+    # plain pandas: strings out, and the frame stays usable where object columns were
+    assert isinstance(ev["kind"].iloc[0], str)
+    assert ev["kind"].astype(str).dtype != "category"
+    assert ev["flip_kind"].fillna(ev["kind"]).equals(ev["flip_kind"])
+    assert ev.groupby("kind", observed=True).size().sum() == len(ev)
+
+
+def test_more_events_than_bars_grow_the_event_buffers():
+    # A ladder of 20 supports, a crash through all of them (flipped on the breaking close), then
+    # 150 bars that wick up through every flipped zone and close below: each retests them all,
+    # so events outnumber bars (the engine's buffers start at one event per bar and double).
+    h, lo, c = [], [], []
+    for i in range(20):
+        base = 100 + 4 * i
+        for off in (3, 2, 0, 2, 3):
+            h.append(base + off + 1)
+            lo.append(base + off)
+            c.append(base + off + 0.5)
+    top = h[-1]
+    h += [61.0] * 3 + [top + 5.0] * 150
+    lo += [59.0] * 153
+    c += [60.0] * 153
+    df = frame(h, lo, c)
+    kw = dict(F, confirm_closes=0)
+    ev = flips(df, **kw).events
+    assert len(ev) > 10 * len(df)
+    assert ev["bar"].is_monotonic_increasing
+    per_bar = ev[ev["kind"] == "retest"].groupby("bar").size()
+    assert per_bar.iloc[-100:].nunique() == 1 and per_bar.iloc[-1] >= 20
+    assert assert_causal(lambda d: flips(d, **kw).events, df, cut_points=8,
+                         event_time="time") >= 6
