@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import types
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -112,14 +113,16 @@ class Param:
                     raise ValueError
                 f = float(value)
                 # Whole and exactly representable: a 20-digit "int" is a typo, not a period.
-                if not np.isfinite(f) or f != int(f) or abs(f) > _INT_LIMIT:
+                # (math.isfinite: np.isfinite on a Python float costs ~1 us, once per
+                # parameter and sweep set.)
+                if not math.isfinite(f) or f != int(f) or abs(f) > _INT_LIMIT:
                     raise ValueError
                 out = int(f)
             elif t is float:
                 if isinstance(value, bool):
                     raise ValueError
                 out = float(value)
-                if not np.isfinite(out):  # inf/nan would only fail later, mid-backtest
+                if not math.isfinite(out):  # inf/nan would only fail later, mid-backtest
                     raise ValueError
             elif t is str:
                 out = str(value)
@@ -289,6 +292,14 @@ def _per_bar(label: str, value: Any, n: int, scalar_ok: bool) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def _no_prices(n: int) -> np.ndarray:
+    """``np.full(n, np.nan)``, cheaper: ~1.6 instead of ~2.5 us on 3,243 bars, which counts in
+    sweeps (two per parameter set)."""
+    out = np.empty(n)
+    out.fill(np.nan)
+    return out
+
+
 def _entry_codes(entry: np.ndarray, copy: bool = False) -> np.ndarray:
     """``entry`` as contiguous int8 (a new array with ``copy``), checked first: the cast would
     wrap e.g. 255 to -1 (a short).
@@ -296,7 +307,9 @@ def _entry_codes(entry: np.ndarray, copy: bool = False) -> np.ndarray:
     Raises:
         ValueError: a value other than -1, 0 or +1, naming the first bar holding one.
     """
-    if len(entry) and (entry.min() < -1 or entry.max() > 1):
+    # (the ufuncs' reduce directly: ndarray.min/max add ~0.3 us of Python each, per sweep set)
+    if len(entry) and entry.dtype != np.bool_ and (np.minimum.reduce(entry) < -1
+                                                   or np.maximum.reduce(entry) > 1):
         bad = np.flatnonzero((entry < -1) | (entry > 1))[0]
         raise ValueError(f"Signals.entry must be -1, 0 or +1; bar {bad} holds {entry[bad]}")
     if copy:
@@ -352,8 +365,8 @@ class Signals:
         return cls(
             entry=_entry_codes(entry, copy=True),
             exit=np.zeros(n, dtype=bool) if exit is None else np.asarray(exit, dtype=bool),
-            stop=np.full(n, np.nan) if stop is None else np.asarray(stop, dtype=np.float64),
-            target=np.full(n, np.nan) if target is None else np.asarray(target, dtype=np.float64),
+            stop=_no_prices(n) if stop is None else np.asarray(stop, dtype=np.float64),
+            target=_no_prices(n) if target is None else np.asarray(target, dtype=np.float64),
             **kwargs,
         )
 
@@ -463,8 +476,8 @@ class Strategy:
         return getattr(method, "__wrapped__", method)(self, df)
 
     def __init__(self, **params: Any) -> None:
-        unknown = sorted(set(params) - set(self.params))
-        if unknown:
+        if not params.keys() <= self.params.keys():
+            unknown = sorted(set(params) - set(self.params))
             raise ParamError(
                 f"unknown parameter {unknown[0]!r} for strategy {self.name!r}"
                 + did_you_mean(unknown[0], self.params, "parameters")

@@ -441,3 +441,23 @@ def test_payload_frame_is_a_plain_pandas_frame_with_its_timeframe() -> None:
     assert evaluate_backtest(clone, {}) == row
     years, ppy = pay.span()
     assert ppy == 365.0 and years == pytest.approx(249 / 365)
+
+
+def test_payload_frame_columns_carry_attrs_copies() -> None:
+    # The frame's attrs are copied cheaply into each column (their values are immutable
+    # strings); what a strategy adds to them is still deep-copied, as pandas does.
+    import pickle
+
+    from backtests.config import BacktestConfig
+    from backtests.tuning.evaluate import BacktestPayload
+
+    frame = BacktestPayload(df=_toy_frame(), strategy_cls=_Peek, config=BacktestConfig()).frame()
+    close = frame["close"]
+    assert type(close.attrs) is dict and close.attrs == {"timeframe": "1d"}
+    close.attrs["timeframe"] = "changed"
+    assert frame.attrs == {"timeframe": "1d"} and frame["close"].attrs["timeframe"] == "1d"
+    frame.attrs["notes"] = ["a"]
+    col = frame["open"]
+    assert col.attrs["notes"] == ["a"] and col.attrs["notes"] is not frame.attrs["notes"]
+    assert frame.iloc[:10].attrs == frame.attrs
+    assert pickle.loads(pickle.dumps(frame)).attrs == frame.attrs
