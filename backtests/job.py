@@ -21,7 +21,8 @@ from backtests.config import BacktestConfig
 from backtests.results import BacktestResult
 from backtests.squeeze.summary import squeeze_summary
 from backtests.story import story
-from backtests.tuning.audit import audit, load_verdict, save_verdict, verdict_key
+from backtests.tuning.audit import audit_all, load_verdict, save_verdict, verdict_key
+from indicators.memo import IndicatorMemo, sharing
 from strategies.base import Signals, Strategy
 from strategies.native import BacktraderStrategy
 
@@ -116,23 +117,57 @@ def lookahead_check(df: pd.DataFrame, strategy: Any, config: BacktestConfig,
     ``{"skipped": reason}`` for a strategy without ``signals()`` (a native backtrader strategy)
     or data too short to cut.
     """
-    why = auditable(df, strategy)
-    if why is not None:
-        return {"skipped": why}
-    n_cuts = min(cuts, len(df) - 2)
-    key = verdict_key(df, strategy, config, n_cuts) if reuse else None
-    saved = load_verdict(key) if key else None
-    if saved is not None:
-        return {**saved, "reused": True}
-    rep = audit(df, strategy, cut_points=n_cuts, config=config, full_signals=full_signals)
-    leak = rep.first_leak
-    verdict = {"passed": rep.passed, "cuts": list(rep.cut_points),
-               "cut_times": [df.index[c - 1].isoformat() for c in rep.cut_points],
-               "checked": len(rep.checked), "first_leak": leak.describe() if leak else None,
-               "audited_at": datetime.now(UTC).isoformat(timespec="seconds")}
-    if key:
-        save_verdict(key, verdict)
-    return {**verdict, "reused": False}
+    return lookahead_checks(df, [strategy], config, cuts, reuse=reuse,
+                            full_signals=[full_signals])[0]
+
+
+def saved_verdicts(df: pd.DataFrame, strategies: Sequence[Any], config: BacktestConfig,
+                   cuts: int = AUDIT_CUTS, *, reuse: bool = True
+                   ) -> list[tuple[dict[str, Any] | None, str | None]]:
+    """Per strategy ``(verdict, key)``: the ``{"skipped": ...}`` or saved (``"reused": True``)
+    verdict :func:`lookahead_check` would return without auditing, else None and the key to
+    save a new verdict under (None when it cannot be keyed or ``reuse`` is off)."""
+    out: list[tuple[dict[str, Any] | None, str | None]] = []
+    for strategy in strategies:
+        why = auditable(df, strategy)
+        if why is not None:
+            out.append(({"skipped": why}, None))
+            continue
+        key = verdict_key(df, strategy, config, min(cuts, len(df) - 2)) if reuse else None
+        saved = load_verdict(key) if key else None
+        out.append(({**saved, "reused": True} if saved is not None else None, key))
+    return out
+
+
+def lookahead_checks(df: pd.DataFrame, strategies: Sequence[Any], config: BacktestConfig,
+                     cuts: int = AUDIT_CUTS, *, reuse: bool = True,
+                     full_signals: Sequence[Signals | None] | None = None,
+                     saved: list[tuple[dict[str, Any] | None, str | None]] | None = None,
+                     ) -> list[dict[str, Any]]:
+    """:func:`lookahead_check` of each strategy (same order); the strategies without a saved
+    verdict are audited together (:func:`backtests.tuning.audit.audit_all`: each cut made
+    once, what they share on it computed once). ``full_signals``: per strategy, as in
+    :func:`lookahead_check`; ``saved``: :func:`saved_verdicts` already looked up."""
+    saved = saved if saved is not None else saved_verdicts(df, strategies, config, cuts,
+                                                           reuse=reuse)
+    given = list(full_signals) if full_signals is not None else [None] * len(strategies)
+    todo = [i for i, (verdict, _key) in enumerate(saved) if verdict is None]
+    verdicts = [verdict for verdict, _key in saved]
+    if todo:
+        reports = audit_all(df, [strategies[i] for i in todo], min(cuts, len(df) - 2),
+                            config, full_signals=[given[i] for i in todo])
+        for i, rep in zip(todo, reports, strict=True):
+            leak = rep.first_leak
+            verdict = {"passed": rep.passed, "cuts": list(rep.cut_points),
+                       "cut_times": [df.index[c - 1].isoformat() for c in rep.cut_points],
+                       "checked": len(rep.checked),
+                       "first_leak": leak.describe() if leak else None,
+                       "audited_at": datetime.now(UTC).isoformat(timespec="seconds")}
+            key = saved[i][1]
+            if key:
+                save_verdict(key, verdict)
+            verdicts[i] = {**verdict, "reused": False}
+    return verdicts  # type: ignore[return-value]  # every None was filled
 
 
 def run_job(
@@ -170,20 +205,33 @@ def run_job(
     step = on_step or (lambda _label: None)
     from backtests.runner import run
 
+    # One memo on the job's frame: the analysis and the strategies share what they compute
+    # alike on it (the S/R engine run of the same zone parameters, RSI, ATR); dropped before
+    # the audit, which shares per cut.
+    memo = IndicatorMemo(df)
     step("analysis")
     t0 = time.perf_counter()
-    analysis = analyse(df)
+    with sharing(memo):
+        analysis = analyse(df)
     timings.analysis += time.perf_counter() - t0
 
+    t0 = time.perf_counter()
+    saved = (saved_verdicts(df, strategies, config, reuse=reuse_audit) if check_lookahead
+             else [])
+    timings.audit += time.perf_counter() - t0
+    # The strategies still to audit keep their full-run signals for the audit (computed once
+    # for the backtest and the audit; ~1.5 s per strategy on 1M minute bars).
+    keep = [check_lookahead and saved[i][0] is None for i in range(len(strategies))]
+    kept: list[Signals | None] = [None] * len(strategies)
     results = []
-    for strategy in strategies:
+    for i, strategy in enumerate(strategies):
         step(strategy.name)
         t0 = time.perf_counter()
-        # With the audit on, the strategy's signals are computed once for the backtest and the
-        # audit's full run (1M minute bars: ~1.5 s per strategy saved).
-        sig = (strategy.signals(df) if check_lookahead and auditable(df, strategy) is None
-               else None)
-        res = run(df, strategy, config, start=start, signals=sig)
+        with sharing(memo):
+            sig = strategy.signals(df) if keep[i] else None
+            res = run(df, strategy, config, start=start, signals=sig)
+        kept[i] = sig
+        del sig
         elapsed = time.perf_counter() - t0
         timings.simulation += elapsed
         timings.per_strategy[strategy.name] = elapsed
@@ -199,15 +247,18 @@ def run_job(
             events = events[events["time"] >= first].copy()
             events["bar"] -= shift
             events["break_bar"] -= shift
-        checks = dict(res.checks)
-        if check_lookahead:
-            t0 = time.perf_counter()
-            checks["lookahead"] = lookahead_check(df, strategy, config, reuse=reuse_audit,
-                                                  full_signals=sig)
-            timings.audit += time.perf_counter() - t0
-        del sig  # not held while the next strategy runs
         results.append(res.replace(levels=analysis.levels, events=events,
-                                   outlook=analysis.outlook, data=data, checks=checks))
+                                   outlook=analysis.outlook, data=data))
+    del memo
+    if check_lookahead:
+        step("look-ahead audit")
+        t0 = time.perf_counter()
+        verdicts = lookahead_checks(df, strategies, config, reuse=reuse_audit,
+                                    full_signals=kept, saved=saved)
+        del kept
+        results = [r.replace(checks={**r.checks, "lookahead": v})
+                   for r, v in zip(results, verdicts, strict=True)]
+        timings.audit += time.perf_counter() - t0
     t0 = time.perf_counter()
     told = story(results, df, analysis.outlook, analysis.events)
     timings.analysis += time.perf_counter() - t0

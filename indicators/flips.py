@@ -28,7 +28,7 @@ A flipped zone keeps its flip until it is broken the other way (which is then th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -44,6 +44,7 @@ from indicators._engine import (
     EV_S2R,
 )
 from indicators.levels import SR_COLUMNS, LevelParams, run_engine, takes_level_params
+from indicators.memo import memoised
 
 __all__ = ["CONFIRMED_BY", "EVENT_KIND", "FlipResult", "flips"]
 
@@ -97,6 +98,22 @@ class FlipResult:
     def __iter__(self):
         return iter((self.events, self.bars))
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the frames and zone log held (the index not counted)."""
+        frames = sum(int(f.memory_usage(index=False, deep=False).sum())
+                     for f in (self.events, self.bars))
+        return frames + sum(a.nbytes for a in self.zone_changes if isinstance(a, np.ndarray))
+
+    def shared_copy(self) -> FlipResult:
+        """A copy sharing this result's memory (what :mod:`indicators.memo` hands out): shallow
+        frames, which pandas' copy-on-write copies column by column only when one is written,
+        so a receiver changing its frames changes nobody else's. The zone log's arrays are
+        the same arrays: only read by :func:`indicators.keylevels.zone_log` (read-only views
+        would make numba compile its kernels again for read-only arguments)."""
+        return replace(self, events=self.events.copy(deep=False),
+                       bars=self.bars.copy(deep=False))
+
 
 @takes_level_params("zones", "flips")
 def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
@@ -117,6 +134,19 @@ def flips(df: pd.DataFrame, *, params: LevelParams) -> FlipResult:
         support->resistance zone above the close, NaN if none) with its ``_low``/``_high`` band,
         ``flipped_support`` likewise below, ``retest_rejected``/``retest_held`` (bool)).
     """
+    # Keyed by the zone and flip values only (the rest does not change the engine's output):
+    # inside indicators.memo.sharing on this frame (the main job, each cut of its look-ahead
+    # audit, a sweep), strategies with the same zones share one engine run.
+    shared = _engine_run(df, LevelParams(**{k: getattr(params, k) for k in _ENGINE_PARAMS}))
+    return shared if shared.params == params else replace(shared, params=params)
+
+
+_ENGINE_PARAMS = LevelParams.names("zones", "flips")
+
+
+@memoised
+def _engine_run(df: pd.DataFrame, params: LevelParams) -> FlipResult:
+    """:func:`flips` for ``params`` holding only the zone and flip values (others default)."""
     p = params
     user_df, df = df, to_canonical(df)
     out, atr, _piv = run_engine(df, p, True, want_log=True)

@@ -14,6 +14,11 @@ call is shared only when each argument is one of:
 * a hashable value (period, level, frozen dataclass), keyed with its type (``14`` and
   ``14.0`` are different calls: one of them is an error).
 
+A result is shared when it is an array, a Series or frame, an immutable scalar, a tuple of
+these, or an object with a ``shared_copy()`` method (and an ``nbytes`` size) that hands out a
+copy (e.g. :class:`indicators.flips.FlipResult`: shallow copy-on-write frames, so the
+strategies of one job or of one look-ahead audit cut run the S/R engine once).
+
 Any other argument (an array the strategy derived, a list) makes the call run as usual,
 unshared; outside ``sharing`` nothing is shared at all. Decorated functions must be pure: the
 result depends on the arguments only (TA-Lib's RSI, EMA, SMA and ATR are). Callers get copies,
@@ -42,6 +47,8 @@ def _address(arr: np.ndarray) -> tuple:
 
 
 def _nbytes(value: Any) -> int:
+    if _shares_itself(value):
+        return int(value.nbytes)
     if isinstance(value, np.ndarray):
         return value.nbytes
     if isinstance(value, tuple):
@@ -52,8 +59,15 @@ def _nbytes(value: Any) -> int:
     return 0
 
 
+def _shares_itself(value: Any) -> bool:
+    """True for a result that makes its own safe copies (``shared_copy()``)."""
+    return callable(getattr(value, "shared_copy", None)) and hasattr(value, "nbytes")
+
+
 def _copy(value: Any) -> Any:
     """A copy of a result that :func:`_storable` accepts."""
+    if _shares_itself(value):
+        return value.shared_copy()
     if isinstance(value, tuple):
         return tuple(_copy(v) for v in value)
     return value.copy() if isinstance(value, np.ndarray) or _is_pandas(value) else value
@@ -70,7 +84,7 @@ def _storable(value: Any) -> bool:
     if isinstance(value, tuple):
         return all(_storable(v) for v in value)
     return (isinstance(value, np.ndarray | int | float | bool | str | type(None))
-            or _is_pandas(value))
+            or _is_pandas(value) or _shares_itself(value))
 
 
 class IndicatorMemo:

@@ -7,6 +7,7 @@ depends on ``../shared``, so no test skips for missing data.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -95,3 +96,19 @@ def btc_hourly() -> pd.DataFrame:
 def btc_2h() -> pd.DataFrame:
     """Bitstamp BTC/USD 2-hour candles 2015-01 (372 rows, 53 suspension fill bars)."""
     return real("2h_bitstamp")
+
+
+@pytest.fixture
+def engine_runs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The bar counts of the S/R engine runs made by :func:`indicators.flips.flips` from now
+    on in the test (a list filled as they happen)."""
+    module = importlib.import_module("indicators.flips")  # indicators.flips is the function
+    runs: list[int] = []
+    engine = module.run_engine
+
+    def counted(df: pd.DataFrame, *args: object, **kwargs: object) -> tuple:
+        runs.append(len(df))
+        return engine(df, *args, **kwargs)
+
+    monkeypatch.setattr(module, "run_engine", counted)
+    return runs

@@ -243,3 +243,21 @@ def test_the_job_backtests_and_audits_the_same_full_signals(monkeypatch, tmp_pat
     assert calls.count(300) == 1
     assert sorted(calls[1:]) == sorted(res.checks["lookahead"]["cuts"])
     assert len(calls) == 1 + AUDIT_CUTS
+
+
+def test_an_audit_of_several_strategies_runs_each_cuts_s_r_engine_once(request) -> None:
+    from backtests.tuning.audit import audit_all
+    from strategies.bounce import OversoldBounce
+    from strategies.breakdown import Breakdown
+
+    df = random_candles(500)
+    strategies = [Breakdown(), OversoldBounce(), CentredMean()]
+    alone = [audit(df, s, cut_points=[150, 300, 499]) for s in strategies]
+    runs = request.getfixturevalue("engine_runs")  # counted from here on
+    together = audit_all(df, strategies, cut_points=[150, 300, 499])
+    # the full runs (computed here) once per strategy, then one engine run per cut for both
+    assert sorted(runs) == [150, 300, 499, 500, 500]
+    for a, b in zip(alone, together, strict=True):
+        assert a.passed == b.passed and a.checked == b.checked
+        assert a.to_frame().equals(b.to_frame())
+    assert together[0].passed and together[1].passed and not together[2].passed

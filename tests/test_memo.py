@@ -151,3 +151,29 @@ def test_a_sweep_computes_each_distinct_rsi_once(btc_daily: pd.DataFrame,
     alone = [evaluate_backtest(BacktestPayload(df=btc_daily, strategy_cls=_RsiCross,
                                                config=BacktestConfig()), p) for p in space]
     assert len(calls) == 6 and shared == alone
+
+
+def test_strategies_with_the_same_zones_share_one_engine_run(frame: pd.DataFrame,
+                                                             engine_runs: list[int]) -> None:
+    from indicators.flips import flips
+    from indicators.levels import LevelParams
+
+    runs = engine_runs
+    alone = flips(frame)
+    memo = IndicatorMemo(frame)
+    with sharing(memo):
+        first = flips(frame)
+        # other ranking parameters, the same zones and flips: the same engine run
+        second = flips(frame, params=LevelParams(major_score=3.0))
+        first.bars.loc[first.bars.index[100:], "support"] = -1.0  # writes its own copy only
+        first.bars["extra"] = 1.0
+        third = flips(frame, buffer_atr=0.5)  # other flip rule: its own run
+    assert runs == [len(frame)] * 3  # alone, first, third (second shared)
+    assert second.params.major_score == 3.0 and third.params.buffer_atr == 0.5
+    pd.testing.assert_frame_equal(second.bars, alone.bars)
+    pd.testing.assert_frame_equal(second.events, alone.events)
+    assert not third.bars.equals(alone.bars)
+    with sharing(memo):
+        fourth = flips(frame)
+    pd.testing.assert_frame_equal(fourth.bars, alone.bars)
+    assert runs == [len(frame)] * 3  # alone, first, third: second and fourth shared

@@ -263,7 +263,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
                f"{df.index[-1]:%Y-%m-%d}", err=True)
     cfg = with_funding_series(cfg, df, funding_data, data_dir)
 
-    steps = ["analysis"] + [s.name for s in strategies]
+    steps = ["analysis"] + [s.name for s in strategies] + ["look-ahead audit"]
     label = f"backtesting {len(strategies)} strateg{'y' if len(strategies) == 1 else 'ies'}"
     with click.progressbar(length=len(steps), label=label, file=sys.stderr,
                            show_pos=True, item_show_func=lambda s: s) as bar:

@@ -46,6 +46,7 @@ from backtests.persist import plain
 from backtests.results import data_fingerprint
 from data.cache import cache_root
 from data.frame import to_canonical
+from indicators.memo import IndicatorMemo, sharing
 from strategies.base import Signals
 
 SIGNAL_FIELDS: tuple[str, ...] = ("entry", "exit", "stop", "target", "tags")
@@ -245,6 +246,26 @@ def audit(
     Returns:
         :class:`AuditReport`; ``report.passed`` is True for a causal strategy.
     """
+    return audit_all(df, [strategy], cut_points, config, check_trades, rtol,
+                     None if full_signals is None else [full_signals])[0]
+
+
+def audit_all(
+    df: pd.DataFrame,
+    strategies: Sequence[Any],
+    cut_points: int | Sequence[int] | None = None,
+    config: Any = None,
+    check_trades: bool = True,
+    rtol: float = 0.0,
+    full_signals: Sequence[Signals | None] | None = None,
+) -> list[AuditReport]:
+    """:func:`audit` of several strategies on the same data and cuts: one report each, in
+    order (``full_signals``: one entry per strategy, None where it is to be computed).
+
+    Each cut's truncated frame is made once and the strategies run on it one after the other
+    inside :func:`indicators.memo.sharing`: a computation they have in common on that frame
+    (the S/R engine run, the RSI, the ATR) runs once per cut, from the truncated data.
+    """
     df = to_canonical(df, "price frame")
     n = len(df)
     if cut_points is None or isinstance(cut_points, int):
@@ -256,40 +277,72 @@ def audit(
             raise ValueError(f"cut points must be in [2, {n - 1}] (bars kept), got {bad}")
     if check_trades and config is None:
         config = BacktestConfig()
-
-    full_sig = strategy.signals(df) if full_signals is None else full_signals
-    full_ind = _indicators(strategy, df, full_sig)
-    full_trades = _trades(df, strategy, full_sig, config) if check_trades else None
-    names = [f for f in SIGNAL_FIELDS if getattr(full_sig, f, None) is not None]
-    full_exits, full_scalars = _exit_rules(full_sig)
-    checked = ([f"signal:{f}" for f in [*names, *full_exits, *full_scalars]]
-               + [f"indicator:{c}" for c in full_ind.columns])
-    report = AuditReport(
-        strategy=getattr(strategy, "name", type(strategy).__name__),
-        params=dict(vars(strategy.p)) if hasattr(strategy, "p") else {},
-        n_bars=n, cut_points=cuts, checked=checked, trades_checked=check_trades,
-    )
-    idx = df.index
-
-    def add(kind: str, name: str, cut: int, mask: np.ndarray, full: np.ndarray,
-            trunc: np.ndarray) -> None:
-        if mask.any():
-            b = int(np.argmax(mask))
-            report.findings.append(Finding(kind, name, cut, b, idx[b], plain(full[b]),
-                                           plain(trunc[b]), int(mask.sum())))
-
+    given = list(full_signals) if full_signals is not None else [None] * len(strategies)
+    if len(given) != len(strategies):
+        raise ValueError(f"full_signals has {len(given)} entries for {len(strategies)} "
+                         "strategies")
+    refs = [_Reference.of(df, s, sig, cuts, config, check_trades)
+            for s, sig in zip(strategies, given, strict=True)]
     for cut in cuts:
         part = df.iloc[:cut]
+        with sharing(IndicatorMemo(part)):
+            for ref in refs:
+                ref.compare(part, cut, rtol, config)
+    return [ref.report for ref in refs]
+
+
+@dataclass
+class _Reference:
+    """One strategy's full run and the report its cuts are compared into."""
+
+    strategy: Any
+    df: pd.DataFrame
+    sig: Any
+    ind: pd.DataFrame
+    trades: pd.DataFrame | None
+    names: list[str]
+    exits: dict[str, np.ndarray]
+    scalars: dict[str, Any]
+    report: AuditReport
+
+    @classmethod
+    def of(cls, df: pd.DataFrame, strategy: Any, sig: Signals | None, cuts: list[int],
+           config: Any, check_trades: bool) -> _Reference:
+        full_sig = strategy.signals(df) if sig is None else sig
+        full_ind = _indicators(strategy, df, full_sig)
+        names = [f for f in SIGNAL_FIELDS if getattr(full_sig, f, None) is not None]
+        exits, scalars = _exit_rules(full_sig)
+        checked = ([f"signal:{f}" for f in [*names, *exits, *scalars]]
+                   + [f"indicator:{c}" for c in full_ind.columns])
+        report = AuditReport(
+            strategy=getattr(strategy, "name", type(strategy).__name__),
+            params=dict(vars(strategy.p)) if hasattr(strategy, "p") else {},
+            n_bars=len(df), cut_points=cuts, checked=checked, trades_checked=check_trades,
+        )
+        trades = _trades(df, strategy, full_sig, config) if check_trades else None
+        return cls(strategy, df, full_sig, full_ind, trades, names, exits, scalars, report)
+
+    def _add(self, kind: str, name: str, cut: int, mask: np.ndarray, full: Any,
+             trunc: Any) -> None:
+        if mask.any():
+            b = int(np.argmax(mask))
+            self.report.findings.append(Finding(kind, name, cut, b, self.df.index[b],
+                                                plain(full[b]), plain(trunc[b]),
+                                                int(mask.sum())))
+
+    def compare(self, part: pd.DataFrame, cut: int, rtol: float, config: Any) -> None:
+        """Run the strategy on ``part`` (the first ``cut`` bars) and record every change."""
+        strategy, full_sig, report, idx = self.strategy, self.sig, self.report, self.df.index
         sig = strategy.signals(part)
         part_exits, part_scalars = _exit_rules(sig)
-        full_arrays = {f: np.asarray(getattr(full_sig, f)) for f in names} | full_exits
-        part_arrays = {f: getattr(sig, f, None) for f in names} | part_exits
+        full_arrays = {f: np.asarray(getattr(full_sig, f)) for f in self.names} | self.exits
+        part_arrays = {f: getattr(sig, f, None) for f in self.names} | part_exits
         for f, a in full_arrays.items():
             a = a[:cut]
             b = part_arrays.get(f)
             b = np.full(cut, np.nan) if b is None else np.asarray(b)
-            add("signal", f, cut, _diff_mask(a, b, rtol), a, b)
-        for f, v in full_scalars.items():
+            self._add("signal", f, cut, _diff_mask(a, b, rtol), a, b)
+        for f, v in self.scalars.items():
             w = part_scalars.get(f)
             if not _same_scalar(v, w):
                 report.findings.append(Finding("signal", f, cut, 0, idx[0], plain(v), plain(w), 1))
@@ -297,17 +350,16 @@ def audit(
             report.findings.append(Finding("signal", "max_bars", cut, 0, idx[0], full_sig.max_bars,
                                            sig.max_bars, 1))
         ind = _indicators(strategy, part, sig)
-        for col in full_ind.columns:
-            a = _column(full_ind, col)[:cut]
+        for col in self.ind.columns:
+            a = _column(self.ind, col)[:cut]
             if col not in ind.columns:
                 report.findings.append(Finding("indicator", str(col), cut, 0, idx[0], plain(a[0]),
                                                "<missing>", cut))
                 continue
             b = _column(ind, col)
-            add("indicator", str(col), cut, _diff_mask(a, b, rtol), a, b)
-        if check_trades:
-            _compare_trades(report, full_trades, _trades(part, strategy, sig, config), cut, idx)
-    return report
+            self._add("indicator", str(col), cut, _diff_mask(a, b, rtol), a, b)
+        if self.trades is not None:
+            _compare_trades(report, self.trades, _trades(part, strategy, sig, config), cut, idx)
 
 
 def _compare_trades(report: AuditReport, full: pd.DataFrame, trunc: pd.DataFrame, cut: int,
