@@ -215,6 +215,16 @@ def held_bars(n, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - co
     return total
 
 
+@njit(cache=True, inline="always")
+def _moments(r, mean, m2, m3, m4, dn):  # pragma: no cover - compiled
+    """One bar's return ``r`` added to the central moment sums about ``mean`` and to the sum of
+    squared losses (``min(r, 0) ** 2``: exactly 0 for a gain, without a branch)."""
+    d = r - mean
+    d2 = d * d
+    rn = min(r, 0.0)
+    return m2 + d2, m3 + d2 * d, m4 + d2 * d2, dn + rn * rn
+
+
 #: The bar times to pass :func:`metrics_pass` when only the :data:`CORE_KEYS` figures are needed.
 NO_TIMES = np.zeros(0, dtype=np.int64)
 
@@ -265,56 +275,60 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
     run = -1  # first bar of the current underwater run, -1 above water
     longest = 0.0
     prev_day_eq = np.nan
-    for i in range(n):
-        if i < nr:
-            r = bar_return(eq[i], eq[i + 1])
-            d = r - mean
-            d2 = d * d
-            m2 += d2
-            m3 += d2 * d
-            m4 += d2 * d2
-            rn = min(r, 0.0)  # adds r * r for a loss and exactly 0 otherwise, without a branch
-            dn += rn * rn
-            if extras:
+    if not extras:  # the sweep's figures: the loop without a per-bar test for the rest
+        for i in range(n):
+            if i < nr:
+                m2, m3, m4, dn = _moments(bar_return(eq[i], eq[i + 1]), mean, m2, m3, m4, dn)
+            if eq[i] > peak:
+                peak = eq[i]
+                low = eq[i]
+            elif eq[i] < low:  # under one peak only a new low can be a deeper drawdown
+                low = eq[i]
+                if peak > 0:
+                    max_dd = min(max_dd, eq[i] / peak - 1.0)
+    else:
+        nxt = closes[0] if by_day else -1  # the next bar that closes a UTC day (-1: none)
+        for i in range(n):
+            x = eq[i]
+            if i < nr:
+                r = bar_return(x, eq[i + 1])
+                m2, m3, m4, dn = _moments(r, mean, m2, m3, m4, dn)
                 neg[m] = r
                 m += 1 if r < 0 else 0
                 if not by_day:
                     best = max(best, r)
                     worst = min(worst, r)
                     count += 1
-        if eq[i] > peak:
-            peak = eq[i]
-            low = eq[i]
-        elif eq[i] < low:
-            # eq / peak - 1 grows with eq (rounding is monotonic), so under one peak only a
-            # new low can be a deeper drawdown: one division per new low, not per bar.
-            low = eq[i]
-            if peak > 0:
-                dd = eq[i] / peak - 1.0
-                if dd < max_dd:
-                    max_dd = dd
-        if not extras:
-            continue
-        # _underwater_runs' eq / peak - 1 < 0, without the division: for peak > 0 the rounded
-        # quotient is below 1 exactly when eq < peak (the double nearest below 1 is 1 - 2**-53,
-        # and eq <= the double below peak keeps the true quotient under 1 - 2**-53).
-        under = peak > 0 and eq[i] < peak
-        if under and run < 0:
-            run = i
-        if run >= 0 and (not under or i == n - 1):
-            last = i if under else i - 1
-            span = (t_ns[min(last + 1, n - 1)] - t_ns[max(run - 1, 0)]) / 86_400e9
-            longest = max(longest, span)
-            run = -1
-        if by_day and i == closes[day]:  # bar i closes its UTC day
-            if not np.isnan(prev_day_eq):
-                r = eq[i] / prev_day_eq - 1.0
-                if not np.isnan(r):
-                    best = max(best, r)
-                    worst = min(worst, r)
-                    count += 1
-            prev_day_eq = eq[i]
-            day = min(day + 1, len(closes) - 1)
+            if x > peak:
+                peak = x
+                low = x
+            elif x < low:  # under one peak only a new low can be a deeper drawdown
+                low = x
+                if peak > 0:
+                    max_dd = min(max_dd, x / peak - 1.0)
+            # _underwater_runs' eq / peak - 1 < 0, without the division: for peak > 0 the
+            # rounded quotient is below 1 exactly when eq < peak (the double nearest below 1
+            # is 1 - 2**-53, and eq <= the double below peak keeps the true quotient under
+            # 1 - 2**-53). A run ends on the bar that regains the peak (its span reaches that
+            # bar) or on the last bar.
+            if peak > 0 and x < peak:
+                if run < 0:
+                    run = i
+                if i == n - 1:
+                    longest = max(longest, (t_ns[i] - t_ns[max(run - 1, 0)]) / 86_400e9)
+            elif run >= 0:
+                longest = max(longest, (t_ns[i] - t_ns[max(run - 1, 0)]) / 86_400e9)
+                run = -1
+            if i == nxt:  # bar i closes its UTC day
+                if not np.isnan(prev_day_eq):
+                    r = x / prev_day_eq - 1.0
+                    if not np.isnan(r):
+                        best = max(best, r)
+                        worst = min(worst, r)
+                        count += 1
+                prev_day_eq = x
+                day += 1
+                nxt = closes[day] if day < len(closes) else -1
     std = np.sqrt(m2 / (nr - 1)) if nr > 1 else np.nan
     wins, gp, gl = pnl_stats(pnl)
     exposed = held_bars(n, entry_bar, exit_bar, at_open, offset) / n if n else np.nan
