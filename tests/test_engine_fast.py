@@ -308,3 +308,27 @@ def test_untagged_trade_table_is_the_object_conversions_table():
     pd.testing.assert_frame_equal(trades, objects)
     empty = build_trades(df, np.zeros((0, len(RAW_COLUMNS))), BacktestConfig())
     assert len(empty) == 0 and normalize_trades(empty) is empty
+
+
+def test_no_funding_is_one_zero_for_every_bar():
+    # without funding the kernel reads one 0 for every bar instead of a per-bar array of
+    # zeros: the same equity and trades bit for bit, both ways, leveraged, with exit rules
+    from backtests.engines.fast import kernel_inputs, market_arrays, prepare, simulate_nb
+    from strategies.breakdown import Breakdown
+    from tests.lookahead import ohlc_frame
+
+    df = ohlc_frame(800, "1h", seed=4, volatility=0.03)
+    cfg = BacktestConfig(mode="both", leverage=5, size=0.5)
+    market = market_arrays(df, cfg)
+    assert market.funding.shape == (1,) and market.funding[0] == 0.0
+    per_bar = market._replace(funding=cfg.funding_per_bar(df.index, "1h"))
+    assert per_bar.funding.shape == (800,) and not per_bar.funding.any()
+    sig = prepare(df, Breakdown(trail_atr=2.0), cfg)
+    eq1, raw1 = simulate_nb(kernel_inputs(market, sig, cfg))
+    eq2, raw2 = simulate_nb(kernel_inputs(per_bar, sig, cfg))
+    assert len(raw1) > 5
+    np.testing.assert_array_equal(eq1, eq2)
+    np.testing.assert_array_equal(raw1, raw2)
+    # with a rate the array is per bar and charged
+    paid = market_arrays(df, BacktestConfig(funding_rate=0.0001), "1h").funding
+    assert paid.shape == (800,) and paid.sum() > 0

@@ -372,7 +372,9 @@ class Market(NamedTuple):
     high: np.ndarray
     low: np.ndarray
     close: np.ndarray
-    funding: np.ndarray  # sum of the funding rates inside each bar (BacktestConfig)
+    # sum of the funding rates inside each bar (BacktestConfig), or one 0 for every bar when
+    # there is no funding
+    funding: np.ndarray
 
 
 class KernelInputs(NamedTuple):
@@ -406,6 +408,9 @@ def market_arrays(df: pd.DataFrame, config: BacktestConfig, timeframe: str | Non
     """
     col = {c: np.ascontiguousarray(df[c].to_numpy(np.float64))
            for c in ("open", "high", "low", "close")}
+    if isinstance(config.funding_rate, float) and config.funding_rate == 0.0:
+        # no funding: one 0 read for every bar (making and reading 1M zeros cost ~0.3 ms)
+        return Market(funding=np.zeros(1), **col)
     funding = np.ascontiguousarray(
         config.funding_per_bar(df.index, timeframe or timeframe_of(df)), dtype=np.float64)
     return Market(funding=funding, **col)
@@ -450,6 +455,7 @@ def _simulate(inp, x):  # pragma: no cover - compiled
     lev, mm, liq_fee = inp.leverage, inp.maintenance_margin, inp.liquidation_fee
     sizing, size, mode = inp.sizing, inp.size, inp.mode
     n = len(o)
+    f_step = 1 if funding.shape[0] > 1 else 0  # one value for every bar: funding[0]
     equity = np.empty(n)
     if x is None:
         trades = np.empty((n + 1, len(RAW_COLUMNS)))
@@ -590,7 +596,7 @@ def _simulate(inp, x):  # pragma: no cover - compiled
                     s_px, s_src, c_px, c_src = close_update(
                         side, c[k], h[k], low[k], pe, comm, tr_pct, tr_atr * atr[k * atr_step],
                         line[k * line_step], be_pct, trail_on, be_on, s_px, s_src, c_px, c_src)
-            f = side * q * c[k] * funding[k]
+            f = side * q * c[k] * funding[k * f_step]
             cash -= f
             fund += f
             equity[k] = cash + margin + side * q * (c[k] - pe)
