@@ -91,7 +91,9 @@ def periods_per_year(timeframe: str | pd.Timedelta) -> float:
     return YEAR / parse_timeframe(timeframe)
 
 
-def _check_equity(equity: pd.Series, name: str = "equity") -> np.ndarray:
+def _check_equity(equity: pd.Series, name: str = "equity", finite: bool = True) -> np.ndarray:
+    """``equity`` as float64, checked: a Series on a DatetimeIndex, not empty and, unless
+    ``finite`` is False (the caller checks that itself), every value finite."""
     if not isinstance(equity, pd.Series) or not isinstance(equity.index, pd.DatetimeIndex):
         raise DataError(f"{name} must be a pandas Series with a DatetimeIndex",
                         hint="pass BacktestResult.equity")
@@ -100,11 +102,18 @@ def _check_equity(equity: pd.Series, name: str = "equity") -> np.ndarray:
     eq = equity.to_numpy(dtype=np.float64)
     # A finite sum means every value is finite (NaN and inf propagate); the per-value check
     # (a 1M-bool array) runs only when it is not, e.g. on an overflow of huge values.
-    if not math.isfinite(eq.sum()) and not np.isfinite(eq).all():
+    if finite and not math.isfinite(eq.sum()):
+        _refuse_non_finite(equity, eq, name)
+    return eq
+
+
+def _refuse_non_finite(equity: pd.Series, eq: np.ndarray, name: str) -> None:
+    """Raise the DataError naming the first bar of ``equity`` (values ``eq``) that is not
+    finite, if one is."""
+    if not np.isfinite(eq).all():
         bad = equity.index[~np.isfinite(eq)][0]
         raise DataError(f"{name} has a non-finite value", timestamp=bad,
                         hint="equity must be a finite amount of quote currency at every bar")
-    return eq
 
 
 def bar_returns(equity: pd.Series) -> pd.Series:
@@ -235,7 +244,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
     """The compiled pass behind :func:`core_metrics` and :func:`compute_metrics`.
 
     Returns ``(mean, std, m2, m3, m4, downside, max_dd, wins, gross_profit, gross_loss,
-    exposed, neg, longest, best, worst, count)``: per-bar return mean, sample std (ddof 1),
+    exposed, neg, longest, best, worst, count, finite)``: per-bar return mean, sample std (ddof 1),
     central moments 2..4 (divided by n), downside deviation (root mean square of the negative
     returns), lowest ``eq / peak - 1``, the trade figures of :func:`pnl_stats` and the share of
     bars held. Two passes over the curve and no per-bar array (the returns are recomputed in
@@ -247,7 +256,8 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
     (from its peak, the bar before the run, to the bar that regains it or the last bar); and
     the best and worst period return (``-inf`` and ``inf`` when ``count``, the number of
     periods with a return, is 0): per UTC day when ``closes`` holds the positions of the bars
-    that close a day (:func:`day_closes`), else (an empty array) per bar. A day's return
+    that close a day (:func:`day_closes`), else (an empty array) per bar; and ``finite``,
+    whether every equity value is finite (True without ``t_ns``: not checked there). A day's return
     compares its last equity with that of the previous day with bars; 0/0 after a wipe-out is
     skipped (``error_model="numpy"``: x/0 is inf and 0/0 NaN, as in numpy, not an exception).
     """
@@ -275,6 +285,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
     run = -1  # first bar of the current underwater run, -1 above water
     longest = 0.0
     prev_day_eq = np.nan
+    nonfinite = 0.0
     if not extras:  # the sweep's figures: the loop without a per-bar test for the rest
         for i in range(n):
             if i < nr:
@@ -290,6 +301,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
         nxt = closes[0] if by_day else -1  # the next bar that closes a UTC day (-1: none)
         for i in range(n):
             x = eq[i]
+            nonfinite += x * 0.0  # NaN from an inf or NaN on, else 0
             if i < nr:
                 r = bar_return(x, eq[i + 1])
                 m2, m3, m4, dn = _moments(r, mean, m2, m3, m4, dn)
@@ -334,7 +346,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
     exposed = held_bars(n, entry_bar, exit_bar, at_open, offset) / n if n else np.nan
     return (mean, std, m2 / nr if nr > 0 else np.nan, m3 / nr if nr > 0 else np.nan,
             m4 / nr if nr > 0 else np.nan, np.sqrt(dn / nr) if nr > 0 else np.nan, max_dd,
-            wins, gp, gl, exposed, neg[:m], longest, best, worst, count)
+            wins, gp, gl, exposed, neg[:m], longest, best, worst, count, nonfinite == 0.0)
 
 
 def day_closes(t_ns: np.ndarray) -> np.ndarray:
@@ -613,17 +625,13 @@ def compute_metrics(
         A dict of floats (counts as ints). Percentages are in % (``12.5`` means 12.5 %), money in
         quote currency, durations in days. See the module docstring for each definition.
     """
-    eq = _check_equity(equity)
+    eq = _check_equity(equity, finite=False)  # the pass below checks every value
     partial, at_open, liquidated = reason_flags(trades, ("partial",), OPEN_EXITS,
                                                 ("liquidation",))
     if partial.any():  # a position with partial exits is one trade
         trades = positions(trades, partial)
         at_open, liquidated = reason_flags(trades, OPEN_EXITS, ("liquidation",))
     ppy = periods_per_year(timeframe)
-    start = float(eq[0]) if cash is None else float(cash)
-    if start <= 0:
-        raise DataError(f"starting cash must be positive, got {start}")
-    years = (equity.index[-1] - equity.index[0]) / YEAR
     pnl = trades["pnl"].to_numpy(dtype=np.float64)
     t_ns = equity.index.asi8 if equity.index.unit == "ns" else equity.index.as_unit("ns").asi8
     # one pass for the sweep's figures and the rest; best/worst per UTC day for bars shorter
@@ -631,8 +639,14 @@ def compute_metrics(
     closes = day_closes(t_ns) if ppy > DAYS_PER_YEAR else NO_TIMES
     passed = jit.call(metrics_pass, eq, pnl, *_trade_bars(trades, len(eq), at_open), 0, t_ns,
                       closes, work=len(eq))
+    neg, longest, best, worst, n_periods, finite = passed[11:]
+    if not finite:
+        _refuse_non_finite(equity, eq, "equity")
+    start = float(eq[0]) if cash is None else float(cash)
+    if start <= 0:
+        raise DataError(f"starting cash must be positive, got {start}")
+    years = (equity.index[-1] - equity.index[0]) / YEAR
     out: dict[str, Any] = core_figures(passed, eq, years, ppy, start, len(pnl))
-    neg, longest, best, worst, n_periods = passed[11:]
     var, cvar = tail_risk(eq, neg)
     if benchmark is not None and len(benchmark):
         bh = float(benchmark.iloc[-1]) / start - 1.0

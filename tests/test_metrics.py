@@ -285,6 +285,18 @@ def test_wiped_out_account_and_bad_input():
         compute_metrics(_equity([]), empty_trades(), None, "1d")
     with pytest.raises(DataError, match="non-finite"):
         compute_metrics(_equity([1.0, np.nan]), empty_trades(), None, "1d")
+    # the compiled pass checks every value (inf, -inf first, NaN on a minute curve by day) and
+    # the error names the first bad bar
+    for values, tf in (([1.0, 2.0, np.inf, 3.0], "1d"), ([-np.inf, 1.0], "1d"),
+                       ([5.0] * 3000 + [np.nan] + [5.0] * 10, "1m")):
+        eq_bad = _equity(values)
+        if tf == "1m":
+            eq_bad.index = pd.date_range("2024-01-01", periods=len(values), freq="1min",
+                                         tz="UTC", unit="ns", name="timestamp")
+        first = eq_bad.index[int(np.flatnonzero(~np.isfinite(values))[0])]
+        with pytest.raises(DataError, match="non-finite") as err:
+            compute_metrics(eq_bad, empty_trades(), None, tf)
+        assert first.isoformat() in str(err.value), str(err.value)
     with pytest.raises(DataError, match="DatetimeIndex"):
         compute_metrics(pd.Series([1.0, 2.0]), empty_trades(), None, "1d")
     bad = _trades([{"entry_bar": 1, "exit_bar": 9, "pnl": 1.0, "return_pct": 1.0}])
