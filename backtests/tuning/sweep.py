@@ -136,13 +136,18 @@ def _columns_table(ids: list[int], param_sets: Sequence[Params], metrics: Sequen
     cols: dict[str, list] = {"trial": ids}
     for k in p_keys:
         cols[k] = [p[k] for p in param_sets]
+    is_scalar: dict[type, bool] = {}  # np.isscalar depends on the type alone: once per type
     for k in m_keys:
         if k.startswith("_"):
             continue
         values = [m[k] for m in metrics]
-        scalar = [np.isscalar(v) for v in values]
-        if not all(scalar):
-            if any(scalar):
+        kinds = set()
+        for t in {type(v) for v in values}:
+            if t not in is_scalar:
+                is_scalar[t] = np.isscalar(next(v for v in values if type(v) is t))
+            kinds.add(is_scalar[t])
+        if kinds != {True}:
+            if True in kinds:
                 return None
             continue
         cols[k] = values
