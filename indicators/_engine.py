@@ -63,8 +63,7 @@ _F2 = nb.float64[:, ::1]
 _I2 = nb.int64[:, ::1]
 _i8 = nb.int64
 _f8 = nb.float64
-_SIG_PUSH = nb.types.Tuple((_F2, _I2, _i8))(_F2, _I2, _i8, _f8, _f8, _f8, _f8, _i8, _i8, _i8,
-                                             _i8, _i8)
+_SIG_PUSH = nb.void(_F2, _I2, _i8, _f8, _f8, _f8, _f8, _i8, _i8, _i8, _i8, _i8)
 _SIG_BISECT = _i8(_I1, _i8, _F1, _f8)
 _SIG_ORDER = nb.void(_I1, _I1, _i8, _i8, _F1)
 _SIG_SKIP = _i8(_I1, _i8, _i8, _F1, _f8)
@@ -76,35 +75,21 @@ _SIG_MOVE = nb.void(_I1, _i8, _i8)
 @jit.typed(_SIG_PUSH)
 def _push_event(evf, evi, nev, level, low, high, break_close, bar, kind, zone, break_bar,
                 by):  # pragma: no cover - compiled
-    """Append one event (one column per event: ``evf[:, nev]``, ``evi[:, nev]``), growing the
-    buffers by doubling; returns the buffers and count."""
-    if nev >= evf.shape[1]:
-        # np.empty: pages past the rows written are never touched (first-touch page faults
-        # cost ~1.5 ns per byte on this VM; zero-filling a doubled buffer doubled them).
-        evf2 = np.empty((4, 2 * evf.shape[1]))
-        evi2 = np.empty((5, 2 * evf.shape[1]), np.int64)
-        # Plain loops: a 2-D slice assignment costs seconds of first-run compile time.
-        for j in range(4):
-            for r in range(nev):
-                evf2[j, r] = evf[j, r]
-        for j in range(5):
-            for r in range(nev):
-                evi2[j, r] = evi[j, r]
-        evf = evf2
-        evi = evi2
-    evf[0, nev] = level
-    evf[1, nev] = low
-    evf[2, nev] = high
-    evf[3, nev] = break_close
-    evi[0, nev] = bar
-    evi[1, nev] = kind
-    evi[2, nev] = zone
-    evi[3, nev] = break_bar
-    evi[4, nev] = by
-    return evf, evi, nev + 1
+    """Write event number ``nev`` into column ``nev`` of the buffers when they have room (the
+    caller counts every event; a run that outgrows them is repeated with room for all)."""
+    if nev < evf.shape[1]:
+        evf[0, nev] = level
+        evf[1, nev] = low
+        evf[2, nev] = high
+        evf[3, nev] = break_close
+        evi[0, nev] = bar
+        evi[1, nev] = kind
+        evi[2, nev] = zone
+        evi[3, nev] = break_bar
+        evi[4, nev] = by
 
 
-@jit.typed(_SIG_SKIP)
+@jit.typed(_SIG_SKIP, inline="always")
 def _bisect_left_skip(order, n, skip, zcen, x):  # pragma: no cover - compiled
     # First index of the ``n`` ordered zones (slots ``order[:n + 1]`` without slot ``skip``;
     # ``skip >= n``: plain ``order[:n]``) whose centre is >= x; a virtual index, slots after
@@ -121,12 +106,12 @@ def _bisect_left_skip(order, n, skip, zcen, x):  # pragma: no cover - compiled
     return lo
 
 
-@jit.typed(_SIG_BISECT)
+@jit.typed(_SIG_BISECT, inline="always")
 def _bisect_left(order, cnt, zcen, x):  # pragma: no cover - compiled
     return _bisect_left_skip(order, cnt, cnt, zcen, x)
 
 
-@jit.typed(_SIG_BISECT)
+@jit.typed(_SIG_BISECT, inline="always")
 def _bisect_right(order, cnt, zcen, x):  # pragma: no cover - compiled
     lo = 0
     hi = cnt
@@ -306,6 +291,8 @@ def level_engine(
     window,
     want_bars,
     want_log,
+    ecap,
+    lcap,
 ):  # pragma: no cover - compiled
     n = close.shape[0]
     cap = 1
@@ -359,21 +346,26 @@ def level_engine(
     bars = np.empty((12, m))
     flags = np.zeros((4, m), np.bool_)  # breakdown, breakout, retest_rejected, retest_held
 
-    # Event buffers (one column per event) start at one per bar, untouched until written (about
-    # one event per two bars on minute data), and double in _push_event beyond that.
-    ecap = n + 64
+    # Event and zone log buffers of the capacities asked for (untouched beyond the rows
+    # written). They are never replaced during the run: an array variable rebound inside the
+    # bar loop (buffers grown on demand) made numba update reference counts atomically on every
+    # bar and inner iteration, ~40 % of the run. Events and log rows past the capacity are
+    # counted, not written; the caller repeats the run with room for all of them.
     evf = np.empty((4, ecap))  # level, level_low, level_high, break_close
     evi = np.empty((5, ecap), np.int64)  # bar, kind, zone, break_bar, confirmed_by
     nev = 0
-    # Zone log rows (one per zone changed on a bar: ~1.8 per pivot on minute data), untouched
-    # until written, doubling like the events beyond that.
-    lcap = 2 * cap + 64
+    lcap = lcap if want_log else 0
     lf = np.empty((lcap, 5))  # centre, low, high, volume, relvol sum
     li = np.empty((lcap, 9), np.int64)  # bar, zone, alive, touches, first, last, kind, flip,
     nl = 0                              # flip bar
     dirty = np.empty(cap, np.int64)  # zones changed on this bar (each listed once)
     ndirty = 0
 
+    # the three orders' rows bound once: a row view made on every use costs two atomic
+    # reference-count updates
+    o0 = orders[0]
+    o1 = orders[1]
+    o2 = orders[2]
     for b in range(n):
         # ---- 1. pivots confirmed on this bar (high first, then low) ----
         for side in range(2):
@@ -390,18 +382,17 @@ def level_engine(
             # tolerance and pad of this pivot (the same expressions as numpy's over all bars)
             tol = p * tol_pct / 100.0 if tol_pct == tol_pct else atr[b] * tol_atr
             pad = p * band_pct / 100.0 if band_pct == band_pct else atr[b] * band_atr
-            order = orders[0]
-            pos = _bisect_left(order, cnts[0], zcen, p)
+            pos = _bisect_left(o0, cnts[0], zcen, p)
             best = -1
             i0 = -1  # slot of ``best`` in the order
             bestd = np.inf
             if pos > 0:
-                z = order[pos - 1]
+                z = o0[pos - 1]
                 best = z
                 i0 = pos - 1
                 bestd = p - zcen[z]
             if pos < cnts[0]:
-                z = order[pos]
+                z = o0[pos]
                 d = zcen[z] - p
                 if d < bestd:
                     best = z
@@ -429,7 +420,6 @@ def level_engine(
                 # absorb neighbours whose centres came within the tolerance
                 while True:
                     c = zcen[z]
-                    o0 = orders[0]
                     q = _bisect_left_skip(o0, cnts[0] - 1, i0, zcen, c)
                     nb_ = -1
                     nd = np.inf
@@ -482,7 +472,7 @@ def level_engine(
                     zalive[y] = False
                     ndirty = _mark(zmark, dirty, ndirty, y, b)
                 c = zcen[z]
-                _move(orders[0], i0, _bisect_left_skip(orders[0], cnts[0] - 1, i0, zcen, c))
+                _move(o0, i0, _bisect_left_skip(o0, cnts[0] - 1, i0, zcen, c))
                 if fk:
                     _move(orders[fk], i1, _bisect_left_skip(orders[fk], cnts[fk] - 1, i1, zcen,
                                                             c))
@@ -510,7 +500,7 @@ def level_engine(
                 zpclose[z] = np.nan
                 zpcount[z] = 0
                 zmark[z] = -1
-                _insert(orders[0], cnts, 0, z, zcen)
+                _insert(o0, cnts, 0, z, zcen)
             ndirty = _mark(zmark, dirty, ndirty, z, b)
             c = zcen[z]
             half = max(c - (zmin[z] - zpad[z]), zmax[z] + zpad[z] - c)
@@ -563,8 +553,9 @@ def level_engine(
                 zfbclose[z] = zpclose[z]
                 kk = _flip_order_key(flip)
                 _insert(orders[kk], cnts, kk, z, zcen)
-                evf, evi, nev = _push_event(evf, evi, nev, zcen[z], zl, zh, zpclose[z], b,
-                                            EV_S2R if flip == -1 else EV_R2S, z, zpbar[z], how)
+                _push_event(evf, evi, nev, zcen[z], zl, zh, zpclose[z], b,
+                            EV_S2R if flip == -1 else EV_R2S, z, zpbar[z], how)
+                nev += 1
                 if want_bars:
                     flags[0 if flip == -1 else 1, b] = True
                 done = True
@@ -580,31 +571,31 @@ def level_engine(
         if b > 0:
             cp = close[b - 1]
             # ---- 3. retests of zones flipped on an earlier bar ----
-            q = _bisect_right(orders[1], cnts[1], zcen, cb)
+            q = _bisect_right(o1, cnts[1], zcen, cb)
             while q < cnts[1]:
-                z = orders[1][q]
+                z = o1[q]
                 c = zcen[z]
                 if c - maxhalf > high[b] or (c > 0 and c * (1.0 - maxrel) > high[b]):
                     break  # this zone and all above it have their low above the bar's high
                 zl = zmin[z] - zpad[z]
                 if zflipbar[z] < b and high[b] >= zl and cb < zl and cp < zl:
-                    evf, evi, nev = _push_event(evf, evi, nev, zcen[z], zl,
-                                                zmax[z] + zpad[z], zfbclose[z], b,
-                                                EV_RETEST_S2R, z, zfbbar[z], BY_REJECTION)
+                    _push_event(evf, evi, nev, zcen[z], zl, zmax[z] + zpad[z], zfbclose[z], b,
+                                EV_RETEST_S2R, z, zfbbar[z], BY_REJECTION)
+                    nev += 1
                     if want_bars:
                         flags[2, b] = True
                 q += 1
-            q = _bisect_right(orders[2], cnts[2], zcen, cb) - 1
+            q = _bisect_right(o2, cnts[2], zcen, cb) - 1
             while q >= 0:
-                z = orders[2][q]
+                z = o2[q]
                 c = zcen[z]
                 if c + maxhalf < low[b] or (c > 0 and c * (1.0 + maxrel) < low[b]):
                     break  # this zone and all below it have their high under the bar's low
                 zh = zmax[z] + zpad[z]
                 if zflipbar[z] < b and low[b] <= zh and cb > zh and cp > zh:
-                    evf, evi, nev = _push_event(evf, evi, nev, zcen[z],
-                                                zmin[z] - zpad[z], zh, zfbclose[z], b,
-                                                EV_RETEST_R2S, z, zfbbar[z], BY_REJECTION)
+                    _push_event(evf, evi, nev, zcen[z], zmin[z] - zpad[z], zh, zfbclose[z], b,
+                                EV_RETEST_R2S, z, zfbbar[z], BY_REJECTION)
+                    nev += 1
                     if want_bars:
                         flags[3, b] = True
                 q -= 1
@@ -617,11 +608,11 @@ def level_engine(
             # later bar scan all zones once prices had fallen far below it).
             if cb < cp:
                 # zones the previous close was not below (zone low <= cp) and lie above cb
-                q0 = _bisect_right(orders[0], cnts[0], zcen, cb)
-                q1 = _bisect_right(orders[0], cnts[0], zcen, _upper_centre(cp, maxhalf,
+                q0 = _bisect_right(o0, cnts[0], zcen, cb)
+                q1 = _bisect_right(o0, cnts[0], zcen, _upper_centre(cp, maxhalf,
                                                                                 maxrel))
                 for q in range(q0, q1):
-                    z = orders[0][q]
+                    z = o0[q]
                     if zcnt[z] < min_touches or zflip[z] == -1 or zpend[z] == -1:
                         continue
                     zl = zmin[z] - zpad[z]
@@ -634,11 +625,11 @@ def level_engine(
                         npend += 1
             elif cb > cp:
                 # zones the previous close was not above (zone high >= cp) and lie below cb
-                q0 = _bisect_left(orders[0], cnts[0], zcen, _lower_centre(cp, maxhalf,
+                q0 = _bisect_left(o0, cnts[0], zcen, _lower_centre(cp, maxhalf,
                                                                                 maxrel, nonpos))
-                q1 = _bisect_left(orders[0], cnts[0], zcen, cb)
+                q1 = _bisect_left(o0, cnts[0], zcen, cb)
                 for q in range(q0, q1):
-                    z = orders[0][q]
+                    z = o0[q]
                     if zcnt[z] < min_touches or zflip[z] == 1 or zpend[z] == 1:
                         continue
                     zh = zmax[z] + zpad[z]
@@ -666,10 +657,10 @@ def level_engine(
                         zfbclose[z] = cb
                         kk = _flip_order_key(flip)
                         _insert(orders[kk], cnts, kk, z, zcen)
-                        evf, evi, nev = _push_event(evf, evi, nev, zcen[z],
-                                                    zmin[z] - zpad[z], zmax[z] + zpad[z], cb, b,
-                                                    EV_S2R if flip == -1 else EV_R2S, z, b,
-                                                    BY_CLOSES)
+                        _push_event(evf, evi, nev, zcen[z], zmin[z] - zpad[z],
+                                    zmax[z] + zpad[z], cb, b, EV_S2R if flip == -1 else EV_R2S,
+                                    z, b, BY_CLOSES)
+                        nev += 1
                         if want_bars:
                             flags[0 if flip == -1 else 1, b] = True
                         zpend[z] = 0
@@ -680,36 +671,27 @@ def level_engine(
 
         # ---- 5. per-bar outputs ----
         if want_bars:
-            q = _bisect_right(orders[0], cnts[0], zcen, cb)
+            q = _bisect_right(o0, cnts[0], zcen, cb)
             j = q - 1
-            while j >= 0 and zcnt[orders[0][j]] < min_touches:
+            while j >= 0 and zcnt[o0[j]] < min_touches:
                 j -= 1
-            _put_zone(bars, 0, b, orders[0][j] if j >= 0 else -1, zcen, zmin, zmax, zpad)
+            _put_zone(bars, 0, b, o0[j] if j >= 0 else -1, zcen, zmin, zmax, zpad)
             j = q
-            while j < cnts[0] and zcnt[orders[0][j]] < min_touches:
+            while j < cnts[0] and zcnt[o0[j]] < min_touches:
                 j += 1
-            _put_zone(bars, 3, b, orders[0][j] if j < cnts[0] else -1, zcen, zmin, zmax, zpad)
-            q = _bisect_right(orders[1], cnts[1], zcen, cb)
-            _put_zone(bars, 6, b, orders[1][q] if q < cnts[1] else -1, zcen, zmin, zmax, zpad)
-            q = _bisect_right(orders[2], cnts[2], zcen, cb) - 1
-            _put_zone(bars, 9, b, orders[2][q] if q >= 0 else -1, zcen, zmin, zmax, zpad)
+            _put_zone(bars, 3, b, o0[j] if j < cnts[0] else -1, zcen, zmin, zmax, zpad)
+            q = _bisect_right(o1, cnts[1], zcen, cb)
+            _put_zone(bars, 6, b, o1[q] if q < cnts[1] else -1, zcen, zmin, zmax, zpad)
+            q = _bisect_right(o2, cnts[2], zcen, cb) - 1
+            _put_zone(bars, 9, b, o2[q] if q >= 0 else -1, zcen, zmin, zmax, zpad)
 
         # ---- 6. the zones changed on this bar, as of its close, to the log ----
         if want_log and ndirty > 0:
-            if nl + ndirty > lcap:
-                while lcap < nl + ndirty:
-                    lcap *= 2
-                lf2 = np.empty((lcap, 5))
-                li2 = np.empty((lcap, 9), np.int64)
-                for r in range(nl):  # plain loops: cheaper to compile than 2-D slices
-                    for j in range(5):
-                        lf2[r, j] = lf[r, j]
-                    for j in range(9):
-                        li2[r, j] = li[r, j]
-                lf = lf2
-                li = li2
             for k in range(ndirty):
                 z = dirty[k]
+                if nl >= lcap:  # counted, not written: the run is repeated with room for all
+                    nl += 1
+                    continue
                 lf[nl, 0] = zcen[z]
                 lf[nl, 1] = zmin[z] - zpad[z]
                 lf[nl, 2] = zmax[z] + zpad[z]
@@ -730,4 +712,4 @@ def level_engine(
     zones = (zsum[:nz], zcnt[:nz], zmin[:nz], zmax[:nz], zpad[:nz], zfirst[:nz], zlast[:nz],
              zkind[:nz], zvol[:nz], zalive[:nz], zflip[:nz], zflipbar[:nz], zfbbar[:nz],
              zfbclose[:nz], zpend[:nz], zrv[:nz])
-    return bars, flags, evf[:, :nev], evi[:, :nev], zones, lf[:nl], li[:nl]
+    return bars, flags, evf, evi, nev, zones, lf, li, nl

@@ -272,13 +272,23 @@ def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
     # Tolerance, pad and break buffer are worked out in the engine from the ATR and these
     # factors (NaN: the percentage is not given), only where used: three full-length arrays
     # fewer (~0.3 s of first-touch page faults at 10M bars); the same products bit for bit.
-    out = jit.call(level_engine, h, lo, c, v, relative_volume(v, p.volume_bars),
-                   piv.pivot_high, piv.pivot_high_bar, piv.pivot_low, piv.pivot_low_bar,
-                   np.ascontiguousarray(atr), _or_nan(p.tolerance_pct), float(p.tolerance_atr),
-                   _or_nan(p.band_pct), float(p.band_atr), _or_nan(p.buffer_pct),
-                   float(p.buffer_atr), p.min_touches, p.confirm_closes, window, want_bars,
-                   want_log, work=len(c))
-    return EngineOutput(*out), atr, piv
+    args = (h, lo, c, v, relative_volume(v, p.volume_bars), piv.pivot_high, piv.pivot_high_bar,
+            piv.pivot_low, piv.pivot_low_bar, np.ascontiguousarray(atr),
+            _or_nan(p.tolerance_pct), float(p.tolerance_atr), _or_nan(p.band_pct),
+            float(p.band_atr), _or_nan(p.buffer_pct), float(p.buffer_atr), p.min_touches,
+            p.confirm_closes, window, want_bars, want_log)
+    # Buffer capacities: one event per bar (about one per two bars on minute data) and two log
+    # rows per pivot (~1.8 on minute data); memory past the rows written is never touched. The
+    # engine counts what did not fit; a run that outgrew them is repeated with exact room.
+    pivots_n = int(np.count_nonzero(piv.pivot_high_bar >= 0)
+                   + np.count_nonzero(piv.pivot_low_bar >= 0))
+    ecap, lcap = len(c) + 64, 2 * pivots_n + 64
+    out = jit.call(level_engine, *args, ecap, lcap, work=len(c))
+    nev, nl = out[4], out[8]
+    if nev > ecap or (want_log and nl > lcap):
+        out = jit.call(level_engine, *args, max(nev, 1), max(nl, 1), work=len(c))
+    bars, flags, evf, evi, _, zones, lf, li, _ = out
+    return EngineOutput(bars, flags, evf[:, :nev], evi[:, :nev], zones, lf[:nl], li[:nl]), atr, piv
 
 
 @takes_level_params("zones")

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from data.frame import DataError
 from indicators.core import atr
 from indicators.flips import BAR_COLUMNS, CONFIRMED_BY, EVENT_COLUMNS, EVENT_KIND, flips
+from indicators.keylevels import zone_log
 from indicators.levels import (
     SR_COLUMNS,
     causal_atr,
@@ -18,6 +19,7 @@ from indicators.levels import (
     sr_levels,
     support_resistance,
 )
+from indicators.pivots import pivots
 from tests.lookahead import assert_causal, ohlc_frame, ohlc_paths
 
 # Percent-based parameters make the hand-made answers easy to check by eye.
@@ -395,10 +397,8 @@ def test_event_names_are_categoricals_that_compare_as_strings():
     assert ev.groupby("kind", observed=True).size().sum() == len(ev)
 
 
-def test_more_events_than_bars_grow_the_event_buffers():
-    # A ladder of 20 supports, a crash through all of them (flipped on the breaking close), then
-    # 150 bars that wick up through every flipped zone and close below: each retests them all,
-    # so events outnumber bars (the engine's buffers start at one event per bar and double).
+def _ladder() -> tuple[list[float], list[float], list[float]]:
+    """Highs, lows, closes of 20 supports stepping up 4 apart (one pivot low each)."""
     h, lo, c = [], [], []
     for i in range(20):
         base = 100 + 4 * i
@@ -406,6 +406,15 @@ def test_more_events_than_bars_grow_the_event_buffers():
             h.append(base + off + 1)
             lo.append(base + off)
             c.append(base + off + 0.5)
+    return h, lo, c
+
+
+def test_more_events_than_bars_outgrow_the_event_buffers():
+    # A ladder of 20 supports, a crash through all of them (flipped on the breaking close), then
+    # 150 bars that wick up through every flipped zone and close below: each retests them all,
+    # so events outnumber bars (the engine's buffers hold one event per bar; the run that
+    # outgrows them is repeated with room for all).
+    h, lo, c = _ladder()
     top = h[-1]
     h += [61.0] * 3 + [top + 5.0] * 150
     lo += [59.0] * 153
@@ -419,3 +428,30 @@ def test_more_events_than_bars_grow_the_event_buffers():
     assert per_bar.iloc[-100:].nunique() == 1 and per_bar.iloc[-1] >= 20
     assert assert_causal(lambda d: flips(d, **kw).events, df, cut_points=8,
                          event_time="time") >= 6
+
+
+def test_a_zone_log_beyond_two_rows_per_pivot_is_complete_and_causal():
+    # The ladder, then price swinging below and above all of it: every swing flips all 20 zones
+    # (one log row each) but adds only two pivots, so the log outgrows its buffer (two rows per
+    # pivot) and the engine run is repeated; cut runs (smaller logs) must agree row for row.
+    h, lo, c = _ladder()
+    top = h[-1]
+    for _ in range(30):
+        for v in (60.0, 60.0, top + 20, top + 20):
+            h.append(v + 1)
+            lo.append(v - 1)
+            c.append(v)
+    df = frame(h, lo, c)
+    kw = dict(F, confirm_closes=0)
+    full = zone_log(df, **kw)
+    n_piv = int(pivots(df["high"], df["low"], kw["left"], kw["right"])[
+        ["pivot_high", "pivot_low"]].notna().to_numpy().sum())
+    assert len(full.li) > 2 * n_piv + 64
+    for t in (60, 101, 150, len(df) - 2):
+        cut = zone_log(df.iloc[: t + 1], **kw)
+        upto = full.li[:, 0] <= t
+        assert np.array_equal(cut.li, full.li[upto]) and np.array_equal(cut.lf, full.lf[upto])
+    ev = flips(df, **kw).events
+    assert len(ev) > len(df) + 64
+    assert assert_causal(lambda d: flips(d, **kw).events, df, cut_points=6,
+                         event_time="time") >= 5
