@@ -137,9 +137,10 @@ class OversoldBounce(Strategy):
         stop = base - p.stop_atr * atr
         go &= np.isfinite(stop) & (stop > 0) & (stop < close)
 
-        pl = plan(df, go, 1, stop, atr, p, levels,
-                  zone_log(df, params=levels, flip_result=res)
-                  if p.target in ("level", "flipped") and go.any() else None)
+        zones = (zone_log(df, params=levels, flip_result=res)
+                 if p.target in ("level", "flipped") and go.any() else None)
+        del res  # its events are not needed any more (~40 bytes per bar less at the peak)
+        pl = plan(df, go, 1, stop, atr, p, levels, zones)
         go &= pl.take
 
         entry = np.where(go, 1, 0).astype(np.int8)

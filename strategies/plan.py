@@ -107,28 +107,34 @@ def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: 
     when None and a level target needs it). See the module docstring for the rules.
     """
     n = len(df)
-    close = df["close"].to_numpy(dtype=np.float64)
-    target = np.full(n, np.nan)
+    # Everything is computed on the setup bars only and scattered into the per-bar outputs at
+    # the end (the same operations on the same values): per-bar temporaries cost ~60 bytes
+    # per bar at the peak of a 1M-bar strategy run (issue 17), setups are a few % of bars.
+    s = np.flatnonzero(setup)
+    close = df["close"].to_numpy(dtype=np.float64)[s]
+    risk = np.abs(close - np.asarray(stop)[s])
+    valid = np.isfinite(risk) & (risk > 0)
+    bars = s[valid]
+    target = np.full(len(s), np.nan)
     why = np.full(n, None, dtype=object)
-    risk = np.abs(close - stop)
-    bars = np.flatnonzero(setup & np.isfinite(risk) & (risk > 0))
     r_target = close + side * p.target_r * risk
     if p.target in ("level", "flipped") and len(bars):
         log = zones if zones is not None else zone_log(df, params=levels)
-        min_dist = np.maximum(p.target_min_atr * atr[bars], p.target_min_r * risk[bars])
+        min_dist = np.maximum(p.target_min_atr * np.asarray(atr)[bars],
+                              p.target_min_r * risk[valid])
         flipped = p.target == "flipped"
-        found = level_targets(log, bars, close[bars], np.full(len(bars), side), min_dist,
+        found = level_targets(log, bars, close[valid], np.full(len(bars), side), min_dist,
                               -np.inf if flipped else p.major_score, at=p.target_at,
                               flip=_FLIPPED_AGAINST[side] if flipped else None)
         lvl = found["level"].to_numpy()
         kind = ("flipped " if flipped else "major ") + ("support" if side < 0 else "resistance")
         ok = np.isfinite(lvl)
-        target[bars] = np.where(ok, lvl, r_target[bars])
+        target[valid] = np.where(ok, lvl, r_target[valid])
         why[bars] = np.where(ok, _why(found.fillna({"confluence": False, "htf": False,
                                                     "round_number": False}), kind),
                              f"{p.target_r:g}R (no {kind.split()[0]} level)")
     elif p.target == "r_multiple":
-        target[bars] = r_target[bars]
+        target[valid] = r_target[valid]
         why[bars] = f"{p.target_r:g}R"
     else:
         why[bars] = "no target"
@@ -138,8 +144,13 @@ def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: 
         fees = p.fee_pct / 100.0 * close
         rr = (reward - fees) / (risk + fees)
         has_target = np.isfinite(target)
-        take = setup & np.isfinite(risk) & (risk > 0) & np.where(
-            has_target, (reward > fees) & (rr >= p.min_rr), True)
-    return Plan(target=np.where(setup, target, np.nan), reward=np.where(setup, reward, np.nan),
-                risk=np.where(setup, risk, np.nan), rr=np.where(setup, rr, np.nan), why=why,
-                take=take)
+        take = valid & np.where(has_target, (reward > fees) & (rr >= p.min_rr), True)
+
+    def per_bar(values: np.ndarray, fill: Any) -> np.ndarray:
+        out = np.full(n, fill, dtype=values.dtype)
+        out[s] = values
+        return out
+
+    return Plan(target=per_bar(target, np.nan), reward=per_bar(reward, np.nan),
+                risk=per_bar(risk, np.nan), rr=per_bar(rr, np.nan), why=why,
+                take=per_bar(take, False))
