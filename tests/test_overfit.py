@@ -347,3 +347,19 @@ def test_pbo_extreme_block_sums_take_the_all_exact_kernel() -> None:
     assert not _keyed_range(bs.sum(axis=1), (bs**2).sum(axis=1))
     assert not _keyed_range(np.full((8, 6), 1e70), np.full((8, 6), 1.0))
     _assert_same_as_the_matrix_implementation(m, 8)
+
+
+def test_psr_and_expected_max_equal_the_scipy_stats_formulas_bit_for_bit() -> None:
+    # The normal CDF and quantile come from scipy.special (what scipy.stats.norm calls): the
+    # same values as the formulas written with scipy.stats.norm.
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        sr, sr0 = rng.normal(0, 0.1, size=2)
+        n_obs, skew, kurt = int(rng.integers(2, 5000)), rng.normal(0, 1), 3 + rng.exponential(2)
+        var = 1.0 - skew * sr + (kurt - 1.0) / 4.0 * sr**2
+        z = (sr - sr0) * math.sqrt(n_obs - 1) / math.sqrt(var)
+        assert probabilistic_sharpe_ratio(sr, n_obs, skew, kurt, sr0) == float(stats.norm.cdf(z))
+        n, v = int(rng.integers(2, 100_000)), rng.exponential(0.01)
+        ref = (1 - 0.5772156649015329) * stats.norm.ppf(1 - 1 / n) \
+            + 0.5772156649015329 * stats.norm.ppf(1 - 1 / (n * math.e))
+        assert expected_max_sharpe(n, v) == float(0.0 + math.sqrt(v) * ref)

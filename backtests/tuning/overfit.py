@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from numba import njit
-from scipy import stats
+from scipy import special
 
 EULER_GAMMA = 0.5772156649015329
 
@@ -98,7 +98,7 @@ def probabilistic_sharpe_ratio(
             f"(skew={skew}, kurtosis={kurtosis}, sharpe={sharpe}); kurtosis is the non-excess one"
         )
     z = (sharpe - sharpe_benchmark) * math.sqrt(n_obs - 1) / math.sqrt(var)
-    return float(stats.norm.cdf(z))
+    return float(special.ndtr(z))  # the standard normal CDF (stats.norm.cdf: ~60 us a call)
 
 
 def expected_max_sharpe(n_trials: float, sharpe_variance: float, sharpe_mean: float = 0.0) -> float:
@@ -114,7 +114,8 @@ def expected_max_sharpe(n_trials: float, sharpe_variance: float, sharpe_mean: fl
         raise ValueError(f"sharpe_variance must be >= 0, got {sharpe_variance}")
     if n_trials == 1:
         return float(sharpe_mean)
-    z = (1 - EULER_GAMMA) * stats.norm.ppf(1 - 1 / n_trials) + EULER_GAMMA * stats.norm.ppf(
+    # special.ndtri is the standard normal quantile (what stats.norm.ppf calls, ~30x cheaper)
+    z = (1 - EULER_GAMMA) * special.ndtri(1 - 1 / n_trials) + EULER_GAMMA * special.ndtri(
         1 - 1 / (n_trials * math.e)
     )
     return float(sharpe_mean + math.sqrt(sharpe_variance) * z)

@@ -30,7 +30,6 @@ from backtests.tuning.evaluate import (
 )
 from backtests.tuning.executors import Executor, ProgressFn, evaluate_all, make_executor
 from backtests.tuning.overfit import (
-    deflated_sharpe_ratio,
     expected_max_sharpe,
     probabilistic_sharpe_ratio,
     probability_of_backtest_overfitting,
@@ -186,9 +185,10 @@ def selection_statistics(table: pd.DataFrame, returns: pd.DataFrame | None,
         var = float(finite.var(ddof=1)) if n_trials > 1 else 0.0
         args = (float(best["sr_bar"]), int(best["n_obs"]))
         moments = (float(best["skew"]), float(best["kurtosis"]))
-        out["dsr"] = deflated_sharpe_ratio(*args, n_trials, var, *moments)
+        sr0 = expected_max_sharpe(n_trials, var)  # deflated_sharpe_ratio's benchmark
+        out["dsr"] = probabilistic_sharpe_ratio(*args, *moments, sharpe_benchmark=sr0)
         out["psr"] = probabilistic_sharpe_ratio(*args, *moments)
-        out["sr0_bar"] = expected_max_sharpe(n_trials, var)
+        out["sr0_bar"] = sr0
         out["n_trials"] = n_trials
         out["sr_variance"] = var
     if returns is not None and returns.shape[1] >= 2 and len(returns) >= 8:
