@@ -275,10 +275,9 @@ def level_engine(
     close,
     volume,
     relvol,
-    ph,
-    phb,
-    pl,
-    plb,
+    hb,
+    lb,
+    right,
     atr,
     tol_pct,
     tol_atr,
@@ -296,11 +295,9 @@ def level_engine(
 ):  # pragma: no cover - compiled
     n = close.shape[0]
     cap = 1
-    for b in range(n):
-        if ph[b] == ph[b]:
-            cap += 1
-        if pl[b] == pl[b]:
-            cap += 1
+    cap += hb.shape[0] + lb.shape[0]
+    ih = 0  # next pivot high / low (pivot bars ascending, each confirmed ``right`` bars later)
+    il = 0
     # Zone state, indexed by zone id. np.empty: every field is set when the zone is born
     # (below), so only the slots of zones that exist are ever touched (cap counts every pivot
     # as a possible zone; first-touch page faults are the costly part of large buffers here).
@@ -370,15 +367,19 @@ def level_engine(
         # ---- 1. pivots confirmed on this bar (high first, then low) ----
         for side in range(2):
             if side == 0:
-                p = ph[b]
-                pbar = phb[b]
+                if ih >= hb.shape[0] or hb[ih] + right != b:
+                    continue
+                pbar = hb[ih]
+                ih += 1
+                p = high[pbar]
                 kbit = KIND_HIGH
             else:
-                p = pl[b]
-                pbar = plb[b]
+                if il >= lb.shape[0] or lb[il] + right != b:
+                    continue
+                pbar = lb[il]
+                il += 1
+                p = low[pbar]
                 kbit = KIND_LOW
-            if p != p:
-                continue
             # tolerance and pad of this pivot (the same expressions as numpy's over all bars)
             tol = p * tol_pct / 100.0 if tol_pct == tol_pct else atr[b] * tol_atr
             pad = p * band_pct / 100.0 if band_pct == band_pct else atr[b] * band_atr
@@ -568,10 +569,17 @@ def level_engine(
             else:
                 k += 1
 
+        # Slots of the first zone with centre > cb in each order, found once per bar where the
+        # steps below can share them (-1: not found yet; the orders only change in steps 1-2
+        # and in the flips confirmed on the breaking close).
+        r0 = -1
+        r1 = -1
+        r2 = -1
         if b > 0:
             cp = close[b - 1]
             # ---- 3. retests of zones flipped on an earlier bar ----
-            q = _bisect_right(o1, cnts[1], zcen, cb)
+            r1 = _bisect_right(o1, cnts[1], zcen, cb)
+            q = r1
             while q < cnts[1]:
                 z = o1[q]
                 c = zcen[z]
@@ -585,7 +593,8 @@ def level_engine(
                     if want_bars:
                         flags[2, b] = True
                 q += 1
-            q = _bisect_right(o2, cnts[2], zcen, cb) - 1
+            r2 = _bisect_right(o2, cnts[2], zcen, cb)
+            q = r2 - 1
             while q >= 0:
                 z = o2[q]
                 c = zcen[z]
@@ -609,8 +618,8 @@ def level_engine(
             if cb < cp:
                 # zones the previous close was not below (zone low <= cp) and lie above cb
                 q0 = _bisect_right(o0, cnts[0], zcen, cb)
-                q1 = _bisect_right(o0, cnts[0], zcen, _upper_centre(cp, maxhalf,
-                                                                                maxrel))
+                r0 = q0
+                q1 = _bisect_right(o0, cnts[0], zcen, _upper_centre(cp, maxhalf, maxrel))
                 for q in range(q0, q1):
                     z = o0[q]
                     if zcnt[z] < min_touches or zflip[z] == -1 or zpend[z] == -1:
@@ -625,9 +634,11 @@ def level_engine(
                         npend += 1
             elif cb > cp:
                 # zones the previous close was not above (zone high >= cp) and lie below cb
-                q0 = _bisect_left(o0, cnts[0], zcen, _lower_centre(cp, maxhalf,
-                                                                                maxrel, nonpos))
+                q0 = _bisect_left(o0, cnts[0], zcen, _lower_centre(cp, maxhalf, maxrel, nonpos))
                 q1 = _bisect_left(o0, cnts[0], zcen, cb)
+                r0 = q1  # first centre >= cb; past the centres equal to cb: first > cb
+                while r0 < cnts[0] and zcen[o0[r0]] <= cb:
+                    r0 += 1
                 for q in range(q0, q1):
                     z = o0[q]
                     if zcnt[z] < min_touches or zflip[z] == 1 or zpend[z] == 1:
@@ -647,6 +658,8 @@ def level_engine(
                     z = pend[k]
                     if zpbar[z] == b:
                         flip = zpend[z]
+                        r1 = -1  # the flipped orders change
+                        r2 = -1
                         if zflip[z] != 0:
                             kk = _flip_order_key(zflip[z])
                             _remove(orders[kk], cnts, kk, z, zcen)
@@ -671,7 +684,7 @@ def level_engine(
 
         # ---- 5. per-bar outputs ----
         if want_bars:
-            q = _bisect_right(o0, cnts[0], zcen, cb)
+            q = r0 if r0 >= 0 else _bisect_right(o0, cnts[0], zcen, cb)
             j = q - 1
             while j >= 0 and zcnt[o0[j]] < min_touches:
                 j -= 1
@@ -680,9 +693,9 @@ def level_engine(
             while j < cnts[0] and zcnt[o0[j]] < min_touches:
                 j += 1
             _put_zone(bars, 3, b, o0[j] if j < cnts[0] else -1, zcen, zmin, zmax, zpad)
-            q = _bisect_right(o1, cnts[1], zcen, cb)
+            q = r1 if r1 >= 0 else _bisect_right(o1, cnts[1], zcen, cb)
             _put_zone(bars, 6, b, o1[q] if q < cnts[1] else -1, zcen, zmin, zmax, zpad)
-            q = _bisect_right(o2, cnts[2], zcen, cb) - 1
+            q = (r2 if r2 >= 0 else _bisect_right(o2, cnts[2], zcen, cb)) - 1
             _put_zone(bars, 9, b, o2[q] if q >= 0 else -1, zcen, zmin, zmax, zpad)
 
         # ---- 6. the zones changed on this bar, as of its close, to the log ----

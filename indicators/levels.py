@@ -47,7 +47,7 @@ from data import jit
 from data.frame import DataError, like_input, to_canonical
 from indicators._engine import KIND_HIGH, KIND_LOW, level_engine, relative_volume_kernel
 from indicators.core import atr as ta_atr
-from indicators.pivots import pivot_arrays
+from indicators.pivots import pivot_bars
 
 __all__ = ["LevelParams", "Levels", "sr_levels", "support_resistance", "takes_level_params"]
 
@@ -263,26 +263,25 @@ def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
     """Compute pivots, tolerances and run the numba engine over all of ``df``.
 
     ``want_bars``: the per-bar outputs; ``want_log``: the zone log (one row per zone change, see
-    :mod:`indicators._engine`). Returns ``(EngineOutput, atr, pivots)``.
+    :mod:`indicators._engine`). Returns ``(EngineOutput, atr, (pivot-high bars, pivot-low
+    bars))`` (:func:`indicators.pivots.pivot_bars`).
     """
     h, lo, c, v = _prices(df)
-    piv = pivot_arrays(h, lo, p.left, p.right)
+    piv = pivot_bars(h, lo, p.left, p.right)
     atr = causal_atr(h, lo, c, p.atr_period)
     window = max(p.retest_bars, p.confirm_closes)
     # Tolerance, pad and break buffer are worked out in the engine from the ATR and these
     # factors (NaN: the percentage is not given), only where used: three full-length arrays
     # fewer (~0.3 s of first-touch page faults at 10M bars); the same products bit for bit.
-    args = (h, lo, c, v, relative_volume(v, p.volume_bars), piv.pivot_high, piv.pivot_high_bar,
-            piv.pivot_low, piv.pivot_low_bar, np.ascontiguousarray(atr),
+    args = (h, lo, c, v, relative_volume(v, p.volume_bars), piv[0], piv[1], int(p.right),
+            np.ascontiguousarray(atr),
             _or_nan(p.tolerance_pct), float(p.tolerance_atr), _or_nan(p.band_pct),
             float(p.band_atr), _or_nan(p.buffer_pct), float(p.buffer_atr), p.min_touches,
             p.confirm_closes, window, want_bars, want_log)
     # Buffer capacities: one event per bar (about one per two bars on minute data) and two log
     # rows per pivot (~1.8 on minute data); memory past the rows written is never touched. The
     # engine counts what did not fit; a run that outgrew them is repeated with exact room.
-    pivots_n = int(np.count_nonzero(piv.pivot_high_bar >= 0)
-                   + np.count_nonzero(piv.pivot_low_bar >= 0))
-    ecap, lcap = len(c) + 64, 2 * pivots_n + 64
+    ecap, lcap = len(c) + 64, 2 * (len(piv[0]) + len(piv[1])) + 64
     out = jit.call(level_engine, *args, ecap, lcap, work=len(c))
     nev, nl = out[4], out[8]
     if nev > ecap or (want_log and nl > lcap):
@@ -451,10 +450,10 @@ def _round_rows(d: pd.DataFrame, piv, atr: np.ndarray, p: LevelParams, step: flo
     prices = prices[prices > 0]
     close = float(d["close"].iloc[-1])
     pad = close * p.band_pct / 100.0 if p.band_pct is not None else float(atr[-1]) * p.band_atr
-    pv = np.concatenate([piv.pivot_high[~np.isnan(piv.pivot_high)],
-                         piv.pivot_low[~np.isnan(piv.pivot_low)]])
-    pb = np.concatenate([piv.pivot_high_bar[piv.pivot_high_bar >= 0],
-                         piv.pivot_low_bar[piv.pivot_low_bar >= 0]])
+    hb, lb = piv
+    pb = np.concatenate([hb, lb])
+    pv = np.concatenate([d["high"].to_numpy(dtype=np.float64)[hb],
+                         d["low"].to_numpy(dtype=np.float64)[lb]])
     n = len(d)
     rows = []
     for x in prices:

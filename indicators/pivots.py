@@ -28,7 +28,7 @@ import pandas as pd
 
 from data import jit
 
-__all__ = ["PivotArrays", "pivots"]
+__all__ = ["PivotArrays", "pivot_arrays", "pivot_bars", "pivots"]
 
 
 class PivotArrays(NamedTuple):
@@ -47,11 +47,13 @@ class PivotArrays(NamedTuple):
 
 @nb.njit(cache=True)
 def _pivot_kernel(high, low, left, right):  # pragma: no cover - compiled
+    # The pivots' own bars, ascending (at most one per bar each; np.empty: only the slots
+    # written are touched).
     n = high.shape[0]
-    ph = np.full(n, np.nan)
-    pl = np.full(n, np.nan)
-    phb = np.full(n, -1, np.int64)
-    plb = np.full(n, -1, np.int64)
+    hb = np.empty(n, np.int64)
+    lb = np.empty(n, np.int64)
+    nh = 0
+    nl = 0
     for c in range(left + right, n):
         i = c - right
         h = high[i]
@@ -69,12 +71,12 @@ def _pivot_kernel(high, low, left, right):  # pragma: no cover - compiled
             if not (lo <= low[j]):
                 is_l = False
         if is_h:
-            ph[c] = h
-            phb[c] = i
+            hb[nh] = i
+            nh += 1
         if is_l:
-            pl[c] = lo
-            plb[c] = i
-    return ph, pl, phb, plb
+            lb[nl] = i
+            nl += 1
+    return hb[:nh], lb[:nl]
 
 
 def _check_params(left: int, right: int) -> None:
@@ -93,7 +95,29 @@ def pivot_arrays(high: np.ndarray, low: np.ndarray, left: int = 5, right: int = 
         raise ValueError(
             f"pivots: high and low must be 1-D and the same length, got {h.shape} and {lo.shape}"
         )
-    return PivotArrays(*jit.call(_pivot_kernel, h, lo, int(left), int(right), work=len(h)))
+    hb, lb = pivot_bars(h, lo, left, right)
+    n = len(h)
+    ph = np.full(n, np.nan)
+    pl = np.full(n, np.nan)
+    phb = np.full(n, -1, np.int64)
+    plb = np.full(n, -1, np.int64)
+    ph[hb + int(right)] = h[hb]
+    phb[hb + int(right)] = hb
+    pl[lb + int(right)] = lo[lb]
+    plb[lb + int(right)] = lb
+    return PivotArrays(ph, pl, phb, plb)
+
+
+def pivot_bars(high: np.ndarray, low: np.ndarray, left: int = 5,
+               right: int = 5) -> tuple[np.ndarray, np.ndarray]:
+    """The pivots of :func:`pivot_arrays` as two ascending int64 arrays of the pivots' own bars
+    (highs, lows); each is confirmed ``right`` bars later. ``high``/``low``: contiguous float64
+    arrays of the same length. Compact: on minute bars ~6 % of bars each, instead of four
+    full-length arrays."""
+    _check_params(left, right)
+    h = np.ascontiguousarray(high, dtype=np.float64)
+    lo = np.ascontiguousarray(low, dtype=np.float64)
+    return jit.call(_pivot_kernel, h, lo, int(left), int(right), work=len(h))
 
 
 def pivots(

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from indicators.pivots import PivotArrays, pivots
+from indicators.pivots import PivotArrays, pivot_arrays, pivot_bars, pivots
 from tests.lookahead import assert_causal, ohlc_paths
 
 H = np.array([1, 2, 3, 5, 3, 2, 1, 2, 3, 3, 2, 1.0])
@@ -95,3 +95,39 @@ def test_pivots_causal_on_real_daily(btc_daily):
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_pivots_causal_random(df):
     assert_causal(lambda d: pivots(d["high"], d["low"], 3, 2), df, cut_points=6)
+
+
+def _pivot_bars_by_definition(high, low, left, right):
+    """The module docstring's definition, bar by bar (a NaN anywhere in the window: no pivot)."""
+    hb, lb = [], []
+    for i in range(left, len(high) - right):
+        before, after = slice(i - left, i), slice(i + 1, i + right + 1)
+        if (np.all(high[i] > high[before]) and np.all(high[i] >= high[after])):
+            hb.append(i)
+        if (np.all(low[i] < low[before]) and np.all(low[i] <= low[after])):
+            lb.append(i)
+    return np.array(hb, dtype=np.int64), np.array(lb, dtype=np.int64)
+
+
+@pytest.mark.parametrize(("left", "right"), [(1, 0), (2, 2), (5, 5), (3, 7)])
+def test_pivot_bars_and_arrays_follow_the_definition(left, right):
+    rng = np.random.default_rng(left * 10 + right)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, 3000)))
+    high = close * (1 + np.abs(rng.normal(0, 0.003, 3000)))
+    low = close * (1 - np.abs(rng.normal(0, 0.003, 3000)))
+    high[rng.random(3000) < 0.01] = np.nan
+    high[500:520] = high[499]  # a plateau
+    hb, lb = pivot_bars(high, low, left, right)
+    want_h, want_l = _pivot_bars_by_definition(high, low, left, right)
+    assert hb.dtype == lb.dtype == np.int64 and len(hb) > 50 and len(lb) > 50
+    np.testing.assert_array_equal(hb, want_h)
+    np.testing.assert_array_equal(lb, want_l)
+    # the per-bar form: each pivot on its confirming bar (``right`` later) at its own price
+    arr = pivot_arrays(high, low, left, right)
+    np.testing.assert_array_equal(np.flatnonzero(arr.pivot_high_bar >= 0), hb + right)
+    np.testing.assert_array_equal(arr.pivot_high_bar[hb + right], hb)
+    np.testing.assert_array_equal(arr.pivot_low_bar[lb + right], lb)
+    np.testing.assert_array_equal(arr.pivot_high[hb + right], high[hb])
+    np.testing.assert_array_equal(arr.pivot_low[lb + right], low[lb])
+    assert np.isnan(arr.pivot_high).sum() == 3000 - len(hb)
+    assert (arr.pivot_low_bar >= 0).sum() == len(lb)
