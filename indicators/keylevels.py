@@ -459,7 +459,7 @@ def _group_score(touches, first, last, rv, lo, hi, ce, w, known, nk, rank, rules
     return sc, conf, htf, rnd, sc >= min_score
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)  # the two sides of a breakdown plan run in threads
 def _targets(lf, li, n_zones, min_touches, atr, close, wema, wk_price, wk_known, qbar, qprice,
              qside, qdist, min_score, at_centre, flip_code, rank, rules):  # pragma: no cover
     """For each query (``qbar`` ascending) the nearest consolidated, scored zone beyond the

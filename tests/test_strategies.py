@@ -237,3 +237,20 @@ def test_signals_validate_keeps_good_values() -> None:
     assert np.isnan(sig.target).all() and not sig.exit.any()
     empty = Signals.from_entries(np.zeros(0, np.int8)).validate(0)
     assert len(empty.entry) == 0
+
+
+def test_breakdown_sides_planned_in_threads_equal_planned_one_by_one(btc_hourly, monkeypatch):
+    import strategies.plan as plan_module
+    from strategies.breakdown import Breakdown
+
+    strat = Breakdown()
+    monkeypatch.setattr(plan_module, "THREADED_BARS", 10**12)  # one by one
+    alone = strat.signals(btc_hourly)
+    monkeypatch.setattr(plan_module, "THREADED_BARS", 0)  # threads whenever 2 CPUs
+    threaded = strat.signals(btc_hourly)
+    assert (alone.entry != 0).sum() > 10
+    np.testing.assert_array_equal(threaded.entry, alone.entry)
+    np.testing.assert_array_equal(threaded.stop, alone.stop)
+    np.testing.assert_array_equal(threaded.target, alone.target)
+    assert list(threaded.tags) == list(alone.tags)
+    pd.testing.assert_frame_equal(threaded.indicators, alone.indicators)
