@@ -246,6 +246,23 @@ def _flip_order_key(flip):  # pragma: no cover - compiled
 
 
 @nb.njit(cache=True)
+def atr_warm_fill(ta, high, low):  # pragma: no cover - compiled
+    """A copy of ``ta`` (TA-Lib's ATR) with each NaN replaced by the running mean of
+    ``high - low`` up to that bar: numpy's ``cumsum(high - low) / arange(1, n + 1)`` (a
+    sequential sum, divided by the count), the same values bit for bit, in one pass and one
+    output array (numpy's temporaries of this size are put on huge pages, whose allocation
+    compacts memory: ~0.4 s of system time at 10M bars here)."""
+    n = ta.shape[0]
+    out = np.empty(n)
+    s = 0.0
+    for i in range(n):
+        r = high[i] - low[i]
+        s = s + r if i > 0 else r
+        out[i] = s / (i + 1) if ta[i] != ta[i] else ta[i]
+    return out
+
+
+@nb.njit(cache=True)
 def relative_volume_kernel(v, bars):  # pragma: no cover - compiled
     """``v[i]`` over the mean of ``v[max(i + 1 - bars, 0) : i + 1]`` (0 where that mean is not
     > 0). The same operations in the same order as the numpy form (prefix sums from 0.0,

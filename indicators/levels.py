@@ -45,7 +45,13 @@ import pandas as pd
 
 from data import jit
 from data.frame import DataError, like_input, to_canonical
-from indicators._engine import KIND_HIGH, KIND_LOW, level_engine, relative_volume_kernel
+from indicators._engine import (
+    KIND_HIGH,
+    KIND_LOW,
+    atr_warm_fill,
+    level_engine,
+    relative_volume_kernel,
+)
 from indicators.core import atr as ta_atr
 from indicators.pivots import pivot_bars
 
@@ -215,17 +221,9 @@ def _prices(df: pd.DataFrame, name: str = "df") -> tuple[np.ndarray, ...]:
 
 def causal_atr(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> np.ndarray:
     """TA-Lib ATR with the warm-up bars filled by the running mean of ``high - low`` (causal)."""
-    atr = np.array(ta_atr(high, low, close, period), dtype=np.float64)
-    warm = np.isnan(atr)
-    if warm.any():
-        # only up to the last warm bar (the first ``period`` bars for finite prices): a running
-        # mean is the same at bar i whatever follows, and full-length temporaries cost ~1 s of
-        # page faults at 10M bars
-        w = int(np.flatnonzero(warm)[-1]) + 1
-        rng = high[:w] - low[:w]
-        running = np.cumsum(rng) / np.arange(1, w + 1)
-        atr[:w][warm[:w]] = running[warm[:w]]
-    return atr
+    ta = np.ascontiguousarray(ta_atr(high, low, close, period), dtype=np.float64)
+    return jit.call(atr_warm_fill, ta, np.ascontiguousarray(high, dtype=np.float64),
+                    np.ascontiguousarray(low, dtype=np.float64), work=len(ta))
 
 
 def relative_volume(volume: np.ndarray, bars: int) -> np.ndarray:
