@@ -70,6 +70,7 @@ from indicators.levels import (
     run_engine,
     takes_level_params,
 )
+from indicators.memo import memoised
 from indicators.pivots import pivot_arrays
 
 __all__ = ["KEY_LEVEL_COLUMNS", "SCORE_RULES", "ZoneLog", "key_levels", "level_history",
@@ -95,6 +96,7 @@ def _bar_length(df: pd.DataFrame) -> pd.Timedelta | None:
     return timeframe_length(timeframe_of(df))
 
 
+@memoised  # the strategies' frames and zone logs of one job or audit cut: computed once
 def weekly_ema_or_nan(df: pd.DataFrame, period: int = 200) -> pd.Series:
     """Closed-mode weekly EMA on ``df``'s bars, or all-NaN for bars longer than a week (monthly
     data cannot give a weekly EMA) and for frames too short to seed it (NaN, not an error)."""
