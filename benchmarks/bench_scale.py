@@ -16,7 +16,8 @@ only. Columns:
   before); ``kept bytes/bar``: what the finished result still holds (equity, buy and hold, the
   trades, the indicator frame as the result keeps it: :mod:`backtests.perbar`).
 
-Run: ``PYTHONPATH=. python benchmarks/bench_scale.py [--max-bars 2000000] [--level-targets]``.
+Run: ``PYTHONPATH=. python benchmarks/bench_scale.py [--max-bars 2000000] [--no-memory]
+[--flips-only] [--level-targets]``.
 Sizes are 250k, 1M, 2M, 5M and 10M bars up to ``--max-bars`` (default 2M: about a minute on a
 quiet 2-core machine; 10M bars need ~4 GB of memory). Prints a Markdown table and the load
 average before and after (the machine may be shared: CPU time is the steadier figure).
@@ -74,9 +75,12 @@ def peak_bytes(fn) -> tuple[int, int]:
     return peak - base, kept - base
 
 
-def row(df: pd.DataFrame, memory: bool) -> str:
+def row(df: pd.DataFrame, memory: bool, backtest: bool = True) -> str:
     n = len(df)
     w1, c1, res = timed(lambda: flips(df))
+    if not backtest:
+        return (f"| {n:,} | {w1:.2f} | {c1:.2f} | {c1 / n * 1e9:,.0f} | {len(res.events):,} | "
+                f"- | - | - | - | - | - | {load()} |")
     strat = Breakdown(target="r_multiple")
     w2, c2, r = timed(lambda: run(df, strat))
     trades = len(r.trades)
@@ -107,6 +111,8 @@ def main() -> None:
                     help="largest path (default 2,000,000; sizes: 250k, 1M, 2M, 5M, 10M)")
     ap.add_argument("--no-memory", action="store_true",
                     help="skip the tracemalloc pass (it runs each backtest a second time)")
+    ap.add_argument("--flips-only", action="store_true",
+                    help="time S/R + flips alone (no backtest column; quick to repeat at 10M)")
     ap.add_argument("--level-targets", action="store_true",
                     help="also time the default breakdown (level targets) on 100k-1M bars")
     args = ap.parse_args()
@@ -120,7 +126,8 @@ def main() -> None:
             "CPU s | CPU ns/bar | trades | peak bytes/bar | kept bytes/bar | load |",
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for n in sizes:
-        rows.append(row(df.iloc[:n], not args.no_memory))
+        rows.append(row(df.iloc[:n], not (args.no_memory or args.flips_only),
+                        not args.flips_only))
         print(rows[-1], flush=True)
     if args.level_targets:
         run(warm, Breakdown())
