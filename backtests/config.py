@@ -19,6 +19,9 @@ SIZINGS = ("percent", "fixed", "risk")
 MODES = ("long", "short", "both")
 ENGINES = ("fast", "backtrader")
 FUNDING_PERIOD = pd.Timedelta(hours=8)  # perpetual swaps settle funding at 00, 08, 16 UTC
+#: An account whose equity fell below this fraction of the starting cash is wiped out: it opens
+#: no more trades (trading dust would only measure float rounding, in both engines).
+WIPED_OUT = 1e-6
 
 
 class ConfigError(ValueError):

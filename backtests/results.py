@@ -32,6 +32,7 @@ import numpy as np
 import pandas as pd
 import xxhash
 
+from backtests.config import WIPED_OUT
 from backtests.perbar import compact
 from backtests.persist import load_frames, plain_json, read_manifest, save_folder
 from data.frame import OHLCV, DataError, timeframe_of, to_canonical
@@ -492,6 +493,19 @@ class BacktestResult:
         """Drawdown of the equity curve: ``equity / running max - 1`` (fraction, <= 0)."""
         eq = self.equity
         return (eq / eq.cummax() - 1.0).rename("drawdown")
+
+    @property
+    def wiped_out(self) -> pd.Timestamp | None:
+        """When the account was wiped out, or None: the first bar from which the equity stays
+        below ``WIPED_OUT`` (a millionth) of the starting cash to the end. Both engines open no
+        trade after it, so the rest of the data is not tested; say so wherever the result's
+        trade count or return is shown."""
+        eq = self.equity.to_numpy()
+        cash = float(self.config.get("cash", eq[0] if len(eq) else 0.0))
+        if not len(eq) or not eq[-1] < cash * WIPED_OUT:
+            return None
+        above = np.flatnonzero(~(eq < cash * WIPED_OUT))
+        return self.equity.index[above[-1] + 1 if len(above) else 0]
 
     def summary(self) -> dict[str, Any]:
         """A flat dict for a CLI table: strategy, engine, span, rows and the headline metrics."""

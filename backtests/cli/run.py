@@ -128,6 +128,21 @@ def warmup_warnings(results: list) -> list[str]:
     return list(seen)
 
 
+def wiped_out_warnings(results: list) -> list[str]:
+    """One line per strategy whose account was wiped out (``BacktestResult.wiped_out``): its
+    trade count and return stop there, the bars after it test nothing."""
+    lines = []
+    for r in results:
+        when = r.wiped_out
+        if when is None:
+            continue
+        after = int((r.equity.index > when).sum())
+        lines.append(f"{r.strategy} ({r.engine}) wiped out the account on {when:%Y-%m-%d %H:%M} "
+                     f"UTC: equity {float(r.equity.iloc[-1]):.4g} is below a millionth of the "
+                     f"starting cash, so no trade opens in the {after:,} bars after it")
+    return lines
+
+
 def summary_table(results: list) -> str:
     """A fixed-width table: return, max drawdown, Sharpe, trades, win rate, liquidations and
     final equity (money and % with thousands separators), and the net funding paid (negative =
@@ -292,7 +307,7 @@ def run_command(strategy_specs: tuple[str, ...], params: tuple[str, ...], data_f
     click.echo("\nMarket now: " + " ".join(now.get("lines", [now.get("note", "n/a")])))
     for line in move_lines(told.get("biggest_moves", [])):
         click.echo(line)
-    for note in warmup_warnings(results):
+    for note in warmup_warnings(results) + wiped_out_warnings(results):
         click.secho(f"WARNING: {note}", fg="yellow", bold=True, err=True)
     reused = audit_reuse_line(results)
     if reused:

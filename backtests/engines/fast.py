@@ -86,7 +86,7 @@ import pandas as pd
 import pyarrow as pa
 from numba import njit
 
-from backtests.config import BacktestConfig
+from backtests.config import WIPED_OUT, BacktestConfig
 from backtests.results import EXIT_REASONS, OPEN_EXITS, TRADE_DTYPES, BacktestResult
 from backtests.warmup import warmup_report, window_start
 from data import jit
@@ -121,9 +121,6 @@ MODE_CODES = {"long": MODE_LONG, "short": MODE_SHORT, "both": MODE_BOTH}
 ON_INTRABAR, ON_CLOSE = STOP_KINDS.index("intrabar"), STOP_KINDS.index("close")
 #: Fraction of the affordable size left unused so float rounding never overdraws cash.
 CASH_BUFFER = 1e-9
-#: An account whose equity fell below this fraction of the starting cash is wiped out: it opens
-#: no more trades (trading dust would only measure float rounding, in both engines).
-WIPED_OUT = 1e-6
 
 # Raw trade record columns (float64 matrix rows) produced by the kernel.
 RAW_COLUMNS = ("signal_bar", "entry_bar", "exit_bar", "side", "size", "entry_price",

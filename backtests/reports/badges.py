@@ -110,6 +110,13 @@ def data_badges(result: BacktestResult) -> list[dict[str, str]]:
 def badges(results: Sequence[BacktestResult]) -> list[dict[str, Any]]:
     """Every badge of a run report, in reading order: audits, agreement, data, hash."""
     out = [audit_badge(r) for r in results]
+    for r in results:
+        when = r.wiped_out
+        if when is not None:
+            out.append(_badge(f"{r.strategy}: account wiped out {fmt_time(when)}", "bad",
+                              "equity fell below a millionth of the starting cash and stayed "
+                              "there: no trade opens after this bar, so the rest of the data "
+                              "tests nothing"))
     out += agreement_badges(results)
     seen: set[str] = set()
     for r in results:
