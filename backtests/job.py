@@ -108,7 +108,8 @@ def lookahead_check(df: pd.DataFrame, strategy: Any, config: BacktestConfig,
 
     With ``reuse``, a verdict saved by an earlier audit of the same strategy code, parameters,
     data, settings and cuts (:func:`backtests.tuning.audit.verdict_key`) is returned instead of
-    re-running the strategy, with ``"reused": True``; a new verdict is saved for next time.
+    re-running the strategy, with ``"reused": True``; a new verdict is saved for next time
+    (without ``reuse`` too: it replaces the saved one).
     ``full_signals``: the strategy's signals on the whole of ``df`` when the caller has them
     (the job's backtest), else computed here; the cuts are always computed afresh.
 
@@ -126,15 +127,19 @@ def saved_verdicts(df: pd.DataFrame, strategies: Sequence[Any], config: Backtest
                    ) -> list[tuple[dict[str, Any] | None, str | None]]:
     """Per strategy ``(verdict, key)``: the ``{"skipped": ...}`` or saved (``"reused": True``)
     verdict :func:`lookahead_check` would return without auditing, else None and the key to
-    save a new verdict under (None when it cannot be keyed or ``reuse`` is off)."""
+    save a new verdict under (None when it cannot be keyed). With ``reuse`` off nothing saved
+    is returned, but the new verdict is still saved under its key (``--reaudit`` refreshes it).
+    """
     out: list[tuple[dict[str, Any] | None, str | None]] = []
     for strategy in strategies:
         why = auditable(df, strategy)
         if why is not None:
             out.append(({"skipped": why}, None))
             continue
-        key = verdict_key(df, strategy, config, min(cuts, len(df) - 2)) if reuse else None
-        saved = load_verdict(key) if key else None
+        # keyed even without reuse: --reaudit replaces the saved verdict, so the next run
+        # reuses the fresh one instead of auditing again
+        key = verdict_key(df, strategy, config, min(cuts, len(df) - 2))
+        saved = load_verdict(key) if key and reuse else None
         out.append(({**saved, "reused": True} if saved is not None else None, key))
     return out
 

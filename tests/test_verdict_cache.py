@@ -48,6 +48,18 @@ def test_a_verdict_is_reused_only_for_the_same_strategy_params_data_and_settings
     assert lookahead_check(changed, RsiBounce(), cfg)["reused"] is False
 
 
+def test_reaudit_replaces_the_saved_verdict(cache_dir):
+    """Without reuse (``--reaudit``) the audit runs and its verdict replaces the saved one, so
+    the next run reuses the fresh verdict instead of auditing a second time."""
+    df, cfg = random_candles(400), BacktestConfig()
+    fresh = lookahead_check(df, RsiBounce(), cfg, reuse=False)
+    assert fresh["reused"] is False
+    assert len(list((cache_dir / "audit").glob("*.json"))) == 1
+    again = lookahead_check(df, RsiBounce(), cfg)
+    assert again["reused"] is True and again["audited_at"] == fresh["audited_at"]
+    assert lookahead_check(df, RsiBounce(), cfg, reuse=False)["reused"] is False
+
+
 def test_a_failed_verdict_is_reused_as_failed(cache_dir):
     df = random_candles(300)
     first = lookahead_check(df, CentredMean(), BacktestConfig())

@@ -244,7 +244,8 @@ _started = False
 @click.option("--open", "open_report", is_flag=True, help="Open the HTML report when done.")
 @click.option("--reaudit", is_flag=True,
               help="Run the look-ahead audit again even when the verdict of an audit of the "
-                   "same strategy code, parameters, data and settings is saved (user cache).")
+                   "same strategy code, parameters, data and settings is saved (user cache); "
+                   "the new verdict replaces it.")
 @click.option("--funding-data", type=click.Path(dir_okay=False, exists=True), default=None,
               help="Funding-rate CSV (timestamp,funding_rate) charged at its own times. "
                    "Default: the funding series in the store if there is one; --funding RATE "
