@@ -5,8 +5,15 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
-from backtests.persist import frame_for_parquet, load_frames, read_manifest, save_folder
+from backtests.persist import (
+    frame_for_parquet,
+    load_frames,
+    read_manifest,
+    save_folder,
+    write_parquet,
+)
 
 
 def test_object_columns_plain_or_json_and_the_input_untouched(tmp_path):
@@ -30,3 +37,26 @@ def test_object_columns_plain_or_json_and_the_input_untouched(tmp_path):
     assert back["mixed"].iloc[:3].tolist() == ["a", 1.5, {"k": [1, 2]}]
     assert np.isnan(back["mixed"].iloc[3])
     np.testing.assert_array_equal(back["number"], df["number"])
+
+
+def test_write_parquet_dictionary_encodes_only_labels_and_reads_back_as_pandas_wrote_it(tmp_path):
+    n = 5_000
+    rng = np.random.default_rng(3)
+    df = pd.DataFrame({
+        "close": rng.normal(100, 5, n), "bar": np.arange(n), "ok": rng.random(n) > 0.5,
+        "time": pd.date_range("2024-01-01", periods=n, freq="min", tz="UTC"),
+        "state": pd.Categorical(rng.choice(["low", "mid", "high"], n), ordered=True),
+        "tag": pd.array(rng.choice(["a", "b", None], n), dtype="string"),
+        "note": rng.choice(["x", "y"], n).astype(object),
+    }, index=pd.date_range("2020-01-01", periods=n, freq="h", tz="UTC", name="time_index"))
+    write_parquet(df, tmp_path / "new.parquet")
+    df.to_parquet(tmp_path / "default.parquet", engine="pyarrow", index=True)
+    new = pd.read_parquet(tmp_path / "new.parquet")
+    pd.testing.assert_frame_equal(new, pd.read_parquet(tmp_path / "default.parquet"),
+                                  check_exact=True)
+    pd.testing.assert_frame_equal(new, df, check_exact=True, check_freq=False)
+    meta = pq.ParquetFile(tmp_path / "new.parquet").metadata.row_group(0)
+    encodings = {meta.column(i).path_in_schema: meta.column(i).encodings
+                 for i in range(meta.num_columns)}
+    dictionary = {c for c, e in encodings.items() if any("DICTIONARY" in x for x in e)}
+    assert dictionary == {"state", "tag", "note"}

@@ -407,3 +407,33 @@ def test_provenance_reads_the_warm_up_and_zones_ladder_by_centre(tmp_path):
             assert "200-week EMA: had 302 of 661 weeks (too short)" in warm
         centres = [float(r[1].replace("$", "").replace(",", "")) for r in page.table("levels")[1:]]
         assert centres == sorted(centres, reverse=True) and len(centres) >= 3
+
+
+def test_why_names_the_tag_rsi_and_the_last_event_within_30_bars():
+    """The trade inspector's reason: the tag, RSI at the signal bar, and the last flip/retest at
+    or before the signal bar if it is at most 30 bars old (a retest falls back to its kind;
+    missing zone or confirmation are left out)."""
+    result = make_result(hourly_candles(300), n_trades=4)
+    ev = pd.DataFrame({
+        "bar": [110, 150, 160],
+        "kind": pd.Categorical(["flip", "flip", "retest"]),
+        "flip_kind": pd.Categorical(["support_to_resistance", "resistance_to_support", None]),
+        "level_low": [100.0, 200.0, np.nan],
+        "level_high": [110.0, 210.5, np.nan],
+        "confirmed_by": pd.Categorical(["closes", None, "rejection"]),
+    })
+    result = result.replace(events=ev)
+    rsi = result.indicators["rsi"].to_numpy()
+    trades = pd.DataFrame({"tag": ["dip", None, "late"], "signal_bar": [112, 155, 290],
+                           "entry_bar": [113, 156, 291]})
+    why = chart_data._why(result, trades)
+    assert why == [
+        f"signal: dip; RSI {rsi[112]:.1f} at the signal close; last S/R event: support to "
+        "resistance zone $100–$110, confirmed by closes (2 bars before)",
+        f"RSI {rsi[155]:.1f} at the signal close; last S/R event: resistance to support zone "
+        "$200–$210 (5 bars before)",
+        f"signal: late; RSI {rsi[290]:.1f} at the signal close",  # event 130 bars old
+    ]
+    # without a signal bar the bar before the entry is the signal bar
+    assert chart_data._why(result, trades.drop(columns="signal_bar").head(1)) == why[:1]
+    assert chart_data._why(result, trades.head(0)) == []

@@ -239,30 +239,41 @@ def _why(result: BacktestResult, trades: pd.DataFrame) -> list[str]:
     ev = result.events
     has_ev = ev is not None and len(ev) and {"bar", "kind"} <= set(ev.columns)
     ev_bars = ev["bar"].to_numpy() if has_ev else np.array([], dtype=int)
+    tags = trades["tag"].to_numpy(dtype=object) if "tag" in trades else [None] * len(trades)
+    entry = trades["entry_bar"].to_numpy()
+    sig = trades["signal_bar"].to_numpy(dtype=object) if "signal_bar" in trades \
+        else [None] * len(trades)
+    sbs = [int(s) if not is_missing(s) else int(e) - 1 for s, e in zip(sig, entry, strict=True)]
+    ks = np.searchsorted(ev_bars, np.asarray(sbs, dtype=np.int64), side="right") - 1
+    # The event rows the trades refer to, read once as plain values (one ``ev.iloc[k]`` per
+    # trade cost ~0.45 s per 4,000 trades on 1M minute bars).
+    near = [int(k) for k, sb in zip(ks, sbs, strict=True) if k >= 0 and sb - ev_bars[k] <= 30]
+    rows: dict[int, dict[str, Any]] = {}
+    if has_ev and near:
+        uniq = sorted(set(near))
+        sub = ev.iloc[uniq]
+        cols = {c: sub[c].to_numpy(dtype=object) for c in
+                ("kind", "flip_kind", "level_low", "level_high", "confirmed_by") if c in sub}
+        rows = {k: {c: v[i] for c, v in cols.items()} for i, k in enumerate(uniq)}
     out = []
-    for t in trades.itertuples(index=False):
+    for tag, sb, k in zip(tags, sbs, ks, strict=True):
         parts = []
-        tag = getattr(t, "tag", None)
         if not is_missing(tag) and str(tag):
             parts.append(f"signal: {tag}")
-        sb = getattr(t, "signal_bar", None)
-        sb = int(sb) if not is_missing(sb) else int(t.entry_bar) - 1
         if rsi is not None and 0 <= sb < len(rsi) and np.isfinite(rsi[sb]):
             parts.append(f"RSI {rsi[sb]:.1f} at the signal close")
-        if has_ev:
-            k = int(np.searchsorted(ev_bars, sb, side="right")) - 1
-            if k >= 0 and sb - ev_bars[k] <= 30:
-                e = ev.iloc[k]
-                kind = str(e.get("flip_kind") or e["kind"]).replace("_", " ")
-                zone = ""
-                if not is_missing(e.get("level_low")) and not is_missing(e.get("level_high")):
-                    zone = f" zone ${float(e['level_low']):,.0f}–${float(e['level_high']):,.0f}"
-                conf = e.get("confirmed_by")
-                conf = f", confirmed by {str(conf).replace('_', ' ')}" if not is_missing(conf) \
-                    else ""
-                ago = sb - int(ev_bars[k])
-                when = "on the signal bar" if ago == 0 else f"{ago} bar{'s' * (ago != 1)} before"
-                parts.append(f"last S/R event: {kind}{zone}{conf} ({when})")
+        if has_ev and k >= 0 and sb - ev_bars[k] <= 30:
+            e = rows[int(k)]
+            kind = str(e.get("flip_kind") or e["kind"]).replace("_", " ")
+            zone = ""
+            if not is_missing(e.get("level_low")) and not is_missing(e.get("level_high")):
+                zone = f" zone ${float(e['level_low']):,.0f}–${float(e['level_high']):,.0f}"
+            conf = e.get("confirmed_by")
+            conf = f", confirmed by {str(conf).replace('_', ' ')}" if not is_missing(conf) \
+                else ""
+            ago = sb - int(ev_bars[k])
+            when = "on the signal bar" if ago == 0 else f"{ago} bar{'s' * (ago != 1)} before"
+            parts.append(f"last S/R event: {kind}{zone}{conf} ({when})")
         out.append("; ".join(parts) or "no reason recorded")
     return out
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from backtests._files import replace_directory, verify_run_folder
@@ -77,13 +78,27 @@ def write_report(
     out = Path(out_dir)
     written: dict[str, Path] = {}
 
+    def save_all(folders: list[Path]) -> None:
+        for r, folder in zip(results, folders, strict=True):
+            r.save(folder)
+
     def fill(tmp: Path) -> None:
-        for n, r in enumerate(results, start=1):
-            folder = tmp / result_dirname(r, n)
-            if save_results:
-                r.save(folder)
-            else:
-                folder.mkdir()
+        # The results are saved (Parquet: pyarrow encodes and hashes without the GIL) in a
+        # thread while this one draws the PNGs and builds the page (Python): 1M minute bars,
+        # two strategies: ~1.2 s of each, overlapped on two cores. The folders exist first,
+        # so saving and the PNGs only add files to them; leaving the ``with`` waits for the
+        # saves (and re-raises their error) even when the page fails.
+        folders = [tmp / result_dirname(r, n) for n, r in enumerate(results, start=1)]
+        for folder in folders:
+            folder.mkdir()
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            saving = pool.submit(save_all, folders) if save_results else None
+            draw(tmp, folders)
+            if saving is not None:
+                saving.result()
+
+    def draw(tmp: Path, folders: list[Path]) -> None:
+        for n, (r, folder) in enumerate(zip(results, folders, strict=True), start=1):
             written[f"dir:{n}"] = folder.relative_to(tmp)
             if png:
                 from backtests.reports.png import render_png  # matplotlib: see the imports
