@@ -334,7 +334,11 @@ def events(result: BacktestResult) -> list[dict[str, Any]]:
         return []
     col = next((c for c in ("price", "level", "close", "break_close") if c in ev.columns), None)
     kinds = ev["flip_kind"].fillna(ev["kind"]) if "flip_kind" in ev else ev["kind"]
-    frame = pd.DataFrame({"t": epoch_seconds(ev["time"]), "kind": kinds.astype(str).to_numpy(),
+    # Merged and listed by the kind's number, named at the end: converting ~540,000 kinds of
+    # minute data to strings and grouping by them was most of this function (0.37 s a result).
+    codes, uniques = pd.factorize(kinds, use_na_sentinel=False)
+    names = pd.Series(uniques, dtype=kinds.dtype).astype(str).tolist()  # as kinds.astype(str)
+    frame = pd.DataFrame({"t": epoch_seconds(ev["time"]), "kind": codes,
                           "price": ev[col].to_numpy(dtype=float) if col else np.nan, "n": 1})
     prices = result.prices
     th = thinning_of(prices.index, prices) if prices is not None and len(prices) else None
@@ -346,7 +350,7 @@ def events(result: BacktestResult) -> list[dict[str, Any]]:
         frame = pd.concat([hist, frame[~old]], ignore_index=True)
     out = []
     for t, k, p, n in zip(frame["t"], frame["kind"], frame["price"], frame["n"], strict=True):
-        mk = {"t": int(t), "kind": k, "price": _num(p) if col else None}
+        mk = {"t": int(t), "kind": names[k], "price": _num(p) if col else None}
         if n > 1:
             mk["n"] = int(n)
         out.append(mk)
