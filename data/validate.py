@@ -1032,11 +1032,14 @@ def _check_grid(
         origin, where = 0, "00:00 UTC" if step == day else f"multiples of {tf} from 00:00 UTC"
     else:
         return  # 3d, 2w ...: exchanges anchor these differently
-    off = np.flatnonzero((ts_u - origin) % step)
+    # (ts - origin) mod step without forming ts - origin, which wraps around int64 for
+    # timestamps near its ends (the remainder would then be wrong, not merely large)
+    late = (ts_u % step - origin % step) % step
+    off = np.flatnonzero(late)
     if not len(off):
         return
     i = off[0]
-    shift = pd.Timedelta(int((ts_u[i] - origin) % step), unit="ns")
+    shift = pd.Timedelta(int(late[i]), unit="ns")
     if step == _WEEK_NS:
         hint = ("weeks here start on Monday 00:00 UTC (ISO weeks, as on Binance); build them "
                 "from daily bars with 'btc-backtest data resample FILE --to 1w'")

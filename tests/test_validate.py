@@ -3,6 +3,7 @@ policies and report of :func:`data.validate.validate`."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -417,3 +418,18 @@ def test_real_daily_files_validate_clean(btc_daily, btc_daily_bitstamp):
         report = validate(df, gaps="error")
         assert report.ok and report.warnings == [] and report.timeframe == "1d"
     assert validate(btc_daily_bitstamp).zero_volume == 33  # SOURCES.md: 33 flat fill days
+
+
+def test_off_grid_message_is_exact_near_the_ends_of_the_timestamp_range():
+    """Weekly bars 2.5 days after Monday 00:00, in the first week pandas can represent: the
+    remainder is worked out without forming ts - origin, which wrapped around int64 there and
+    named a wrong offset (with a RuntimeWarning)."""
+    idx = pd.date_range("1677-09-22 12:00", periods=6, freq="7D", tz="UTC")
+    raw = pd.DataFrame({"timestamp": idx.strftime("%Y-%m-%dT%H:%M:%SZ"), "open": 100.0,
+                        "high": 101.0, "low": 99.0, "close": 100.5, "volume": 1.0})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        report = validate(raw)
+    assert report.timeframe == "1w"
+    assert any("1w bars must open at Monday 00:00 UTC, but this bar opens 60h later" in e.what
+               for e in report.errors), [e.what for e in report.errors]
