@@ -12,7 +12,6 @@ in last, so a reader never sees a manifest next to another run's frames; files i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,7 +23,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_datetime64_any_dtype, is_numeric_dtype
 
-from backtests._files import remove_stale_temporaries, temporary_name
+from backtests._files import remove_stale_temporaries, sha256_file, temporary_name
 from data.frame import DataError
 
 Frame = pd.DataFrame | pd.Series
@@ -184,14 +183,6 @@ def write_parquet(df: pd.DataFrame, path: Path) -> None:
     dictionary = [c for c, t in df.dtypes.items()
                   if not (is_numeric_dtype(t) or is_datetime64_any_dtype(t))]
     df.to_parquet(path, engine="pyarrow", index=True, use_dictionary=dictionary)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def save_folder(directory: str | os.PathLike[str], manifest_name: str, manifest: dict[str, Any],
