@@ -424,8 +424,8 @@ def test_why_names_the_tag_rsi_and_the_last_event_within_30_bars():
     })
     result = result.replace(events=ev)
     rsi = result.indicators["rsi"].to_numpy()
-    trades = pd.DataFrame({"tag": ["dip", None, "late"], "signal_bar": [112, 155, 290],
-                           "entry_bar": [113, 156, 291]})
+    trades = pd.DataFrame({"tag": ["dip", None, "late", None], "signal_bar": [112, 155, 290, 161],
+                           "entry_bar": [113, 156, 291, 162]})
     why = chart_data._why(result, trades)
     assert why == [
         f"signal: dip; RSI {rsi[112]:.1f} at the signal close; last S/R event: support to "
@@ -433,6 +433,8 @@ def test_why_names_the_tag_rsi_and_the_last_event_within_30_bars():
         f"RSI {rsi[155]:.1f} at the signal close; last S/R event: resistance to support zone "
         "$200–$210 (5 bars before)",
         f"signal: late; RSI {rsi[290]:.1f} at the signal close",  # event 130 bars old
+        f"RSI {rsi[161]:.1f} at the signal close; last S/R event: retest, confirmed by "
+        "rejection (1 bar before)",  # a retest has no flip kind: its own kind, not "nan"
     ]
     # without a signal bar the bar before the entry is the signal bar
     assert chart_data._why(result, trades.drop(columns="signal_bar").head(1)) == why[:1]

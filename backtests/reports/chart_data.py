@@ -264,7 +264,9 @@ def _why(result: BacktestResult, trades: pd.DataFrame) -> list[str]:
             parts.append(f"RSI {rsi[sb]:.1f} at the signal close")
         if has_ev and k >= 0 and sb - ev_bars[k] <= 30:
             e = rows[int(k)]
-            kind = str(e.get("flip_kind") or e["kind"]).replace("_", " ")
+            # A retest has no flip kind: the categorical's missing value is NaN, which is truthy.
+            fk = e.get("flip_kind")
+            kind = str(e["kind"] if is_missing(fk) else fk).replace("_", " ")
             zone = ""
             if not is_missing(e.get("level_low")) and not is_missing(e.get("level_high")):
                 zone = f" zone ${float(e['level_low']):,.0f}–${float(e['level_high']):,.0f}"
