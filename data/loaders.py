@@ -54,6 +54,7 @@ import re
 import select
 import stat
 import sys
+import warnings
 import zipfile
 import zlib
 from pathlib import Path
@@ -402,15 +403,20 @@ def _read_csv(
     """
     rows_skipped = list(range(skip)) + (skiprows or [])
     try:
-        df = pd.read_csv(
-            io.BytesIO(data),
-            skiprows=rows_skipped or None,
-            header=0 if header else None,
-            names=names,
-            index_col=False,
-            skip_blank_lines=False,
-            encoding="utf-8-sig",
-        )
+        with warnings.catch_warnings():
+            # pandas only warns when the first data row has more fields than the header (it
+            # drops them); _check_first_row below turns that into a DataError naming the row.
+            warnings.filterwarnings("ignore", "Length of header or names does not match",
+                                    pd.errors.ParserWarning)
+            df = pd.read_csv(
+                io.BytesIO(data),
+                skiprows=rows_skipped or None,
+                header=0 if header else None,
+                names=names,
+                index_col=False,
+                skip_blank_lines=False,
+                encoding="utf-8-sig",
+            )
     except pd.errors.EmptyDataError:
         raise DataError(
             "file is empty", source=name, hint="fetch or export the file again"
