@@ -64,8 +64,9 @@ CASH = 10_000.0
 CHECK = [(14, 30.0, 70.0), (7, 20.0, 80.0), (21, 35.0, 65.0), (10, 25.0, 75.0)]
 
 
-class RsiRule(Strategy):
-    """RSI crosses back above oversold -> long next open; RSI > overbought -> exit next open."""
+class RsiRulePerSet(Strategy):
+    """RSI crosses back above oversold -> long next open; RSI > overbought -> exit next open.
+    Signals one parameter set at a time (a strategy without the batch hook)."""
 
     name = "rsi_rule"
     params: ClassVar[dict[str, Param]] = {
@@ -76,13 +77,37 @@ class RsiRule(Strategy):
 
     def signals(self, df: pd.DataFrame) -> Signals:
         # indicators.rsi is talib.RSI bit for bit; in a sweep each period's RSI is computed
-        # once and shared by the sets with that period (indicators.memo), as vectorbt's users
-        # compute one RSI per period for all threshold columns.
+        # once and shared by the sets with that period (indicators.memo).
         rsi = ind_rsi(df["close"].to_numpy(), self.p.period)
         prev = np.r_[np.nan, rsi[:-1]]
         cross = (rsi > self.p.oversold) & (prev <= self.p.oversold)
         return Signals.from_entries(np.where(cross, 1, 0),
                                     exit=(rsi > self.p.overbought) & ~cross)
+
+
+class RsiRule(RsiRulePerSet):
+    """:class:`RsiRulePerSet` with the batch hook a sweep uses, as vectorbt's users write their
+    grids: one RSI per period and one cross per (period, oversold) for all the sets of a chunk,
+    the overbought exits compared on top. Same signals as :meth:`RsiRulePerSet.signals`."""
+
+    @classmethod
+    def signals_many(cls, df: pd.DataFrame, strategies: list[Strategy]) -> list[Signals]:
+        close = df["close"].to_numpy()
+        rsis: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        crosses: dict[tuple[int, float], np.ndarray] = {}
+        out = []
+        for s in strategies:
+            p = s.p
+            if p.period not in rsis:
+                rsi = ind_rsi(close, p.period)
+                rsis[p.period] = rsi, np.r_[np.nan, rsi[:-1]]
+            rsi, prev = rsis[p.period]
+            if (p.period, p.oversold) not in crosses:
+                crosses[p.period, p.oversold] = (rsi > p.oversold) & (prev <= p.oversold)
+            cross = crosses[p.period, p.oversold]
+            # a bool entry is +1 where True: the same codes as np.where(cross, 1, 0)
+            out.append(Signals.from_entries(cross, exit=(rsi > p.overbought) & ~cross))
+        return out
 
 
 def best_of(fn, repeat: int = 3) -> tuple[float, object]:

@@ -31,7 +31,7 @@ import difflib
 import functools
 import math
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -467,6 +467,12 @@ class Strategy:
         for method in ("signals", "indicators"):
             if method in cls.__dict__:
                 setattr(cls, method, _on_canonical(cls.__dict__[method]))
+        many = cls.__dict__.get("signals_many")
+        if many is not None:
+            if not isinstance(many, classmethod):
+                raise TypeError(f"{cls.__name__}.signals_many must be a classmethod "
+                                "(it receives the class and a list of strategies)")
+            cls.signals_many = classmethod(_on_canonical(many.__func__))
 
     def signals_on_canonical(self, df: pd.DataFrame) -> Signals:
         """:meth:`signals` for a frame the caller has already made canonical (a sweep checks its
@@ -474,6 +480,40 @@ class Strategy:
         than a simple strategy's signals (measured ~130 us of ~230 us per call)."""
         method = type(self).signals
         return getattr(method, "__wrapped__", method)(self, df)
+
+    @classmethod
+    @_on_canonical
+    def signals_many(cls, df: pd.DataFrame, strategies: Sequence[Strategy]) -> list[Signals]:
+        """The signals of several parameter sets of this strategy on one frame: one
+        :class:`Signals` per element of ``strategies`` (instances of this class, their parameters
+        validated as ``cls(**params)`` does: read them as ``s.p.<name>``), in the same order.
+
+        Sweeps hand their parameter sets to this hook in chunks. By default it calls each
+        strategy's :meth:`signals`; a strategy whose sets can share work (one indicator per
+        period, the thresholds compared on top, as vectorbt's columns do) overrides it as a
+        classmethod. The override must return for each set exactly what :meth:`signals` returns
+        for it (``tests/test_sweep_exact.py`` holds the built-in overrides to that); arrays may
+        be shared between the returned :class:`Signals` (the sweep does not modify them). A
+        subclass that overrides :meth:`signals` again does not inherit a parent's override
+        (:meth:`signals_many_on_canonical` then falls back to the default). ``df`` is
+        canonical, as for :meth:`signals`.
+        """
+        return [s.signals_on_canonical(df) for s in strategies]
+
+    @classmethod
+    def signals_many_on_canonical(cls, df: pd.DataFrame, strategies: Sequence[Strategy]
+                                  ) -> list[Signals]:
+        """:meth:`signals_many` for a frame the caller has already made canonical (as
+        :meth:`signals_on_canonical`). An override defined above the class that last overrides
+        :meth:`signals` in the method resolution order is not used (its signals would be the
+        parent's): each set's :meth:`signals` is called instead."""
+        mro = cls.__mro__
+        many_owner = next(k for k in mro if "signals_many" in k.__dict__)
+        sig_owner = next((k for k in mro if "signals" in k.__dict__), Strategy)
+        if many_owner is Strategy or mro.index(many_owner) > mro.index(sig_owner):
+            return [s.signals_on_canonical(df) for s in strategies]
+        method = many_owner.__dict__["signals_many"].__func__
+        return getattr(method, "__wrapped__", method)(cls, df, strategies)
 
     def __init__(self, **params: Any) -> None:
         if not params.keys() <= self.params.keys():

@@ -32,9 +32,11 @@ from backtests.tuning.evaluate import (
     BacktestPayload,
     checked_signals,
     evaluate_backtest,
+    evaluate_backtests,
     raw_metrics,
     window_metrics,
 )
+from backtests.tuning.executors import SweepError
 from backtests.tuning.overfit import _cscv_blocks, _cscv_keyed  # compared with each other
 from backtests.tuning.space import grid
 from backtests.tuning.sweep import results_table, run_sweep, selection_statistics
@@ -64,6 +66,26 @@ class RsiRule(Strategy):
                                     stop=close * 0.92, exits=exits)
 
 
+class RsiRuleBatch(RsiRule):
+    """:class:`RsiRule` with the batch hook: one RSI per period, one cross per (period,
+    oversold) and one stop array for every set of the chunk (arrays shared between sets)."""
+
+    @classmethod
+    def signals_many(cls, df: pd.DataFrame, strategies: list[Strategy]) -> list[Signals]:
+        close = df["close"].to_numpy()
+        stop = close * 0.92
+        out: list = [None] * len(strategies)
+        for period in sorted({s.p.period for s in strategies}, reverse=True):  # not set order
+            r = rsi(close, period)
+            prev = np.r_[np.nan, r[:-1]]
+            for i, p in ((i, s.p) for i, s in enumerate(strategies) if s.p.period == period):
+                cross = (r > p.oversold) & (prev <= p.oversold)
+                exits = ExitRules(partial_pct=0.06, partial_size=0.5) if p.partial else None
+                out[i] = Signals.from_entries(cross, exit=(r > p.overbought) & ~cross,
+                                              stop=stop, exits=exits)
+        return out
+
+
 def _nan_equal(a: object, b: object) -> bool:
     if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
         return True
@@ -86,13 +108,15 @@ def _straightforward(df: pd.DataFrame, space: list[dict], cfg: BacktestConfig
     return rows, np.column_stack(returns)
 
 
-def test_sweep_equals_each_set_run_on_its_own(btc_daily: pd.DataFrame) -> None:
+@pytest.mark.parametrize("strategy", [RsiRule, RsiRuleBatch])
+def test_sweep_equals_each_set_run_on_its_own(btc_daily: pd.DataFrame, strategy: type) -> None:
     cfg = BacktestConfig(cash=10_000.0, commission=0.001, mode="long")
     # periods repeat across thresholds, so the sweep shares RSIs; partial exits take the
-    # metrics path that folds positions
+    # metrics path that folds positions (sets with exit rules are simulated one by one in a
+    # chunk, the others together); RsiRuleBatch computes a chunk's signals in one call
     space = grid({"period": [7, 14, 21], "oversold": [25.0, 30.0, 35.0],
                   "overbought": [65.0, 75.0], "partial": [False, True]})
-    res = run_sweep(btc_daily, RsiRule, space, cfg, executor="serial", top=0)
+    res = run_sweep(btc_daily, strategy, space, cfg, executor="serial", top=0)
     rows, returns = _straightforward(btc_daily, space, cfg)
     assert min(r["n_trades"] for r in rows) >= 5
     ref_table = pd.DataFrame([{"trial": i, **p, **r} for i, (p, r)
@@ -202,3 +226,100 @@ def test_results_table_by_columns_equals_row_by_row() -> None:
     assert mixed["trial"].tolist() == [1, 0] and math.isnan(mixed["b"].iloc[1])
     with pytest.raises(ValueError, match="one each per set"):
         results_table(params, metrics[:2], "sharpe")
+
+
+@pytest.mark.parametrize("start", [0, 900])
+def test_batch_hook_gives_each_sets_own_signals_and_figures(btc_daily: pd.DataFrame,
+                                                            start: int) -> None:
+    cfg = BacktestConfig(cash=10_000.0, commission=0.001, mode="long")
+    space = grid({"period": [7, 14], "oversold": [25.0, 30.0], "overbought": [65.0, 75.0],
+                  "partial": [False, True]})
+    pay = BacktestPayload(df=btc_daily, strategy_cls=RsiRuleBatch, config=cfg, start=start,
+                          end=2900, keep_returns=True)
+    frame = pay.frame()
+    strategies = [RsiRuleBatch(**p) for p in space]
+    many = RsiRuleBatch.signals_many(frame, strategies)
+    for s, sig in zip(strategies, many, strict=True):  # the hook is each set's signals()
+        one = s.signals(frame)
+        for name in ("entry", "exit", "stop", "target"):
+            np.testing.assert_array_equal(getattr(sig, name), getattr(one, name))
+    kept = [sig.entry.copy() for sig in many]
+    rows = evaluate_backtests(pay, space)
+    alone = [evaluate_backtest(BacktestPayload(df=btc_daily, strategy_cls=RsiRule, config=cfg,
+                                               start=start, end=2900, keep_returns=True), p)
+             for p in space]
+    assert [r.keys() for r in rows] == [r.keys() for r in alone]
+    for got, ref in zip(rows, alone, strict=True):
+        np.testing.assert_array_equal(got.pop("_returns"), ref.pop("_returns"))
+        assert got == pytest.approx(ref, rel=0, abs=0, nan_ok=True)
+        assert [type(v) for v in got.values()] == [type(v) for v in ref.values()]
+    # the warm-up cut works on the sweep's copies: the hook's (shared) arrays are untouched
+    again = RsiRuleBatch.signals_many(frame, strategies)
+    for k, sig in zip(kept, again, strict=True):
+        np.testing.assert_array_equal(k, sig.entry)
+
+
+class _BadHook(RsiRule):
+    """A batch hook returning one Signals too few, or an entry code 2 for overbought 75."""
+
+    name = "bad_hook"
+    mode = "short"
+
+    @classmethod
+    def signals_many(cls, df: pd.DataFrame, strategies: list[Strategy]) -> list[Signals]:
+        out = [s.signals(df) for s in strategies]
+        if cls.mode == "short":
+            return out[:-1]
+        for s, sig in zip(strategies, out, strict=True):
+            if s.p.overbought == 75.0:
+                sig.entry[100] = 2
+        return out
+
+
+def test_a_wrong_batch_hook_is_a_clear_error(btc_daily: pd.DataFrame) -> None:
+    cfg = BacktestConfig(cash=10_000.0, commission=0.001, mode="long")
+    space = grid({"period": [7, 14], "overbought": [65.0, 75.0]})
+    with pytest.raises(SweepError, match=r"each of them succeeds on its own\): ValueError: "
+                                         r"_BadHook.signals_many returned 3 values for 4 "
+                                         r"parameter sets"):
+        run_sweep(btc_daily, _BadHook, space, cfg, executor="serial", top=0)
+
+    class Invalid(_BadHook):
+        mode = "invalid"
+
+    with pytest.raises(SweepError, match=r"signals_many: the signals of parameters "
+                                         r"\{'period': 7, 'overbought': 75.0\}: Signals.entry "
+                                         r"must be -1, 0 or \+1; bar 100 holds 2"):
+        run_sweep(btc_daily, Invalid, space, cfg, executor="serial", top=0)
+
+    class Raising(RsiRule):
+        def signals(self, df: pd.DataFrame) -> Signals:
+            if self.p.period == 9:
+                raise ValueError("no signals for period 9")
+            return super().signals(df)
+
+    # a set whose own signals() fails (in the default hook) is named as before
+    with pytest.raises(SweepError, match=r"evaluation failed for parameters \{'period': 9\}: "
+                                         r"ValueError: no signals for period 9"):
+        run_sweep(btc_daily, Raising, [{"period": 7}, {"period": 9}], cfg, executor="serial",
+                  top=0)
+
+
+def test_batch_hook_declaration_and_inheritance(btc_daily: pd.DataFrame) -> None:
+    with pytest.raises(TypeError, match="signals_many must be a classmethod"):
+        type("NotClassmethod", (RsiRule,), {"signals_many": lambda cls, df, s: []})
+
+    class OwnSignals(RsiRuleBatch):  # signals() changed below the hook: the hook is not used
+        def signals(self, df: pd.DataFrame) -> Signals:
+            return Signals.from_entries(np.zeros(len(df), dtype=int))
+
+    frame = BacktestPayload(df=btc_daily, strategy_cls=OwnSignals, config=BacktestConfig()
+                            ).frame()
+    sigs = OwnSignals.signals_many_on_canonical(frame, [OwnSignals(period=9)])
+    assert not sigs[0].entry.any()
+    # called by hand on a frame that is not canonical (capitalised columns, naive index)
+    raw = btc_daily.rename(columns=str.capitalize)
+    raw.index = raw.index.tz_localize(None)
+    for cls in (RsiRule, RsiRuleBatch):
+        [sig] = cls.signals_many(raw, [cls(period=9)])
+        np.testing.assert_array_equal(sig.entry, RsiRule(period=9).signals(btc_daily).entry)

@@ -120,7 +120,14 @@ def test_each_test_window_is_simulated_once(monkeypatch: pytest.MonkeyPatch) -> 
         runs.append(len(inp.entry))
         return kernel(inp)
 
+    together = evaluate._simulate_sets  # a chunk's sets simulated in one compiled call
+
+    def counted_sets(template, entries, *args):  # type: ignore[no-untyped-def]
+        runs.extend([entries.shape[1]] * entries.shape[0])
+        return together(template, entries, *args)
+
     monkeypatch.setattr(evaluate, "simulate_nb", counted)
+    monkeypatch.setattr(evaluate, "_simulate_sets", counted_sets)
     wf = walk_forward(_toy_frame(), RsiRule, SPACE, train=120, test=60, executor="serial")
     n_win, n_sets = len(wf.windows), 8
     # Per window: one run per parameter set on the training window, one on the test window

@@ -1,10 +1,17 @@
 """A backtest as an evaluation function for sweeps: the payload shipped once to every worker,
 one parameter set run through the fast kernel on a window, and its metrics (computed by
-:func:`backtests.metrics.core_metrics`, the same code as a full result's)."""
+:func:`backtests.metrics.core_metrics`, the same code as a full result's).
+
+:func:`evaluate_backtests` does the same for a chunk of parameter sets at once (what the
+executors call, as ``evaluate_backtest.many``): the strategy's
+:meth:`~strategies.base.Strategy.signals_many` hook gives every set's signals in one call, and
+one compiled call simulates the sets and computes their figures, with the same results as
+evaluating each set on its own."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,6 +23,7 @@ from backtests.engines.fast import (
     OPEN_EXIT_CODES,
     R_PARTIAL,
     RAW_COLUMNS,
+    KernelInputs,
     Market,
     kernel_inputs,
     market_arrays,
@@ -151,7 +159,12 @@ def window_signals(strategy: Any, df: pd.DataFrame, start: int) -> Any:
     """The strategy's validated signals on ``df`` with entries and exits before bar
     ``start - 1`` removed (warm-up bars: indicators see them, the account does not trade).
     ``df`` must be canonical (:meth:`BacktestPayload.frame` is)."""
-    sig = checked_signals(strategy.signals_on_canonical(df), len(df))
+    return _from_window(checked_signals(strategy.signals_on_canonical(df), len(df)), start)
+
+
+def _from_window(sig: Signals, start: int) -> Signals:
+    """Validated ``sig`` with its entries and exits before bar ``start - 1`` removed (copies:
+    the arrays may be shared with other parameter sets)."""
     cut = max(start - 1, 0)
     if cut:
         sig.entry = sig.entry.copy()
@@ -162,21 +175,35 @@ def window_signals(strategy: Any, df: pd.DataFrame, start: int) -> Any:
 
 
 @njit(cache=True)
-def _valid_values(entry: np.ndarray, stop: np.ndarray, target: np.ndarray
-                  ) -> bool:  # pragma: no cover - compiled
-    """Every entry in -1..+1 and every stop and target a positive finite price or NaN: the
-    value checks of :meth:`Signals.validate`. One branch-free loop per array (they vectorise:
-    ~1.7 instead of ~3.2 us on 3,243 bars with the three checked in one loop); ``x - x`` is
-    NaN for an infinity (and for NaN, which ``x == x`` lets through)."""
+def _valid_codes(entry: np.ndarray) -> bool:  # pragma: no cover - compiled
+    """Every entry in -1..+1 (:meth:`Signals.validate`'s value check of ``entry``). A
+    branch-free loop, which vectorises."""
     bad = 0
     for i in range(len(entry)):
         e = entry[i]
         bad += (e < -1) | (e > 1)
-    for prices in (stop, target):
-        for i in range(len(prices)):
-            x = prices[i]
-            bad += (x <= 0.0) | ((x - x != 0.0) & (x == x))
     return bad == 0
+
+
+#: :func:`_price_state`'s answers.
+_BAD_PRICE, _NO_PRICE, _PRICED = 0, 1, 2
+
+
+@njit(cache=True)
+def _price_state(prices: np.ndarray) -> int:  # pragma: no cover - compiled
+    """:data:`_BAD_PRICE` when a value is neither a positive finite price nor NaN (the check of
+    :meth:`Signals.validate`), else :data:`_NO_PRICE` when every value is NaN (no stop or
+    target at all) or :data:`_PRICED`. One branch-free loop (it vectorises); ``x - x`` is NaN
+    for an infinity (and for NaN, which ``x == x`` lets through)."""
+    bad = 0
+    priced = 0
+    for i in range(len(prices)):
+        x = prices[i]
+        bad += (x <= 0.0) | ((x - x != 0.0) & (x == x))
+        priced += x == x
+    if bad:
+        return _BAD_PRICE
+    return _PRICED if priced else _NO_PRICE
 
 
 def _fits(arr: Any, dtype: type, n: int) -> bool:
@@ -192,7 +219,8 @@ def checked_signals(sig: Signals, n: int) -> Signals:
     if (sig.exits is None and sig.tags is None and int(sig.max_bars) >= 0
             and _fits(sig.entry, np.int8, n) and _fits(sig.exit, np.bool_, n)
             and _fits(sig.stop, np.float64, n) and _fits(sig.target, np.float64, n)
-            and _valid_values(sig.entry, sig.stop, sig.target)):
+            and _valid_codes(sig.entry) and _price_state(sig.stop) != _BAD_PRICE
+            and _price_state(sig.target) != _BAD_PRICE):
         return Signals(entry=sig.entry, exit=sig.exit, stop=sig.stop, target=sig.target,
                        max_bars=int(sig.max_bars), indicators=sig.indicators)
     return sig.validate(n)
@@ -317,3 +345,175 @@ def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any
     """Evaluation function of backtest sweeps: :func:`window_metrics` of one parameter set."""
     equity, raw, _ = simulate_window(payload, params)
     return window_metrics(payload, equity, raw)
+
+
+@njit(cache=True, error_model="numpy")
+def _simulate_sets(template: KernelInputs, entries: np.ndarray, exits: np.ndarray,
+                   prices: np.ndarray, stop_row: np.ndarray, target_row: np.ndarray,
+                   max_bars: np.ndarray, lo: int, at_open_codes: np.ndarray, keep_returns: bool,
+                   no_times: np.ndarray, equity: np.ndarray, figures: np.ndarray,
+                   n_trades: np.ndarray, partial: np.ndarray, returns: np.ndarray
+                   ) -> None:  # pragma: no cover - compiled
+    """:func:`simulate_nb` and :func:`_lean_pass` for each row ``i`` of ``entries`` and
+    ``exits`` (signals without exit rules: stop ``prices[stop_row[i]]``, target
+    ``prices[target_row[i]]``, time stop ``max_bars[i]``; the market and the account from
+    ``template``), in one call: a sweep's sets cost the kernel and the metrics pass, not a
+    Python call of each (typing the kernel's inputs alone is ~7 us a call).
+
+    Writes row ``i`` of ``equity`` (the curve), ``figures`` (``_lean_pass``'s 11 values),
+    ``n_trades``, ``partial`` (then the other figures are not to be used) and, with
+    ``keep_returns``, ``returns`` (the per-bar returns from bar ``lo``)."""
+    t = template
+    for i in range(entries.shape[0]):
+        inp = KernelInputs(t.market, entries[i], exits[i], prices[stop_row[i]],
+                           prices[target_row[i]], None, max_bars[i], t.cash, t.commission,
+                           t.slippage, t.leverage, t.maintenance_margin, t.liquidation_fee,
+                           t.sizing, t.size, t.mode)
+        eq, raw = simulate_nb(inp)
+        equity[i] = eq
+        part, passed, n_t, rets = _lean_pass(eq[lo:], raw, lo, at_open_codes, keep_returns,
+                                             no_times)
+        partial[i] = part
+        n_trades[i] = n_t
+        (figures[i, 0], figures[i, 1], figures[i, 2], figures[i, 3], figures[i, 4],
+         figures[i, 5], figures[i, 6], figures[i, 7], figures[i, 8], figures[i, 9],
+         figures[i, 10]) = passed
+        if keep_returns:
+            returns[i] = rets
+
+
+def evaluate_backtests(payload: BacktestPayload, param_sets: Sequence[Params]
+                       ) -> list[dict[str, Any]]:
+    """:func:`evaluate_backtest` of each parameter set, computed together: the same dicts, in
+    order, bit for bit.
+
+    The strategies are built (and their parameters checked) one by one; their signals come
+    from one call of the strategy class's :meth:`~strategies.base.Strategy.signals_many` (each
+    set's own :meth:`~strategies.base.Strategy.signals` unless the class shares work between
+    sets); the sets without exit rules or tags are simulated and measured by one compiled
+    call (:func:`_simulate_sets`), the others one by one. A user's backtrader strategy runs
+    set by set on backtrader.
+
+    Raises:
+        ValueError: the hook returned the wrong number of signals, something that is not
+            :class:`Signals`, or invalid signals (naming the parameter set).
+    """
+    cls = payload.strategy_cls
+    if issubclass(cls, BacktraderStrategy):
+        return [evaluate_backtest(payload, p) for p in param_sets]
+    strategies = [cls(**p) for p in param_sets]
+    frame = payload.frame()
+    n = len(frame)
+    with sharing(payload.memo()):
+        sigs = cls.signals_many_on_canonical(frame, strategies)
+    name = f"{cls.__name__}.signals_many"
+    if not isinstance(sigs, list | tuple) or len(sigs) != len(strategies):
+        got = f"{len(sigs)} values" if isinstance(sigs, list | tuple) else type(sigs).__name__
+        raise ValueError(f"{name} returned {got} for {len(strategies)} parameter sets: "
+                         "give a list of one Signals per strategy, in their order")
+    out: list[dict[str, Any] | None] = [None] * len(sigs)
+    together: list[int] = []
+    states: dict[int, int] = {}  # id(price array) -> its row in `prices` (-1: bad values)
+    prices: list[np.ndarray] = []
+    entries, exits, stop_row, target_row, max_bars = [], [], [], [], []
+
+    def row(arr: np.ndarray) -> int:
+        key = id(arr)  # the Signals hold their arrays until the end: ids stay theirs
+        r = states.get(key)
+        if r is None:
+            state = _price_state(arr)
+            r = -1 if state == _BAD_PRICE else 0 if state == _NO_PRICE else len(prices) + 1
+            if state == _PRICED:
+                prices.append(arr)
+            states[key] = r
+        return r
+
+    codes_ok: dict[int, bool] = {}
+    for i, sig in enumerate(sigs):
+        if not isinstance(sig, Signals):
+            raise ValueError(f"{name} returned a {type(sig).__name__} for parameters "
+                             f"{param_sets[i]}: a Signals was expected")
+        if not (sig.exits is None and sig.tags is None and isinstance(sig.max_bars, int)
+                and sig.max_bars >= 0 and _fits(sig.entry, np.int8, n)
+                and _fits(sig.exit, np.bool_, n) and _fits(sig.stop, np.float64, n)
+                and _fits(sig.target, np.float64, n)):
+            out[i] = _evaluate_signals(payload, sig, param_sets[i], name)
+            continue
+        ok = codes_ok.get(id(sig.entry))
+        if ok is None:
+            ok = codes_ok[id(sig.entry)] = _valid_codes(sig.entry)
+        s_row, t_row = row(sig.stop), row(sig.target)
+        if not ok or s_row < 0 or t_row < 0:  # validate() names the array and the bar
+            out[i] = _evaluate_signals(payload, sig, param_sets[i], name)
+            continue
+        together.append(i)
+        entries.append(sig.entry)
+        exits.append(sig.exit)
+        stop_row.append(s_row)
+        target_row.append(t_row)
+        max_bars.append(sig.max_bars)
+    if together:
+        _evaluate_together(payload, together, entries, exits, prices, stop_row, target_row,
+                           max_bars, out)
+    return out  # type: ignore[return-value]
+
+
+def _evaluate_signals(payload: BacktestPayload, sig: Signals, params: Params, hook: str
+                      ) -> dict[str, Any]:
+    """:func:`window_metrics` of one set's signals (from ``hook``), simulated on their own."""
+    try:
+        sig = _from_window(checked_signals(sig, len(payload.frame())), payload.start)
+    except (ValueError, TypeError) as exc:
+        raise type(exc)(f"{hook}: the signals of parameters {params}: {exc}") from None
+    equity, raw = simulate_nb(kernel_inputs(payload.market(), sig, payload.config))
+    return window_metrics(payload, equity, raw)
+
+
+def _evaluate_together(payload: BacktestPayload, together: list[int], entries: list,
+                       exits: list, prices: list, stop_row: list, target_row: list,
+                       max_bars: list, out: list) -> None:
+    """Fill ``out[i]`` for each ``i`` of ``together`` (validated signals without exit rules)
+    from one :func:`_simulate_sets` call."""
+    n = len(payload.frame())
+    k = len(together)
+    entry = np.stack(entries)  # copies: the hook's arrays stay as they were
+    exit_ = np.stack(exits)
+    cut = max(payload.start - 1, 0)
+    if cut:  # warm-up bars: no trading
+        entry[:, :cut] = 0
+        exit_[:, :cut] = False
+    nothing = np.empty(n)
+    nothing.fill(np.nan)
+    price_rows = np.stack([nothing, *prices])
+    lo = payload.first
+    years, ppy = payload.span()
+    cash = float(payload.config.cash)
+    keep = payload.keep_returns
+    template = kernel_inputs(payload.market(), Signals(entry=entry[0], exit=exit_[0],
+                                                       stop=nothing, target=nothing),
+                             payload.config)
+    equity = np.empty((k, n))
+    figures = np.empty((k, 11))
+    n_trades = np.empty(k, dtype=np.int64)
+    partial = np.empty(k, dtype=np.bool_)
+    returns = np.empty((k, n - lo - 1 if keep and n > lo else 0))
+    _simulate_sets(template, entry, exit_, price_rows, np.array(stop_row, dtype=np.int64),
+                   np.array(target_row, dtype=np.int64), np.array(max_bars, dtype=np.int64),
+                   lo, _AT_OPEN, keep, NO_TIMES, equity, figures, n_trades, partial, returns)
+    for j, i in enumerate(together):
+        eq = equity[j, lo:]
+        if partial[j]:  # positions to fold first: the general path
+            raw = simulate_nb(template._replace(entry=entry[j], exit=exit_[j],
+                                                stop=price_rows[stop_row[j]],
+                                                target=price_rows[target_row[j]],
+                                                max_bars=int(max_bars[j])))[1]
+            out[i] = window_metrics(payload, equity[j], raw)
+            continue
+        row = core_figures(figures[j].tolist(), eq, years, ppy, cash, int(n_trades[j]))
+        if keep:
+            row["_returns"] = returns[j]
+        out[i] = row
+
+
+# The executors hand whole chunks of parameter sets to this (backtests.tuning.executors).
+evaluate_backtest.many = evaluate_backtests  # type: ignore[attr-defined]

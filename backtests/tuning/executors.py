@@ -12,6 +12,11 @@ configuration) is shipped once per worker, never per task:
 
 Results are keyed by the parameter set's position in the space, so they are identical whatever the
 executor, the number of workers or the chunk size.
+
+An evaluation function may carry a ``many`` attribute, ``many(payload, [params, ...]) -> [dict,
+...]``, that evaluates a whole chunk at once with the same results (``evaluate_backtest.many``
+computes the chunk's signals in one call of the strategy's ``signals_many`` hook and simulates
+the sets in one compiled call); the executors then call it once per chunk.
 """
 
 from __future__ import annotations
@@ -42,6 +47,26 @@ Chunk = list[tuple[int, Params]]
 
 
 def _eval_chunk(evaluate: Evaluate, payload: Any, chunk: Chunk) -> list[tuple[int, dict]]:
+    """``[(index, evaluate(payload, params)) ...]`` for a chunk: through ``evaluate.many`` when
+    the function has one (the whole chunk in one call, see the module docstring). When that
+    fails, the sets are evaluated one by one, so that an error names the parameter set it
+    comes from; if each of them succeeds alone, the batch's own error is raised.
+
+    Raises:
+        SweepError: an evaluation failed (naming the parameters and the original error).
+    """
+    many = getattr(evaluate, "many", None)
+    failed: Exception | None = None
+    if many is not None and chunk:
+        try:
+            results = many(payload, [params for _, params in chunk])
+        except Exception as exc:  # find the set at fault below, one by one
+            failed = exc
+        else:
+            if len(results) != len(chunk):
+                raise SweepError(f"{getattr(many, '__name__', many)} returned {len(results)} "
+                                 f"results for {len(chunk)} parameter sets")
+            return [(idx, res) for (idx, _), res in zip(chunk, results, strict=True)]
     out = []
     for idx, params in chunk:
         try:
@@ -49,6 +74,10 @@ def _eval_chunk(evaluate: Evaluate, payload: Any, chunk: Chunk) -> list[tuple[in
         except Exception as exc:  # carry the parameters that failed, as a picklable error
             raise SweepError(f"evaluation failed for parameters {params}: "
                              f"{type(exc).__name__}: {exc}") from None
+    if failed is not None:
+        raise SweepError(f"evaluation failed for the {len(chunk)} parameter sets from "
+                         f"{chunk[0][1]} evaluated together (each of them succeeds on its own): "
+                         f"{type(failed).__name__}: {failed}")
     return out
 
 
