@@ -15,9 +15,40 @@ from strategies.base import ExitRules, Param, ParamConflict, Signals, Strategy
 from strategies.plan import PLAN_PARAMS, level_param, plan
 
 
-def _rolling_any(x: np.ndarray, window: int) -> np.ndarray:
+def rolling_any(x: np.ndarray, window: int) -> np.ndarray:
     """True where ``x`` was True on this bar or any of the ``window - 1`` bars before (causal)."""
-    return pd.Series(x).rolling(window, min_periods=1).max().to_numpy().astype(bool)
+    x = np.asarray(x, dtype=bool)
+    out = x.copy()
+    if window <= ROLLING_SHIFTS:  # one bool pass per bar of the window: no int/float temporaries
+        for k in range(1, min(window, len(x))):
+            out[k:] |= x[:-k]
+        return out
+    count = np.cumsum(x, dtype=np.int64)
+    out[window:] = count[window:] > count[:-window]
+    out[:window] = count[:window] > 0
+    return out
+
+
+#: Windows up to this many bars are OR-ed shift by shift in :func:`rolling_any`; longer ones
+#: use a running count (one 8-byte temporary per bar instead of ``window`` passes).
+ROLLING_SHIFTS = 16
+
+
+def window_rows(bars: np.ndarray, window: int) -> np.ndarray:
+    """Bar positions of each of ``bars``' windows (``window`` bars ending at it; a window
+    reaching before bar 0 repeats bar 0, which is in it)."""
+    return np.maximum(bars[:, None] - np.arange(window), 0)
+
+
+def window_any(x: np.ndarray, bars: np.ndarray, window: int) -> np.ndarray:
+    """:func:`rolling_any` of ``x`` on ``bars`` only (one value per bar of ``bars``)."""
+    return x[window_rows(bars, window)].any(axis=1)
+
+
+def window_min(x: np.ndarray, bars: np.ndarray, window: int) -> np.ndarray:
+    """The lowest of ``x`` over the ``window`` bars ending at each of ``bars`` (NaN skipped,
+    as pandas' rolling minimum with ``min_periods=1`` does; NaN when all are NaN)."""
+    return np.fmin.reduce(x[window_rows(bars, window)], axis=1)
 
 
 class OversoldBounce(Strategy):
@@ -110,8 +141,6 @@ class OversoldBounce(Strategy):
         low = df["low"].to_numpy()
         rsi = f["rsi"].to_numpy()
         atr = f["atr"].to_numpy()
-        prev_rsi = np.concatenate([[np.nan], rsi[:-1]])
-        prev_close = np.concatenate([[np.nan], close[:-1]])
 
         with np.errstate(invalid="ignore"):
             weak = rsi < (p.deep if p.require_deep else p.oversold)
@@ -119,46 +148,60 @@ class OversoldBounce(Strategy):
             near_wema = np.abs(f["dist_wema_pct"].to_numpy()) <= p.near_pct
             near = {"support": near_sup, "wema": near_wema,
                     "either": near_sup | near_wema}[p.near]
-            setup = _rolling_any(weak & near, p.setup_bars)
-            cross = (prev_rsi <= p.oversold) & (rsi > p.oversold)
-            bullish = (close > opn) & (close > prev_close)
+            setup = rolling_any(weak & near, p.setup_bars)
+            # against the bar before (none before bar 0: False there, as a NaN compares)
+            cross = np.zeros(n, dtype=bool)
+            cross[1:] = (rsi[:-1] <= p.oversold) & (rsi[1:] > p.oversold)
+            bullish = np.zeros(n, dtype=bool)
+            bullish[1:] = (close[1:] > opn[1:]) & (close[1:] > close[:-1])
         trig = {"cross": cross, "bullish_close": bullish, "either": cross | bullish}[p.trigger]
         go = setup & trig
 
-        # stop: under the setup window's low (or the support zone if that is lower), or under
-        # the support zone the trigger close sits on
-        win_low = pd.Series(low).rolling(p.setup_bars, min_periods=1).min().to_numpy()
-        sup_low = f["support_low"].to_numpy()
+        # Stop, plan and tags are worked out on the trigger bars only (a few % of bars; per-bar
+        # temporaries of them cost ~100 bytes per bar at the peak of a 1M-bar run, issue 17).
+        # Stop: under the setup window's low (or the support zone if that is lower), or under
+        # the support zone the trigger close sits on.
+        bars = np.flatnonzero(go)
+        sup_low = f["support_low"].to_numpy()[bars]
         if p.stop_at == "zone":
             base = sup_low
         else:
-            near_sup_win = _rolling_any(near_sup, p.setup_bars)
+            win_low = window_min(low, bars, p.setup_bars)
+            near_sup_win = window_any(near_sup, bars, p.setup_bars)
             base = np.where(near_sup_win & (sup_low < win_low), sup_low, win_low)
-        stop = base - p.stop_atr * atr
-        go &= np.isfinite(stop) & (stop > 0) & (stop < close)
+        stop = base - p.stop_atr * atr[bars]
+        keep = np.isfinite(stop) & (stop > 0) & (stop < close[bars])
+        bars, stop = bars[keep], stop[keep]
 
         zones = (zone_log(df, params=levels, flip_result=res)
-                 if p.target in ("level", "flipped") and go.any() else None)
+                 if p.target in ("level", "flipped") and len(bars) else None)
         del res  # its events are not needed any more (~40 bytes per bar less at the peak)
-        pl = plan(df, go, 1, stop, atr, p, levels, zones)
-        go &= pl.take
+        pl = plan(df, bars, 1, stop, atr, p, levels, zones)
+        taken = pl.taken
 
-        entry = np.where(go, 1, 0).astype(np.int8)
+        entry = np.zeros(n, dtype=np.int8)
+        entry[taken] = 1
         exit_ = (rsi > p.overbought) if p.exit_overbought else np.zeros(n, dtype=bool)
-        stop = np.where(go & p.use_stop, stop, np.nan)
+        stops = np.full(n, np.nan)
+        if p.use_stop:
+            stops[taken] = stop[pl.take]
         exits = None
         if p.stop_on == "close":  # wicks below the stop are tolerated, closes are not
-            stop, exits = np.full(n, np.nan), ExitRules(close_stop=stop)
-        target = np.where(go, pl.target, np.nan)
-        deep_now = _rolling_any(rsi < p.deep, p.setup_bars)
-        at_wema = _rolling_any(weak & near_wema, p.setup_bars)
-        at_sup = _rolling_any(weak & near_sup, p.setup_bars)
+            stops, exits = np.full(n, np.nan), ExitRules(close_stop=stops)
+        target = np.full(n, np.nan)
+        target[taken] = pl.target[pl.take]
+        deep_now = window_any(rsi < p.deep, taken, p.setup_bars)
+        at_wema = window_any(weak & near_wema, taken, p.setup_bars)
+        at_sup = window_any(weak & near_sup, taken, p.setup_bars)
         tags = np.full(n, None, dtype=object)
-        for b in np.flatnonzero(go):
-            where = " and ".join(w for w, ok in (("200w EMA", at_wema[b]), ("support", at_sup[b]))
+        for j, (b, why) in enumerate(zip(taken.tolist(), pl.why[pl.take].tolist(),
+                                         strict=True)):
+            where = " and ".join(w for w, ok in (("200w EMA", at_wema[j]), ("support", at_sup[j]))
                                  if ok)
-            tags[b] = (f"{'deeply_oversold' if deep_now[b] else 'oversold'} at {where} -> "
-                       f"{pl.why[b]}")
-        f["planned_rr"] = np.where(go, pl.rr, np.nan)
+            tags[b] = f"{'deeply_oversold' if deep_now[j] else 'oversold'} at {where} -> {why}"
+        rr = np.full(n, np.nan)
+        rr[taken] = pl.rr[pl.take]
+        f["planned_rr"] = rr
+        stop = stops
         return Signals(entry=entry, exit=exit_, stop=stop, target=target,
                        max_bars=p.max_bars, tags=tags, indicators=f, exits=exits)

@@ -109,36 +109,50 @@ class Breakdown(Strategy):
             down &= loud
             up &= loud
 
-        # stops beyond the flipped zone (NaN zone or ATR: no trade, the level is unknown)
+        # Stops beyond the flipped zone (NaN zone or ATR: no trade, the level is unknown).
+        # Worked out on the candidate bars only, as are the plans and everything after them:
+        # a few % of bars are candidates, and per-bar temporaries of stops, targets and
+        # reward:risk cost ~100 bytes per bar at the peak and their first-touch page faults
+        # grow faster than the bars on long frames (issue 17).
         far = p.stop_at == "zone_far"
-        stop_short = f["flipped_resistance_high" if far else "flipped_resistance_low"].to_numpy() \
-            + p.stop_atr * atr
-        stop_long = f["flipped_support_low" if far else "flipped_support_high"].to_numpy() \
-            - p.stop_atr * atr
-        down &= np.isfinite(stop_short) & (stop_short > close)
-        up &= np.isfinite(stop_long) & (stop_long < close) & ~down
+        n = len(close)
+        short_bars = np.flatnonzero(down)
+        stop_short = f["flipped_resistance_high" if far else "flipped_resistance_low"
+                       ].to_numpy()[short_bars] + p.stop_atr * atr[short_bars]
+        keep = np.isfinite(stop_short) & (stop_short > close[short_bars])
+        down[short_bars[~keep]] = False
+        short_bars, stop_short = short_bars[keep], stop_short[keep]
+        up &= ~down
+        long_bars = np.flatnonzero(up)
+        stop_long = f["flipped_support_low" if far else "flipped_support_high"
+                      ].to_numpy()[long_bars] - p.stop_atr * atr[long_bars]
+        keep = np.isfinite(stop_long) & (stop_long < close[long_bars])
+        long_bars, stop_long = long_bars[keep], stop_long[keep]
 
         zones = (zone_log(df, params=levels, flip_result=res)
                  if p.target in ("level", "flipped") else None)
         del res  # its events are not needed any more (~40 bytes per bar less at the peak)
-        short, long_ = plan_sides(df, [(down, -1, stop_short), (up, 1, stop_long)], atr, p,
-                                  levels, zones)
-        down &= short.take
-        up &= long_.take
+        short, long_ = plan_sides(df, [(short_bars, -1, stop_short), (long_bars, 1, stop_long)],
+                                  atr, p, levels, zones)
 
-        entry = np.zeros(len(close), dtype=np.int8)
-        entry[down] = -1
-        entry[up] = 1
-        stop = np.where(down, stop_short, np.where(up, stop_long, np.nan))
+        entry = np.zeros(n, dtype=np.int8)
+        stop = np.full(n, np.nan)
+        target = np.full(n, np.nan)
+        rr = np.full(n, np.nan)
+        tags = np.full(n, None, dtype=object)
+        label = "_confluence" if p.confluence_only else ""
+        for pl, code, stops, setup in ((short, -1, stop_short, "breakdown"),
+                                       (long_, 1, stop_long, "breakout")):
+            b = pl.taken
+            entry[b] = code
+            stop[b] = stops[pl.take]
+            target[b] = pl.target[pl.take]
+            rr[b] = pl.rr[pl.take]
+            for k, why in zip(b.tolist(), pl.why[pl.take].tolist(), strict=True):
+                tags[k] = f"{setup}{label} -> {why}"
         if not p.use_stop:
             stop[:] = np.nan
-        target = np.where(down, short.target, np.where(up, long_.target, np.nan))
-        label = "_confluence" if p.confluence_only else ""
-        tags = np.full(len(close), None, dtype=object)
-        for mask, setup, pl in ((down, "breakdown", short), (up, "breakout", long_)):
-            for b in np.flatnonzero(mask):
-                tags[b] = f"{setup}{label} -> {pl.why[b]}"
-        f["planned_rr"] = np.where(down, short.rr, np.where(up, long_.rr, np.nan))
+        f["planned_rr"] = rr
         exits = ExitRules(trail_atr=p.trail_atr, atr=atr) if p.trail_atr > 0 else None
-        return Signals(entry=entry, exit=np.zeros(len(close), dtype=bool), stop=stop,
+        return Signals(entry=entry, exit=np.zeros(n, dtype=bool), stop=stop,
                        target=target, tags=tags, indicators=f, exits=exits)

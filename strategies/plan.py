@@ -75,19 +75,37 @@ PLAN_PARAMS: dict[str, Param] = {
 
 @dataclass
 class Plan:
-    """Targets and reward:risk of the setups of one side (arrays over all bars, NaN off-setup).
+    """Targets and reward:risk of the setups of one side, held on the setup bars only.
 
-    ``target`` (price), ``reward`` and ``risk`` (quote currency, from the signal bar's close),
-    ``rr`` (net of fees), ``why`` (object array: the target's reason for the tag) and ``take``
-    (bool: the setup passes the floor).
+    Every array has one value per setup bar ``bars`` (int64 bar positions, ascending):
+    ``target`` (price; NaN: none), ``reward`` and ``risk`` (quote currency, from the signal
+    bar's close), ``rr`` (net of fees), ``why`` (object: the target's reason for the tag; None
+    where the risk is not a positive number) and ``take`` (bool: the setup passes the floor).
+    Setups are a few % of the bars: per-bar arrays of all of it cost ~80 bytes per bar at the
+    peak of a 1M-bar breakdown run (issue 17); :meth:`per_bar` expands one where a per-bar
+    column is wanted.
     """
 
+    bars: np.ndarray
     target: np.ndarray
     reward: np.ndarray
     risk: np.ndarray
     rr: np.ndarray
     why: np.ndarray
     take: np.ndarray
+
+    @property
+    def taken(self) -> np.ndarray:
+        """The bars (int64, ascending) whose setup is taken."""
+        return self.bars[self.take]
+
+    def per_bar(self, name: str, n: int, fill: Any = np.nan) -> np.ndarray:
+        """Field ``name`` as an array of ``n`` bars: its values on the setup bars, ``fill``
+        elsewhere (same dtype as the field)."""
+        values = getattr(self, name)
+        out = np.full(n, fill, dtype=values.dtype)
+        out[self.bars] = values
+        return out
 
 
 def _why(found: pd.DataFrame, kind: str) -> np.ndarray:
@@ -109,58 +127,59 @@ THREADED_BARS = 200_000
 def plan_sides(df: pd.DataFrame, sides: Sequence[tuple[np.ndarray, int, np.ndarray]],
                atr: np.ndarray, p: Any, levels: LevelParams, zones: ZoneLog | None = None
                ) -> list[Plan]:
-    """:func:`plan` of each ``(setup, side, stop)`` of ``sides`` (same order). With a zone log
+    """:func:`plan` of each ``(bars, side, stop)`` of ``sides`` (same order). With a zone log
     on a long frame and two CPUs or more, the sides are planned in threads: their level-target
     searches run at the same time (the results are those of planning them one by one)."""
     if (zones is None or len(sides) < 2 or len(df) < THREADED_BARS
             or len(os.sched_getaffinity(0)) < 2):
-        return [plan(df, setup, side, stop, atr, p, levels, zones) for setup, side, stop in sides]
+        return [plan(df, bars, side, stop, atr, p, levels, zones) for bars, side, stop in sides]
     with ThreadPoolExecutor(max_workers=len(sides)) as pool:
-        jobs = [pool.submit(plan, df, setup, side, stop, atr, p, levels, zones)
-                for setup, side, stop in sides]
+        jobs = [pool.submit(plan, df, bars, side, stop, atr, p, levels, zones)
+                for bars, side, stop in sides]
         return [job.result() for job in jobs]
 
 
-def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: np.ndarray,
+def plan(df: pd.DataFrame, bars: np.ndarray, side: int, stop: np.ndarray, atr: np.ndarray,
          p: Any, levels: LevelParams, zones: ZoneLog | None = None) -> Plan:
-    """Plan the targets of the ``setup`` bars (bool per bar) of one ``side`` (+1 long, -1 short).
+    """Plan the targets of the setups on ``bars`` (int bar positions, ascending) of one
+    ``side`` (+1 long, -1 short) with their stops ``stop`` (price, one per setup bar).
 
-    ``p`` holds the :data:`PLAN_PARAMS` values; ``levels`` the level parameters of the
-    strategy's zones; ``zones`` their :func:`~indicators.keylevels.zone_log` (computed here
-    when None and a level target needs it). See the module docstring for the rules.
+    ``atr`` is the per-bar ATR (quote currency, all bars); ``p`` holds the
+    :data:`PLAN_PARAMS` values; ``levels`` the level parameters of the strategy's zones;
+    ``zones`` their :func:`~indicators.keylevels.zone_log` (computed here when None and a
+    level target needs it). See the module docstring for the rules. Returns the setup-bar
+    :class:`Plan`.
     """
-    n = len(df)
-    # Everything is computed on the setup bars only and scattered into the per-bar outputs at
-    # the end (the same operations on the same values): per-bar temporaries cost ~60 bytes
-    # per bar at the peak of a 1M-bar strategy run (issue 17), setups are a few % of bars.
-    s = np.flatnonzero(setup)
+    # Everything is computed on the setup bars only (per-bar temporaries cost ~60 bytes per
+    # bar at the peak of a 1M-bar strategy run, issue 17; setups are a few % of bars).
+    s = np.asarray(bars, dtype=np.int64)
     close = df["close"].to_numpy(dtype=np.float64)[s]
-    risk = np.abs(close - np.asarray(stop)[s])
+    risk = np.abs(close - np.asarray(stop, dtype=np.float64))
     valid = np.isfinite(risk) & (risk > 0)
-    bars = s[valid]
+    ok_bars = s[valid]
     target = np.full(len(s), np.nan)
-    why = np.full(n, None, dtype=object)
+    why = np.full(len(s), None, dtype=object)
     r_target = close + side * p.target_r * risk
-    if p.target in ("level", "flipped") and len(bars):
+    if p.target in ("level", "flipped") and len(ok_bars):
         log = zones if zones is not None else zone_log(df, params=levels)
-        min_dist = np.maximum(p.target_min_atr * np.asarray(atr)[bars],
+        min_dist = np.maximum(p.target_min_atr * np.asarray(atr)[ok_bars],
                               p.target_min_r * risk[valid])
         flipped = p.target == "flipped"
-        found = level_targets(log, bars, close[valid], np.full(len(bars), side), min_dist,
+        found = level_targets(log, ok_bars, close[valid], np.full(len(ok_bars), side), min_dist,
                               -np.inf if flipped else p.major_score, at=p.target_at,
                               flip=_FLIPPED_AGAINST[side] if flipped else None)
         lvl = found["level"].to_numpy()
         kind = ("flipped " if flipped else "major ") + ("support" if side < 0 else "resistance")
         ok = np.isfinite(lvl)
         target[valid] = np.where(ok, lvl, r_target[valid])
-        why[bars] = np.where(ok, _why(found.fillna({"confluence": False, "htf": False,
-                                                    "round_number": False}), kind),
-                             f"{p.target_r:g}R (no {kind.split()[0]} level)")
+        why[valid] = np.where(ok, _why(found.fillna({"confluence": False, "htf": False,
+                                                     "round_number": False}), kind),
+                              f"{p.target_r:g}R (no {kind.split()[0]} level)")
     elif p.target == "r_multiple":
         target[valid] = r_target[valid]
-        why[bars] = f"{p.target_r:g}R"
+        why[valid] = f"{p.target_r:g}R"
     else:
-        why[bars] = "no target"
+        why[valid] = "no target"
     with np.errstate(invalid="ignore"):
         target = np.where(target > 0, target, np.nan)
         reward = side * (target - close)
@@ -168,12 +187,4 @@ def plan(df: pd.DataFrame, setup: np.ndarray, side: int, stop: np.ndarray, atr: 
         rr = (reward - fees) / (risk + fees)
         has_target = np.isfinite(target)
         take = valid & np.where(has_target, (reward > fees) & (rr >= p.min_rr), True)
-
-    def per_bar(values: np.ndarray, fill: Any) -> np.ndarray:
-        out = np.full(n, fill, dtype=values.dtype)
-        out[s] = values
-        return out
-
-    return Plan(target=per_bar(target, np.nan), reward=per_bar(reward, np.nan),
-                risk=per_bar(risk, np.nan), rr=per_bar(rr, np.nan), why=why,
-                take=per_bar(take, False))
+    return Plan(bars=s, target=target, reward=reward, risk=risk, rr=rr, why=why, take=take)
