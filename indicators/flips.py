@@ -105,6 +105,18 @@ class FlipResult:
                      for f in (self.events, self.bars))
         return frames + sum(a.nbytes for a in self.zone_changes if isinstance(a, np.ndarray))
 
+    def for_signals(self, keep_log: bool) -> FlipResult:
+        """A copy holding only what a strategy's signals read: the per-bar columns, and the
+        zone log when ``keep_log`` (level targets); the events frame is empty (same columns
+        and dtypes). The engine's event buffers (~70 bytes per bar with their spare room, at
+        ~0.5 events a bar on minute data) and a log nobody reads are let go before the signal
+        frame is built (issue 17: the peak of a long run); a result shared through
+        :mod:`indicators.memo` keeps them for the others."""
+        idx = self.bars.index
+        events = _events(np.empty((4, 0)), np.empty((5, 0), dtype=np.int64), idx)
+        return replace(self, events=events, zone_changes=self.zone_changes if keep_log else (),
+                       bars=self.bars.copy(deep=False))
+
     def shared_copy(self) -> FlipResult:
         """A copy sharing this result's memory (what :mod:`indicators.memo` hands out): shallow
         frames, which pandas' copy-on-write copies column by column only when one is written,

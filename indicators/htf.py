@@ -61,7 +61,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from data.frame import DataError, like_input, parse_timeframe, to_canonical
-from data.resample import bin_groups, coarser_bins, period_start
+from data.resample import bin_groups, coarser_bins, period_start, period_start_ns
 
 __all__ = ["HtfEmaWarmup", "htf_ema", "htf_ema_warmup", "weekly_ema"]
 
@@ -190,7 +190,7 @@ def _bins(df: pd.DataFrame, timeframe: str) -> tuple[np.ndarray, np.ndarray, np.
     """
     _src_tf, _src, dst = coarser_bins(df, timeframe, "compute a {dst} EMA from {src} bars",
                                    user_sets="source")
-    keys = period_start(df.index, dst).asi8
+    keys = period_start_ns(df.index, dst)
     return bin_groups(keys)
 
 
@@ -244,7 +244,7 @@ def htf_ema(
             hint="drop or repair the bar (data.validate reports such rows)",
         )
     n = len(df)
-    out = np.full(n, np.nan)
+    out = np.empty(0)  # (every branch below makes its own per-bar array)
     first_week_partial = False
     if n:
         group, first, last = _bins(df, timeframe)

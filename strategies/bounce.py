@@ -133,7 +133,8 @@ class OversoldBounce(Strategy):
         """Long entries on the bounce trigger; stop below the zone; target the next resistance."""
         p = self.p
         levels = self.level_params()
-        res = flips(df, params=levels)  # one engine run for the frame and the target zones
+        # one engine run for the frame and the target zones; its events are not read here
+        res = flips(df, params=levels).for_signals(p.target in ("level", "flipped"))
         f = self._frame(df, res)
         n = len(f)
         close = f["close"].to_numpy()
@@ -175,7 +176,7 @@ class OversoldBounce(Strategy):
 
         zones = (zone_log(df, params=levels, flip_result=res)
                  if p.target in ("level", "flipped") and len(bars) else None)
-        del res  # its events are not needed any more (~40 bytes per bar less at the peak)
+        del res  # nothing below reads it (the frame holds the columns it uses)
         pl = plan(df, bars, 1, stop, atr, p, levels, zones)
         taken = pl.taken
 

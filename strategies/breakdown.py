@@ -88,7 +88,8 @@ class Breakdown(Strategy):
         """Entries on confirmed flips; stops beyond the flipped zone; targets per ``target``."""
         p = self.p
         levels = self.level_params()
-        res = flips(df, params=levels)  # one engine run for the frame and the target zones
+        # one engine run for the frame and the target zones; its events are not read here
+        res = flips(df, params=levels).for_signals(p.target in ("level", "flipped"))
         f = self._frame(df, res)
         close = f["close"].to_numpy()
         atr = f["atr"].to_numpy()
@@ -131,7 +132,7 @@ class Breakdown(Strategy):
 
         zones = (zone_log(df, params=levels, flip_result=res)
                  if p.target in ("level", "flipped") else None)
-        del res  # its events are not needed any more (~40 bytes per bar less at the peak)
+        del res  # nothing below reads it (the frame holds the columns it uses)
         short, long_ = plan_sides(df, [(short_bars, -1, stop_short), (long_bars, 1, stop_long)],
                                   atr, p, levels, zones)
 

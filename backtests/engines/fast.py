@@ -454,10 +454,14 @@ def _simulate(inp, x):  # pragma: no cover - compiled
     n = len(o)
     f_step = 1 if funding.shape[0] > 1 else 0  # one value for every bar: funding[0]
     equity = np.empty(n)
+    # A trade opens only on the bar after a non-zero entry and closes once (plus one partial
+    # fill row with exit rules): room for that many rows, not one per bar (13 floats a bar were
+    # ~100 bytes per bar of reserved memory at the peak of a 1M-bar run, issue 17).
+    opens = np.count_nonzero(entry)
     if x is None:
-        trades = np.empty((n + 1, len(RAW_COLUMNS)))
+        trades = np.empty((opens + 1, len(RAW_COLUMNS)))
     else:
-        trades = np.empty((2 * n + 1, len(RAW_COLUMNS)))  # a partial fill adds a row to a trade
+        trades = np.empty((2 * opens + 1, len(RAW_COLUMNS)))  # a partial fill adds a row
         # the per-bar columns read at each close, indexed k * step (step 0: one value for all)
         atr, line = x.atr, x.trail_line
         atr_step = 1 if atr.shape[0] > 1 else 0
