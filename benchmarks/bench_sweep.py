@@ -93,6 +93,7 @@ class RsiRule(RsiRulePerSet):
     @classmethod
     def signals_many(cls, df: pd.DataFrame, strategies: list[Strategy]) -> list[Signals]:
         close = df["close"].to_numpy()
+        no_price = np.full(len(df), np.nan)  # no stop, no target: one array for every set
         rsis: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         crosses: dict[tuple[int, float], np.ndarray] = {}
         out = []
@@ -106,7 +107,8 @@ class RsiRule(RsiRulePerSet):
                 crosses[p.period, p.oversold] = (rsi > p.oversold) & (prev <= p.oversold)
             cross = crosses[p.period, p.oversold]
             # a bool entry is +1 where True: the same codes as np.where(cross, 1, 0)
-            out.append(Signals.from_entries(cross, exit=(rsi > p.overbought) & ~cross))
+            out.append(Signals.from_entries(cross, exit=(rsi > p.overbought) & ~cross,
+                                            stop=no_price, target=no_price))
         return out
 
 

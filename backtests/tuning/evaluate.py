@@ -469,19 +469,20 @@ def _evaluate_signals(payload: BacktestPayload, sig: Signals, params: Params, ho
     return window_metrics(payload, equity, raw)
 
 
+#: Equity values one :func:`_simulate_sets` call holds at most (2 MB): a chunk's sets are
+#: simulated in groups whose curves stay in the cache, whatever the chunk size and bar count.
+_GROUP_VALUES = 1 << 18
+
+
 def _evaluate_together(payload: BacktestPayload, together: list[int], entries: list,
                        exits: list, prices: list, stop_row: list, target_row: list,
                        max_bars: list, out: list) -> None:
     """Fill ``out[i]`` for each ``i`` of ``together`` (validated signals without exit rules)
-    from one :func:`_simulate_sets` call."""
+    by :func:`_simulate_sets` calls on groups of sets. The per-bar returns of the chunk's sets
+    are rows of one matrix (``out[i]["_returns"]`` views of it, in order)."""
     n = len(payload.frame())
     k = len(together)
-    entry = np.stack(entries)  # copies: the hook's arrays stay as they were
-    exit_ = np.stack(exits)
     cut = max(payload.start - 1, 0)
-    if cut:  # warm-up bars: no trading
-        entry[:, :cut] = 0
-        exit_[:, :cut] = False
     nothing = np.empty(n)
     nothing.fill(np.nan)
     price_rows = np.stack([nothing, *prices])
@@ -489,30 +490,42 @@ def _evaluate_together(payload: BacktestPayload, together: list[int], entries: l
     years, ppy = payload.span()
     cash = float(payload.config.cash)
     keep = payload.keep_returns
-    template = kernel_inputs(payload.market(), Signals(entry=entry[0], exit=exit_[0],
-                                                       stop=nothing, target=nothing),
-                             payload.config)
-    equity = np.empty((k, n))
-    figures = np.empty((k, 11))
-    n_trades = np.empty(k, dtype=np.int64)
-    partial = np.empty(k, dtype=np.bool_)
+    group = max(1, min(k, _GROUP_VALUES // max(n, 1)))
+    equity = np.empty((group, n))
+    figures = np.empty((group, 11))
+    n_trades = np.empty(group, dtype=np.int64)
+    partial = np.empty(group, dtype=np.bool_)
     returns = np.empty((k, n - lo - 1 if keep and n > lo else 0))
-    _simulate_sets(template, entry, exit_, price_rows, np.array(stop_row, dtype=np.int64),
-                   np.array(target_row, dtype=np.int64), np.array(max_bars, dtype=np.int64),
-                   lo, _AT_OPEN, keep, NO_TIMES, equity, figures, n_trades, partial, returns)
-    for j, i in enumerate(together):
-        eq = equity[j, lo:]
-        if partial[j]:  # positions to fold first: the general path
-            raw = simulate_nb(template._replace(entry=entry[j], exit=exit_[j],
-                                                stop=price_rows[stop_row[j]],
-                                                target=price_rows[target_row[j]],
-                                                max_bars=int(max_bars[j])))[1]
-            out[i] = window_metrics(payload, equity[j], raw)
-            continue
-        row = core_figures(figures[j].tolist(), eq, years, ppy, cash, int(n_trades[j]))
-        if keep:
-            row["_returns"] = returns[j]
-        out[i] = row
+    stops = np.array(stop_row, dtype=np.int64)
+    targets = np.array(target_row, dtype=np.int64)
+    times = np.array(max_bars, dtype=np.int64)
+    template = None
+    for a in range(0, k, group):
+        b = min(k, a + group)
+        entry = np.stack(entries[a:b])  # copies: the hook's arrays stay as they were
+        exit_ = np.stack(exits[a:b])
+        if cut:  # warm-up bars: no trading
+            entry[:, :cut] = 0
+            exit_[:, :cut] = False
+        if template is None:
+            template = kernel_inputs(payload.market(), Signals(
+                entry=entry[0], exit=exit_[0], stop=nothing, target=nothing), payload.config)
+        _simulate_sets(template, entry, exit_, price_rows, stops[a:b], targets[a:b],
+                       times[a:b], lo, _AT_OPEN, keep, NO_TIMES, equity, figures, n_trades,
+                       partial, returns[a:b])
+        for j in range(b - a):
+            i = together[a + j]
+            if partial[j]:  # positions to fold first: the general path
+                raw = simulate_nb(template._replace(
+                    entry=entry[j], exit=exit_[j], stop=price_rows[stops[a + j]],
+                    target=price_rows[targets[a + j]], max_bars=int(times[a + j])))[1]
+                out[i] = window_metrics(payload, equity[j], raw)
+                continue
+            row = core_figures(figures[j].tolist(), equity[j, lo:], years, ppy, cash,
+                               int(n_trades[j]))
+            if keep:
+                row["_returns"] = returns[a + j]
+            out[i] = row
 
 
 # The executors hand whole chunks of parameter sets to this (backtests.tuning.executors).

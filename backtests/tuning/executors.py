@@ -293,8 +293,13 @@ def make_executor(executor: str | Executor | None = None, workers: int | None = 
 def default_chunk_size(n_tasks: int, workers: int) -> int:
     """About 32 chunks per worker, 16 to 500 sets each: on a machine shared with other jobs a
     worker that gets less CPU takes fewer chunks, so the last chunk to finish is short (with 8
-    chunks per worker, 10,000 sets on 2 workers ended on a 500-set chunk of one worker)."""
-    return max(1, min(500, max(16, math.ceil(n_tasks / (max(workers, 1) * 32)))))
+    chunks per worker, 10,000 sets on 2 workers ended on a 500-set chunk of one worker). In one
+    process (``workers`` 1) there is nothing to balance: chunks of up to 500 sets, which only
+    pace the progress reports, and an evaluation with a ``many`` (a whole chunk at once) makes
+    fewer calls."""
+    if workers <= 1:
+        return max(1, min(500, n_tasks))
+    return max(1, min(500, max(16, math.ceil(n_tasks / (workers * 32)))))
 
 
 def evaluate_all(
