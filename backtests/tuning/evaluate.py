@@ -413,41 +413,42 @@ def evaluate_backtests(payload: BacktestPayload, param_sets: Sequence[Params]
                          "give a list of one Signals per strategy, in their order")
     out: list[dict[str, Any] | None] = [None] * len(sigs)
     together: list[int] = []
-    states: dict[int, int] = {}  # id(price array) -> its row in `prices` (-1: bad values)
     prices: list[np.ndarray] = []
     entries, exits, stop_row, target_row, max_bars = [], [], [], [], []
+    # Arrays shared between sets (a hook's one stop array, one entry per threshold) are checked
+    # once: id -> verdict. The Signals hold their arrays until the end, so ids stay theirs.
+    entry_ok: dict[int, bool] = {}
+    price_rows: dict[int, int] = {}  # id -> row in [no prices, *prices]; -1: not usable here
 
-    def row(arr: np.ndarray) -> int:
-        key = id(arr)  # the Signals hold their arrays until the end: ids stay theirs
-        r = states.get(key)
+    def price_row(arr: np.ndarray) -> int:
+        r = price_rows.get(id(arr))
         if r is None:
-            state = _price_state(arr)
+            state = _price_state(arr) if _fits(arr, np.float64, n) else _BAD_PRICE
             r = -1 if state == _BAD_PRICE else 0 if state == _NO_PRICE else len(prices) + 1
             if state == _PRICED:
                 prices.append(arr)
-            states[key] = r
+            price_rows[id(arr)] = r
         return r
 
-    codes_ok: dict[int, bool] = {}
     for i, sig in enumerate(sigs):
         if not isinstance(sig, Signals):
             raise ValueError(f"{name} returned a {type(sig).__name__} for parameters "
                              f"{param_sets[i]}: a Signals was expected")
-        if not (sig.exits is None and sig.tags is None and isinstance(sig.max_bars, int)
-                and sig.max_bars >= 0 and _fits(sig.entry, np.int8, n)
-                and _fits(sig.exit, np.bool_, n) and _fits(sig.stop, np.float64, n)
-                and _fits(sig.target, np.float64, n)):
-            out[i] = _evaluate_signals(payload, sig, param_sets[i], name)
-            continue
-        ok = codes_ok.get(id(sig.entry))
+        entry = sig.entry
+        ok = entry_ok.get(id(entry))
         if ok is None:
-            ok = codes_ok[id(sig.entry)] = _valid_codes(sig.entry)
-        s_row, t_row = row(sig.stop), row(sig.target)
-        if not ok or s_row < 0 or t_row < 0:  # validate() names the array and the bar
+            ok = entry_ok[id(entry)] = _fits(entry, np.int8, n) and _valid_codes(entry)
+        s_row = price_row(sig.stop)
+        t_row = price_row(sig.target)
+        if not (ok and s_row >= 0 and t_row >= 0 and sig.exits is None and sig.tags is None
+                and isinstance(sig.max_bars, int) and sig.max_bars >= 0
+                and _fits(sig.exit, np.bool_, n)):
+            # exit rules, tags, other dtypes or bad values: checked (validate() names the
+            # array and the bar) and simulated on their own
             out[i] = _evaluate_signals(payload, sig, param_sets[i], name)
             continue
         together.append(i)
-        entries.append(sig.entry)
+        entries.append(entry)
         exits.append(sig.exit)
         stop_row.append(s_row)
         target_row.append(t_row)
