@@ -95,7 +95,8 @@ class RsiRule(RsiRulePerSet):
         close = df["close"].to_numpy()
         no_price = np.full(len(df), np.nan)  # no stop, no target: one array for every set
         rsis: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        crosses: dict[tuple[int, float], np.ndarray] = {}
+        crosses: dict[tuple[int, float], tuple[np.ndarray, np.ndarray]] = {}
+        above: dict[tuple[int, float], np.ndarray] = {}
         out = []
         for s in strategies:
             p = s.p
@@ -104,10 +105,13 @@ class RsiRule(RsiRulePerSet):
                 rsis[p.period] = rsi, np.r_[np.nan, rsi[:-1]]
             rsi, prev = rsis[p.period]
             if (p.period, p.oversold) not in crosses:
-                crosses[p.period, p.oversold] = (rsi > p.oversold) & (prev <= p.oversold)
-            cross = crosses[p.period, p.oversold]
+                cross = (rsi > p.oversold) & (prev <= p.oversold)
+                crosses[p.period, p.oversold] = cross, ~cross
+            if (p.period, p.overbought) not in above:
+                above[p.period, p.overbought] = rsi > p.overbought
+            cross, no_cross = crosses[p.period, p.oversold]
             # a bool entry is +1 where True: the same codes as np.where(cross, 1, 0)
-            out.append(Signals.from_entries(cross, exit=(rsi > p.overbought) & ~cross,
+            out.append(Signals.from_entries(cross, exit=above[p.period, p.overbought] & no_cross,
                                             stop=no_price, target=no_price))
         return out
 

@@ -278,13 +278,14 @@ _BAR_COLS = tuple(_COL[c] for c in ("entry_bar", "exit_bar", "reason"))
 
 @njit(cache=True, error_model="numpy")
 def _lean_pass(eq: np.ndarray, raw: np.ndarray, lo: int, at_open_codes: np.ndarray,
-               keep_returns: bool, no_times: np.ndarray) -> tuple:  # pragma: no cover - compiled
+               returns: np.ndarray, no_times: np.ndarray) -> tuple:  # pragma: no cover - compiled
     """:func:`raw_metrics`' work in one compiled call, for trades without partial exits:
     :func:`backtests.engines.fast.raw_pnl` (same operations, same order), the trades' bars
     and open-fill flags, :func:`backtests.metrics.metrics_pass` over ``eq`` (the equity from
-    bar ``lo`` on) and, with ``keep_returns``, the per-bar returns (as
-    :func:`backtests.metrics.bar_returns_array`). Returns ``(partial, passed, n_trades,
-    returns)``, ``passed`` being the first 11 values of ``metrics_pass`` (what
+    bar ``lo`` on) and, when ``returns`` is not empty (``len(eq) - 1`` values), the per-bar
+    returns written into it (as :func:`backtests.metrics.bar_returns_array`; a sweep's chunk
+    has them written straight into its returns matrix). Returns ``(partial, passed,
+    n_trades)``, ``passed`` being the first 11 values of ``metrics_pass`` (what
     :func:`backtests.metrics.core_figures` reads: returning fewer objects to box saves ~0.7 us
     a set); with ``partial`` (a trade has a partial exit: positions must be folded first)
     the other values are not to be used.
@@ -310,12 +311,10 @@ def _lean_pass(eq: np.ndarray, raw: np.ndarray, lo: int, at_open_codes: np.ndarr
         partial |= code == R_PARTIAL
         at_open[k] = at_open_codes[code]
     passed = metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, lo, no_times, no_times)
-    n_r = len(eq) - 1 if keep_returns and len(eq) > 0 else 0
-    returns = np.empty(n_r)
-    for i in range(n_r):  # x / 0 is inf here (numpy's error model), then not chosen
+    for i in range(len(returns)):  # x / 0 is inf here (numpy's error model), then not chosen
         r = eq[i + 1] / eq[i] - 1.0
         returns[i] = r if eq[i] > 0 else 0.0
-    return partial, passed[:11], n_t, returns
+    return partial, passed[:11], n_t
 
 
 def window_metrics(payload: BacktestPayload, equity: np.ndarray, raw: np.ndarray
@@ -329,7 +328,8 @@ def window_metrics(payload: BacktestPayload, equity: np.ndarray, raw: np.ndarray
     keep = payload.keep_returns
     eq = equity[lo:]
     if eq.dtype == np.float64 and eq.flags.c_contiguous:
-        partial, passed, n_t, returns = _lean_pass(eq, raw, lo, _AT_OPEN, keep, NO_TIMES)
+        returns = np.empty(len(eq) - 1 if keep and len(eq) > 0 else 0)
+        partial, passed, n_t = _lean_pass(eq, raw, lo, _AT_OPEN, returns, NO_TIMES)
         if not partial:
             out: dict[str, Any] = core_figures(passed, eq, years, ppy, cash, n_t)
             if keep:
@@ -350,7 +350,7 @@ def evaluate_backtest(payload: BacktestPayload, params: Params) -> dict[str, Any
 @njit(cache=True, error_model="numpy")
 def _simulate_sets(template: KernelInputs, entries: np.ndarray, exits: np.ndarray,
                    prices: np.ndarray, stop_row: np.ndarray, target_row: np.ndarray,
-                   max_bars: np.ndarray, lo: int, at_open_codes: np.ndarray, keep_returns: bool,
+                   max_bars: np.ndarray, lo: int, at_open_codes: np.ndarray,
                    no_times: np.ndarray, equity: np.ndarray, figures: np.ndarray,
                    n_trades: np.ndarray, partial: np.ndarray, returns: np.ndarray
                    ) -> None:  # pragma: no cover - compiled
@@ -361,8 +361,8 @@ def _simulate_sets(template: KernelInputs, entries: np.ndarray, exits: np.ndarra
     Python call of each (typing the kernel's inputs alone is ~7 us a call).
 
     Writes row ``i`` of ``equity`` (the curve), ``figures`` (``_lean_pass``'s 11 values),
-    ``n_trades``, ``partial`` (then the other figures are not to be used) and, with
-    ``keep_returns``, ``returns`` (the per-bar returns from bar ``lo``)."""
+    ``n_trades``, ``partial`` (then the other figures are not to be used) and ``returns``
+    (the per-bar returns from bar ``lo``; not computed when ``returns`` has no columns)."""
     t = template
     for i in range(entries.shape[0]):
         inp = KernelInputs(t.market, entries[i], exits[i], prices[stop_row[i]],
@@ -371,15 +371,12 @@ def _simulate_sets(template: KernelInputs, entries: np.ndarray, exits: np.ndarra
                            t.sizing, t.size, t.mode)
         eq, raw = simulate_nb(inp)
         equity[i] = eq
-        part, passed, n_t, rets = _lean_pass(eq[lo:], raw, lo, at_open_codes, keep_returns,
-                                             no_times)
+        part, passed, n_t = _lean_pass(eq[lo:], raw, lo, at_open_codes, returns[i], no_times)
         partial[i] = part
         n_trades[i] = n_t
         (figures[i, 0], figures[i, 1], figures[i, 2], figures[i, 3], figures[i, 4],
          figures[i, 5], figures[i, 6], figures[i, 7], figures[i, 8], figures[i, 9],
          figures[i, 10]) = passed
-        if keep_returns:
-            returns[i] = rets
 
 
 def evaluate_backtests(payload: BacktestPayload, param_sets: Sequence[Params]
@@ -512,7 +509,7 @@ def _evaluate_together(payload: BacktestPayload, together: list[int], entries: l
             template = kernel_inputs(payload.market(), Signals(
                 entry=entry[0], exit=exit_[0], stop=nothing, target=nothing), payload.config)
         _simulate_sets(template, entry, exit_, price_rows, stops[a:b], targets[a:b],
-                       times[a:b], lo, _AT_OPEN, keep, NO_TIMES, equity, figures, n_trades,
+                       times[a:b], lo, _AT_OPEN, NO_TIMES, equity, figures, n_trades,
                        partial, returns[a:b])
         for j in range(b - a):
             i = together[a + j]
