@@ -45,8 +45,10 @@ from typing import Any
 
 import filelock
 import numba
-from numba.core import caching
+from llvmlite import ir
+from numba.core import caching, cgutils
 from numba.core.dispatcher import Dispatcher
+from numba.extending import intrinsic, overload
 
 ENV_VAR = "BTC_BACKTEST_JIT"
 #: ``auto`` (default): interpret small first calls as described above; ``compile``: always
@@ -120,6 +122,49 @@ def typed(signature: Any, **options: Any) -> Callable[[Callable[..., Any]], Disp
         return disp
 
     return decorate
+
+
+def prefetch(a: Any, i: int) -> None:
+    """Ask the CPU to start loading ``a[i]`` (a 1-D array) into its caches, in compiled code;
+    nothing when interpreted (:func:`python_twin`), nothing for ``i`` outside ``a``.
+
+    For a loop over a large array with enough work per element that the hardware's own
+    prefetching does not keep ahead of it: call ``prefetch(a, i + PREFETCH_AHEAD)`` at element
+    ``i``. Measured here (1M float64, a division per element, the array evicted by other work
+    first, as it is when a backtest reaches its metrics): 3.4 -> 1.25 ms; ~0 cost when the
+    array is in cache already. A hint only: it changes no value.
+    """
+
+
+#: How many elements ahead of the current one :func:`prefetch` asks for (2 KB of float64:
+#: 64 elements ahead helped less, 256 and 1024 alike).
+PREFETCH_AHEAD = 256
+
+
+@intrinsic
+def _prefetch_address(typingctx: Any, a: Any, i: Any) -> Any:  # pragma: no cover - compiled
+    """LLVM's ``llvm.prefetch`` (read, high locality, data cache) of ``&a[i]``."""
+    def codegen(context: Any, builder: Any, signature: Any, args: Any) -> Any:
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, args[0])
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [args[1]],
+                                       wraparound=False)
+        i32 = ir.IntType(32)
+        fnty = ir.FunctionType(ir.VoidType(), [cgutils.voidptr_t, i32, i32, i32])
+        fn = builder.module.declare_intrinsic("llvm.prefetch", [cgutils.voidptr_t], fnty)
+        builder.call(fn, [builder.bitcast(ptr, cgutils.voidptr_t), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return numba.types.void(a, i), codegen
+
+
+@overload(prefetch, inline="always")
+def _prefetch_compiled(a: Any, i: Any) -> Any:  # pragma: no cover - compiled
+    def impl(a: Any, i: Any) -> None:
+        if 0 <= i < len(a):
+            _prefetch_address(a, i)
+
+    return impl
 
 
 def _global_names(code: types.CodeType) -> Iterator[str]:

@@ -276,3 +276,26 @@ def test_cache_writes_from_two_processes_keep_every_entry_with_its_own_data(tmp_
     for w in (0, 1):
         for r in range(rounds):
             assert cache_file.load((w, r)) == (w, r, b"x" * 2000)
+
+
+def test_prefetch_is_a_hint_that_changes_nothing():
+    # jit.prefetch in a compiled loop, ahead of the array's end and before its start, on a
+    # float and an int array: the loop's result is unchanged; interpreted, it does nothing.
+    import numba
+
+    @numba.njit
+    def total(a, b, ahead):
+        s = 0.0
+        for i in range(len(a)):
+            jit.prefetch(a, i + ahead)
+            jit.prefetch(b, i - ahead)
+            s += a[i] * b[i]
+        return s
+
+    a = np.linspace(0.0, 1.0, 5_000)
+    b = np.arange(5_000, dtype=np.int64)
+    want = float(np.sum(a * b))
+    for ahead in (0, jit.PREFETCH_AHEAD, 10**9):
+        assert total(a, b, ahead) == pytest.approx(want, rel=1e-12)
+        assert total.py_func(a, b, ahead) == total(a, b, ahead)
+    assert jit.prefetch(a, 3) is None

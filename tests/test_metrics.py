@@ -463,3 +463,32 @@ def test_exposure_count_equals_the_held_mask(seed):
     got = core_metrics(eq, 1.0, 365.0, 100.0, np.zeros(m), entry, exit_, at_open, offset)
     want = held_mask(n, entry, exit_, at_open, offset).sum() / n
     assert got["exposure_pct"] == 100.0 * want
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_full_pass_skips_unmoved_bars_bit_for_bit(seed):
+    # A full result's pass skips the first pass's division and addition where the equity did
+    # not move (no position); the sweeps' pass adds every bar. Long flat stretches, repeated
+    # values inside a position, a wipe-out to 0 (0/0), tiny and negative moves: every figure
+    # the two share is the same, bit for bit.
+    from backtests.metrics import NO_TIMES, day_closes, metrics_pass
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([2, 3, 40, 5_000, 300_000]))
+    r = rng.normal(0.0, 0.01, n) * (rng.random(n) < (0.1, 0.5, 0.9)[seed % 3])
+    r[rng.random(n) < 0.01] = 1e-300  # moves that round away: equal values, not a flat bar
+    eq = 10_000.0 * np.cumprod(1.0 + r)
+    if seed % 4 == 1:
+        eq[n // 2:] = 0.0
+    entry = np.sort(rng.integers(0, n, 10)).astype(np.int64)
+    exit_ = np.minimum(entry + rng.integers(0, 50, 10), n - 1)
+    args = (eq, rng.normal(0.0, 1.0, 10), entry, exit_, rng.random(10) < 0.5, 0)
+    t_ns = np.arange(n, dtype=np.int64) * 60_000_000_000
+    full = metrics_pass(*args, t_ns, day_closes(t_ns))
+    core = metrics_pass(*args, NO_TIMES, NO_TIMES)
+    for a, b in zip(full[:11], core[:11], strict=True):
+        assert np.asarray(a).tobytes() == np.asarray(b).tobytes()
+    s = 0.0
+    for i in range(n - 1):  # the definition: every bar's return, in bar order
+        s += eq[i + 1] / eq[i] - 1.0 if eq[i] > 0 else 0.0
+    assert full[0] == s / (n - 1)
