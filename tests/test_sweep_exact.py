@@ -323,3 +323,18 @@ def test_batch_hook_declaration_and_inheritance(btc_daily: pd.DataFrame) -> None
     for cls in (RsiRule, RsiRuleBatch):
         [sig] = cls.signals_many(raw, [cls(period=9)])
         np.testing.assert_array_equal(sig.entry, RsiRule(period=9).signals(btc_daily).entry)
+
+
+def test_a_serial_sweep_builds_each_strategy_once(btc_daily: pd.DataFrame) -> None:
+    built: list[dict] = []
+
+    class Counting(RsiRuleBatch):
+        def __init__(self, **params: object) -> None:
+            super().__init__(**params)
+            built.append(params)
+
+    space = grid({"period": [9, 14], "oversold": [25.0, 30.0]})
+    one = run_sweep(btc_daily, Counting, space, executor="serial", top=0)
+    assert len(built) == len(space)  # the parameter check's instances are the ones run
+    ref = run_sweep(btc_daily, RsiRule, space, executor="serial", top=0)
+    assert one.table.equals(ref.table)

@@ -101,10 +101,20 @@ class BacktestPayload:
     _timeframe: str | None = None
     _span: tuple[float, float] | None = None
     _memo: IndicatorMemo | None = None
+    _built: dict[int, tuple[Params, Any]] | None = None
 
     def __getstate__(self) -> dict[str, Any]:
         # Shipped to a worker: the candles and settings, not what the worker rebuilds itself.
-        return {**self.__dict__, "_arrays": None, "_frame": None, "_span": None, "_memo": None}
+        return {**self.__dict__, "_arrays": None, "_frame": None, "_span": None, "_memo": None,
+                "_built": None}
+
+    def strategy(self, params: Params) -> Any:
+        """``strategy_cls(**params)``: the instance the sweep's parameter check built for this
+        very dict (:func:`backtests.tuning.space.check_params`' ``built``) when there is one."""
+        hit = self._built.get(id(params)) if self._built else None
+        if hit is not None and hit[0] is params:
+            return hit[1]
+        return self.strategy_cls(**params)
 
     @property
     def first(self) -> int:
@@ -398,7 +408,7 @@ def evaluate_backtests(payload: BacktestPayload, param_sets: Sequence[Params]
     cls = payload.strategy_cls
     if issubclass(cls, BacktraderStrategy):
         return [evaluate_backtest(payload, p) for p in param_sets]
-    strategies = [cls(**p) for p in param_sets]
+    strategies = [payload.strategy(p) for p in param_sets]
     frame = payload.frame()
     n = len(frame)
     with sharing(payload.memo()):

@@ -158,8 +158,11 @@ def as_param_sets(space: Sequence[Params] | dict[str, Sequence[Any]]) -> list[Pa
     return [dict(p) for p in space]
 
 
-def check_params(strategy_cls: type, param_sets: Sequence[Params]) -> list[dict[str, Any]]:
-    """Validate every parameter set against the strategy before any work starts.
+def check_params(strategy_cls: type, param_sets: Sequence[Params],
+                 built: dict[int, tuple[Params, Any]] | None = None) -> list[dict[str, Any]]:
+    """Validate every parameter set against the strategy before any work starts. With
+    ``built``, each accepted set's strategy is kept there as ``id(set): (set, strategy)`` (a
+    sweep then runs these instances instead of building each a second time).
 
     Returns:
         The sets whose values conflict with each other (the strategy's ``check`` raised
@@ -174,11 +177,14 @@ def check_params(strategy_cls: type, param_sets: Sequence[Params]) -> list[dict[
     skipped = []
     for i, p in enumerate(param_sets):
         try:
-            strategy_cls(**p)
+            strategy = strategy_cls(**p)
         except ParamConflict as exc:
             skipped.append({"trial": i, "params": dict(p), "reason": str(exc)})
         except ValueError as exc:
             raise type(exc)(f"{exc} (in parameter set {p})") from None
+        else:
+            if built is not None:
+                built[id(p)] = (p, strategy)
     if param_sets and len(skipped) == len(param_sets):
         first = skipped[0]
         raise ParamConflict(f"every parameter set conflicts, e.g. {first['params']}: "

@@ -272,7 +272,8 @@ def run_sweep(
     param_sets = as_param_sets(space)
     if not param_sets:
         raise ValueError("the parameter space is empty")
-    skipped = check_params(strategy_cls, param_sets)
+    built: dict[int, tuple[Params, Any]] = {}
+    skipped = check_params(strategy_cls, param_sets, built)
     n_space = len(param_sets)
     # Trial ids stay positions in the space the caller gave, conflicting sets left out.
     skip = {s["trial"] for s in skipped}
@@ -283,7 +284,7 @@ def run_sweep(
     if keep_returns is None:
         keep_returns = (end - lo) * len(param_sets) <= KEEP_RETURNS_LIMIT
     payload = BacktestPayload(df=df, strategy_cls=strategy_cls, config=config, start=start,
-                              end=end, keep_returns=keep_returns)
+                              end=end, keep_returns=keep_returns, _built=built)
     if not issubclass(strategy_cls, BacktraderStrategy):
         payload.market()  # built here once: forked workers inherit it instead of each building it
         payload.span()
