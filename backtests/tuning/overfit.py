@@ -484,62 +484,126 @@ def _half_keys(sums: np.ndarray, sumsq: np.ndarray, count: float, sharpe: bool,
 
 
 @njit(cache=True)
-def _judge_keys(is_key: np.ndarray, is_top: float, oos_key: np.ndarray, is_s: np.ndarray,
-                is_q: np.ndarray, oos_s: np.ndarray, oos_q: np.ndarray, count: float,
-                sharpe: bool, c: int, weight: np.ndarray, best: np.ndarray, below: np.ndarray,
-                ties: np.ndarray, is_best: np.ndarray, oos_best: np.ndarray) -> None:
-    """:func:`_judge` from the halves' keys (:func:`_half_keys`) and sums: the same winner,
-    counts and scores.
-
-    In sample, only columns whose key is within the band of the highest key can hold the
-    highest exact score; when there are several, the first highest exact score among them
-    wins. Out of sample, a column's score is below / above the winner's when the keys say so
-    beyond the band, equal when its sums are the winner's; any other column near the winner
-    is decided on the exact scores. Loops that vectorise do the common case; the exact scores
-    are computed in separate loops, only when needed (in one loop with the counting, the
-    compiler computed them for every column)."""
-    n = len(is_key)
-    lo = is_top - _BAND * abs(is_top)
-    b = n  # the first candidate (the highest key is one)
+def _first_candidate(key: np.ndarray, lo: float) -> tuple[int, int]:
+    """``(first, count)`` of the columns whose key is at least ``lo`` (in-sample candidates:
+    only those can hold the highest exact score). A loop that vectorises."""
+    n = len(key)
+    b = n
     n_cand = 0
-    for i in range(n):  # vectorises
-        cand = is_key[i] >= lo
+    for i in range(n):
+        cand = key[i] >= lo
         n_cand += cand
         b = min(b, i if cand else n)
-    bx = _exact_score(is_s[b], is_q[b], count, sharpe)
+    return b, n_cand
+
+
+@njit(cache=True)
+def _settle_winner(key: np.ndarray, lo: float, s: np.ndarray, q: np.ndarray, b: int,
+                   n_cand: int, count: float, sharpe: bool) -> tuple[int, float]:
+    """The in-sample winner and its exact score from the first candidate ``b``: when there are
+    several candidates, the first highest exact score among them."""
+    bx = _exact_score(s[b], q[b], count, sharpe)
     if n_cand > 1:
-        for i in range(b + 1, n):
-            if is_key[i] >= lo:
-                x = _exact_score(is_s[i], is_q[i], count, sharpe)
+        for i in range(b + 1, len(key)):
+            if key[i] >= lo:
+                x = _exact_score(s[i], q[i], count, sharpe)
                 if x > bx:
                     b = i
                     bx = x
-    star = _exact_score(oos_s[b], oos_q[b], count, sharpe)
-    ks = oos_key[b]
+    return b, bx
+
+
+@njit(cache=True)
+def _scan_half(key: np.ndarray, lo: float, s: np.ndarray, q: np.ndarray, weight: np.ndarray,
+               w: int) -> tuple[int, int, int, int, int, int]:
+    """One pass over a half's keys doing two jobs: its in-sample candidates (keys at least
+    ``lo``; ``inf``: none wanted), as :func:`_first_candidate`, and its out-of-sample count
+    against the other half's winner ``w``: the columns whose score is below ``w``'s by the keys
+    beyond the band, those whose sums are ``w``'s (equal scores), and the first and last column
+    nearer than the band, to decide on exact scores (:func:`_settle_count`). Returns ``(first
+    candidate, candidates, below, equal, first near, last near)``. It vectorises."""
+    n = len(key)
+    ks = key[w]
     aks = abs(ks)
-    sb = oos_s[b]
-    qb = oos_q[b]
+    sw = s[w]
+    qw = q[w]
+    b = n
+    n_cand = 0
     n_lo = 0
     n_eq = 0
-    first = n  # the first and last column to decide on exact scores
+    first = n
     last = -1
-    for i in range(n):  # vectorises
-        k = oos_key[i]
+    for i in range(n):
+        k = key[i]
+        cand = k >= lo
+        n_cand += cand
+        b = min(b, i if cand else n)
         m = _BAND * (abs(k) + aks)
         d = k - ks
-        same = (oos_s[i] == sb) & (oos_q[i] == qb)
+        same = (s[i] == sw) & (q[i] == qw)
         n_lo += weight[i] * (d < -m)
         n_eq += weight[i] * same
         unsure = (d <= m) & (d >= -m) & (not same)
         first = min(first, i if unsure else n)
         last = max(last, i if unsure else -1)
-    for i in range(first, last + 1):  # near ties: sets differing by rounding, often adjacent
-        d = oos_key[i] - ks
-        m = _BAND * (abs(oos_key[i]) + aks)
-        if (d <= m) & (d >= -m) & ((oos_s[i] != sb) | (oos_q[i] != qb)):
-            x = _exact_score(oos_s[i], oos_q[i], count, sharpe)
+    return b, n_cand, n_lo, n_eq, first, last
+
+
+@njit(cache=True)
+def _settle_count(key: np.ndarray, s: np.ndarray, q: np.ndarray, weight: np.ndarray, w: int,
+                  star: float, n_lo: int, n_eq: int, first: int, last: int, count: float,
+                  sharpe: bool) -> tuple[int, int]:
+    """:func:`_scan_half`'s counts completed on exact scores for the columns near the winner
+    ``w`` (out-of-sample score ``star``): near ties, sets differing by rounding, often
+    adjacent. The exact scores are computed only here (in one loop with the counting, the
+    compiler computed them for every column)."""
+    ks = key[w]
+    aks = abs(ks)
+    for i in range(first, last + 1):
+        d = key[i] - ks
+        m = _BAND * (abs(key[i]) + aks)
+        if (d <= m) & (d >= -m) & ((s[i] != s[w]) | (q[i] != q[w])):
+            x = _exact_score(s[i], q[i], count, sharpe)
             n_lo += weight[i] * (x < star)
             n_eq += weight[i] * (x == star)
+    return n_lo, n_eq
+
+
+@njit(cache=True)
+def _judge_pair(ka: np.ndarray, ta: float, kb: np.ndarray, tb: float, ps: np.ndarray,
+                pq: np.ndarray, qs: np.ndarray, qq: np.ndarray, count: float, sharpe: bool,
+                c: int, weight: np.ndarray, best: np.ndarray, below: np.ndarray,
+                ties: np.ndarray, is_best: np.ndarray, oos_best: np.ndarray) -> None:
+    """:func:`_judge` of combination ``c`` (half A: keys ``ka``, highest ``ta``, sums ``ps``,
+    ``pq``) and of its complement ``C - 1 - c`` (half B) from the halves' keys
+    (:func:`_half_keys`) and sums: the same winners, counts and scores.
+
+    In sample, only columns whose key is within the band of the highest key can hold the
+    highest exact score; when there are several, the first highest exact score among them
+    wins. Out of sample, a column's score is below / above the winner's when the keys say so
+    beyond the band, equal when its sums are the winner's; any other column near the winner
+    is decided on the exact scores. Three passes over the columns: A's candidates; B's
+    candidates together with B's count against A's winner; A's count against B's winner."""
+    n_comb = len(best)
+    lo_a = ta - _BAND * abs(ta)
+    lo_b = tb - _BAND * abs(tb)
+    a, n_cand = _first_candidate(ka, lo_a)
+    a, ax = _settle_winner(ka, lo_a, ps, pq, a, n_cand, count, sharpe)
+    b, n_cand, n_lo, n_eq, first, last = _scan_half(kb, lo_b, qs, qq, weight, a)
+    star = _exact_score(qs[a], qq[a], count, sharpe)
+    n_lo, n_eq = _settle_count(kb, qs, qq, weight, a, star, n_lo, n_eq, first, last, count,
+                               sharpe)
+    best[c] = a
+    below[c] = n_lo
+    ties[c] = n_eq
+    is_best[c] = ax
+    oos_best[c] = star
+    b, bx = _settle_winner(kb, lo_b, qs, qq, b, n_cand, count, sharpe)
+    _, _, n_lo, n_eq, first, last = _scan_half(ka, np.inf, ps, pq, weight, b)
+    star = _exact_score(ps[b], pq[b], count, sharpe)
+    n_lo, n_eq = _settle_count(ka, ps, pq, weight, b, star, n_lo, n_eq, first, last, count,
+                               sharpe)
+    c = n_comb - 1 - c
     best[c] = b
     below[c] = n_lo
     ties[c] = n_eq
@@ -552,7 +616,7 @@ def _cscv_keyed(bsum: np.ndarray, bsq: np.ndarray, half: float, sharpe: bool,
                 weight: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_cscv_blocks` (same halves, same running sums, same results) judging each pair
-    of halves from order keys (:func:`_judge_keys`) instead of every column's exact score:
+    of halves from order keys (:func:`_judge_pair`) instead of every column's exact score:
     one division per column and half instead of three and a square root. For block sums in
     the range :func:`_keyed_range` accepts. A block's sums and sums of squares are kept side
     by side in one row (``[sums | squares]``), so each running level is one addition loop."""
@@ -582,10 +646,8 @@ def _cscv_keyed(bsum: np.ndarray, bsq: np.ndarray, half: float, sharpe: bool,
         ps, pq, qs, qq = p[h, :n], p[h, n:], q[h, :n], q[h, n:]
         ta = _half_keys(ps, pq, half, sharpe, ka)
         tb = _half_keys(qs, qq, half, sharpe, kb)
-        _judge_keys(ka, ta, kb, ps, pq, qs, qq, half, sharpe, c, weight, best, below, ties,
-                    is_best, oos_best)
-        _judge_keys(kb, tb, ka, qs, qq, ps, pq, half, sharpe, n_comb - 1 - c, weight, best,
-                    below, ties, is_best, oos_best)
+        _judge_pair(ka, ta, kb, tb, ps, pq, qs, qq, half, sharpe, c, weight, best, below,
+                    ties, is_best, oos_best)
         # next combination in lexicographic order, then its complement
         pfirst, qfirst = _next_half(comb, rest, n_blocks)
         if pfirst < 0:
