@@ -360,3 +360,27 @@ def test_fingerprint_cache_key_sees_a_change_in_any_column(monkeypatch, parallel
     later.index = later.index + pd.Timedelta(seconds=1)
     assert data_fingerprint(later)["sha256"] != ref
     assert len(calls) == 3
+
+
+def test_a_canonical_trade_table_is_taken_as_is_and_any_other_is_normalised():
+    # normalize_trades' fast path: the table itself when its layout is canonical (extra columns
+    # after, a "str" column of Python storage included); a column of another dtype, another
+    # order, another index or a missing reason is normalised or refused.
+    t = _trades(_prices())
+    assert normalize_trades(t) is t
+    extra = t.assign(note=[1, 2, 3])
+    assert normalize_trades(extra) is extra
+    python_str = t.assign(tag=t["tag"].astype(pd.StringDtype("python", na_value=np.nan)))
+    assert normalize_trades(python_str) is python_str
+    as_float = t.assign(side=t["side"].astype(np.float64))
+    out = normalize_trades(as_float)
+    assert out is not as_float and out["side"].dtype == np.int64
+    pd.testing.assert_frame_equal(out, t)
+    swapped = t[[TRADE_COLUMNS[1], TRADE_COLUMNS[0], *TRADE_COLUMNS[2:]]]
+    pd.testing.assert_frame_equal(normalize_trades(swapped), t)
+    shifted = t.set_axis([5, 6, 7])
+    pd.testing.assert_frame_equal(normalize_trades(shifted), t)
+    missing = t.copy()
+    missing.loc[1, "exit_reason"] = None
+    with pytest.raises(DataError, match="missing"):
+        normalize_trades(missing)
