@@ -8,8 +8,11 @@ above ``oversold`` (``rsi[t-1] <= oversold < rsi[t]``); exit at the next open wh
 rules never emit both); all-in, 0.1 % commission per side, no stop. Grid: period 7..21 x oversold
 {20,25,30,35} x overbought {65,70,75,80} = 240 sets on the real Binance daily candles
 (3,243 bars). Trade counts of a few sets are compared across engines. Our strategy computes its
-RSI with ``indicators.rsi`` (TA-Lib's, bit for bit), which a sweep shares between the sets with
-the same period, as the vectorbt code computes one RSI per period for all its columns.
+RSI with ``indicators.rsi`` (TA-Lib's, bit for bit). ``RsiRule`` has the batch hook
+(``Strategy.signals_many``): a chunk of sets gets one RSI per period, one cross per (period,
+oversold) and one comparison per (period, overbought), as the vectorbt code builds its columns;
+``RsiRulePerSet`` is the same rules without it (each set's ``signals``; a sweep still shares
+each period's RSI through ``indicators.memo``). Both give the same signals.
 
 Run: ``PYTHONPATH=. python benchmarks/bench_sweep.py [--skip-backtrader] [--random N]``.
 Prints a Markdown table (times and ratios to ours).
@@ -102,7 +105,7 @@ class RsiRule(RsiRulePerSet):
             p = s.p
             if p.period not in rsis:
                 rsi = ind_rsi(close, p.period)
-                rsis[p.period] = rsi, np.r_[np.nan, rsi[:-1]]
+                rsis[p.period] = rsi, np.concatenate(([np.nan], rsi[:-1]))  # np.r_'s values
             rsi, prev = rsis[p.period]
             if (p.period, p.oversold) not in crosses:
                 cross = (rsi > p.oversold) & (prev <= p.oversold)
