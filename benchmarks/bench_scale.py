@@ -17,7 +17,10 @@ only. Columns:
   trades, the indicator frame as the result keeps it: :mod:`backtests.perbar`).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_scale.py [--max-bars 2000000] [--no-memory]
-[--flips-only] [--level-targets]``.
+[--flips-only] [--level-targets] [--keep-freed-memory]``. ``--keep-freed-memory`` sets the
+allocator as ``btc-backtest`` does (:func:`data.memory.keep_freed_memory`: freed blocks are
+reused warm instead of returned to the system; on this VM most of a 10M-bar run's system time
+was first-touch page faults of fresh blocks).
 Sizes are 250k, 1M, 2M, 5M and 10M bars up to ``--max-bars`` (default 2M: about a minute on a
 quiet 2-core machine; 10M bars need ~4 GB of memory). Prints a Markdown table and the load
 average before and after (the machine may be shared: CPU time is the steadier figure).
@@ -38,6 +41,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from backtests import run  # noqa: E402
+from data.memory import keep_freed_memory  # noqa: E402
 from indicators.flips import flips  # noqa: E402
 from strategies.breakdown import Breakdown  # noqa: E402
 from tests.lookahead import ohlc_frame  # noqa: E402
@@ -115,7 +119,11 @@ def main() -> None:
                     help="time S/R + flips alone (no backtest column; quick to repeat at 10M)")
     ap.add_argument("--level-targets", action="store_true",
                     help="also time the default breakdown (level targets) on 100k-1M bars")
+    ap.add_argument("--keep-freed-memory", action="store_true",
+                    help="keep freed memory for reuse, as btc-backtest does (data.memory)")
     args = ap.parse_args()
+    if args.keep_freed_memory:
+        print(f"keep freed memory: {'applied' if keep_freed_memory() else 'not available'}")
     sizes = [n for n in SIZES if n <= args.max_bars] or [args.max_bars]
     print(f"load before: {load()}")
     df = ohlc_frame(max(sizes), "1m", seed=42, volatility=0.002)
