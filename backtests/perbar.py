@@ -95,8 +95,16 @@ def _bits(values: np.ndarray) -> np.ndarray:
     return values.view(np.int64)
 
 
+#: The hash table :func:`_factorize` starts with, per value factorised: pandas sizes it for
+#: every value being distinct by default (~32 bytes per bar on 1M bars, the largest transient
+#: of building a result, issue 17), where zone columns hold ~1 distinct value per 10 bars; the
+#: table grows as needed (same codes).
+_HASH_HINT = 16
+
+
 def _factorize(bits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    codes, uniques = pd.factorize(bits, use_na_sentinel=False)
+    codes, uniques = pd.factorize(bits, use_na_sentinel=False,
+                                  size_hint=max(len(bits) // _HASH_HINT, 1024))
     return codes, np.asarray(uniques)
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from backtests import run
+from backtests.perbar import compact
 from data.resample import epoch_ns, period_start, period_start_ns
 from indicators.flips import flips
 from indicators.memo import IndicatorMemo, sharing
@@ -65,3 +66,18 @@ def test_peak_bytes_per_bar_of_a_long_run(strategy):
     assert len(res.trades) > 100
     # ~265 bytes per bar measured at 250k bars (~300-365 before the issue-17 changes)
     assert peak / n < 290, f"{peak / n:.0f} bytes per bar"
+
+
+def test_compact_zone_codes_with_a_small_hash_table_are_the_default_ones():
+    # more distinct zones than the starting hash table holds: it grows, the codes stay
+    rng = np.random.default_rng(3)
+    n = 40_000
+    centre = np.repeat(rng.random(n // 4) * 100.0, 4)
+    centre[::7] = np.nan
+    frame = pd.DataFrame({"support": centre, "support_low": centre - 1.0,
+                          "support_high": centre + 1.0})
+    packed = compact(frame)
+    codes, _table = packed.zones[(0, 1, 2)]
+    want, _ = pd.factorize(centre.view(np.int64), use_na_sentinel=False)
+    np.testing.assert_array_equal(codes, want)
+    pd.testing.assert_frame_equal(packed.frame(), frame, check_exact=True)
