@@ -332,3 +332,82 @@ def test_no_funding_is_one_zero_for_every_bar():
     # with a rate the array is per bar and charged
     paid = market_arrays(df, BacktestConfig(funding_rate=0.0001), "1h").funding
     assert paid.shape == (800,) and paid.sum() > 0
+
+
+class _NoPrices(Strategy):
+    """Random long/short entries and exits; no stop or target given (``from_entries``'
+    missing columns) or the same as explicit all-NaN columns (``explicit``), optionally with
+    exit rules (``rules``) and a constant stop (``flat_stop``)."""
+
+    name = "no_prices"
+
+    def __init__(self, explicit: bool, rules: bool = False, flat_stop: bool = False) -> None:
+        super().__init__()
+        self.explicit, self.rules, self.flat_stop = explicit, rules, flat_stop
+
+    def signals(self, df: pd.DataFrame) -> Signals:
+        from strategies.base import ExitRules
+
+        n = len(df)
+        rng = np.random.default_rng(3)
+        entry = rng.choice([-1, 0, 0, 0, 0, 1], n).astype(np.int8)
+        exit_ = rng.random(n) < 0.05
+        exits = ExitRules(stop_pct=0.03, trail_pct=0.02, partial_pct=0.01,
+                          partial_size=0.5) if self.rules else None
+        stop = None
+        if self.flat_stop:  # one price for every bar: far below, so only longs can use it
+            level = float(df["low"].min()) * 0.5
+            stop = np.full(n, level) if self.explicit else np.broadcast_to(level, (n,))
+        elif self.explicit:
+            stop = np.full(n, np.nan)
+        target = np.full(n, np.nan) if self.explicit else None
+        return Signals.from_entries(entry, exit=exit_, stop=stop, target=target, exits=exits)
+
+
+@pytest.mark.parametrize("engine", ["fast", "backtrader"])
+@pytest.mark.parametrize("case", ["plain", "rules", "flat_stop", "window"])
+def test_no_stop_column_is_the_explicit_nan_column(monkeypatch, engine, case):
+    # From CONSTANT_FROM bars on, a missing stop/target is one NaN seen at every bar (no
+    # per-bar array); lowered here so a short random walk takes that path. Both engines give
+    # the result of explicit all-NaN columns (or a full array of one stop), bit for bit.
+    import strategies.base as base
+    from backtests.runner import run
+    from data.frame import to_canonical
+
+    monkeypatch.setattr(base, "CONSTANT_FROM", 2)
+    rng = np.random.default_rng(11)
+    close = 100.0 * np.exp(np.cumsum(rng.normal(0.0, 0.01, 600)))
+    open_ = np.r_[100.0, close[:-1]]
+    wick = np.abs(rng.normal(0.0, 0.004, (2, 600)))
+    df = to_canonical(pd.DataFrame(
+        {"open": open_, "high": np.maximum(open_, close) * (1 + wick[0]),
+         "low": np.minimum(open_, close) * (1 - wick[1]), "close": close, "volume": 1.0},
+        index=pd.date_range("2024-01-01", periods=600, freq="1h", tz="UTC")))
+    cfg = BacktestConfig(leverage=3.0, funding_rate=0.0001, engine=engine)
+    kw = {"rules": case == "rules", "flat_stop": case == "flat_stop"}
+    start = df.index[100] if case == "window" else None
+    sig = _NoPrices(False, **kw).signals(df)
+    assert base.is_constant(sig.target) and not sig.target.flags.writeable
+    assert base.is_constant(sig.validate(len(df)).target)  # kept, not filled
+    got = run(df, _NoPrices(False, **kw), cfg, start=start)
+    want = run(df, _NoPrices(True, **kw), cfg, start=start)
+    assert len(got.trades) > 10
+    assert set(got.differences(want)) <= {"created"}
+
+
+def test_missing_prices_are_one_constant_nan_on_long_frames():
+    import strategies.base as base
+
+    n = base.CONSTANT_FROM
+    sig = Signals.from_entries(np.zeros(n, np.int8))
+    for arr in (sig.stop, sig.target):
+        assert arr.shape == (n,) and base.is_constant(arr) and np.isnan(arr[n - 1])
+        assert arr.nbytes == 8 * n and np.shares_memory(arr, sig.target)  # one value, no fill
+    short = Signals.from_entries(np.zeros(n - 1, np.int8))
+    assert short.target.flags.writeable and not base.is_constant(short.target)
+    cut = sig.validate(n).from_bar(5)
+    assert base.is_constant(cut.stop) and len(cut.stop) == n - 5
+    bad = Signals.from_entries(np.zeros(n, np.int8), stop=np.broadcast_to(-1.0, (n,)))
+    with pytest.raises(ValueError, match=r"Signals.stop must be a positive price or NaN; bar 0"):
+        bad.validate(n)
+    assert not base.is_constant(np.zeros(1)) and not base.is_constant(np.zeros((3, 3))[:, 0])

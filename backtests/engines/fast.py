@@ -92,7 +92,7 @@ from backtests.warmup import warmup_report, window_start
 from data import jit
 from data.frame import timeframe_of, to_canonical
 from indicators.liquidation import liquidation_distance_pct
-from strategies.base import STOP_KINDS, ExitRules, Signals, Strategy
+from strategies.base import STOP_KINDS, ExitRules, Signals, Strategy, is_constant
 
 # Exit-reason codes of the kernel's trade records: positions in the one table of names,
 # ``backtests.results.EXIT_REASONS`` (numba reads these module globals as constants).
@@ -382,8 +382,8 @@ class KernelInputs(NamedTuple):
     market: Market
     entry: np.ndarray  # int8
     exit: np.ndarray  # bool
-    stop: np.ndarray  # float64 price, NaN none
-    target: np.ndarray  # float64 price, NaN none
+    stop: np.ndarray  # float64 price, NaN none; one value: the same for every bar
+    target: np.ndarray  # float64 price, NaN none; one value: the same for every bar
     exits: ExitArrays | None  # None: no exit rules (a kernel specialised without them)
     max_bars: int
     cash: float
@@ -413,6 +413,13 @@ def market_arrays(df: pd.DataFrame, config: BacktestConfig, timeframe: str | Non
     return Market(funding=funding, **col)
 
 
+def _prices(column: np.ndarray) -> np.ndarray:
+    """A validated stop or target column as the kernel reads it: the array itself, or one
+    value (a fresh writable array, like the others: one compiled specialisation) for a constant
+    column (:func:`strategies.base.is_constant`, e.g. no stop at all on 1M bars)."""
+    return column[:1].copy() if is_constant(column) else column
+
+
 def kernel_inputs(market: Market, signals: Signals, config: BacktestConfig) -> KernelInputs:
     """Bundle a frame's arrays, validated signals and a config for :func:`simulate_nb`.
 
@@ -421,8 +428,8 @@ def kernel_inputs(market: Market, signals: Signals, config: BacktestConfig) -> K
     """
     exits = None if signals.exits is None else exit_arrays(signals.exits)
     return KernelInputs(
-        market=market, entry=signals.entry, exit=signals.exit, stop=signals.stop,
-        target=signals.target, exits=exits, max_bars=int(signals.max_bars),
+        market=market, entry=signals.entry, exit=signals.exit, stop=_prices(signals.stop),
+        target=_prices(signals.target), exits=exits, max_bars=int(signals.max_bars),
         cash=float(config.cash), commission=float(config.commission),
         slippage=float(config.slippage), leverage=float(config.leverage),
         maintenance_margin=float(config.maintenance_margin),
@@ -453,6 +460,8 @@ def _simulate(inp, x):  # pragma: no cover - compiled
     sizing, size, mode = inp.sizing, inp.size, inp.mode
     n = len(o)
     f_step = 1 if funding.shape[0] > 1 else 0  # one value for every bar: funding[0]
+    s_step = 1 if stop.shape[0] > 1 else 0  # (stop and target: the same)
+    t_step = 1 if target.shape[0] > 1 else 0
     equity = np.empty(n)
     # A trade opens only on the bar after a non-zero entry and closes once (plus one partial
     # fill row with exit rules): room for that many rows, not one per bar (13 floats a bar were
@@ -518,12 +527,13 @@ def _simulate(inp, x):  # pragma: no cover - compiled
                 side = 0
             if side == 0 and allowed:
                 fill = o[k] * (1.0 + e * slip)
-                tp = target[j]
+                tp = target[j * t_step]
                 if x is None:
-                    sp = stop[j]
+                    sp = stop[j * s_step]
                     cp = np.nan
                 else:
-                    sp, sp_src, cp, cp_src, pp, pf = entry_levels(x, e, fill, j, stop[j], tp)
+                    sp, sp_src, cp, cp_src, pp, pf = entry_levels(x, e, fill, j, stop[j * s_step],
+                                                                  tp)
                 valid = True
                 if not np.isnan(sp) and e * (o[k] - sp) <= 0.0:
                     valid = False
