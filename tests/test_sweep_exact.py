@@ -207,9 +207,9 @@ def test_checked_signals_is_validate(btc_daily: pd.DataFrame) -> None:
 
 
 def test_results_table_by_columns_equals_row_by_row() -> None:
-    params = [{"a": 1, "b": 2.5, "on": True, "kind": "x"},
-              {"a": 3, "b": 1.0, "on": False, "kind": "y"},
-              {"a": 2, "b": 0.5, "on": True, "kind": "x"}]
+    params = [{"a": 1, "b": 2.5, "on": True, "kind": "x", "big": 2**70},
+              {"a": 3, "b": 1.0, "on": False, "kind": "y", "big": 1},
+              {"a": 2, "b": 0.5, "on": True, "kind": "x", "big": -5}]
     metrics = [{"sharpe": 1.0, "n_trades": 4, "_returns": np.zeros(3)},
                {"sharpe": float("nan"), "n_trades": 0, "_returns": np.zeros(3)},
                {"sharpe": 1.0, "n_trades": 7, "_returns": np.zeros(3)}]

@@ -132,9 +132,9 @@ def _columns_table(ids: list[int], param_sets: Sequence[Params], metrics: Sequen
     p_keys, m_keys = list(param_sets[0]), list(metrics[0])
     if any(list(p) != p_keys for p in param_sets) or any(list(m) != m_keys for m in metrics):
         return None
-    cols: dict[str, Any] = {"trial": ids}
+    cols: dict[str, Any] = {"trial": _column(ids)}
     for k in p_keys:
-        cols[k] = [p[k] for p in param_sets]
+        cols[k] = _column([p[k] for p in param_sets])
     is_scalar: dict[type, bool] = {}  # np.isscalar depends on the type alone: once per type
     for k in m_keys:
         if k.startswith("_"):
@@ -150,10 +150,21 @@ def _columns_table(ids: list[int], param_sets: Sequence[Params], metrics: Sequen
             if True in kinds:
                 return None
             continue
-        # Python floats become the float64 column pandas makes of them, ~10x faster as an
-        # array than as a list it inspects value by value (16 columns: ~0.5 ms)
-        cols[k] = np.array(values, dtype=np.float64) if types == {float} else values
+        cols[k] = _column(values, types)
     return pd.DataFrame(cols)
+
+
+def _column(values: list, types: set[type] | None = None) -> Any:
+    """``values`` as the array pandas would make of the list when they are all Python floats
+    (float64) or all Python ints that fit int64 (int64): ~10x faster for pandas than a list it
+    inspects value by value (a sweep table's 20 columns: ~0.7 ms). Anything else stays a list
+    (strings, bools, mixed types: pandas infers their column as before)."""
+    types = {type(v) for v in values} if types is None else types
+    if types == {float}:
+        return np.array(values, dtype=np.float64)
+    if types == {int} and -(2**63) <= min(values) and max(values) < 2**63:
+        return np.array(values, dtype=np.int64)
+    return values
 
 
 def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
