@@ -82,8 +82,14 @@ def proximity_pct(price, level):
         return (price - lvl) / lvl * 100.0
     lv = np.asarray(level, dtype=np.float64)
     lv = np.where(lv > 0, lv, np.nan)
-    out = (np.asarray(price, dtype=np.float64) - lv) / lv * 100.0
-    return float(out) if np.ndim(out) == 0 else out
+    # in place after the first operation: the same roundings as ``(price - lv) / lv * 100``,
+    # one per-bar array instead of three (fresh arrays cost page faults on long frames)
+    out = np.asarray(price, dtype=np.float64) - lv
+    if np.ndim(out) == 0:
+        return float(out / lv * 100.0)
+    out /= lv
+    out *= 100.0
+    return out
 
 
 def confluence(
@@ -109,9 +115,14 @@ def confluence(
     hi = sr["support_high"].to_numpy(dtype=np.float64)
     w = wema.to_numpy(dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        gap = np.maximum(np.maximum(lo - w, w - hi), 0.0)
+        # max(lo - w, w - hi, 0) worked out in one array (the same values as nested maxima)
+        gap = lo - w
+        np.maximum(gap, w - hi, out=gap)
+        np.maximum(gap, 0.0, out=gap)
         ok = gap <= tolerance_pct / 100.0 * w
-    return pd.Series(ok & ~np.isnan(gap) & (w > 0), index=df.index, name="confluence")
+    ok &= ~np.isnan(gap)
+    ok &= w > 0
+    return pd.Series(ok, index=df.index, name="confluence", copy=False)
 
 
 @takes_level_params("zones", "flips", "rank")
@@ -148,21 +159,28 @@ def signal_frame(
     res = flip_result if flip_result is not None else flips(df, params=params)
     bars = res.bars
     out = pd.DataFrame(index=df.index)
+
+    def fresh(values: np.ndarray) -> pd.Series:
+        # A new array made here goes into the frame as it is: a NumPy array assigned to a
+        # column is copied (pandas 3), one more per-bar array to fault in on long frames.
+        return pd.Series(values, index=df.index, copy=False)
+
+    close_np = close.to_numpy(dtype=np.float64)
     out["close"] = close.astype(np.float64)
-    out["rsi"] = np.asarray(ta_rsi(close.to_numpy(dtype=np.float64), rsi_period))
+    out["rsi"] = fresh(np.asarray(ta_rsi(close_np, rsi_period), dtype=np.float64))
     out["rsi_state"] = oversold(out["rsi"], rsi_oversold, rsi_deep, rsi_overbought)
     wname = f"wema{wema_period}"
-    out[wname] = weekly_ema_or_nan(df, wema_period).to_numpy()
+    # a Series on the same index goes in without a copy (pandas tracks the sharing)
+    out[wname] = weekly_ema_or_nan(df, wema_period).astype(np.float64)
     for c in bars.columns[:6]:
         out[c] = bars[c]
-    out["dist_support_pct"] = proximity_pct(out["close"], out["support"])
-    out["dist_resistance_pct"] = proximity_pct(out["close"], out["resistance"])
-    out["dist_wema_pct"] = proximity_pct(out["close"], out[wname])
+    out["dist_support_pct"] = fresh(proximity_pct(close_np, out["support"].to_numpy()))
+    out["dist_resistance_pct"] = fresh(proximity_pct(close_np, out["resistance"].to_numpy()))
+    out["dist_wema_pct"] = fresh(proximity_pct(close_np, out[wname].to_numpy()))
     out["confluence"] = confluence(df, bars, out[wname], confluence_pct)
     for c in bars.columns[6:]:
         out[c] = bars[c]
-    out["atr"] = np.asarray(ta_atr(df["high"].to_numpy(dtype=np.float64),
-                                   df["low"].to_numpy(dtype=np.float64),
-                                   close.to_numpy(dtype=np.float64),
-                                   res.params.atr_period))
+    out["atr"] = fresh(np.asarray(ta_atr(df["high"].to_numpy(dtype=np.float64),
+                                         df["low"].to_numpy(dtype=np.float64), close_np,
+                                         res.params.atr_period), dtype=np.float64))
     return like_input(out, user_df)

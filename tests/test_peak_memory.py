@@ -16,6 +16,7 @@ from backtests.perbar import compact
 from data.resample import epoch_ns, period_start, period_start_ns
 from indicators.flips import flips
 from indicators.memo import IndicatorMemo, sharing
+from indicators.signals import proximity_pct, signal_frame
 from strategies import Breakdown, OversoldBounce
 from tests.lookahead import ohlc_frame
 
@@ -81,3 +82,27 @@ def test_compact_zone_codes_with_a_small_hash_table_are_the_default_ones():
     want, _ = pd.factorize(centre.view(np.int64), use_na_sentinel=False)
     np.testing.assert_array_equal(codes, want)
     pd.testing.assert_frame_equal(packed.frame(), frame, check_exact=True)
+
+
+def test_signal_frame_columns_are_its_own_inside_a_memo():
+    # the frame takes its fresh per-bar arrays without copying them; what the memo shares
+    # (RSI, ATR, the weekly EMA, the flips) must still not be written through by a caller
+    df = ohlc_frame(12_000, "1h", seed=6)
+    with sharing(IndicatorMemo(df)):
+        first = signal_frame(df)
+        want = first.copy(deep=True)
+        for col in ("rsi", "atr", "wema200", "dist_support_pct", "support", "confluence"):
+            first.loc[first.index[5_000:], col] = first[col].iloc[0]
+        again = signal_frame(df)
+    pd.testing.assert_frame_equal(again, want, check_exact=True)
+
+
+def test_proximity_pct_in_place_equals_the_formula():
+    rng = np.random.default_rng(8)
+    price = rng.random(1_000) * 100.0
+    level = rng.random(1_000) * 100.0 - 5.0  # some levels <= 0: NaN there
+    level[::50] = np.nan
+    lv = np.where(level > 0, level, np.nan)
+    want = (price - lv) / lv * 100.0
+    np.testing.assert_array_equal(proximity_pct(price, level), want)
+    assert proximity_pct(110.0, 100.0) == (110.0 - 100.0) / 100.0 * 100.0
