@@ -259,6 +259,42 @@ def test_batch_hook_gives_each_sets_own_signals_and_figures(btc_daily: pd.DataFr
         np.testing.assert_array_equal(k, sig.entry)
 
 
+class _ConstantNone(RsiRuleBatch):
+    """RsiRuleBatch without its stop, "no target" given as one NaN seen at every bar (what
+    ``Signals.from_entries`` gives on long frames)."""
+
+    @classmethod
+    def signals_many(cls, df: pd.DataFrame, strategies: list[Strategy]) -> list[Signals]:
+        out = super().signals_many(df, strategies)
+        none = np.broadcast_to(np.float64(np.nan), len(df))
+        for sig in out:
+            sig.stop = none
+            sig.target = none
+        return out
+
+
+def test_a_constant_none_stop_is_simulated_with_the_chunk(btc_daily: pd.DataFrame,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    import backtests.tuning.evaluate as evaluate
+
+    cfg = BacktestConfig(cash=10_000.0, commission=0.001, mode="long")
+    space = grid({"period": [7, 14], "oversold": [25.0, 30.0]})
+    pay = BacktestPayload(df=btc_daily, strategy_cls=_ConstantNone, config=cfg,
+                          keep_returns=True)
+    alone = []
+    monkeypatch.setattr(evaluate, "_evaluate_signals", lambda *a: alone.append(a) or {})
+    rows = evaluate_backtests(pay, space)
+    assert not alone  # every set went through the compiled chunk
+    for p, row in zip(space, rows, strict=True):
+        own = RsiRule(**p).signals(btc_daily)
+        sig = Signals.from_entries(own.entry, exit=own.exit)  # no stop, no target
+        ref = window_metrics(pay, *simulate_nb(kernel_inputs(pay.market(), sig.validate(
+            len(btc_daily)), cfg)))
+        np.testing.assert_array_equal(row.pop("_returns"), ref.pop("_returns"))
+        assert row == pytest.approx(ref, rel=0, abs=0, nan_ok=True)
+
+
 class _BadHook(RsiRule):
     """A batch hook returning one Signals too few, or an entry code 2 for overbought 75."""
 

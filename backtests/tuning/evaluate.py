@@ -44,7 +44,7 @@ from backtests.metrics import (
 from backtests.tuning.space import Params
 from data.frame import timeframe_of, to_canonical
 from indicators.memo import IndicatorMemo, sharing
-from strategies.base import Signals
+from strategies.base import Signals, is_constant
 from strategies.native import BacktraderStrategy
 
 # --- backtests as evaluations ------------------------------------------------------------------
@@ -430,7 +430,12 @@ def evaluate_backtests(payload: BacktestPayload, param_sets: Sequence[Params]
     def price_row(arr: np.ndarray) -> int:
         r = price_rows.get(id(arr))
         if r is None:
-            state = _price_state(arr) if _fits(arr, np.float64, n) else _BAD_PRICE
+            if _fits(arr, np.float64, n):
+                state = _price_state(arr)
+            else:  # one NaN seen at every bar (from_entries' "none" on long frames) is none
+                const_nan = (isinstance(arr, np.ndarray) and arr.dtype == np.float64
+                             and len(arr) == n and is_constant(arr) and np.isnan(arr[0]))
+                state = _NO_PRICE if const_nan else _BAD_PRICE
             r = -1 if state == _BAD_PRICE else 0 if state == _NO_PRICE else len(prices) + 1
             if state == _PRICED:
                 prices.append(arr)
