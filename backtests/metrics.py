@@ -390,6 +390,24 @@ def at_or_below(x, level):  # pragma: no cover - compiled
     return out[:m]
 
 
+#: :func:`_lowest` samples every this many values (and only arrays over 64 times as long).
+_SAMPLE_STEP = 64
+
+
+def _lowest(x: np.ndarray, m: int) -> np.ndarray:
+    """Values of ``x`` among which are its ``m`` smallest (with ties), every value above them
+    left out: ``x`` itself, or for a long ``x`` the values at or below a level read off a sorted
+    sample (every 64th value; a third more than the share ``m`` needs), kept only when at least
+    ``m`` values are at or below it, which makes them exactly the ``m`` smallest and some
+    larger (a quarter of the values to select from: ~1.7 -> ~1.3 ms with cold caches)."""
+    if len(x) <= _SAMPLE_STEP * _SAMPLE_STEP:
+        return x
+    sample = np.sort(x[::_SAMPLE_STEP])
+    at = min(len(sample) - 1, int(m / len(x) * len(sample) * 1.3) + 8)
+    kept = jit.call(at_or_below, x, sample[at], work=len(x))
+    return kept if len(kept) >= m else x
+
+
 def tail_risk(eq: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     """Historical VaR and CVaR 95 % of per-bar returns (fractions): ``np.quantile(r, 0.05)``
     and the mean of the returns at or below it, NaN without returns.
@@ -405,7 +423,7 @@ def tail_risk(eq: np.ndarray, neg: np.ndarray) -> tuple[float, float]:
     pos = (n - 1) * 0.05  # np.quantile's position for method "linear"
     k = math.floor(pos)
     if k + 1 < len(neg):
-        low = np.partition(neg, k)  # one selection (two kth values cost 5x more)
+        low = np.partition(_lowest(neg, k + 2), k)  # one selection (two kth values cost 5x more)
         a, b = low[k], low[k + 1 :].min()  # what follows the k-th holds the (k+1)-th smallest
         var = float(np.quantile(np.array([a, b]), pos - k))  # the same interpolation
         # var < 0: the same values in the same order, so numpy's mean sums them the same way

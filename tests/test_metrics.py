@@ -492,3 +492,33 @@ def test_full_pass_skips_unmoved_bars_bit_for_bit(seed):
     for i in range(n - 1):  # the definition: every bar's return, in bar order
         s += eq[i + 1] / eq[i] - 1.0 if eq[i] > 0 else 0.0
     assert full[0] == s / (n - 1)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lowest_values_hold_the_smallest_exactly(seed):
+    # _lowest keeps every value at or below a level read off a sample only when at least m of
+    # them are (then they are the m smallest and some larger), else all: the m smallest values
+    # are the same, and so VaR/CVaR on a long curve equal numpy's on all the returns.
+    from backtests.metrics import _lowest
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.choice([100, 5_000, 300_000]))
+    x = np.round(rng.standard_t(3, n), int(rng.choice([1, 3, 9])))  # ties at coarse rounding
+    if seed == 5:
+        x[: n // 2] = x.min()  # half the values tie at the minimum
+    taken = 0
+    for m in (1, 2, n // 20, n // 3, n):
+        got = _lowest(x, m)
+        assert got is x or len(got) >= m
+        np.testing.assert_array_equal(np.sort(got)[:m], np.sort(x)[:m])
+        np.testing.assert_array_equal(got, x[x <= got.max()])  # every value up to a level
+        taken += got is not x
+    assert taken or n <= 64 * 64  # the sampled path ran on the long arrays
+    r = rng.normal(0.0, 0.01, n) * (rng.random(n) < 0.5)
+    eq = np.concatenate(([1000.0], 1000.0 * np.cumprod(1.0 + r)))
+    idx = pd.date_range("2020-01-01", periods=len(eq), freq="1min", tz="UTC", name="timestamp")
+    got = compute_metrics(pd.Series(eq, index=idx), empty_trades(), None, "1m", cash=1000.0)
+    ret = np.where(eq[:-1] > 0, eq[1:] / eq[:-1] - 1.0, 0.0)
+    var = float(np.quantile(ret, 0.05))
+    assert got["var_95_pct"] == 100.0 * var
+    assert got["cvar_95_pct"] == 100.0 * float(ret[ret <= var].mean())
