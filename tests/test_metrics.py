@@ -415,6 +415,19 @@ def test_cagr_of_a_big_gain_over_hours_is_inf_not_an_error():
     assert json.loads(json.dumps(to_jsonable(m)))["cagr_pct"] is not None
 
 
+def _assert_tail_is_numpys(r: np.ndarray, freq: str, tf: str) -> None:
+    """compute_metrics' VaR/CVaR of the curve with per-bar returns ``r`` (bars ``freq`` apart,
+    timeframe ``tf``) are bit for bit
+    ``np.quantile(r, 0.05)`` and ``r[r <= var].mean()``."""
+    eq = np.concatenate(([1000.0], 1000.0 * np.cumprod(1.0 + r)))
+    idx = pd.date_range("2000-01-01", periods=len(eq), freq=freq, tz="UTC", name="timestamp")
+    got = compute_metrics(pd.Series(eq, index=idx), empty_trades(), None, tf, cash=1000.0)
+    ret = np.where(eq[:-1] > 0, eq[1:] / eq[:-1] - 1.0, 0.0)
+    var = float(np.quantile(ret, 0.05))
+    assert got["var_95_pct"] == 100.0 * var
+    assert got["cvar_95_pct"] == 100.0 * float(ret[ret <= var].mean())
+
+
 @pytest.mark.parametrize("case", ["ties", "few", "one", "gains", "flat", "big"])
 def test_var_cvar_are_numpys_quantile_and_mask_mean(case):
     # VaR/CVaR bit for bit np.quantile(r, 0.05) and r[r <= var].mean() over all the returns:
@@ -432,13 +445,7 @@ def test_var_cvar_are_numpys_quantile_and_mask_mean(case):
         "flat": np.zeros(50),
         "big": rng.normal(0.0, 0.01, 200_000) * (rng.random(200_000) < 0.5),
     }[case]
-    eq = np.concatenate(([1000.0], 1000.0 * np.cumprod(1.0 + r)))
-    idx = pd.date_range("2000-01-01", periods=len(eq), freq="1h", tz="UTC", name="timestamp")
-    got = compute_metrics(pd.Series(eq, index=idx), empty_trades(), None, "1h", cash=1000.0)
-    ret = np.where(eq[:-1] > 0, eq[1:] / eq[:-1] - 1.0, 0.0)
-    var = float(np.quantile(ret, 0.05))
-    assert got["var_95_pct"] == 100.0 * var
-    assert got["cvar_95_pct"] == 100.0 * float(ret[ret <= var].mean())
+    _assert_tail_is_numpys(r, "1h", "1h")
     # the compaction keeps the order and every value at the level (ties included)
     x = np.round(rng.normal(0.0, 1.0, 1_000), 1)
     for level in (-1.0, 0.0, x.min(), x.max(), -np.inf):
@@ -514,11 +521,4 @@ def test_lowest_values_hold_the_smallest_exactly(seed):
         np.testing.assert_array_equal(got, x[x <= got.max()])  # every value up to a level
         taken += got is not x
     assert taken or n <= 64 * 64  # the sampled path ran on the long arrays
-    r = rng.normal(0.0, 0.01, n) * (rng.random(n) < 0.5)
-    eq = np.concatenate(([1000.0], 1000.0 * np.cumprod(1.0 + r)))
-    idx = pd.date_range("2020-01-01", periods=len(eq), freq="1min", tz="UTC", name="timestamp")
-    got = compute_metrics(pd.Series(eq, index=idx), empty_trades(), None, "1m", cash=1000.0)
-    ret = np.where(eq[:-1] > 0, eq[1:] / eq[:-1] - 1.0, 0.0)
-    var = float(np.quantile(ret, 0.05))
-    assert got["var_95_pct"] == 100.0 * var
-    assert got["cvar_95_pct"] == 100.0 * float(ret[ret <= var].mean())
+    _assert_tail_is_numpys(rng.normal(0.0, 0.01, n) * (rng.random(n) < 0.5), "1min", "1m")
