@@ -378,7 +378,16 @@ class Signals:
         target: np.ndarray | None = None,
         **kwargs: Any,
     ) -> Signals:
-        """Build Signals from an entry array, filling missing arrays with "nothing"."""
+        """Build Signals from an entry array, filling missing arrays with "nothing".
+
+        Returns:
+            :class:`Signals` whose ``exit`` is all False and whose ``stop``/``target`` are NaN
+            (no price) on every bar where none is given. From :data:`CONSTANT_FROM` bars
+            (131,072) on, a missing ``stop``/``target`` is a read-only view of one NaN (no
+            8 MB column to fill and check per 1M bars), so writing into it raises numpy's
+            "assignment destination is read-only": to set prices bar by bar, pass your own
+            array (``stop=np.full(len(entry), np.nan)``) and fill that.
+        """
         entry = np.asarray(entry)
         n = len(entry)
         # "nothing" arrays only where one is missing (a 1M-bar NaN array costs ~1 ms)

@@ -405,6 +405,11 @@ def test_missing_prices_are_one_constant_nan_on_long_frames():
         assert arr.nbytes == 8 * n and np.shares_memory(arr, sig.target)  # one value, no fill
     short = Signals.from_entries(np.zeros(n - 1, np.int8))
     assert short.target.flags.writeable and not base.is_constant(short.target)
+    with pytest.raises(ValueError, match="read-only"):  # as from_entries' docstring says
+        sig.stop[7] = 1.0
+    own = Signals.from_entries(np.zeros(n, np.int8), stop=np.full(n, np.nan))
+    own.stop[7] = 1.0  # the documented way to set prices bar by bar on a long frame
+    assert own.stop[7] == 1.0 and np.isnan(own.stop[8])
     cut = sig.validate(n).from_bar(5)
     assert base.is_constant(cut.stop) and len(cut.stop) == n - 5
     bad = Signals.from_entries(np.zeros(n, np.int8), stop=np.broadcast_to(-1.0, (n,)))
