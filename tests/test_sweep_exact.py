@@ -374,3 +374,28 @@ def test_a_serial_sweep_builds_each_strategy_once(btc_daily: pd.DataFrame) -> No
     assert len(built) == len(space)  # the parameter check's instances are the ones run
     ref = run_sweep(btc_daily, RsiRule, space, executor="serial", top=0)
     assert one.table.equals(ref.table)
+
+
+def test_a_chunk_goes_to_the_hook_in_batches_bounded_by_bars(btc_daily: pd.DataFrame,
+                                                             monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    """Every set's Signals of one hook call live until the batch is simulated, so a chunk is
+    handed over in batches of at most BATCH_BAR_SETS sets x bars (500 sets of 1M bars would
+    hold tens of GB); the figures are those of one batch."""
+    import backtests.tuning.evaluate as evaluate
+
+    cfg = BacktestConfig(cash=10_000.0, commission=0.001, mode="long")
+    space = grid({"period": [7, 14, 21], "oversold": [25.0, 30.0], "overbought": [65.0, 75.0]})
+    pay = BacktestPayload(df=btc_daily, strategy_cls=RsiRuleBatch, config=cfg, end=3000,
+                          keep_returns=True)
+    whole = evaluate_backtests(pay, space)
+    sizes: list[int] = []
+    hook = RsiRuleBatch.signals_many_on_canonical.__func__
+    monkeypatch.setattr(RsiRuleBatch, "signals_many_on_canonical", classmethod(
+        lambda cls, df, s: sizes.append(len(s)) or hook(cls, df, s)))
+    monkeypatch.setattr(evaluate, "BATCH_BAR_SETS", 5 * 3000 + 1)  # 5 sets of 3,000 bars
+    batched = evaluate_backtests(pay, space)
+    assert sizes == [5, 5, 2]
+    for got, ref in zip(batched, whole, strict=True):
+        np.testing.assert_array_equal(got.pop("_returns"), ref.pop("_returns"))
+        assert got == pytest.approx(ref, rel=0, abs=0, nan_ok=True)
