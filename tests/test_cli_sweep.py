@@ -241,3 +241,30 @@ def test_data_dir_from_env_and_offline(tmp_path: Path) -> None:
     res = CliRunner(env={"BTC_BACKTEST_DATA": str(not_a_dir)}).invoke(
         main, ["sweep", "oversold_bounce", "--grid", "rsi_period=9", "--offline"])
     assert res.exit_code == 2 and "--data-dir" in res.output and "is a file" in res.output
+
+
+def test_a_strategy_failing_in_a_sweep_names_the_set_and_how_to_see_why(files,
+                                                                       tmp_path: Path) -> None:
+    strat, csv = files
+    path = tmp_path / "failing.py"
+    path.write_text(strat.read_text() + textwrap.dedent('''
+        class Failing(Toy):
+            def signals(self, df):
+                if self.p.period == 14:
+                    raise ValueError("no signals for period 14")
+                return super().signals(df)
+    '''))
+    res = _run("sweep", f"{path}:Failing", "--grid", "period=7,14", "--workers", "1",
+               "--data", str(csv), "--out", str(tmp_path / "f"))
+    assert res.exit_code == 1
+    line = res.output.strip().splitlines()[-1]
+    assert "evaluation failed for parameters {'period': 14}: ValueError: no signals for period 14" \
+        in line and "run again with --workers 1 --verbose for the traceback" in line, line
+    assert "not your input" not in line
+    verbose = CliRunner().invoke(main, ["-v", "sweep", f"{path}:Failing", "--grid", "period=7,14",
+                                        "--workers", "1", "--data", str(csv), "--out",
+                                        str(tmp_path / "g")])
+    assert verbose.exit_code == 1
+    # the user's own line is in the traceback (the error is chained in this process)
+    assert f'File "{path}"' in verbose.output and 'raise ValueError("no signals' in \
+        verbose.output, verbose.output[-2000:]

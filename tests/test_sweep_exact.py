@@ -334,6 +334,23 @@ def test_a_wrong_batch_hook_is_a_clear_error(btc_daily: pd.DataFrame) -> None:
                 raise ValueError("no signals for period 9")
             return super().signals(df)
 
+    class ShortSelf(RsiRule):  # signals() through a hook that drops the last set
+        def signals(self, df: pd.DataFrame) -> Signals:
+            return self.signals_many(df, [self])[0]
+
+        @classmethod
+        def signals_many(cls, df: pd.DataFrame, strategies: list[Strategy]) -> list[Signals]:
+            return [RsiRule(**s.p.__dict__).signals(df) for s in strategies][:-1]
+
+    # each set fails alone with an IndexError: the chunk's clearer error is named beside it
+    with pytest.raises(SweepError, match=r"evaluation failed for parameters \{'period': 7\}: "
+                                         r"IndexError: .*\(evaluated with the chunk's other "
+                                         r"sets: ValueError: ShortSelf.signals_many returned 1 "
+                                         r"values for 2 parameter sets") as err:
+        run_sweep(btc_daily, ShortSelf, [{"period": 7}, {"period": 9}], cfg,
+                  executor="serial", top=0)
+    assert isinstance(err.value.__cause__, IndexError)  # the traceback --verbose shows
+
     # a set whose own signals() fails (in the default hook) is named as before
     with pytest.raises(SweepError, match=r"evaluation failed for parameters \{'period': 9\}: "
                                          r"ValueError: no signals for period 9"):

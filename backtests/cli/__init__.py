@@ -156,7 +156,8 @@ def _fail(ctx: click.Context, exc: BaseException, code: int) -> None:
     if verbose:
         traceback.print_exception(exc)
     if code == 1:
-        fix = "this is a failure, not your input: run again with --verbose for the traceback"
+        fix = getattr(exc, "fix", None) or ("this is a failure, not your input: run again with "
+                                            "--verbose for the traceback")
     else:
         sub = ctx.invoked_subcommand  # ctx is the group's: name the command that failed
         fix = f"see `btc-backtest {sub} --help`" if sub else _help_of(ctx)

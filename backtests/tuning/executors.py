@@ -40,6 +40,11 @@ ProgressFn = Callable[[int, int], None]
 class SweepError(RuntimeError):
     """An evaluation failed for a reason retrying cannot fix (a bug or bad parameters)."""
 
+    #: What the command line prints as the fix (``backtests.cli``): the traceback of the
+    #: strategy's own error is only at hand in the calling process.
+    fix = ("the strategy failed on these parameters (its code, or a bug here): run again with "
+           "--workers 1 --verbose for the traceback")
+
 
 # --- executors -------------------------------------------------------------------------------
 
@@ -72,8 +77,13 @@ def _eval_chunk(evaluate: Evaluate, payload: Any, chunk: Chunk) -> list[tuple[in
         try:
             out.append((idx, evaluate(payload, params)))
         except Exception as exc:  # carry the parameters that failed, as a picklable error
+            # (a hook that failed for the chunk often fails for one set too, with a less
+            # telling error: e.g. signals() written as signals_many(df, [self])[0])
+            also = (f" (evaluated with the chunk's other sets: {type(failed).__name__}: "
+                    f"{failed})" if failed is not None else "")
+            # chained for --verbose in this process; a pool pickles the message alone
             raise SweepError(f"evaluation failed for parameters {params}: "
-                             f"{type(exc).__name__}: {exc}") from None
+                             f"{type(exc).__name__}: {exc}{also}") from exc
     if failed is not None:
         raise SweepError(f"evaluation failed for the {len(chunk)} parameter sets from "
                          f"{chunk[0][1]} evaluated together (each of them succeeds on its own): "
