@@ -128,6 +128,14 @@ def run_ours_fast(df: pd.DataFrame) -> pd.DataFrame:
     return _from_result(run_fast(df, RsiBounce(), _our_config()))
 
 
+def run_ours_fast_fingerprinted(df: pd.DataFrame) -> dict:
+    """:func:`run_ours_fast` and a read of the result's data fingerprint (its hash is taken on
+    the first read); returns the fingerprint."""
+    from backtests.engines.fast import run_fast
+
+    return run_fast(df, RsiBounce(), _our_config()).data
+
+
 def run_ours_fast_core(df: pd.DataFrame) -> pd.DataFrame:
     """Our fast engine without the result object: signals + simulation + trade table only
     (no buy-and-hold, fingerprint or metrics), the work comparable to vectorbt's; as

@@ -4,9 +4,11 @@ The claims of benchmarks/README.md that compare us with a peer come from here, e
 average before and after, so that a figure measured on a busy machine says so:
 
 1. **1M bars, one backtest** (the RSI-bounce rules of ``bench_engines.py``, same trades in every
-   engine, asserted): our full result (trades, equity, every metric, fingerprint), our signals +
-   simulation + trade table, vectorbt ``Portfolio.from_signals`` + its trade records, and a bare
-   numba loop (the same rules, nothing but the fills) as the floor.
+   engine, asserted): our full result (trades, equity, every metric), the same with its data
+   fingerprint read (``result.data``: the SHA-256 of the candles is taken on that first read,
+   not in the run), our signals + simulation + trade table, vectorbt ``Portfolio.from_signals``
+   + its trade records, and a bare numba loop (the same rules, nothing but the fills) as the
+   floor.
 2. **240-set grid on daily data** (``bench_sweep.py``'s RSI rules on the Binance daily candles):
    our ``run_sweep`` (serial, one process, so both use one core) against vectorbt's
    column-vectorised ``from_signals``; trade counts asserted equal. Ours twice: the strategy
@@ -121,6 +123,7 @@ def one_backtest(bars: int, repeat: int) -> str:
     before = loadavg()
     med = interleaved({
         "ours: full result": lambda: be.run_ours_fast(df),
+        "ours: full result + data fingerprint": lambda: be.run_ours_fast_fingerprinted(df),
         "ours: signals + simulation + trades": lambda: be.run_ours_fast_core(df),
         "vectorbt: from_signals + trade records": lambda: be.run_vectorbt(df),
         "bare numba loop (same rules)": lambda: bare_numba(df),

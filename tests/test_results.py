@@ -384,3 +384,37 @@ def test_a_canonical_trade_table_is_taken_as_is_and_any_other_is_normalised():
     missing.loc[1, "exit_reason"] = None
     with pytest.raises(DataError, match="missing"):
         normalize_trades(missing)
+
+
+def test_a_result_keeps_the_candles_it_ran_on_and_hashes_them_when_first_read(monkeypatch):
+    from backtests.engines.fast import run_fast
+    from strategies import OversoldBounce
+
+    df = _prices(400, seed=3)
+    calls = []
+    real = results_mod.data_fingerprint
+    monkeypatch.setattr(results_mod, "data_fingerprint",
+                        lambda *a, **k: calls.append(1) or real(*a, **k))
+    res = run_fast(df, OversoldBounce(), start=df.index[100])
+    assert calls == []  # no hash taken in the run
+    original = df.iloc[100:].copy()
+    want = real(original)["sha256"]
+    # The caller changes its frame through pandas after the run, before anything read the
+    # result: the result's candles and their hash stay those the run used.
+    close = df.columns.get_loc("close")
+    df.iloc[150, close] *= 2.0
+    df.iloc[:, close] += 1.0
+    pd.testing.assert_frame_equal(res.prices, original)
+    assert res.data["sha256"] == want and calls == [1]
+    assert res.data["rows"] == 300 and res.data["start"] == _ts(original.index[0])
+    assert res.data["warmup"]["history_bars"] == 100  # the engine's extra key is kept
+    assert res.data["sha256"] == want and calls == [1]  # hashed once
+    # A change to the result's own prices does not reach the recorded hash either.
+    res2 = run_fast(original, OversoldBounce())
+    res2.prices.iloc[5, close] = 1.0
+    assert res2.data["sha256"] == want
+    assert res2.data["sha256"] != real(res2.prices)["sha256"]
+
+
+def _ts(t: pd.Timestamp) -> str:
+    return t.isoformat()

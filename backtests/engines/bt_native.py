@@ -329,10 +329,8 @@ def run_native(df: pd.DataFrame, strategy: BacktraderStrategy,
     trades = build_trades(window, raw, config, None)
     settings = {**config.to_dict(), "engine": "backtrader", "native_backtrader": True,
                 "rejected_orders": out.rejected}
-    res = BacktestResult.from_run(
+    return BacktestResult.from_run(
         df=window, strategy=strategy.name, params=strategy.param_values, config=settings,
         trades=trades, equity=pd.Series(out.equity[pos:], index=window.index, name="equity"),
-        engine="backtrader",
+        engine="backtrader", warmup=warmup_report(df, pos, strategy),
     )
-    res.data["warmup"] = warmup_report(df, pos, strategy)
-    return res

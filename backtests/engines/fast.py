@@ -783,13 +783,10 @@ def make_result(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig, si
     indicators = signals.indicators
     if indicators is None:
         indicators = strategy.indicators(df)
-    res = BacktestResult.from_run(
+    return BacktestResult.from_run(
         df=df, strategy=strategy.name, params=strategy.param_values, config=config.to_dict(),
-        trades=trades, equity=equity, engine=engine, indicators=indicators,
+        trades=trades, equity=equity, engine=engine, indicators=indicators, warmup=warmup,
     )
-    if warmup is not None:
-        res.data["warmup"] = warmup
-    return res
 
 
 def run_fast(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None = None, *,
