@@ -23,7 +23,7 @@ import math
 import os
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -33,9 +33,9 @@ import pandas as pd
 import xxhash
 
 from backtests.config import WIPED_OUT
-from backtests.perbar import compact
 from backtests.persist import load_frames, plain_json, read_manifest, save_folder
 from data.frame import OHLCV, DataError, timeframe_of, to_canonical
+from data.perbar import CompactFrame, compact
 
 RESULT_KIND = "btc-backtest-result"
 SCHEMA_VERSION = 1
@@ -430,7 +430,7 @@ class BacktestResult:
             :func:`normalize_trades`).
         equity: account equity in quote currency at each bar's close.
         benchmark: buy-and-hold equity (:func:`buy_and_hold`) on the same bars.
-        indicators: per-bar indicator columns. Held compactly (:mod:`backtests.perbar`: zone
+        indicators: per-bar indicator columns. Held compactly (:mod:`data.perbar`: zone
             columns as int32 codes into a table of zones, columns that rarely change as runs)
             and rebuilt, bit for bit, as a new DataFrame on each read (~0.1 s for 1M one-minute
             bars of the breakdown's 26 columns): keep a reference while you use it, or read
@@ -702,15 +702,20 @@ class BacktestResult:
         decoded without rebuilding the other columns (a new DataFrame on each call)."""
         return self._indicators.frame(names)
 
-    def _set_indicators(self, frame: pd.DataFrame | None) -> None:
+    def _set_indicators(self, frame: pd.DataFrame | CompactFrame | None) -> None:
         if frame is None:
             frame = pd.DataFrame()
-        if not isinstance(frame, pd.DataFrame):
-            raise DataError(f"result indicators is a {type(frame).__name__}, not a DataFrame")
         # columns equal to the candles' own buffers (a "close" column) stay shared with them
         prices = self.__dict__.get("prices")
-        self._indicators = compact(_plain_attrs(frame),
-                                   prices if isinstance(prices, pd.DataFrame) else None)
+        prices = prices if isinstance(prices, pd.DataFrame) else None
+        if isinstance(frame, CompactFrame):
+            # held as it is (a strategy's signal columns, never dense: issue 17)
+            attrs = {k: v for k, v in frame.attrs.items() if plain_json(v)}
+            self._indicators = replace(frame.owning(prices), attrs=attrs)
+            return
+        if not isinstance(frame, pd.DataFrame):
+            raise DataError(f"result indicators is a {type(frame).__name__}, not a DataFrame")
+        self._indicators = compact(_plain_attrs(frame), prices)
 
     # -- comparison --------------------------------------------------------------------------
     def differences(self, other: BacktestResult) -> list[str]:

@@ -14,7 +14,7 @@ only. Columns:
 * ``peak bytes/bar``: peak memory allocated during the backtest (``tracemalloc``: numpy and
   pandas buffers included) divided by the bars, the candles themselves excluded (they exist
   before); ``kept bytes/bar``: what the finished result still holds (equity, buy and hold, the
-  trades, the indicator frame as the result keeps it: :mod:`backtests.perbar`).
+  trades, the indicator frame as the result keeps it: :mod:`data.perbar`).
 
 Run: ``PYTHONPATH=. python benchmarks/bench_scale.py [--max-bars 2000000] [--no-memory]
 [--flips-only] [--level-targets] [--keep-freed-memory]``. ``--keep-freed-memory`` sets the

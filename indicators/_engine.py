@@ -8,12 +8,15 @@ The engine walks the bars once. On each bar ``b`` it
 2. advances pending breaks (acceptance closes, failed retests, reclaims, expiry) -> flip events;
 3. records retests of zones flipped on an earlier bar;
 4. starts pending breaks for zones the close of ``b`` broke through (beyond the buffer);
-5. writes the per-bar outputs (nearest zone below/above the close, nearest flipped zones);
-6. with ``want_log``, appends one row per zone whose state changed on ``b`` (born, joined by a
-   pivot, absorbed into a neighbour, flipped) to the zone log: that zone's state as of the close
-   of ``b``. Replaying the log up to bar ``t`` gives the zone set known at ``t``
-   (:mod:`indicators.keylevels` ranks levels and picks targets from it); it holds one row per
-   change, so its size grows with the pivots and flips, not with bars x zones.
+5. with ``want_log`` or ``want_bars``, appends one row per zone whose state changed on ``b``
+   (born, joined by a pivot, absorbed into a neighbour, flipped) to the zone log: that zone's
+   state as of the close of ``b``. Replaying the log up to bar ``t`` gives the zone set known at
+   ``t`` (:mod:`indicators.keylevels` ranks levels and picks targets from it); it holds one row
+   per change, so its size grows with the pivots and flips, not with bars x zones;
+6. writes the per-bar outputs (nearest zone below/above the close, nearest flipped zones), each
+   as the zone log row of that zone's state on ``b`` (an int32 code; -1: no such zone), so a bar
+   costs 16 bytes instead of 12 float64 bands (:func:`indicators.levels.zone_bands` decodes
+   them: the log row's centre, low and high, the same values bit for bit).
 
 Online clustering. A confirmed pivot at price ``p`` with tolerance ``tol`` joins the zone whose
 centre is nearest to ``p`` (ties: the lower zone) when ``|centre - p| <= tol``; otherwise it starts
@@ -194,21 +197,6 @@ def _mark(zmark, dirty, nd, z, b):  # pragma: no cover - compiled
     return nd
 
 
-# inline="always": inlined by numba itself (as a plain call, not inlined by LLVM, it cost ~40 %
-# more engine time on 1M minute bars)
-@jit.typed(nb.void(_F2, _i8, _i8, _i8, _F1, _F1, _F1, _F1), inline="always")
-def _put_zone(bars, row, b, z, zcen, zmin, zmax, zpad):  # pragma: no cover - compiled
-    """Zone ``z``'s centre, low and high into ``bars[row:row + 3, b]`` (NaN for ``z < 0``)."""
-    if z >= 0:
-        bars[row, b] = zcen[z]
-        bars[row + 1, b] = zmin[z] - zpad[z]
-        bars[row + 2, b] = zmax[z] + zpad[z]
-    else:
-        bars[row, b] = np.nan
-        bars[row + 1, b] = np.nan
-        bars[row + 2, b] = np.nan
-
-
 # Margin on the relative half-width bound: ``maxrel`` is itself a rounded quotient, so widen it
 # far beyond rounding error (the scans only need an upper bound on how many zones to look at).
 _REL_SLACK = 1e-9
@@ -353,11 +341,11 @@ def level_engine(
     maxrel = 0.0
     nonpos = False  # some zone had a centre <= 0 (never with prices > 0)
 
-    # Per-bar outputs, one row per column (each column contiguous, as a DataFrame holds it):
-    # nearest support, resistance, flipped resistance, flipped support, each centre/low/high.
-    # Every cell is written on its bar (NaN where there is no such zone), so no fill pass.
+    # Per-bar outputs, one row per column (each column contiguous): nearest support,
+    # resistance, flipped resistance, flipped support, each as the zone log row of its state
+    # (-1: none). Every cell is written on its bar, so no fill pass.
     m = n if want_bars else 0
-    bars = np.empty((12, m))
+    codes = np.empty((4, m), np.int32)
     flags = np.zeros((4, m), np.bool_)  # breakdown, breakout, retest_rejected, retest_held
 
     # Event and zone log buffers of the capacities asked for (untouched beyond the rows
@@ -368,11 +356,16 @@ def level_engine(
     evf = np.empty((4, ecap))  # level, level_low, level_high, break_close
     evi = np.empty((5, ecap), np.int64)  # bar, kind, zone, break_bar, confirmed_by
     nev = 0
-    lcap = lcap if want_log else 0
-    lf = np.empty((lcap, 5))  # centre, low, high, volume, relvol sum
-    li = np.empty((lcap, 9), np.int64)  # bar, zone, alive, touches, first, last, kind, flip,
-    nl = 0                              # flip bar
+    # the per-bar codes point into the log: it is written for them too
+    logged = want_log or want_bars
+    lcap = lcap if logged else 0
+    # centre, low, high, volume, relvol sum / bar, zone, alive, touches, first, last, kind,
+    # flip, flip bar; without want_log only the bands (all the codes need)
+    lf = np.empty((lcap, 5 if want_log else 3))
+    li = np.empty((lcap if want_log else 0, 9), np.int64)
+    nl = 0
     dirty = np.empty(cap, np.int64)  # zones changed on this bar (each listed once)
+    zrow = np.empty(cap, np.int64)  # the zone's latest log row (set when it is born)
     ndirty = 0
 
     # the three orders' rows bound once: a row view made on every use costs two atomic
@@ -699,47 +692,49 @@ def level_engine(
                     else:
                         k += 1
 
-        # ---- 5. per-bar outputs ----
-        if want_bars:
-            q = r0 if r0 >= 0 else _bisect_right(o0, cnts[0], zcen, cb)
-            j = q - 1
-            while j >= 0 and zcnt[o0[j]] < min_touches:
-                j -= 1
-            _put_zone(bars, 0, b, o0[j] if j >= 0 else -1, zcen, zmin, zmax, zpad)
-            j = q
-            while j < cnts[0] and zcnt[o0[j]] < min_touches:
-                j += 1
-            _put_zone(bars, 3, b, o0[j] if j < cnts[0] else -1, zcen, zmin, zmax, zpad)
-            q = r1 if r1 >= 0 else _bisect_right(o1, cnts[1], zcen, cb)
-            _put_zone(bars, 6, b, o1[q] if q < cnts[1] else -1, zcen, zmin, zmax, zpad)
-            q = (r2 if r2 >= 0 else _bisect_right(o2, cnts[2], zcen, cb)) - 1
-            _put_zone(bars, 9, b, o2[q] if q >= 0 else -1, zcen, zmin, zmax, zpad)
-
-        # ---- 6. the zones changed on this bar, as of its close, to the log ----
-        if want_log and ndirty > 0:
+        # ---- 5. the zones changed on this bar, as of its close, to the log ----
+        if logged and ndirty > 0:
             for k in range(ndirty):
                 z = dirty[k]
+                zrow[z] = nl
                 if nl >= lcap:  # counted, not written: the run is repeated with room for all
                     nl += 1
                     continue
                 lf[nl, 0] = zcen[z]
                 lf[nl, 1] = zmin[z] - zpad[z]
                 lf[nl, 2] = zmax[z] + zpad[z]
-                lf[nl, 3] = zvol[z]
-                lf[nl, 4] = zrv[z]
-                li[nl, 0] = b
-                li[nl, 1] = z
-                li[nl, 2] = 1 if zalive[z] else 0
-                li[nl, 3] = zcnt[z]
-                li[nl, 4] = zfirst[z]
-                li[nl, 5] = zlast[z]
-                li[nl, 6] = zkind[z]
-                li[nl, 7] = zflip[z]
-                li[nl, 8] = zflipbar[z]
+                if want_log:
+                    lf[nl, 3] = zvol[z]
+                    lf[nl, 4] = zrv[z]
+                    li[nl, 0] = b
+                    li[nl, 1] = z
+                    li[nl, 2] = 1 if zalive[z] else 0
+                    li[nl, 3] = zcnt[z]
+                    li[nl, 4] = zfirst[z]
+                    li[nl, 5] = zlast[z]
+                    li[nl, 6] = zkind[z]
+                    li[nl, 7] = zflip[z]
+                    li[nl, 8] = zflipbar[z]
                 nl += 1
         ndirty = 0
+
+        # ---- 6. per-bar outputs: the log row of each zone's state (after step 5) ----
+        if want_bars:
+            q = r0 if r0 >= 0 else _bisect_right(o0, cnts[0], zcen, cb)
+            j = q - 1
+            while j >= 0 and zcnt[o0[j]] < min_touches:
+                j -= 1
+            codes[0, b] = zrow[o0[j]] if j >= 0 else -1
+            j = q
+            while j < cnts[0] and zcnt[o0[j]] < min_touches:
+                j += 1
+            codes[1, b] = zrow[o0[j]] if j < cnts[0] else -1
+            q = r1 if r1 >= 0 else _bisect_right(o1, cnts[1], zcen, cb)
+            codes[2, b] = zrow[o1[q]] if q < cnts[1] else -1
+            q = (r2 if r2 >= 0 else _bisect_right(o2, cnts[2], zcen, cb)) - 1
+            codes[3, b] = zrow[o2[q]] if q >= 0 else -1
 
     zones = (zsum[:nz], zcnt[:nz], zmin[:nz], zmax[:nz], zpad[:nz], zfirst[:nz], zlast[:nz],
              zkind[:nz], zvol[:nz], zalive[:nz], zflip[:nz], zflipbar[:nz], zfbbar[:nz],
              zfbclose[:nz], zpend[:nz], zrv[:nz])
-    return bars, flags, evf, evi, nev, zones, lf, li, nl
+    return codes, flags, evf, evi, nev, zones, lf, li, nl

@@ -240,14 +240,15 @@ def _or_nan(x: float | None) -> float:
 
 
 class EngineOutput(NamedTuple):
-    """What :func:`run_engine` returns from :func:`indicators._engine.level_engine`: ``bars``
-    (12 x bars: nearest support, resistance, flipped resistance, flipped support, each centre,
-    low, high; empty without ``want_bars``), ``flags`` (4 x bars, bool: breakdown, breakout,
-    retest_rejected, retest_held), ``evf``/``evi`` (one column per event: level, low, high,
-    break close / bar, kind, zone, break bar, confirmed by), ``zones`` (the final zone arrays),
-    ``log_f``/``log_i`` (the zone log, one row per change)."""
+    """What :func:`run_engine` returns from :func:`indicators._engine.level_engine`: ``codes``
+    (4 x bars, int32: the zone log row of the nearest support, resistance, flipped resistance
+    and flipped support on each bar, -1 for none; empty without ``want_bars``), ``flags``
+    (4 x bars, bool: breakdown, breakout, retest_rejected, retest_held), ``evf``/``evi`` (one
+    column per event: level, low, high, break close / bar, kind, zone, break bar, confirmed
+    by), ``zones`` (the final zone arrays), ``log_f``/``log_i`` (the zone log, one row per
+    change; written for the codes too)."""
 
-    bars: np.ndarray
+    codes: np.ndarray
     flags: np.ndarray
     evf: np.ndarray
     evi: np.ndarray
@@ -255,14 +256,32 @@ class EngineOutput(NamedTuple):
     log_f: np.ndarray
     log_i: np.ndarray
 
+    def band_table(self) -> np.ndarray:
+        """The ``(rows + 1, 3)`` float64 table of :func:`zone_bands`: each zone log row's
+        centre, low and high (price units), then a row of NaN (the one code -1 picks)."""
+        table = np.empty((len(self.log_f) + 1, 3))
+        table[:-1] = self.log_f[:, :3]
+        table[-1] = np.nan
+        return table
+
+
+def zone_bands(codes: np.ndarray, table: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The centre, low and high (float64, price units; NaN where ``codes`` is -1: no zone) of
+    the zone log rows ``codes`` (one row of :attr:`EngineOutput.codes`) in ``table``
+    (:meth:`EngineOutput.band_table`): the per-bar band columns, three new arrays."""
+    return table[:, 0][codes], table[:, 1][codes], table[:, 2][codes]
+
 
 def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
-               want_log: bool = False) -> tuple[EngineOutput, np.ndarray, object]:
+               want_log: bool = False, want_events: bool = True
+               ) -> tuple[EngineOutput, np.ndarray, object]:
     """Compute pivots, tolerances and run the numba engine over all of ``df``.
 
     ``want_bars``: the per-bar outputs; ``want_log``: the zone log (one row per zone change, see
-    :mod:`indicators._engine`). Returns ``(EngineOutput, atr, (pivot-high bars, pivot-low
-    bars))`` (:func:`indicators.pivots.pivot_bars`).
+    :mod:`indicators._engine`; its float rows are always written with ``want_bars``, its
+    integer rows only with ``want_log``); ``want_events``: the flip and retest events (else
+    none are kept: no room is reserved for them). Returns ``(EngineOutput, atr, (pivot-high
+    bars, pivot-low bars))`` (:func:`indicators.pivots.pivot_bars`).
     """
     h, lo, c, v = _prices(df)
     piv = pivot_bars(h, lo, p.left, p.right)
@@ -279,13 +298,15 @@ def run_engine(df: pd.DataFrame, p: LevelParams, want_bars: bool,
     # Buffer capacities: one event per bar (about one per two bars on minute data) and two log
     # rows per pivot (~1.8 on minute data); memory past the rows written is never touched. The
     # engine counts what did not fit; a run that outgrew them is repeated with exact room.
-    ecap, lcap = len(c) + 64, 2 * (len(piv[0]) + len(piv[1])) + 64
+    ecap, lcap = (len(c) + 64 if want_events else 0), 2 * (len(piv[0]) + len(piv[1])) + 64
     out = jit.call(level_engine, *args, ecap, lcap, work=len(c))
     nev, nl = out[4], out[8]
-    if nev > ecap or (want_log and nl > lcap):
-        out = jit.call(level_engine, *args, max(nev, 1), max(nl, 1), work=len(c))
-    bars, flags, evf, evi, _, zones, lf, li, _ = out
-    return EngineOutput(bars, flags, evf[:, :nev], evi[:, :nev], zones, lf[:nl], li[:nl]), atr, piv
+    if (want_events and nev > ecap) or ((want_log or want_bars) and nl > lcap):
+        out = jit.call(level_engine, *args, max(nev, 1) if want_events else 0, max(nl, 1),
+                       work=len(c))
+    codes, flags, evf, evi, _, zones, lf, li, _ = out
+    nev = nev if want_events else 0
+    return EngineOutput(codes, flags, evf[:, :nev], evi[:, :nev], zones, lf[:nl], li[:nl]), atr, piv
 
 
 @takes_level_params("zones")
@@ -301,9 +322,11 @@ def sr_levels(df: pd.DataFrame, *, params: LevelParams) -> pd.DataFrame:
         (tested).
     """
     d = to_canonical(df)
-    bars = run_engine(d, params, True)[0].bars
-    # one view per column of the engine's rows: no copy (copy=False keeps them as they are)
-    out = pd.DataFrame(dict(zip(SR_COLUMNS, bars[:6], strict=True)), index=d.index, copy=False)
+    eng = run_engine(d, params, True)[0]
+    table = eng.band_table()
+    cols = (*zone_bands(eng.codes[0], table), *zone_bands(eng.codes[1], table))
+    # the decoded columns are new arrays: taken as they are (copy=False)
+    out = pd.DataFrame(dict(zip(SR_COLUMNS, cols, strict=True)), index=d.index, copy=False)
     return like_input(out, df)
 
 

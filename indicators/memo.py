@@ -173,6 +173,12 @@ class sharing:  # lower case: used like a function, ``with sharing(memo):``
         _ACTIVE.reset(self._token)
 
 
+def active() -> IndicatorMemo | None:
+    """The memo the current :class:`sharing` block shares results through (None outside one):
+    a caller that would compute more than it needs only for others to reuse asks this."""
+    return _ACTIVE.get()
+
+
 def memoised(fn: F) -> F:
     """Decorate a pure indicator function: inside :class:`sharing`, a call with the memo's
     frame columns and hashable parameters is computed once (see the module docstring);

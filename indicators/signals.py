@@ -12,9 +12,10 @@ import numpy as np
 import pandas as pd
 
 from data.frame import like_input, to_canonical
+from data.perbar import CompactFrame, ZoneGroup
 from indicators.core import atr as ta_atr
 from indicators.core import rsi as ta_rsi
-from indicators.flips import FlipResult, flips
+from indicators.flips import FLAG_COLUMNS, ZONE_GROUPS, FlipResult, ZoneBars, flips
 from indicators.keylevels import weekly_ema_or_nan
 from indicators.levels import LevelParams, takes_level_params
 
@@ -24,6 +25,7 @@ __all__ = [
     "confluence",
     "oversold",
     "proximity_pct",
+    "signal_columns",
     "signal_frame",
 ]
 
@@ -105,15 +107,23 @@ def confluence(
         sr: per-bar levels (:func:`indicators.levels.sr_levels` or ``flips(...).bars``).
         wema: the EMA per bar (e.g. :func:`indicators.htf.weekly_ema` in closed mode).
     """
-    if not (isinstance(tolerance_pct, int | float) and math.isfinite(tolerance_pct)
-            and tolerance_pct >= 0):
-        raise ValueError(f"tolerance_pct must be a number >= 0, got {tolerance_pct!r}")
     for name, obj in (("sr", sr), ("wema", wema)):
         if not obj.index.equals(df.index):
             raise ValueError(f"confluence: {name} is not aligned to df.index (compute it on df)")
-    lo = sr["support_low"].to_numpy(dtype=np.float64)
-    hi = sr["support_high"].to_numpy(dtype=np.float64)
-    w = wema.to_numpy(dtype=np.float64)
+    ok = confluence_values(sr["support_low"].to_numpy(dtype=np.float64),
+                           sr["support_high"].to_numpy(dtype=np.float64),
+                           wema.to_numpy(dtype=np.float64), tolerance_pct)
+    return pd.Series(ok, index=df.index, name="confluence", copy=False)
+
+
+def confluence_values(lo: np.ndarray, hi: np.ndarray, w: np.ndarray, tolerance_pct: float
+                      ) -> np.ndarray:
+    """:func:`confluence` on arrays (support band ``lo``/``hi`` and EMA ``w``, price units):
+    a bool array, True where the EMA is within ``tolerance_pct`` % of itself from the band.
+    ValueError unless ``tolerance_pct`` is a number >= 0."""
+    if not (isinstance(tolerance_pct, int | float) and math.isfinite(tolerance_pct)
+            and tolerance_pct >= 0):
+        raise ValueError(f"tolerance_pct must be a number >= 0, got {tolerance_pct!r}")
     with np.errstate(invalid="ignore"):
         # max(lo - w, w - hi, 0) worked out in one array (the same values as nested maxima)
         gap = lo - w
@@ -122,7 +132,7 @@ def confluence(
         ok = gap <= tolerance_pct / 100.0 * w
     ok &= ~np.isnan(gap)
     ok &= w > 0
-    return pd.Series(ok, index=df.index, name="confluence", copy=False)
+    return ok
 
 
 @takes_level_params("zones", "flips", "rank")
@@ -150,37 +160,70 @@ def signal_frame(
     parameters go to :func:`indicators.flips.flips` (or ``flip_result``, its result on the same
     ``df`` and parameters, is used: ValueError if it was computed on others).
     """
-    check_rsi_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
     user_df, df = df, to_canonical(df)
+    held = signal_columns(df, params, flip_result,
+                          (rsi_period, rsi_oversold, rsi_deep, rsi_overbought))
+    out = held.frame()
+    out["close"] = df["close"].astype(np.float64)  # copy-on-write with the candles' own
+    return like_input(out, user_df)
+
+
+def signal_columns(
+    df: pd.DataFrame,
+    params: LevelParams,
+    flip_result: FlipResult | None = None,
+    rsi: tuple[int, float, float, float] = (14, 30.0, 20.0, 70.0),
+) -> CompactFrame:
+    """:func:`signal_frame`'s columns held compactly (:class:`data.perbar.CompactFrame`) for
+    the level parameters ``params``, ``flip_result`` (as :func:`signal_frame`'s) and ``rsi``
+    (:func:`signal_frame`'s ``rsi_period``, ``rsi_oversold``, ``rsi_deep`` and
+    ``rsi_overbought``), never as a dense frame: the four zone groups as the S/R engine's
+    int32 codes into its table (16 bytes per bar instead of 96), columns that rarely change as
+    runs, ``close`` as a view of the candles' own (read-only). ``.frame()`` reads back
+    :func:`signal_frame`'s values bit for bit (on ``to_canonical(df)``'s index);
+    ``.column(name)`` one column. Every other array is this frame's own (nothing another
+    caller holds, inside :mod:`indicators.memo` too). The strategies build their signals on it
+    (issue 17: the peak memory of a long backtest)."""
+    rsi_period, rsi_oversold, rsi_deep, rsi_overbought = rsi
+    check_rsi_thresholds(rsi_oversold, rsi_deep, rsi_overbought)
+    df = to_canonical(df)
+    idx = df.index
     close = df["close"]
     wema_period, confluence_pct = params.wema_period, params.confluence_pct
     if flip_result is not None:
         flip_result.check(df.index, params)
     res = flip_result if flip_result is not None else flips(df, params=params)
-    bars = res.bars
-    out = pd.DataFrame(index=df.index)
-
-    def fresh(values: np.ndarray) -> pd.Series:
-        # A new array made here goes into the frame as it is: a NumPy array assigned to a
-        # column is copied (pandas 3), one more per-bar array to fault in on long frames.
-        return pd.Series(values, index=df.index, copy=False)
+    held = res.zone_bars
+    if not isinstance(held, ZoneBars):  # a result a caller built with a DataFrame of bars
+        held = ZoneBars.of_frame(held)
 
     close_np = close.to_numpy(dtype=np.float64)
-    out["close"] = close.astype(np.float64)
-    out["rsi"] = fresh(np.asarray(ta_rsi(close_np, rsi_period), dtype=np.float64))
-    out["rsi_state"] = oversold(out["rsi"], rsi_oversold, rsi_deep, rsi_overbought)
+    rsi_values = np.asarray(ta_rsi(close_np, rsi_period), dtype=np.float64)
+    state = oversold(pd.Series(rsi_values, index=idx, copy=False), rsi_oversold, rsi_deep,
+                     rsi_overbought)
     wname = f"wema{wema_period}"
-    # a Series on the same index goes in without a copy (pandas tracks the sharing)
-    out[wname] = weekly_ema_or_nan(df, wema_period).astype(np.float64)
-    for c in bars.columns[:6]:
-        out[c] = bars[c]
-    out["dist_support_pct"] = fresh(proximity_pct(close_np, out["support"].to_numpy()))
-    out["dist_resistance_pct"] = fresh(proximity_pct(close_np, out["resistance"].to_numpy()))
-    out["dist_wema_pct"] = fresh(proximity_pct(close_np, out[wname].to_numpy()))
-    out["confluence"] = confluence(df, bars, out[wname], confluence_pct)
-    for c in bars.columns[6:]:
-        out[c] = bars[c]
-    out["atr"] = fresh(np.asarray(ta_atr(df["high"].to_numpy(dtype=np.float64),
-                                         df["low"].to_numpy(dtype=np.float64), close_np,
-                                         res.params.atr_period), dtype=np.float64))
-    return like_input(out, user_df)
+    # a Series on the same index is held copy-on-write (the memo may share it)
+    wema_s = weekly_ema_or_nan(df, wema_period).astype(np.float64)
+    wema = wema_s.to_numpy()
+    groups = {name: ZoneGroup(*held.group(name)) for name in ZONE_GROUPS}
+    # each decoded centre lives only while its distance is worked out
+    dist_support = proximity_pct(close_np, held.column("support"))
+    dist_resistance = proximity_pct(close_np, held.column("resistance"))
+    conf = confluence_values(held.column("support_low"), held.column("support_high"), wema,
+                             confluence_pct)
+    atr = np.asarray(ta_atr(df["high"].to_numpy(dtype=np.float64),
+                            df["low"].to_numpy(dtype=np.float64), close_np,
+                            res.params.atr_period), dtype=np.float64)
+    flag = {name: held.column(name) for name in FLAG_COLUMNS}  # copies: the memo's are shared
+    columns = [
+        ("close", close_np), ("rsi", rsi_values), ("rsi_state", state.array), (wname, wema_s),
+        ("support", groups["support"]), ("resistance", groups["resistance"]),
+        ("dist_support_pct", dist_support), ("dist_resistance_pct", dist_resistance),
+        ("dist_wema_pct", proximity_pct(close_np, wema)), ("confluence", conf),
+        ("breakdown", flag["breakdown"]), ("breakout", flag["breakout"]),
+        ("flipped_resistance", groups["flipped_resistance"]),
+        ("flipped_support", groups["flipped_support"]),
+        ("retest_rejected", flag["retest_rejected"]), ("retest_held", flag["retest_held"]),
+        ("atr", atr),
+    ]
+    return CompactFrame.build(idx, columns)

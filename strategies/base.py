@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from data.frame import like_input, to_canonical
+from data.perbar import CompactFrame
 
 
 class ParamError(ValueError):
@@ -355,7 +356,11 @@ class Signals:
         target: float64 take-profit price for that position; NaN for none.
         max_bars: time stop, exit at the open of bar ``entry_fill_bar + max_bars`` (0: none).
         tags: optional per-bar entry label (str or int), copied into the trade list.
-        indicators: the per-bar columns the signals were built from (for reports and audits).
+        indicators: the per-bar columns the signals were built from (for reports and audits):
+            a DataFrame (None for none). A :class:`data.perbar.CompactFrame` may be given
+            instead (the built-in strategies do: no dense frame of a long run ever exists);
+            reading ``indicators`` then decodes a new DataFrame on each read (keep a reference
+            while you use it), and :attr:`held_indicators` is the form as held.
         exits: stops relative to the entry fill, stops on the close, trailing stops,
             break-even and a partial take-profit (:class:`ExitRules`); None for none.
     """
@@ -408,7 +413,7 @@ class Signals:
             entry=self.entry[pos:], exit=self.exit[pos:], stop=self.stop[pos:],
             target=self.target[pos:], max_bars=self.max_bars,
             tags=None if self.tags is None else self.tags[pos:],
-            indicators=None if self.indicators is None else self.indicators.iloc[pos:],
+            indicators=None if self.held_indicators is None else self.indicators.iloc[pos:],
             exits=None if self.exits is None else self.exits.from_bar(pos, n),
         )
 
@@ -451,7 +456,29 @@ class Signals:
             raise TypeError(f"Signals.exits must be an ExitRules, got {type(self.exits).__name__}")
         exits = self.exits.validate(n) if self.exits is not None else None
         return Signals(max_bars=int(self.max_bars), tags=self.tags,
-                       indicators=self.indicators, exits=exits, **out)
+                       indicators=self.held_indicators, exits=exits, **out)
+
+    # -- the indicator columns, as given (installed as a property below) ---------------------
+    def _get_indicators(self) -> pd.DataFrame | None:
+        held = self.__dict__["_indicators"]
+        return held.frame() if isinstance(held, CompactFrame) else held
+
+    def _set_indicators(self, frame: pd.DataFrame | CompactFrame | None) -> None:
+        self.__dict__["_indicators"] = frame
+
+    @property
+    def held_indicators(self) -> pd.DataFrame | CompactFrame | None:
+        """The indicator columns as given (a DataFrame, a :class:`data.perbar.CompactFrame` or
+        None), without decoding: what the engines hand on to the result."""
+        return self.__dict__["_indicators"]
+
+
+# A property over the dataclass field: __init__, dataclasses.replace and any assignment go
+# through the setter; reading decodes a compact frame. Installed after @dataclass, which would
+# otherwise take the property object for the field's default.
+Signals.indicators = property(  # type: ignore[assignment]
+    Signals._get_indicators, Signals._set_indicators,
+    doc="Per-bar indicator columns (a DataFrame or None; see the class docstring).")
 
 
 def _on_canonical(method: Callable[..., Any]) -> Callable[..., Any]:

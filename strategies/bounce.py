@@ -7,10 +7,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from indicators.flips import FlipResult, flips
+from data.perbar import CompactFrame
+from indicators.flips import FlipResult, flips_for_signals
 from indicators.keylevels import zone_log
 from indicators.levels import LevelParams
-from indicators.signals import signal_frame
+from indicators.signals import signal_columns, signal_frame
 from strategies.base import ExitRules, Param, ParamConflict, Signals, Strategy
 from strategies.plan import PLAN_PARAMS, level_param, plan
 
@@ -119,11 +120,17 @@ class OversoldBounce(Strategy):
         return LevelParams(left=p.pivot_bars, right=p.pivot_bars, atr_period=p.atr_period,
                            major_score=p.major_score)
 
-    def _frame(self, df: pd.DataFrame, flip_result: FlipResult | None = None) -> pd.DataFrame:
+    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
         p = self.p
         return signal_frame(df, rsi_period=p.rsi_period, rsi_oversold=p.oversold,
                             rsi_deep=p.deep, rsi_overbought=p.overbought,
-                            params=self.level_params(), flip_result=flip_result)
+                            params=self.level_params())
+
+    def _columns(self, df: pd.DataFrame, flip_result: FlipResult) -> CompactFrame:
+        # held compactly, never dense (issue 17); reads back as _frame's values
+        p = self.p
+        return signal_columns(df, self.level_params(), flip_result,
+                              (p.rsi_period, p.oversold, p.deep, p.overbought))
 
     def indicators(self, df: pd.DataFrame) -> pd.DataFrame:
         """The :func:`~indicators.signals.signal_frame` columns this strategy reads."""
@@ -134,19 +141,19 @@ class OversoldBounce(Strategy):
         p = self.p
         levels = self.level_params()
         # one engine run for the frame and the target zones; its events are not read here
-        res = flips(df, params=levels).for_signals(p.target in ("level", "flipped"))
-        f = self._frame(df, res)
+        res = flips_for_signals(df, levels, p.target in ("level", "flipped"))
+        f = self._columns(df, res)
         n = len(f)
-        close = f["close"].to_numpy()
+        close = f.column("close")
         opn = df["open"].to_numpy()
         low = df["low"].to_numpy()
-        rsi = f["rsi"].to_numpy()
-        atr = f["atr"].to_numpy()
+        rsi = f.column("rsi")
+        atr = f.column("atr")
 
         with np.errstate(invalid="ignore"):
             weak = rsi < (p.deep if p.require_deep else p.oversold)
-            near_sup = np.abs(f["dist_support_pct"].to_numpy()) <= p.near_pct
-            near_wema = np.abs(f["dist_wema_pct"].to_numpy()) <= p.near_pct
+            near_sup = np.abs(f.column("dist_support_pct")) <= p.near_pct
+            near_wema = np.abs(f.column("dist_wema_pct")) <= p.near_pct
             near = {"support": near_sup, "wema": near_wema,
                     "either": near_sup | near_wema}[p.near]
             setup = rolling_any(weak & near, p.setup_bars)
@@ -163,7 +170,7 @@ class OversoldBounce(Strategy):
         # Stop: under the setup window's low (or the support zone if that is lower), or under
         # the support zone the trigger close sits on.
         bars = np.flatnonzero(go)
-        sup_low = f["support_low"].to_numpy()[bars]
+        sup_low = f.column("support_low")[bars]
         if p.stop_at == "zone":
             base = sup_low
         else:
@@ -178,6 +185,7 @@ class OversoldBounce(Strategy):
                  if p.target in ("level", "flipped") and len(bars) else None)
         del res  # nothing below reads it (the frame holds the columns it uses)
         pl = plan(df, bars, 1, stop, atr, p, levels, zones)
+        del zones  # the zone log (~35 bytes per bar on minute data) is not read below
         taken = pl.taken
 
         entry = np.zeros(n, dtype=np.int8)
@@ -202,7 +210,8 @@ class OversoldBounce(Strategy):
             tags[b] = f"{'deeply_oversold' if deep_now[j] else 'oversold'} at {where} -> {why}"
         rr = np.full(n, np.nan)
         rr[taken] = pl.rr[pl.take]
-        f["planned_rr"] = rr
+        f = f.with_column("planned_rr", rr)
+        del rr  # held by the frame as runs when mostly NaN (one 8-byte array fewer)
         stop = stops
         return Signals(entry=entry, exit=exit_, stop=stop, target=target,
                        max_bars=p.max_bars, tags=tags, indicators=f, exits=exits)

@@ -7,10 +7,11 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from indicators.flips import FlipResult, flips
+from data.perbar import CompactFrame
+from indicators.flips import FlipResult, flips_for_signals
 from indicators.keylevels import zone_log
 from indicators.levels import LevelParams
-from indicators.signals import signal_frame
+from indicators.signals import signal_columns, signal_frame
 from strategies.base import ExitRules, Param, Signals, Strategy
 from strategies.plan import PLAN_PARAMS, level_param, plan_sides
 
@@ -77,8 +78,12 @@ class Breakdown(Strategy):
                            atr_period=p.atr_period, confluence_pct=p.confluence_pct,
                            major_score=p.major_score)
 
-    def _frame(self, df: pd.DataFrame, flip_result: FlipResult | None = None) -> pd.DataFrame:
-        return signal_frame(df, params=self.level_params(), flip_result=flip_result)
+    def _frame(self, df: pd.DataFrame) -> pd.DataFrame:
+        return signal_frame(df, params=self.level_params())
+
+    def _columns(self, df: pd.DataFrame, flip_result: FlipResult) -> CompactFrame:
+        # held compactly, never dense (issue 17); reads back as _frame's values
+        return signal_columns(df, self.level_params(), flip_result)
 
     def indicators(self, df: pd.DataFrame) -> pd.DataFrame:
         """The :func:`~indicators.signals.signal_frame` columns this strategy reads."""
@@ -89,20 +94,20 @@ class Breakdown(Strategy):
         p = self.p
         levels = self.level_params()
         # one engine run for the frame and the target zones; its events are not read here
-        res = flips(df, params=levels).for_signals(p.target in ("level", "flipped"))
-        f = self._frame(df, res)
-        close = f["close"].to_numpy()
-        atr = f["atr"].to_numpy()
-        wema = f["wema200"].to_numpy()
-        down = f["breakdown"].to_numpy(dtype=bool).copy()  # pandas 3: views are read-only
-        up = f["breakout"].to_numpy(dtype=bool) & p.trade_breakouts
+        res = flips_for_signals(df, levels, p.target in ("level", "flipped"))
+        f = self._columns(df, res)
+        close = f.column("close")
+        atr = f.column("atr")
+        down = f.column("breakdown").copy()  # the frame's own: not written into
+        up = f.column("breakout") & p.trade_breakouts
 
         if p.confluence_only:
-            down &= _band_gap_pct(f["flipped_resistance_low"].to_numpy(),
-                                  f["flipped_resistance_high"].to_numpy(), wema) \
+            wema = f.column("wema200")  # decoded only here (it is held as runs when constant)
+            down &= _band_gap_pct(f.column("flipped_resistance_low"),
+                                  f.column("flipped_resistance_high"), wema) \
                 <= p.confluence_pct
-            up &= _band_gap_pct(f["flipped_support_low"].to_numpy(),
-                                f["flipped_support_high"].to_numpy(), wema) <= p.confluence_pct
+            up &= _band_gap_pct(f.column("flipped_support_low"),
+                                f.column("flipped_support_high"), wema) <= p.confluence_pct
         if p.volume_confirm:
             vol = df["volume"]
             avg = vol.rolling(p.volume_period, min_periods=p.volume_period).mean().shift(1)
@@ -118,15 +123,15 @@ class Breakdown(Strategy):
         far = p.stop_at == "zone_far"
         n = len(close)
         short_bars = np.flatnonzero(down)
-        stop_short = f["flipped_resistance_high" if far else "flipped_resistance_low"
-                       ].to_numpy()[short_bars] + p.stop_atr * atr[short_bars]
+        stop_short = f.column("flipped_resistance_high" if far else "flipped_resistance_low"
+                                )[short_bars] + p.stop_atr * atr[short_bars]
         keep = np.isfinite(stop_short) & (stop_short > close[short_bars])
         down[short_bars[~keep]] = False
         short_bars, stop_short = short_bars[keep], stop_short[keep]
         up &= ~down
         long_bars = np.flatnonzero(up)
-        stop_long = f["flipped_support_low" if far else "flipped_support_high"
-                      ].to_numpy()[long_bars] - p.stop_atr * atr[long_bars]
+        stop_long = f.column("flipped_support_low" if far else "flipped_support_high"
+                               )[long_bars] - p.stop_atr * atr[long_bars]
         keep = np.isfinite(stop_long) & (stop_long < close[long_bars])
         long_bars, stop_long = long_bars[keep], stop_long[keep]
 
@@ -135,6 +140,7 @@ class Breakdown(Strategy):
         del res  # nothing below reads it (the frame holds the columns it uses)
         short, long_ = plan_sides(df, [(short_bars, -1, stop_short), (long_bars, 1, stop_long)],
                                   atr, p, levels, zones)
+        del zones  # the zone log (~35 bytes per bar on minute data) is not read below
 
         entry = np.zeros(n, dtype=np.int8)
         stop = np.full(n, np.nan)
@@ -153,7 +159,8 @@ class Breakdown(Strategy):
                 tags[k] = f"{setup}{label} -> {why}"
         if not p.use_stop:
             stop[:] = np.nan
-        f["planned_rr"] = rr
+        f = f.with_column("planned_rr", rr)
+        del rr  # held by the frame as runs when mostly NaN (one 8-byte array fewer)
         exits = ExitRules(trail_atr=p.trail_atr, atr=atr) if p.trail_atr > 0 else None
         return Signals(entry=entry, exit=np.zeros(n, dtype=bool), stop=stop,
                        target=target, tags=tags, indicators=f, exits=exits)

@@ -13,11 +13,21 @@ import pytest
 
 from backtests import run
 from backtests.perbar import compact
+from data.perbar import CompactFrame
 from data.resample import epoch_ns, period_start, period_start_ns
-from indicators.flips import flips
+from indicators.flips import (
+    BAR_COLUMNS,
+    ZONE_GROUPS,
+    FlipResult,
+    ZoneBars,
+    flips,
+    flips_for_signals,
+)
+from indicators.levels import LevelParams, run_engine
 from indicators.memo import IndicatorMemo, sharing
-from indicators.signals import proximity_pct, signal_frame
+from indicators.signals import proximity_pct, signal_columns, signal_frame
 from strategies import Breakdown, OversoldBounce
+from strategies.base import Signals
 from tests.lookahead import ohlc_frame
 
 
@@ -65,8 +75,9 @@ def test_peak_bytes_per_bar_of_a_long_run(strategy):
     finally:
         tracemalloc.stop()
     assert len(res.trades) > 100
-    # ~265 bytes per bar measured at 250k bars (~300-365 before the issue-17 changes)
-    assert peak / n < 290, f"{peak / n:.0f} bytes per bar"
+    # 104-149 bytes per bar measured at 200k bars (~265 at 250k before the S/R engine wrote
+    # zone codes, ~300-365 before the issue-17 changes)
+    assert peak / n < 175, f"{peak / n:.0f} bytes per bar"
 
 
 def test_compact_zone_codes_with_a_small_hash_table_are_the_default_ones():
@@ -106,3 +117,106 @@ def test_proximity_pct_in_place_equals_the_formula():
     want = (price - lv) / lv * 100.0
     np.testing.assert_array_equal(proximity_pct(price, level), want)
     assert proximity_pct(110.0, 100.0) == (110.0 - 100.0) / 100.0 * 100.0
+
+
+def _bits_equal(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert a.columns.equals(b.columns) and list(a.dtypes) == list(b.dtypes)
+    for c in a.columns:
+        x, y = a[c].to_numpy(), b[c].to_numpy()
+        if x.dtype == np.float64:  # NaN payloads and the sign of zero too
+            assert np.array_equal(x.view(np.int64), y.view(np.int64)), c
+
+
+def _dense_bars(df: pd.DataFrame, params: LevelParams) -> pd.DataFrame:
+    """The per-bar flip columns as the engine wrote them before the codes: each zone's centre,
+    low and high replayed from the zone log up to each bar (an independent decoding)."""
+    out, _atr, _piv = run_engine(df, params, True, want_log=True)
+    lf, li = out.log_f, out.log_i
+    cols = {}
+    for g, name in enumerate(ZONE_GROUPS):
+        codes = out.codes[g]
+        assert codes.dtype == np.int32 and codes.min() >= -1 and codes.max() < len(lf)
+        rows = np.flatnonzero(codes >= 0)
+        # a code is the zone's latest log row written on or before its bar
+        assert (li[codes[rows], 0] <= rows).all()
+        for j, k in enumerate(("", "_low", "_high")):
+            v = np.full(len(df), np.nan)
+            v[rows] = lf[codes[rows], j]
+            cols[name + k] = v
+    return pd.DataFrame(cols, index=df.index)
+
+
+@pytest.mark.parametrize("kw", [{}, {"confirm_closes": 0}, {"left": 3, "right": 3,
+                                                             "buffer_pct": 0.5}])
+def test_zone_codes_decode_to_the_zone_log_bands(kw):
+    df = ohlc_frame(6_000, "15m", seed=4, volatility=0.004)
+    params = LevelParams(**kw)
+    res = flips(df, params=params)
+    bars = res.bars
+    assert res.bars is bars  # decoded once, then the result's own frame
+    want = _dense_bars(df, params)
+    for c in want.columns:
+        np.testing.assert_array_equal(bars[c].to_numpy().view(np.int64),
+                                      want[c].to_numpy().view(np.int64), err_msg=c)
+    assert list(bars.columns) == list(BAR_COLUMNS)
+    # a result built with a DataFrame of bars holds them exactly too
+    again = ZoneBars.of_frame(bars).frame()
+    _bits_equal(again, bars)
+    # copies share the held codes, not a decoded frame (writes stay in their own)
+    copy = res.shared_copy()
+    copy.bars.loc[copy.bars.index[10:], "support"] = -1.0
+    _bits_equal(res.bars, flips(df, params=params).bars)
+
+
+@pytest.mark.parametrize("keep_log", [False, True])
+def test_flips_for_signals_outside_a_memo_keeps_no_events_and_equals_for_signals(keep_log):
+    df = ohlc_frame(8_000, "1h", seed=5)
+    params = LevelParams(major_score=3.0)
+    want = flips(df, params=params).for_signals(keep_log)
+    got = flips_for_signals(df, params, keep_log)
+    assert got.params == want.params
+    _bits_equal(got.bars, want.bars)
+    assert got.events.empty and list(got.events.dtypes) == list(want.events.dtypes)
+    assert len(got.zone_changes) == len(want.zone_changes)
+    for a, b in zip(got.zone_changes, want.zone_changes, strict=True):
+        np.testing.assert_array_equal(a, b)
+    with sharing(IndicatorMemo(df)):  # shared: the run with its events, for the others
+        flips_for_signals(df, params, keep_log)
+        assert len(flips(df, params=params).events) > 10
+
+
+@pytest.mark.parametrize("kw", [{}, {"rsi_period": 7, "confluence_pct": 1.0}])
+def test_signal_columns_read_back_as_the_signal_frame(btc_hourly, kw):
+    params = LevelParams(confluence_pct=kw.get("confluence_pct", 3.0))
+    rsi = (kw.get("rsi_period", 14), 30.0, 20.0, 70.0)
+    for df in (btc_hourly, ohlc_frame(30_000, "1m", seed=8, volatility=0.002)):
+        held = signal_columns(df, params, None, rsi)
+        assert len(held.zones) == 4  # the engine's codes, never the dense bands
+        _bits_equal(held.frame(), signal_frame(df, **kw))
+        assert np.array_equal(held.column("support_low"), signal_frame(df, **kw)["support_low"],
+                              equal_nan=True)
+    # a flip result a caller built with a DataFrame of bars gives the same columns
+    res = flips(btc_hourly)
+    mine = FlipResult(events=res.events, bars=res.bars.copy(), params=res.params)
+    _bits_equal(signal_columns(btc_hourly, LevelParams(), mine).frame(),
+                signal_frame(btc_hourly))
+
+
+def test_signals_hold_a_compact_frame_and_read_it_as_a_dataframe():
+    df = ohlc_frame(5_000, "1h", seed=2)
+    sig = Breakdown().signals(df)
+    held = sig.held_indicators
+    assert isinstance(held, CompactFrame)
+    dense = sig.indicators
+    assert isinstance(dense, pd.DataFrame) and "planned_rr" in dense.columns
+    _bits_equal(dense, Breakdown().signals(df).indicators)
+    assert sig.validate(len(df)).held_indicators is held
+    _bits_equal(sig.from_bar(100).indicators, dense.iloc[100:])
+    # a result takes it as it is, and reads back the same frame
+    res = run(df, Breakdown())
+    _bits_equal(res.indicators, dense)
+    # a DataFrame given by a user stays a DataFrame
+    mine = Signals.from_entries(np.zeros(len(df), np.int8), indicators=dense)
+    assert mine.indicators is dense and mine.held_indicators is dense
+    _bits_equal(run(df, Breakdown(), signals=mine).indicators, dense)

@@ -651,7 +651,7 @@ def trading_window(df: pd.DataFrame, strategy: Strategy, signals: Signals, start
     """
     pos = window_start(df, start)
     record = warmup_report(df, pos, strategy)
-    indicators = signals.indicators
+    indicators = signals.held_indicators
     if indicators is None:
         indicators = strategy.indicators(df)  # on the whole history too
     if pos == 0:
@@ -780,7 +780,7 @@ def make_result(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig, si
                 warmup: dict | None = None):
     """Wrap an engine's raw output into a :class:`backtests.results.BacktestResult`; the
     ``warmup`` record (:func:`trading_window`) goes to ``result.data["warmup"]``."""
-    indicators = signals.indicators
+    indicators = signals.held_indicators
     if indicators is None:
         indicators = strategy.indicators(df)
     return BacktestResult.from_run(
@@ -805,5 +805,5 @@ def run_fast(df: pd.DataFrame, strategy: Strategy, config: BacktestConfig | None
     # Only the indicator frame is read from here on: the per-bar entry, exit, stop, target and
     # tag arrays are let go (unless the caller holds them) before the result is built (~26
     # bytes per bar at the peak of a 1M-bar run, issue 17).
-    sig = Signals.from_entries(np.zeros(0, np.int8), indicators=sig.indicators)
+    sig = Signals.from_entries(np.zeros(0, np.int8), indicators=sig.held_indicators)
     return make_result(df, strategy, config, sig, trades, equity, "fast", warmup)

@@ -232,7 +232,7 @@ def checked_signals(sig: Signals, n: int) -> Signals:
             and _valid_codes(sig.entry) and _price_state(sig.stop) != _BAD_PRICE
             and _price_state(sig.target) != _BAD_PRICE):
         return Signals(entry=sig.entry, exit=sig.exit, stop=sig.stop, target=sig.target,
-                       max_bars=int(sig.max_bars), indicators=sig.indicators)
+                       max_bars=int(sig.max_bars), indicators=sig.held_indicators)
     return sig.validate(n)
 
 
