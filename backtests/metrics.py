@@ -225,7 +225,7 @@ def held_bars(n, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - co
 
 
 @njit(cache=True, inline="always")
-def _moments(r, mean, m2, m3, m4, dn):  # pragma: no cover - compiled
+def moment_sums(r, mean, m2, m3, m4, dn):  # pragma: no cover - compiled
     """One bar's return ``r`` added to the central moment sums about ``mean`` and to the sum of
     squared losses (``min(r, 0) ** 2``: exactly 0 for a gain, without a branch)."""
     d = r - mean
@@ -303,7 +303,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
         for i in range(n):
             jit.prefetch(eq, i + ahead)
             if i < nr:
-                m2, m3, m4, dn = _moments(bar_return(eq[i], eq[i + 1]), mean, m2, m3, m4, dn)
+                m2, m3, m4, dn = moment_sums(bar_return(eq[i], eq[i + 1]), mean, m2, m3, m4, dn)
             if eq[i] > peak:
                 peak = eq[i]
                 low = eq[i]
@@ -319,7 +319,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
             nonfinite += x * 0.0  # NaN from an inf or NaN on, else 0
             if i < nr:
                 r = bar_return(x, eq[i + 1])
-                m2, m3, m4, dn = _moments(r, mean, m2, m3, m4, dn)
+                m2, m3, m4, dn = moment_sums(r, mean, m2, m3, m4, dn)
                 neg[m] = r
                 m += 1 if r < 0 else 0
                 if not by_day:

@@ -27,9 +27,17 @@ from backtests.engines.fast import (
     run_fast,
     simulate_nb,
 )
-from backtests.metrics import CORE_KEYS, YEAR, bar_returns_array, periods_per_year
+from backtests.metrics import (
+    CORE_KEYS,
+    NO_TIMES,
+    YEAR,
+    bar_returns_array,
+    metrics_pass,
+    periods_per_year,
+)
 from backtests.tuning.evaluate import (
     BacktestPayload,
+    _curve_pair,  # compared with metrics_pass
     checked_signals,
     evaluate_backtest,
     evaluate_backtests,
@@ -416,3 +424,39 @@ def test_a_chunk_goes_to_the_hook_in_batches_bounded_by_bars(btc_daily: pd.DataF
     for got, ref in zip(batched, whole, strict=True):
         np.testing.assert_array_equal(got.pop("_returns"), ref.pop("_returns"))
         assert got == pytest.approx(ref, rel=0, abs=0, nan_ok=True)
+
+
+def _curves() -> list[np.ndarray]:
+    """Equity curves with what the per-bar figures must get right: flat stretches, gains and
+    losses, a wipe-out to 0 and below (returns 0 from there), one and two bars."""
+    rng = np.random.default_rng(17)
+    out = []
+    for n in (1, 2, 3, 50, 3243):
+        r = rng.normal(0, 0.03, n) * (rng.random(n) < 0.6)
+        out.append(1e4 * np.cumprod(1 + r))
+    wiped = out[3].copy()
+    wiped[20:30] = 0.0
+    wiped[30:] = -5.0
+    out.append(wiped)
+    out.append(np.full(40, 1e4))
+    return out
+
+
+def test_curve_pair_is_metrics_pass_bit_for_bit() -> None:
+    """The sweep's chunk computes the curve figures two curves at a time
+    (``evaluate._curve_pair``): the same values as ``metrics_pass`` for each, and the returns of
+    ``bar_returns_array``, bit for bit (``repr``: signed zeros and NaN included)."""
+    none = np.zeros(0)
+    nobars = np.zeros(0, dtype=np.int64)
+    curves = _curves()
+    for a in curves:
+        for b in [c for c in curves if len(c) == len(a)]:
+            ra, rb = np.empty(len(a) - 1), np.empty(len(b) - 1)
+            fa, fb = np.full(11, 7.0), np.full(11, 7.0)
+            _curve_pair(a, b, ra, rb, fa, fb)
+            for eq, r, f in ((a, ra, fa), (b, rb, fb)):
+                ref = metrics_pass(eq, none, nobars, nobars, np.zeros(0, dtype=np.bool_), 0,
+                                   NO_TIMES, NO_TIMES)[:7]
+                assert [repr(float(x)) for x in f[:7]] == [repr(float(x)) for x in ref]
+                assert r.tobytes() == bar_returns_array(eq).tobytes()
+                assert (f[7:] == 7.0).all()  # the trade figures' slots are left alone
