@@ -234,6 +234,18 @@ def moment_sums(r, mean, m2, m3, m4, dn):  # pragma: no cover - compiled
     return m2 + d2, m3 + d2 * d, m4 + d2 * d2, dn + rn * rn
 
 
+@njit(cache=True, inline="always")
+def drawdown_step(x, peak, low, max_dd):  # pragma: no cover - compiled
+    """One bar's equity ``x`` added to a running drawdown: returns ``(peak, low, max_dd)``, the
+    highest equity so far, the lowest since that peak and the lowest ``eq / peak - 1`` (a
+    fraction, <= 0; only bars under a positive peak count)."""
+    if x > peak:
+        return x, x, max_dd
+    if x < low:  # under one peak only a new low can be a deeper drawdown
+        return peak, x, min(max_dd, x / peak - 1.0) if peak > 0 else max_dd
+    return peak, low, max_dd
+
+
 #: The bar times to pass :func:`metrics_pass` when only the :data:`CORE_KEYS` figures are needed.
 NO_TIMES = np.zeros(0, dtype=np.int64)
 
@@ -304,13 +316,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
             jit.prefetch(eq, i + ahead)
             if i < nr:
                 m2, m3, m4, dn = moment_sums(bar_return(eq[i], eq[i + 1]), mean, m2, m3, m4, dn)
-            if eq[i] > peak:
-                peak = eq[i]
-                low = eq[i]
-            elif eq[i] < low:  # under one peak only a new low can be a deeper drawdown
-                low = eq[i]
-                if peak > 0:
-                    max_dd = min(max_dd, eq[i] / peak - 1.0)
+            peak, low, max_dd = drawdown_step(eq[i], peak, low, max_dd)
     else:
         nxt = closes[0] if by_day else -1  # the next bar that closes a UTC day (-1: none)
         for i in range(n):
@@ -326,13 +332,7 @@ def metrics_pass(eq, pnl, entry_bar, exit_bar, at_open, offset, t_ns,
                     best = max(best, r)
                     worst = min(worst, r)
                     count += 1
-            if x > peak:
-                peak = x
-                low = x
-            elif x < low:  # under one peak only a new low can be a deeper drawdown
-                low = x
-                if peak > 0:
-                    max_dd = min(max_dd, x / peak - 1.0)
+            peak, low, max_dd = drawdown_step(x, peak, low, max_dd)
             # _underwater_runs' eq / peak - 1 < 0, without the division: for peak > 0 the
             # rounded quotient is below 1 exactly when eq < peak (the double nearest below 1
             # is 1 - 2**-53, and eq <= the double below peak keeps the true quotient under

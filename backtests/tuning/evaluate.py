@@ -37,6 +37,7 @@ from backtests.metrics import (
     bar_returns_array,
     core_figures,
     core_metrics,
+    drawdown_step,
     fold_rows,
     held_bars,
     metrics_pass,
@@ -412,22 +413,8 @@ def _curve_pair(ea: np.ndarray, eb: np.ndarray, ra: np.ndarray, rb: np.ndarray,
         if i < nr:
             a2, a3, a4, ad = moment_sums(ra[i], ma, a2, a3, a4, ad)
             b2, b3, b4, bd = moment_sums(rb[i], mb, b2, b3, b4, bd)
-        x = ea[i]
-        if x > peak_a:
-            peak_a = x
-            low_a = x
-        elif x < low_a:  # under one peak only a new low can be a deeper drawdown
-            low_a = x
-            if peak_a > 0:
-                dd_a = min(dd_a, x / peak_a - 1.0)
-        x = eb[i]
-        if x > peak_b:
-            peak_b = x
-            low_b = x
-        elif x < low_b:
-            low_b = x
-            if peak_b > 0:
-                dd_b = min(dd_b, x / peak_b - 1.0)
+        peak_a, low_a, dd_a = drawdown_step(ea[i], peak_a, low_a, dd_a)
+        peak_b, low_b, dd_b = drawdown_step(eb[i], peak_b, low_b, dd_b)
     for f, m, m2, m3, m4, dn, dd in ((fa, ma, a2, a3, a4, ad, dd_a),
                                      (fb, mb, b2, b3, b4, bd, dd_b)):
         f[0] = m
