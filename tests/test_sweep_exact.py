@@ -47,7 +47,7 @@ from backtests.tuning.evaluate import (
 from backtests.tuning.executors import SweepError
 from backtests.tuning.overfit import _cscv_blocks, _cscv_keyed  # compared with each other
 from backtests.tuning.space import grid
-from backtests.tuning.sweep import results_table, run_sweep, selection_statistics
+from backtests.tuning.sweep import results_table, run_sweep, selection_statistics, sort_order
 from data.frame import timeframe_of
 from indicators import rsi
 from strategies.base import ExitRules, Param, Signals, Strategy
@@ -460,3 +460,20 @@ def test_curve_pair_is_metrics_pass_bit_for_bit() -> None:
                 assert [repr(float(x)) for x in f[:7]] == [repr(float(x)) for x in ref]
                 assert r.tobytes() == bar_returns_array(eq).tobytes()
                 assert (f[7:] == 7.0).all()  # the trade figures' slots are left alone
+
+
+@pytest.mark.parametrize("ascending", [False, True])
+def test_sort_order_is_pandas_sort_values(ascending: bool) -> None:
+    """The results table is sorted before pandas builds it (``sweep.sort_order``): the same row
+    order as ``sort_values(kind="mergesort", na_position="last")`` on ties, NaN, signed zeros,
+    infinities and int columns."""
+    rng = np.random.default_rng(5)
+    for n in (0, 1, 2, 7, 240, 1000):
+        ties = rng.choice([-1.5, -0.0, 0.0, 0.25, 2.0, np.nan, np.inf, -np.inf], n)
+        x = np.where(rng.random(n) < 0.6, ties, rng.normal(size=n))
+        for values in (x, rng.integers(-3, 3, n)):
+            frame = pd.DataFrame({"v": values, "row": np.arange(n)})
+            want = frame.sort_values("v", ascending=ascending, kind="mergesort",
+                                     na_position="last")["row"].to_numpy()
+            got = sort_order(values, ascending)
+            assert got.dtype == np.intp and got.tolist() == want.tolist()
