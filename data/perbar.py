@@ -57,6 +57,9 @@ class CompactFrame:
     #: position -> (int64 first bar of each run, float64 value of each run)
     runs: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: position -> (price position, level position): :func:`distance_pct` of those two
+    #: columns, worked out on each read (nothing held)
+    derived: dict[int, tuple[int, int]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -76,8 +79,9 @@ class CompactFrame:
         """A compact frame made column by column, never dense: ``columns`` is ``(label,
         values)`` in order, where ``values`` is a column's values (a numpy array, a pandas
         extension array, or a Series on ``index``: kept copy-on-write, a float64 column that
-        rarely changes kept as runs, as :func:`compact` does) or a :class:`ZoneGroup` (three
-        columns ``label``, ``label_low``, ``label_high`` held as its codes and table).
+        rarely changes kept as runs, as :func:`compact` does), a :class:`ZoneGroup` (three
+        columns ``label``, ``label_low``, ``label_high`` held as its codes and table) or a
+        :class:`Distance` (worked out on each read).
         :meth:`frame` reads back a frame with these columns in this order."""
         labels: list[Any] = []
         out = cls(index, pd.Index([]), attrs=dict(attrs or {}))
@@ -87,7 +91,11 @@ class CompactFrame:
                 labels += [label, f"{label}_low", f"{label}_high"]
                 out.zones[(pos, pos + 1, pos + 2)] = (values.codes, values.table)
                 continue
-            out._put(len(labels), values)
+            if isinstance(values, Distance):
+                out.derived[len(labels)] = (labels.index(values.price),
+                                            labels.index(values.level))
+            else:
+                out._put(len(labels), values)
             labels.append(label)
         return replace(out, columns=pd.Index(labels))
 
@@ -105,7 +113,7 @@ class CompactFrame:
         other columns are shared."""
         out = replace(self, columns=self.columns.append(pd.Index([label])),
                       dense=dict(self.dense), zones=dict(self.zones), runs=dict(self.runs),
-                      attrs=dict(self.attrs))
+                      attrs=dict(self.attrs), derived=dict(self.derived))
         out._put(len(self.columns), values)
         return out
 
@@ -115,16 +123,25 @@ class CompactFrame:
         hits = np.flatnonzero(self.columns == label)
         if not len(hits):
             raise KeyError(label)
-        pos = int(hits[0])
+        return np.asarray(_values(self._at(int(hits[0]))))
+
+    def _at(self, pos: int) -> Any:
+        """The values of the column at ``pos`` (as held when dense, else decoded)."""
         if pos in self.dense:
-            return np.asarray(_values(self.dense[pos]))
+            return self.dense[pos]
         if pos in self.runs:
             starts, values = self.runs[pos]
             return np.repeat(values, np.diff(np.append(starts, len(self.index))))
+        if pos in self.derived:
+            price, level = self.derived[pos]
+            # a level decoded here (not held) is this call's own: worked in
+            return distance_pct(np.asarray(_values(self._at(price)), dtype=np.float64),
+                                np.asarray(_values(self._at(level)), dtype=np.float64),
+                                overwrite=level not in self.dense)
         for where, (codes, table) in self.zones.items():
             if pos in where:
                 return table[:, where.index(pos)][codes]
-        raise KeyError(label)  # pragma: no cover - every position is held somewhere
+        raise KeyError(pos)  # pragma: no cover - every position is held somewhere
 
     def owning(self, shared: pd.DataFrame | None = None) -> CompactFrame:
         """This frame holding its dense columns as plain arrays, each its own or a view of
@@ -138,26 +155,44 @@ class CompactFrame:
 
         ``columns``: only the columns with these labels (those present, in the frame's order),
         decoded without rebuilding the others: what a reader of two or three columns needs."""
-        n = len(self.index)
         if columns is None:
             keep = range(len(self.columns))
         else:
             wanted = set(columns)
             keep = [i for i, c in enumerate(self.columns) if c in wanted]
-        kept = set(keep)
-        cols: dict[int, Any] = {k: v for k, v in self.dense.items() if k in kept}
-        for where, (codes, table) in self.zones.items():
-            for j, pos in enumerate(where):
-                if pos in kept:
-                    cols[pos] = table[:, j][codes]
-        for pos, (starts, values) in self.runs.items():
-            if pos in kept:
-                cols[pos] = np.repeat(values, np.diff(np.append(starts, n)))
-        out = pd.DataFrame({k: cols[k] for k in keep}, index=self.index, copy=False)
+        out = pd.DataFrame({k: self._at(k) for k in keep}, index=self.index, copy=False)
         # the original labels (repeats included), name and dtype
         out.columns = self.columns if columns is None else self.columns[list(keep)]
         out.attrs = dict(self.attrs)
         return out
+
+
+def distance_pct(price: np.ndarray, level: np.ndarray, *, overwrite: bool = False
+                 ) -> np.ndarray:
+    """Signed distance of ``price`` from ``level`` in percent of the level, ``(price - level) /
+    level x 100`` (float64 arrays; NaN where the level is NaN or not positive): a new array,
+    worked out in place after the first operation (the same roundings as the formula, one
+    per-bar array instead of three). ``overwrite``: ``level`` is the caller's own scratch
+    array (its levels that are not positive are set to NaN in it)."""
+    if overwrite:
+        lv = level
+        np.copyto(lv, np.nan, where=~(lv > 0))
+    else:
+        lv = np.where(level > 0, level, np.nan)
+    out = price - lv
+    out /= lv
+    out *= 100.0
+    return out
+
+
+@dataclass(frozen=True)
+class Distance:
+    """A column given to :meth:`CompactFrame.build` as :func:`distance_pct` of the columns
+    labelled ``price`` and ``level`` (given before it): worked out on each read, nothing held
+    (the distances of the close from its zones are ~8 bytes per bar each)."""
+
+    price: Any
+    level: Any
 
 
 def _values(v: Any) -> Any:

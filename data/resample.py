@@ -32,16 +32,28 @@ def bin_origin_ns(timeframe: str | pd.Timedelta) -> int:
     return _MONDAY_ORIGIN_NS if parse_timeframe(timeframe) % _WEEK == pd.Timedelta(0) else 0
 
 
+def _new_bins(keys: np.ndarray) -> np.ndarray:
+    # True on the first bar of each bin. Equal keys are contiguous because the bars are
+    # strictly increasing.
+    new_bin = np.empty(len(keys), dtype=bool)
+    new_bin[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=new_bin[1:])
+    return new_bin
+
+
+def bin_firsts(keys: np.ndarray) -> np.ndarray:
+    """The position of each bin's first bar in sorted bin keys (as :func:`bin_groups`), without
+    the per-bar bin numbers."""
+    return np.flatnonzero(_new_bins(keys))
+
+
 def bin_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group sorted bin keys (:func:`period_start` of strictly increasing bars).
 
     Returns ``(group, first, last)``: the bin number of every bar (0, 1, 2, ... in time order)
     and the positions of each bin's first and last bar.
     """
-    # Equal keys are contiguous because the bars are strictly increasing.
-    new_bin = np.empty(len(keys), dtype=bool)
-    new_bin[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=new_bin[1:])
+    new_bin = _new_bins(keys)
     first = np.flatnonzero(new_bin)
     last = np.r_[first[1:] - 1, len(keys) - 1]
     group = np.cumsum(new_bin)

@@ -59,7 +59,7 @@ import pandas as pd
 
 from data import jit
 from data.frame import DataError, timeframe_length, timeframe_of, to_canonical
-from data.resample import period_start
+from data.resample import bin_firsts, epoch_ns, period_start_ns
 from indicators.flips import FlipResult
 from indicators.htf import weekly_ema
 from indicators.levels import (
@@ -124,13 +124,18 @@ def weekly_swing_levels(df: pd.DataFrame, bars: int = 2) -> pd.DataFrame:
     bar = _bar_length(df)
     if len(df) == 0 or bar is None or bar >= pd.Timedelta(weeks=1):
         return empty
-    keys = period_start(df.index, "1w")
-    wk = pd.DataFrame({"high": df["high"].to_numpy(), "low": df["low"].to_numpy()},
-                      index=keys).groupby(level=0, sort=True).agg({"high": "max", "low": "min"})
-    piv = pivot_arrays(wk["high"].to_numpy(np.float64), wk["low"].to_numpy(np.float64), bars,
-                       bars)
-    week_end = (wk.index + pd.Timedelta(weeks=1)).as_unit("ns").asi8
-    bar_close = (df.index + bar).as_unit("ns").asi8
+    # Weekly highs and lows from int64 bin keys: the same values as a groupby on the weekly
+    # DatetimeIndex (max/min skipping NaN), without it (~48 bytes per bar of temporaries at
+    # the peak of a 1M-bar run with level targets, issue 17: now ~17).
+    keys = period_start_ns(df.index, "1w")
+    first = bin_firsts(keys)
+    week_end = keys[first]
+    del keys
+    week_end += pd.Timedelta(weeks=1).value
+    high = np.fmax.reduceat(df["high"].to_numpy(np.float64), first)
+    low = np.fmin.reduceat(df["low"].to_numpy(np.float64), first)
+    piv = pivot_arrays(high, low, bars, bars)
+    bar_close = epoch_ns(df.index) + bar.value
     rows = []
     for arr, kind in ((piv.pivot_high, "high"), (piv.pivot_low, "low")):
         j = np.flatnonzero(~np.isnan(arr))  # weekly position where the pivot is confirmed
@@ -267,14 +272,17 @@ class ZoneLog:
 
 @takes_level_params("zones", "flips", "rank")
 def zone_log(df: pd.DataFrame, *, flip_result: FlipResult | None = None,
-             params: LevelParams) -> ZoneLog:
+             wema: np.ndarray | None = None, params: LevelParams) -> ZoneLog:
     """The zones of ``df`` at every bar as one :class:`ZoneLog` (memory grows with the pivots and
     flips, not with bars x zones): what :func:`level_history` and :func:`level_targets` read.
     Everything the log says about bar ``t`` depends on ``df[: t + 1]`` only.
 
     ``flip_result``: :func:`indicators.flips.flips` of the same ``df`` and zone/flip parameters,
     whose engine run already made the log (the strategies pass it: one S/R engine run instead of
-    two); ValueError when it was computed on other bars or parameters.
+    two); ValueError when it was computed on other bars or parameters. ``wema``: the
+    ``weekly_ema_or_nan(df, params.wema_period)`` values (float64, price units) when the caller
+    has them already (the strategies' signal columns do: not worked out twice); ValueError
+    unless one per bar.
     """
     df = to_canonical(df)
     if flip_result is not None and flip_result.zone_changes:
@@ -283,10 +291,16 @@ def zone_log(df: pd.DataFrame, *, flip_result: FlipResult | None = None,
     else:
         out, atr, _piv = run_engine(df, params, False, want_log=True)
         lf, li, n_zones = out.log_f, out.log_i, len(out.zones[0])
-    wema = weekly_ema_or_nan(df, params.wema_period).to_numpy(dtype=np.float64)
+    if wema is None:
+        wema = weekly_ema_or_nan(df, params.wema_period).to_numpy(dtype=np.float64)
+    elif np.shape(wema) != (len(df),):
+        raise ValueError(f"wema has shape {np.shape(wema)}, expected ({len(df)},): one value "
+                         "per bar of df")
+    # writeable like the one made here (numba compiles its kernels again for read-only arrays)
+    wema = np.require(wema, np.float64, ["C", "W"])
     wk = weekly_swing_levels(df, params.weekly_bars)
     return ZoneLog(lf=lf, li=li, atr=np.ascontiguousarray(atr, dtype=np.float64),
-                   close=df["close"].to_numpy(dtype=np.float64), wema=np.ascontiguousarray(wema),
+                   close=df["close"].to_numpy(dtype=np.float64), wema=wema,
                    weekly_price=wk["price"].to_numpy(dtype=np.float64),
                    weekly_known=wk["known_bar"].to_numpy(dtype=np.int64),
                    n_zones=int(n_zones), params=params)

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from data.frame import like_input, to_canonical
-from data.perbar import CompactFrame, ZoneGroup
+from data.perbar import CompactFrame, Distance, ZoneGroup, distance_pct
 from indicators.core import atr as ta_atr
 from indicators.core import rsi as ta_rsi
 from indicators.flips import FLAG_COLUMNS, ZONE_GROUPS, FlipResult, ZoneBars, flips
@@ -83,15 +83,11 @@ def proximity_pct(price, level):
             level if level > 0 else np.nan)
         return (price - lvl) / lvl * 100.0
     lv = np.asarray(level, dtype=np.float64)
-    lv = np.where(lv > 0, lv, np.nan)
-    # in place after the first operation: the same roundings as ``(price - lv) / lv * 100``,
-    # one per-bar array instead of three (fresh arrays cost page faults on long frames)
-    out = np.asarray(price, dtype=np.float64) - lv
-    if np.ndim(out) == 0:
-        return float(out / lv * 100.0)
-    out /= lv
-    out *= 100.0
-    return out
+    price = np.asarray(price, dtype=np.float64)
+    if np.ndim(price) == 0 and lv.ndim == 0:
+        lv = np.where(lv > 0, lv, np.nan)
+        return float((price - lv) / lv * 100.0)
+    return distance_pct(price, lv)
 
 
 def confluence(
@@ -116,20 +112,22 @@ def confluence(
     return pd.Series(ok, index=df.index, name="confluence", copy=False)
 
 
-def confluence_values(lo: np.ndarray, hi: np.ndarray, w: np.ndarray, tolerance_pct: float
-                      ) -> np.ndarray:
-    """:func:`confluence` on arrays (support band ``lo``/``hi`` and EMA ``w``, price units):
-    a bool array, True where the EMA is within ``tolerance_pct`` % of itself from the band.
-    ValueError unless ``tolerance_pct`` is a number >= 0."""
+def confluence_values(lo: np.ndarray, hi: np.ndarray, w: np.ndarray, tolerance_pct: float,
+                      *, overwrite: bool = False) -> np.ndarray:
+    """:func:`confluence` on float64 arrays (support band ``lo``/``hi`` and EMA ``w``, price
+    units): a bool array, True where the EMA is within ``tolerance_pct`` % of itself from the
+    band. ``overwrite``: ``lo`` and ``hi`` are the caller's own scratch arrays, worked in
+    (no per-bar temporaries). ValueError unless ``tolerance_pct`` is a number >= 0."""
     if not (isinstance(tolerance_pct, int | float) and math.isfinite(tolerance_pct)
             and tolerance_pct >= 0):
         raise ValueError(f"tolerance_pct must be a number >= 0, got {tolerance_pct!r}")
     with np.errstate(invalid="ignore"):
         # max(lo - w, w - hi, 0) worked out in one array (the same values as nested maxima)
-        gap = lo - w
-        np.maximum(gap, w - hi, out=gap)
+        gap = np.subtract(lo, w, out=lo if overwrite else None)
+        above = np.subtract(w, hi, out=hi if overwrite else None)
+        np.maximum(gap, above, out=gap)
         np.maximum(gap, 0.0, out=gap)
-        ok = gap <= tolerance_pct / 100.0 * w
+        ok = gap <= np.multiply(tolerance_pct / 100.0, w, out=above)
     ok &= ~np.isnan(gap)
     ok &= w > 0
     return ok
@@ -206,11 +204,9 @@ def signal_columns(
     wema_s = weekly_ema_or_nan(df, wema_period).astype(np.float64)
     wema = wema_s.to_numpy()
     groups = {name: ZoneGroup(*held.group(name)) for name in ZONE_GROUPS}
-    # each decoded centre lives only while its distance is worked out
-    dist_support = proximity_pct(close_np, held.column("support"))
-    dist_resistance = proximity_pct(close_np, held.column("resistance"))
+    # (the decoded bands are this call's own: worked in)
     conf = confluence_values(held.column("support_low"), held.column("support_high"), wema,
-                             confluence_pct)
+                             confluence_pct, overwrite=True)
     atr = np.asarray(ta_atr(df["high"].to_numpy(dtype=np.float64),
                             df["low"].to_numpy(dtype=np.float64), close_np,
                             res.params.atr_period), dtype=np.float64)
@@ -218,8 +214,10 @@ def signal_columns(
     columns = [
         ("close", close_np), ("rsi", rsi_values), ("rsi_state", state.array), (wname, wema_s),
         ("support", groups["support"]), ("resistance", groups["resistance"]),
-        ("dist_support_pct", dist_support), ("dist_resistance_pct", dist_resistance),
-        ("dist_wema_pct", proximity_pct(close_np, wema)), ("confluence", conf),
+        # proximity_pct of the close, worked out when read (~8 bytes per bar each, held)
+        ("dist_support_pct", Distance("close", "support")),
+        ("dist_resistance_pct", Distance("close", "resistance")),
+        ("dist_wema_pct", Distance("close", wname)), ("confluence", conf),
         ("breakdown", flag["breakdown"]), ("breakout", flag["breakout"]),
         ("flipped_resistance", groups["flipped_resistance"]),
         ("flipped_support", groups["flipped_support"]),

@@ -181,7 +181,8 @@ class OversoldBounce(Strategy):
         keep = np.isfinite(stop) & (stop > 0) & (stop < close[bars])
         bars, stop = bars[keep], stop[keep]
 
-        zones = (zone_log(df, params=levels, flip_result=res)
+        zones = (zone_log(df, params=levels, flip_result=res,
+                          wema=f.column(f"wema{levels.wema_period}"))
                  if p.target in ("level", "flipped") and len(bars) else None)
         del res  # nothing below reads it (the frame holds the columns it uses)
         pl = plan(df, bars, 1, stop, atr, p, levels, zones)

@@ -135,7 +135,8 @@ class Breakdown(Strategy):
         keep = np.isfinite(stop_long) & (stop_long < close[long_bars])
         long_bars, stop_long = long_bars[keep], stop_long[keep]
 
-        zones = (zone_log(df, params=levels, flip_result=res)
+        zones = (zone_log(df, params=levels, flip_result=res,
+                          wema=f.column(f"wema{levels.wema_period}"))
                  if p.target in ("level", "flipped") else None)
         del res  # nothing below reads it (the frame holds the columns it uses)
         short, long_ = plan_sides(df, [(short_bars, -1, stop_short), (long_bars, 1, stop_long)],
