@@ -28,6 +28,9 @@ import pandas as pd
 
 #: A float64 column is kept as runs when it has at most one run per this many bars.
 RUN_FRACTION = 16
+#: A float64 column is kept sparse (:meth:`CompactFrame.build`) when it is NaN on all but at
+#: most one bar in this many (16 bytes a value instead of 8 a bar).
+SPARSE_FRACTION = 4
 #: A zone group is kept as codes when it has at most one distinct triple per this many bars.
 ZONE_FRACTION = 2
 _BANDS = ("_low", "_high")
@@ -60,6 +63,9 @@ class CompactFrame:
     #: position -> (price position, level position): :func:`distance_pct` of those two
     #: columns, worked out on each read (nothing held)
     derived: dict[int, tuple[int, int]] = field(default_factory=dict)
+    #: position -> (int64 bars, float64 values) of a float64 column that is NaN on every
+    #: other bar (:meth:`build` only: e.g. a planned reward:risk on the entry bars)
+    sparse: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -71,6 +77,7 @@ class CompactFrame:
         total += sum(c.nbytes for c, _t in self.zones.values())
         # (a table several groups share, as the S/R engine's, counted once)
         total += sum({id(t): t.nbytes for _c, t in self.zones.values()}.values())
+        total += sum(b.nbytes + v.nbytes for b, v in self.sparse.values())
         return total + sum(s.nbytes + v.nbytes for s, v in self.runs.values())
 
     @classmethod
@@ -101,10 +108,14 @@ class CompactFrame:
 
     def _put(self, pos: int, values: Any) -> None:
         arr = _values(values)
-        got = _runs(arr) if (isinstance(arr, np.ndarray) and arr.dtype == np.float64
-                             and len(arr) >= 2) else None
+        floats = isinstance(arr, np.ndarray) and arr.dtype == np.float64 and len(arr) >= 2
+        got = _runs(arr) if floats else None
         if got is not None:
             self.runs[pos] = got
+            return
+        got = _sparse(arr) if floats else None
+        if got is not None:
+            self.sparse[pos] = got
         else:
             self.dense[pos] = values
 
@@ -113,7 +124,8 @@ class CompactFrame:
         other columns are shared."""
         out = replace(self, columns=self.columns.append(pd.Index([label])),
                       dense=dict(self.dense), zones=dict(self.zones), runs=dict(self.runs),
-                      attrs=dict(self.attrs), derived=dict(self.derived))
+                      attrs=dict(self.attrs), derived=dict(self.derived),
+                      sparse=dict(self.sparse))
         out._put(len(self.columns), values)
         return out
 
@@ -132,6 +144,11 @@ class CompactFrame:
         if pos in self.runs:
             starts, values = self.runs[pos]
             return np.repeat(values, np.diff(np.append(starts, len(self.index))))
+        if pos in self.sparse:
+            bars, values = self.sparse[pos]
+            out = np.full(len(self.index), np.nan)
+            out[bars] = values
+            return out
         if pos in self.derived:
             price, level = self.derived[pos]
             # a level decoded here (not held) is this call's own: worked in
@@ -282,6 +299,19 @@ def _runs(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     starts = np.concatenate(([0], np.flatnonzero(change) + 1)).astype(np.int64)
     return starts, v[starts]
+
+
+_NAN_BITS = np.array(np.nan).view(np.int64)
+
+
+def _sparse(v: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(bars, values)`` of ``v`` where it is not NaN (``np.nan``'s bit pattern: any other is
+    kept as a value) when those are at most ``len(v) / SPARSE_FRACTION`` bars, else None."""
+    held = _bits(v) != _NAN_BITS
+    if np.count_nonzero(held) > max(len(v) // SPARSE_FRACTION, 1):
+        return None
+    bars = np.flatnonzero(held)
+    return bars, v[bars]
 
 
 def _root(a: np.ndarray) -> np.ndarray:

@@ -32,19 +32,24 @@ def bin_origin_ns(timeframe: str | pd.Timedelta) -> int:
     return _MONDAY_ORIGIN_NS if parse_timeframe(timeframe) % _WEEK == pd.Timedelta(0) else 0
 
 
-def _new_bins(keys: np.ndarray) -> np.ndarray:
-    # True on the first bar of each bin. Equal keys are contiguous because the bars are
-    # strictly increasing.
-    new_bin = np.empty(len(keys), dtype=bool)
-    new_bin[:1] = True
-    np.not_equal(keys[1:], keys[:-1], out=new_bin[1:])
-    return new_bin
-
-
-def bin_firsts(keys: np.ndarray) -> np.ndarray:
-    """The position of each bin's first bar in sorted bin keys (as :func:`bin_groups`), without
-    the per-bar bin numbers."""
-    return np.flatnonzero(_new_bins(keys))
+def bin_starts(index: pd.DatetimeIndex, timeframe: str | pd.Timedelta
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, start)`` of each ``timeframe`` bin holding bars of the strictly increasing
+    ``index``, in time order: the position of its first bar and its open (int64 epoch
+    nanoseconds). The same as ``first`` of :func:`bin_groups` of :func:`period_start_ns`
+    and those keys there, found by a binary search per bin edge instead of a key per bar."""
+    t = epoch_ns(index)
+    if not len(t):
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    step = parse_timeframe(timeframe).value
+    origin = bin_origin_ns(timeframe)
+    lo, hi = ((int(x) - origin) // step * step + origin for x in (t[0], t[-1]))
+    edges = np.arange(lo, hi + step, step, dtype=np.int64)
+    first = np.searchsorted(t, edges, side="left")
+    # a bin with no bar: its edge's search lands on the next bin's first bar (or past the end)
+    held = first < len(t)
+    held[held] = t[first[held]] < edges[held] + step
+    return first[held], edges[held]
 
 
 def bin_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -53,7 +58,10 @@ def bin_groups(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     Returns ``(group, first, last)``: the bin number of every bar (0, 1, 2, ... in time order)
     and the positions of each bin's first and last bar.
     """
-    new_bin = _new_bins(keys)
+    # Equal keys are contiguous because the bars are strictly increasing.
+    new_bin = np.empty(len(keys), dtype=bool)
+    new_bin[:1] = True
+    np.not_equal(keys[1:], keys[:-1], out=new_bin[1:])
     first = np.flatnonzero(new_bin)
     last = np.r_[first[1:] - 1, len(keys) - 1]
     group = np.cumsum(new_bin)

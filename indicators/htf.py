@@ -61,7 +61,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from data.frame import DataError, like_input, parse_timeframe, to_canonical
-from data.resample import bin_groups, coarser_bins, period_start, period_start_ns
+from data.resample import bin_starts, coarser_bins, period_start
 
 __all__ = ["HtfEmaWarmup", "htf_ema", "htf_ema_warmup", "weekly_ema"]
 
@@ -185,13 +185,15 @@ def _ema_step(close: np.ndarray, prev: np.ndarray, k: float) -> np.ndarray:
 def _bins(df: pd.DataFrame, timeframe: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Group the bars of ``df`` into ``timeframe`` bins.
 
-    Returns ``(group, first, last)``: the bin number of every bar (0, 1, 2, ... in time order)
-    and the positions of each bin's first and last bar.
+    Returns ``(count, first, last)``: the number of bars of each bin (in time order) and the
+    positions of each bin's first and last bar (no per-bar array: a bin's value goes to its
+    bars by ``np.repeat(values, count)``, the same as indexing by each bar's bin number).
     """
     _src_tf, _src, dst = coarser_bins(df, timeframe, "compute a {dst} EMA from {src} bars",
                                    user_sets="source")
-    keys = period_start_ns(df.index, dst)
-    return bin_groups(keys)
+    first, _start = bin_starts(df.index, dst)
+    last = np.r_[first[1:] - 1, len(df) - 1]
+    return last - first + 1, first, last
 
 
 def htf_ema(
@@ -247,7 +249,7 @@ def htf_ema(
     out = np.empty(0)  # (every branch below makes its own per-bar array)
     first_week_partial = False
     if n:
-        group, first, last = _bins(df, timeframe)
+        count, first, last = _bins(df, timeframe)
         bin_close = close[last]
         # TA-Lib's EMA over the bin closes: bit-exact with talib.EMA(weekly closes, period).
         bin_ema = talib.EMA(bin_close, timeperiod=p)
@@ -255,13 +257,13 @@ def htf_ema(
         prev[0] = np.nan
         prev[1:] = bin_ema[:-1]
         if mode == "closed":
-            out = prev[group]
+            out = np.repeat(prev, count)
         elif p == 1:
             # TA-Lib's EMA of period 1 returns its input untouched (no (x - prev) * 1 + prev
             # rounding), so the developing value is the current close itself.
             out = close.copy()
         else:
-            out = _ema_step(close, prev[group], 2.0 / (p + 1))
+            out = _ema_step(close, np.repeat(prev, count), 2.0 / (p + 1))
             # Seeding bin (index p - 1): SMA of the p - 1 earlier closes and the current close,
             # summed in the same order as TA-Lib (a running sum from the first close).
             if len(first) >= p:

@@ -59,7 +59,7 @@ import pandas as pd
 
 from data import jit
 from data.frame import DataError, timeframe_length, timeframe_of, to_canonical
-from data.resample import bin_firsts, epoch_ns, period_start_ns
+from data.resample import bin_starts, epoch_ns
 from indicators.flips import FlipResult
 from indicators.htf import weekly_ema
 from indicators.levels import (
@@ -124,22 +124,20 @@ def weekly_swing_levels(df: pd.DataFrame, bars: int = 2) -> pd.DataFrame:
     bar = _bar_length(df)
     if len(df) == 0 or bar is None or bar >= pd.Timedelta(weeks=1):
         return empty
-    # Weekly highs and lows from int64 bin keys: the same values as a groupby on the weekly
-    # DatetimeIndex (max/min skipping NaN), without it (~48 bytes per bar of temporaries at
-    # the peak of a 1M-bar run with level targets, issue 17: now ~17).
-    keys = period_start_ns(df.index, "1w")
-    first = bin_firsts(keys)
-    week_end = keys[first]
-    del keys
+    # Weekly highs and lows from the weeks' first bars: the same values as a groupby on a
+    # weekly DatetimeIndex (max/min skipping NaN), without it or any other per-bar temporary
+    # (~48 bytes per bar at the peak of a 1M-bar run with level targets, issue 17).
+    first, week_end = bin_starts(df.index, "1w")
     week_end += pd.Timedelta(weeks=1).value
     high = np.fmax.reduceat(df["high"].to_numpy(np.float64), first)
     low = np.fmin.reduceat(df["low"].to_numpy(np.float64), first)
     piv = pivot_arrays(high, low, bars, bars)
-    bar_close = epoch_ns(df.index) + bar.value
+    opens = epoch_ns(df.index)
     rows = []
     for arr, kind in ((piv.pivot_high, "high"), (piv.pivot_low, "low")):
         j = np.flatnonzero(~np.isnan(arr))  # weekly position where the pivot is confirmed
-        known = np.searchsorted(bar_close, week_end[j], side="left")
+        # the first bar whose close (open + bar) is at or after the week's end
+        known = np.searchsorted(opens, week_end[j] - bar.value, side="left")
         ok = known < len(df)
         rows.append(pd.DataFrame({"price": arr[j][ok], "kind": kind,
                                   "known_bar": known[ok].astype(np.int64)}))

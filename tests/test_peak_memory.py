@@ -14,7 +14,7 @@ import pytest
 from backtests import run
 from backtests.perbar import compact
 from data.perbar import CompactFrame, distance_pct
-from data.resample import epoch_ns, period_start, period_start_ns
+from data.resample import bin_groups, bin_starts, epoch_ns, period_start, period_start_ns
 from indicators.flips import (
     BAR_COLUMNS,
     ZONE_GROUPS,
@@ -273,3 +273,34 @@ def test_zone_log_takes_the_weekly_ema_given_and_holds_int32_rows():
     np.testing.assert_array_equal(reused.li, alone.li)
     with pytest.raises(ValueError, match="one value per bar"):
         zone_log(df, wema=given[:-1])
+
+
+@pytest.mark.parametrize("timeframe", ["1w", "2w", "1d", "4h"])
+@pytest.mark.parametrize("unit", ["ns", "s"])
+def test_bin_starts_are_the_first_bars_of_the_bin_groups(timeframe, unit):
+    idx = pd.date_range("1969-12-20", periods=5_000, freq="37min", tz="UTC", unit=unit)
+    idx = idx[np.random.default_rng(2).random(len(idx)) < 0.3]  # gaps: some bins hold no bar
+    keys = period_start_ns(idx, timeframe)
+    _group, want, _last = bin_groups(keys)
+    first, start = bin_starts(idx, timeframe)
+    np.testing.assert_array_equal(first, want)
+    np.testing.assert_array_equal(start, keys[want])
+    assert bin_starts(idx[:0], timeframe)[0].size == 0
+
+
+def test_a_mostly_nan_column_is_held_sparse_and_read_back_exactly():
+    idx = pd.date_range("2024-01-01", periods=4_000, freq="1min", tz="UTC")
+    rr = np.full(len(idx), np.nan)
+    rr[::7] = np.arange(len(rr[::7])) * 0.5  # changes too often for runs
+    rr[3] = -np.nan  # another NaN bit pattern is a value of its own
+    rr[5] = -0.0
+    dense = np.random.default_rng(1).random(len(idx))
+    held = CompactFrame.build(idx, [("x", dense)]).with_column("planned_rr", rr)
+    assert list(held.sparse) == [1] and list(held.dense) == [0]
+    assert held.nbytes < dense.nbytes + rr.nbytes / 2
+    got = held.column("planned_rr")
+    assert np.array_equal(got.view(np.int64), rr.view(np.int64))
+    _bits_equal(held.frame(), pd.DataFrame({"x": dense, "planned_rr": rr}, index=idx))
+    busy = rr.copy()
+    busy[::2] = 1.0  # NaN on fewer than 3 bars in 4: dense
+    assert 1 in CompactFrame.build(idx, [("x", dense), ("r", busy)]).dense
