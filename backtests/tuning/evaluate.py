@@ -629,16 +629,17 @@ def _evaluate_together(payload: BacktestPayload, together: list[int], entries: l
         _simulate_sets(template, entry, exit_, price_rows, stops[a:b], targets[a:b],
                        times[a:b], lo, _AT_OPEN, equity, figures, n_trades, partial,
                        returns[a:b] if keep else returns[:b - a])
+        # the group's figures as Python values in one conversion each, not one per set
+        passed, counts, folds = figures[:b - a].tolist(), n_trades.tolist(), partial.tolist()
         for j in range(b - a):
             i = together[a + j]
-            if partial[j]:  # positions to fold first: the general path
+            if folds[j]:  # positions to fold first: the general path
                 raw = simulate_nb(template._replace(
                     entry=entry[j], exit=exit_[j], stop=price_rows[stops[a + j]],
                     target=price_rows[targets[a + j]], max_bars=int(times[a + j])))[1]
                 out[i] = window_metrics(payload, equity[j], raw)
                 continue
-            row = core_figures(figures[j].tolist(), equity[j, lo:], years, ppy, cash,
-                               int(n_trades[j]))
+            row = core_figures(passed[j], equity[j, lo:], years, ppy, cash, counts[j])
             if keep:
                 row["_returns"] = returns[a + j]
             out[i] = row
