@@ -358,9 +358,10 @@ class Signals:
         tags: optional per-bar entry label (str or int), copied into the trade list.
         indicators: the per-bar columns the signals were built from (for reports and audits):
             a DataFrame (None for none). A :class:`data.perbar.CompactFrame` may be given
-            instead (the built-in strategies do: no dense frame of a long run ever exists);
-            reading ``indicators`` then decodes a new DataFrame on each read (keep a reference
-            while you use it), and :attr:`held_indicators` is the form as held.
+            instead (the built-in strategies do: no dense frame of a long run exists unless
+            someone reads it); the first read of ``indicators`` then decodes the DataFrame,
+            which these signals keep (later reads and writes see that frame), and
+            :attr:`held_indicators` is the form as held.
         exits: stops relative to the entry fill, stops on the close, trailing stops,
             break-even and a partial take-profit (:class:`ExitRules`); None for none.
     """
@@ -461,16 +462,23 @@ class Signals:
     # -- the indicator columns, as given (installed as a property below) ---------------------
     def _get_indicators(self) -> pd.DataFrame | None:
         held = self.__dict__["_indicators"]
-        return held.frame() if isinstance(held, CompactFrame) else held
+        if not isinstance(held, CompactFrame):
+            return held
+        frame = self.__dict__.get("_frame")
+        if frame is None:  # decoded on the first read, then these signals' own frame
+            frame = self.__dict__["_frame"] = held.frame()
+        return frame
 
     def _set_indicators(self, frame: pd.DataFrame | CompactFrame | None) -> None:
         self.__dict__["_indicators"] = frame
+        self.__dict__.pop("_frame", None)
 
     @property
     def held_indicators(self) -> pd.DataFrame | CompactFrame | None:
-        """The indicator columns as given (a DataFrame, a :class:`data.perbar.CompactFrame` or
-        None), without decoding: what the engines hand on to the result."""
-        return self.__dict__["_indicators"]
+        """The indicator columns as held, without decoding: what the engines hand on to the
+        result. A DataFrame or None as given; a :class:`data.perbar.CompactFrame` until
+        :attr:`indicators` is first read, then the frame read (a caller may have changed it)."""
+        return self.__dict__.get("_frame", self.__dict__["_indicators"])
 
 
 # A property over the dataclass field: __init__, dataclasses.replace and any assignment go

@@ -211,11 +211,16 @@ def test_signals_hold_a_compact_frame_and_read_it_as_a_dataframe():
     sig = Breakdown().signals(df)
     held = sig.held_indicators
     assert isinstance(held, CompactFrame)
+    assert sig.validate(len(df)).held_indicators is held
     dense = sig.indicators
     assert isinstance(dense, pd.DataFrame) and "planned_rr" in dense.columns
     _bits_equal(dense, Breakdown().signals(df).indicators)
-    assert sig.validate(len(df)).held_indicators is held
+    # once read, the frame is the signals' own: a change to it is what the engines take
+    assert sig.indicators is dense and sig.held_indicators is dense
     _bits_equal(sig.from_bar(100).indicators, dense.iloc[100:])
+    changed = Breakdown().signals(df)
+    changed.indicators["mine"] = 1.0
+    assert "mine" in run(df, Breakdown(), signals=changed).indicators
     # a result takes it as it is, and reads back the same frame
     res = run(df, Breakdown())
     _bits_equal(res.indicators, dense)
