@@ -451,15 +451,15 @@ def core_metrics(equity: np.ndarray, years: float, ppy: float, cash: float, pnl:
     """
     passed = metrics_pass(equity, pnl, entry_bar, exit_bar, at_open, offset, NO_TIMES,
                           NO_TIMES)
-    return core_figures(passed, equity, years, ppy, cash, len(pnl))
+    return core_figures(passed, float(equity[-1]), len(equity), years, ppy, cash, len(pnl))
 
 
-def core_figures(passed: tuple, equity: np.ndarray, years: float, ppy: float, cash: float,
-                 n_t: int) -> dict[str, float]:
+def core_figures(passed: tuple, final: float, n_bars: int, years: float, ppy: float,
+                 cash: float, n_t: int) -> dict[str, float]:
     """The :data:`CORE_KEYS` dict from :func:`metrics_pass`'s output (``passed``) for an
-    ``equity`` curve with ``n_t`` trades (the other arguments as :func:`core_metrics`)."""
+    equity curve of ``n_bars`` values ending at ``final`` (quote currency) with ``n_t`` trades
+    (the other arguments as :func:`core_metrics`). Percentages in %, money in quote currency."""
     mean, std, m2, m3, m4, downside, max_dd, wins, gp, gl, exposed = passed[:11]
-    final = float(equity[-1])
     total = final / cash - 1.0
     if years > 0:
         try:
@@ -468,7 +468,7 @@ def core_figures(passed: tuple, equity: np.ndarray, years: float, ppy: float, ca
             cagr = math.inf
     else:
         cagr = math.nan
-    n_r = len(equity) - 1
+    n_r = n_bars - 1
     sharpe, sortino = annualised_ratios(mean, std, downside, n_r, ppy)
     flat = not (m2 > 0) or n_r < 2
     return {
@@ -679,7 +679,8 @@ def compute_metrics(
     if start <= 0:
         raise DataError(f"starting cash must be positive, got {start}")
     years = (equity.index[-1] - equity.index[0]) / YEAR
-    out: dict[str, Any] = core_figures(passed, eq, years, ppy, start, len(pnl))
+    out: dict[str, Any] = core_figures(passed, float(eq[-1]), len(eq), years, ppy, start,
+                                       len(pnl))
     var, cvar = tail_risk(eq, neg)
     if benchmark is not None and len(benchmark):
         bh = float(benchmark.iloc[-1]) / start - 1.0

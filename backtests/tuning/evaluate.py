@@ -357,7 +357,8 @@ def window_metrics(payload: BacktestPayload, equity: np.ndarray, raw: np.ndarray
         returns = np.empty(len(eq) - 1 if keep and len(eq) > 0 else 0)
         partial, passed, n_t = _lean_pass(eq, raw, lo, _AT_OPEN, returns, NO_TIMES)
         if not partial:
-            out: dict[str, Any] = core_figures(passed, eq, years, ppy, cash, n_t)
+            out: dict[str, Any] = core_figures(passed, float(eq[-1]), len(eq), years, ppy, cash,
+                                               n_t)
             if keep:
                 out["_returns"] = returns
             return out
@@ -430,7 +431,7 @@ def _curve_pair(ea: np.ndarray, eb: np.ndarray, ra: np.ndarray, rb: np.ndarray,
 def _simulate_sets(template: KernelInputs, entries: np.ndarray, exits: np.ndarray,
                    prices: np.ndarray, stop_row: np.ndarray, target_row: np.ndarray,
                    max_bars: np.ndarray, lo: int, at_open_codes: np.ndarray,
-                   equity: np.ndarray, figures: np.ndarray, n_trades: np.ndarray,
+                   finals: np.ndarray, figures: np.ndarray, n_trades: np.ndarray,
                    partial: np.ndarray, returns: np.ndarray
                    ) -> None:  # pragma: no cover - compiled
     """:func:`simulate_nb` and :func:`_lean_pass`' figures for each row ``i`` of ``entries``
@@ -439,20 +440,26 @@ def _simulate_sets(template: KernelInputs, entries: np.ndarray, exits: np.ndarra
     ``template``), in one call: a sweep's sets cost the kernel and the metrics, not a Python
     call of each (typing the kernel's inputs alone is ~7 us a call).
 
-    Writes row ``i`` of ``equity`` (the curve), ``figures`` (``_lean_pass``'s 11 values:
-    the trade figures per set, the curve's by :func:`_curve_pair`, two sets at a time),
-    ``n_trades``, ``partial`` (then the other figures are not to be used) and ``returns``
-    (the per-bar returns from bar ``lo``: ``equity.shape[1] - lo - 1`` columns)."""
+    Writes element or row ``i`` of ``finals`` (the last equity value, quote currency),
+    ``figures`` (``_lean_pass``'s 11 values: the trade figures per set, the curve's by
+    :func:`_curve_pair`, each pair of sets as soon as both are simulated, while their curves
+    are in the cache), ``n_trades``, ``partial`` (then the other figures are not to be used)
+    and, when ``returns`` has rows (one per set, ``entries.shape[1] - lo - 1`` columns), the
+    per-bar returns from bar ``lo`` (else they go to two rows of scratch: a row per set took
+    2 MB of fresh pages for 80 sets of 3,243 bars, ~1-2 us a set)."""
     t = template
     k = entries.shape[0]
-    m = equity.shape[1] - lo  # bars measured
+    m = entries.shape[1] - lo  # bars measured
+    keep = returns.shape[0] > 0
+    scratch = np.empty((0 if keep else 2, max(m - 1, 0)))
+    prev = np.empty(0)  # the curve of the pair's first set
     for i in range(k):
         inp = KernelInputs(t.market, entries[i], exits[i], prices[stop_row[i]],
                            prices[target_row[i]], None, max_bars[i], t.cash, t.commission,
                            t.slippage, t.leverage, t.maintenance_margin, t.liquidation_fee,
                            t.sizing, t.size, t.mode)
         eq, raw = simulate_nb(inp)
-        equity[i] = eq
+        finals[i] = eq[-1]
         part, pnl, entry_bar, exit_bar, at_open = _trade_arrays(raw, at_open_codes)
         wins, gp, gl = pnl_stats(pnl)  # as metrics_pass
         figures[i, 7] = wins
@@ -461,10 +468,14 @@ def _simulate_sets(template: KernelInputs, entries: np.ndarray, exits: np.ndarra
         figures[i, 10] = held_bars(m, entry_bar, exit_bar, at_open, lo) / m if m else np.nan
         partial[i] = part
         n_trades[i] = raw.shape[0]
-    for i in range(0, k, 2):
-        j = min(i + 1, k - 1)
-        _curve_pair(equity[i, lo:], equity[j, lo:], returns[i], returns[j], figures[i],
-                    figures[j])
+        if i % 2 == 0 and i < k - 1:
+            prev = eq
+            continue
+        j = i - i % 2  # the pair (j, i); j == i for an odd count's last set
+        first = prev if j < i else eq
+        ra = returns[j] if keep else scratch[0]
+        rb = returns[i] if keep else scratch[1]
+        _curve_pair(first[lo:], eq[lo:], ra, rb, figures[j], figures[i])
 
 
 #: Parameter sets x bars whose signals :func:`evaluate_backtests` holds at once (one hook call):
@@ -582,8 +593,10 @@ def _evaluate_signals(payload: BacktestPayload, sig: Signals, params: Params, ho
     return window_metrics(payload, equity, raw)
 
 
-#: Equity values one :func:`_simulate_sets` call holds at most (2 MB): a chunk's sets are
-#: simulated in groups whose curves stay in the cache, whatever the chunk size and bar count.
+#: Set x bar values one :func:`_simulate_sets` call takes at most: a chunk's sets are
+#: simulated in groups, so the group's copies of the entries and exits (2 bytes a value, 512 KB)
+#: and its figures stay small whatever the chunk size and bar count (each set's curve is
+#: measured as soon as it and its pair's are simulated, not kept).
 _GROUP_VALUES = 1 << 18
 
 
@@ -604,12 +617,11 @@ def _evaluate_together(payload: BacktestPayload, together: list[int], entries: l
     cash = float(payload.config.cash)
     keep = payload.keep_returns
     group = max(1, min(k, _GROUP_VALUES // max(n, 1)))
-    equity = np.empty((group, n))
+    finals = np.empty(group)
     figures = np.empty((group, 11))
     n_trades = np.empty(group, dtype=np.int64)
     partial = np.empty(group, dtype=np.bool_)
-    # every set's per-bar returns (rows of the chunk's matrix when kept, else a group's scratch)
-    returns = np.empty((k if keep else group, max(n - lo - 1, 0)))
+    returns = np.empty((k if keep else 0, max(n - lo - 1, 0)))  # a row per set, when kept
     stops = np.array(stop_row, dtype=np.int64)
     targets = np.array(target_row, dtype=np.int64)
     times = np.array(max_bars, dtype=np.int64)
@@ -627,19 +639,20 @@ def _evaluate_together(payload: BacktestPayload, together: list[int], entries: l
             template = kernel_inputs(payload.market(), Signals(
                 entry=entry[0], exit=exit_[0], stop=nothing, target=nothing), payload.config)
         _simulate_sets(template, entry, exit_, price_rows, stops[a:b], targets[a:b],
-                       times[a:b], lo, _AT_OPEN, equity, figures, n_trades, partial,
-                       returns[a:b] if keep else returns[:b - a])
+                       times[a:b], lo, _AT_OPEN, finals, figures, n_trades, partial,
+                       returns[a:b])
         # the group's figures as Python values in one conversion each, not one per set
         passed, counts, folds = figures[:b - a].tolist(), n_trades.tolist(), partial.tolist()
+        last = finals.tolist()
         for j in range(b - a):
             i = together[a + j]
             if folds[j]:  # positions to fold first: the general path
-                raw = simulate_nb(template._replace(
+                eq, raw = simulate_nb(template._replace(
                     entry=entry[j], exit=exit_[j], stop=price_rows[stops[a + j]],
-                    target=price_rows[targets[a + j]], max_bars=int(times[a + j])))[1]
-                out[i] = window_metrics(payload, equity[j], raw)
+                    target=price_rows[targets[a + j]], max_bars=int(times[a + j])))
+                out[i] = window_metrics(payload, eq, raw)
                 continue
-            row = core_figures(passed[j], equity[j, lo:], years, ppy, cash, counts[j])
+            row = core_figures(passed[j], last[j], n - lo, years, ppy, cash, counts[j])
             if keep:
                 row["_returns"] = returns[a + j]
             out[i] = row
