@@ -66,6 +66,12 @@ class CompactFrame:
     #: position -> (int64 bars, float64 values) of a float64 column that is NaN on every
     #: other bar (:meth:`build` only: e.g. a planned reward:risk on the entry bars)
     sparse: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: position -> a dense column as a Series on ``index`` over its held values, made on the
+    #: first :meth:`frame`: a frame built from it shares the buffer copy-on-write, so a reader
+    #: writing into that frame gets its own copy of the column, neither changing what is held
+    #: here nor failing on a read-only view of the candles (not copied by ``replace``)
+    _shared: dict[int, pd.Series] = field(default_factory=dict, init=False, repr=False,
+                                          compare=False)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -160,6 +166,16 @@ class CompactFrame:
                 return table[:, where.index(pos)][codes]
         raise KeyError(pos)  # pragma: no cover - every position is held somewhere
 
+    def _readable(self, pos: int) -> Any:
+        """The column at ``pos`` for a new frame: decoded (its own), or a dense column through
+        its copy-on-write Series (see ``_shared``)."""
+        if pos not in self.dense:
+            return self._at(pos)
+        series = self._shared.get(pos)
+        if series is None:
+            series = self._shared[pos] = pd.Series(self.dense[pos], index=self.index, copy=False)
+        return series
+
     def owning(self, shared: pd.DataFrame | None = None) -> CompactFrame:
         """This frame holding its dense columns as plain arrays, each its own or a view of
         ``shared``'s buffers (as :func:`compact` keeps them): what a result keeps."""
@@ -177,7 +193,7 @@ class CompactFrame:
         else:
             wanted = set(columns)
             keep = [i for i, c in enumerate(self.columns) if c in wanted]
-        out = pd.DataFrame({k: self._at(k) for k in keep}, index=self.index, copy=False)
+        out = pd.DataFrame({k: self._readable(k) for k in keep}, index=self.index, copy=False)
         # the original labels (repeats included), name and dtype
         out.columns = self.columns if columns is None else self.columns[list(keep)]
         out.attrs = dict(self.attrs)

@@ -12,8 +12,7 @@ import pandas as pd
 import pytest
 
 from backtests import run
-from backtests.perbar import compact
-from data.perbar import CompactFrame, distance_pct
+from data.perbar import CompactFrame, compact, distance_pct
 from data.resample import bin_groups, bin_starts, epoch_ns, period_start, period_start_ns
 from indicators.flips import (
     BAR_COLUMNS,

@@ -1,4 +1,4 @@
-"""backtests.perbar: per-bar frames held compactly read back bit for bit, and a result keeps
+"""data.perbar: per-bar frames held compactly read back bit for bit, and a result keeps
 its indicator frame in far fewer bytes than the dense frame."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from backtests.perbar import compact
+from data.perbar import compact
 from tests.lookahead import ohlc_frame
 
 
@@ -132,8 +132,8 @@ def test_real_daily_breakdown_frame_is_held_compactly_and_read_back_exactly(btc_
 
 def test_result_replace_keeps_the_compact_frame_without_rebuilding_it(monkeypatch):
     from backtests import run
-    from backtests.perbar import CompactFrame
     from backtests.results import DataError
+    from data.perbar import CompactFrame
     from strategies.breakdown import Breakdown
 
     df = ohlc_frame(3000, "1h", seed=4, volatility=0.01)
@@ -166,8 +166,8 @@ def test_named_columns_read_back_as_the_frame_subset_without_the_others():
 
 def test_reports_read_only_the_indicator_columns_they_draw(monkeypatch):
     from backtests import run
-    from backtests.perbar import CompactFrame
     from backtests.reports import chart_data
+    from data.perbar import CompactFrame
     from strategies.breakdown import Breakdown
 
     df = ohlc_frame(3000, "1h", seed=4, volatility=0.01)
@@ -183,3 +183,29 @@ def test_reports_read_only_the_indicator_columns_they_draw(monkeypatch):
     table = chart_data.trade_table(res)
     assert {"support", "resistance", "rsi"} <= set(lines) and len(table["why"]) == len(res.trades)
     assert asked and None not in asked  # never the whole frame of ~26 columns
+
+
+@pytest.mark.parametrize("strategy", ["breakdown", "bounce"])
+def test_a_read_indicator_frame_is_the_readers_own_to_change(strategy):
+    """Every column of a result's (or a strategy's) indicator frame takes a write, which
+    changes neither the next read, the signals' frame nor the candles (the dense columns are
+    shared copy-on-write; they were read-only views, or the result's own held arrays)."""
+    from backtests import run
+    from strategies.bounce import OversoldBounce
+    from strategies.breakdown import Breakdown
+
+    df = ohlc_frame(3000, "1h", seed=4, volatility=0.01)
+    candles = df.copy()
+    make = Breakdown if strategy == "breakdown" else OversoldBounce
+    res = run(df, make())
+    sig = make().signals(df)
+    for reader in (lambda: res.indicators, lambda: sig.held_indicators.frame()):
+        before = reader()
+        for c in before.columns:
+            mine = reader()
+            k = mine.columns.get_loc(c)
+            mine.iloc[0, k] = 12345.0 if mine[c].dtype.kind == "f" else mine.iloc[1, k]
+            assert mine.iloc[0, k] != before.iloc[0, k] or mine[c].dtype.kind != "f", c
+        _bits_equal(reader(), before)
+        assert np.shares_memory(reader()["close"].to_numpy(), df["close"].to_numpy())
+    pd.testing.assert_frame_equal(df, candles)
