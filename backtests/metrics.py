@@ -226,8 +226,10 @@ def held_bars(n, entry_bar, exit_bar, at_open, offset):  # pragma: no cover - co
 
 @njit(cache=True, inline="always")
 def moment_sums(r, mean, m2, m3, m4, dn):  # pragma: no cover - compiled
-    """One bar's return ``r`` added to the central moment sums about ``mean`` and to the sum of
-    squared losses (``min(r, 0) ** 2``: exactly 0 for a gain, without a branch)."""
+    """One bar's return ``r`` (a fraction) added to the central moment sums about ``mean`` and
+    to the sum of squared losses (``min(r, 0) ** 2``: exactly 0 for a gain, without a branch).
+    Returns the new ``(m2, m3, m4, dn)``: sums of the 2nd, 3rd and 4th powers of ``r - mean``
+    and of the squared losses."""
     d = r - mean
     d2 = d * d
     rn = min(r, 0.0)
