@@ -332,27 +332,6 @@ class _PendingData:
         return {**data_fingerprint(self.prices, self.origin), **self.extra}
 
 
-class _DataField:
-    """The ``data`` field of :class:`BacktestResult`: a plain dict to every reader. A result
-    built by :meth:`BacktestResult.from_run` hashes its candles on the first read (saving,
-    a report, ``result.data``) rather than in the run: 48 MB of 1M bars take ~3.5 ms, a tenth
-    of a whole backtest, which a loop of runs on one frame would otherwise pay every time."""
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self.slot = "_" + name
-
-    def __get__(self, obj: object, objtype: type | None = None) -> dict[str, Any]:
-        if obj is None:  # the class access of dataclasses: no default, a required field
-            raise AttributeError(self.slot[1:])
-        value = obj.__dict__[self.slot]
-        if isinstance(value, _PendingData):
-            value = obj.__dict__[self.slot] = value.resolve()
-        return value
-
-    def __set__(self, obj: object, value: dict[str, Any] | _PendingData) -> None:
-        obj.__dict__[self.slot] = value
-
-
 def buy_and_hold(df: pd.DataFrame, cash: float, commission: float) -> pd.Series:
     """Equity (quote currency) of buying with all ``cash`` at the first bar's open.
 
@@ -457,7 +436,7 @@ class BacktestResult:
     strategy: str
     params: dict[str, Any]
     config: dict[str, Any]
-    data: dict[str, Any] = _DataField()  # type: ignore[assignment]
+    data: dict[str, Any]
     prices: pd.DataFrame
     trades: pd.DataFrame
     equity: pd.Series
@@ -697,6 +676,15 @@ class BacktestResult:
         return new
 
     # -- the per-bar indicator frame, held compactly (installed as a property below) --------
+    def _get_data(self) -> dict[str, Any]:
+        held = self.__dict__["_data"]
+        if isinstance(held, _PendingData):  # hashed on the first read (see from_run)
+            held = self.__dict__["_data"] = held.resolve()
+        return held
+
+    def _set_data(self, data: dict[str, Any] | _PendingData) -> None:
+        self.__dict__["_data"] = data
+
     def _get_indicators(self) -> pd.DataFrame:
         return self._indicators.frame()
 
@@ -758,3 +746,9 @@ class BacktestResult:
 BacktestResult.indicators = property(  # type: ignore[assignment]
     BacktestResult._get_indicators, BacktestResult._set_indicators,
     doc="Per-bar indicator columns (a new DataFrame on each read; see the class docstring).")
+# The same for the data fingerprint: a result of from_run takes the candles' hash on the first
+# read (48 MB of 1M bars take ~3.5 ms, a tenth of a whole backtest, which a loop of runs on one
+# frame would otherwise pay every time).
+BacktestResult.data = property(  # type: ignore[assignment]
+    BacktestResult._get_data, BacktestResult._set_data,
+    doc="data_fingerprint() of the prices, a plain dict (see the class docstring).")
