@@ -135,6 +135,30 @@ class CompactFrame:
         out._put(len(self.columns), values)
         return out
 
+    def from_bar(self, pos: int) -> CompactFrame:
+        """The rows ``pos..`` (``0 <= pos <= len``), held as this frame holds them: views of
+        the dense columns and zone codes, the runs and sparse values from ``pos`` on (a trading
+        window that opens at bar ``pos``, without decoding the frame). Reads back as
+        ``frame().iloc[pos:]``, bit for bit."""
+        n = len(self.index)
+        if not 0 <= pos <= n:
+            raise IndexError(f"from_bar({pos}) of a frame of {n} rows")
+        runs = {}
+        for k, (starts, values) in self.runs.items():
+            first = max(int(np.searchsorted(starts, pos, side="right")) - 1, 0)
+            cut = starts[first:] - pos
+            cut[0] = 0  # the run holding bar pos starts the window
+            runs[k] = (cut, values[first:])
+        sparse = {}
+        for k, (bars, values) in self.sparse.items():
+            first = int(np.searchsorted(bars, pos, side="left"))
+            sparse[k] = (bars[first:] - pos, values[first:])
+        return replace(self, index=self.index[pos:],
+                       dense={k: v[pos:] for k, v in self.dense.items()},
+                       zones={k: (codes[pos:], table) for k, (codes, table) in self.zones.items()},
+                       runs=runs, sparse=sparse, attrs=dict(self.attrs),
+                       derived=dict(self.derived))
+
     def column(self, label: Any) -> np.ndarray:
         """The values of the first column called ``label`` as a numpy array (a new array for
         a zone or runs column; a dense one as held: do not write into it). KeyError if none."""

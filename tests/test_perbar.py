@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.perbar import compact
+from data.perbar import CompactFrame, Distance, ZoneGroup, compact
 from tests.lookahead import ohlc_frame
 
 
@@ -209,3 +209,42 @@ def test_a_read_indicator_frame_is_the_readers_own_to_change(strategy):
         _bits_equal(reader(), before)
         assert np.shares_memory(reader()["close"].to_numpy(), df["close"].to_numpy())
     pd.testing.assert_frame_equal(df, candles)
+
+
+def test_rows_from_a_bar_are_held_as_they_are_and_read_back_as_the_frame_cut_there():
+    df = _zone_frame()
+    close = df["close"].to_numpy()
+    rr = np.full(len(df), np.nan)
+    rr[3::8] = np.arange(len(rr[3::8])) * 0.5  # NaN on 7 bars in 8: held sparse
+    codes, table = compact(df).zones[(1, 2, 3)]
+    cols = [("close", df["close"]), ("support", ZoneGroup(codes, table))]
+    cols += [(c, df[c]) for c in df.columns[4:]]
+    cols.append(("dist", Distance("close", "support")))
+    held = CompactFrame.build(df.index, cols).with_column("planned_rr", rr)
+    assert held.zones and held.runs and held.sparse and held.derived and held.dense
+    whole = held.frame()
+    steps = held.runs[list(held.columns).index("steps")][0]
+    for pos in (0, 1, 49, 50, 61, 62, int(steps[3]), int(steps[3]) + 1, 2500, 4999, 5000):
+        part = held.from_bar(pos)
+        assert len(part) == len(df) - pos and part.index.equals(df.index[pos:])
+        _bits_equal(part.frame(), whole.iloc[pos:])
+        assert np.shares_memory(part.column("close"), close) or pos == len(df)
+    with pytest.raises(IndexError, match="from_bar"):
+        held.from_bar(len(df) + 1)
+
+
+@pytest.mark.parametrize("strategy", ["breakdown", "bounce"])
+def test_a_trading_window_keeps_the_indicators_compact_and_equal(strategy):
+    from backtests import run
+    from strategies.bounce import OversoldBounce
+    from strategies.breakdown import Breakdown
+
+    df = ohlc_frame(3000, "1h", seed=4, volatility=0.01)
+    make = Breakdown if strategy == "breakdown" else OversoldBounce
+    start = df.index[1200]
+    want = make().signals(df).indicators.iloc[1200:]
+    sig = make().signals(df)
+    cut = sig.from_bar(1200)
+    assert isinstance(cut.held_indicators, CompactFrame)  # not decoded to be cut
+    _bits_equal(cut.indicators, want)
+    _bits_equal(run(df, make(), start=start).indicators, want)
