@@ -68,8 +68,8 @@ class CompactFrame:
     sparse: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     #: position -> a dense column as a Series on ``index`` over its held values, made on the
     #: first :meth:`frame`: a frame built from it shares the buffer copy-on-write, so a reader
-    #: writing into that frame gets its own copy of the column, neither changing what is held
-    #: here nor failing on a read-only view of the candles (not copied by ``replace``)
+    #: writing into that frame gets its own copy of the column instead of changing what is
+    #: held here (not copied by ``replace``)
     _shared: dict[int, pd.Series] = field(default_factory=dict, init=False, repr=False,
                                           compare=False)
 
@@ -191,10 +191,15 @@ class CompactFrame:
         raise KeyError(pos)  # pragma: no cover - every position is held somewhere
 
     def _readable(self, pos: int) -> Any:
-        """The column at ``pos`` for a new frame: decoded (its own), or a dense column through
-        its copy-on-write Series (see ``_shared``)."""
+        """The column at ``pos`` for a new frame: decoded (its own), a copy of a read-only
+        dense column (a view of the candles, say: pandas would refuse a write into the frame
+        once nothing else shares it), or a dense column through its copy-on-write Series (see
+        ``_shared``)."""
         if pos not in self.dense:
             return self._at(pos)
+        held = self.dense[pos]
+        if isinstance(held, np.ndarray) and not held.flags.writeable:
+            return held.copy()
         series = self._shared.get(pos)
         if series is None:
             series = self._shared[pos] = pd.Series(self.dense[pos], index=self.index, copy=False)
