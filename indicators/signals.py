@@ -161,8 +161,10 @@ def signal_frame(
     user_df, df = df, to_canonical(df)
     held = signal_columns(df, params, flip_result,
                           (rsi_period, rsi_oversold, rsi_deep, rsi_overbought))
-    out = held.frame()
-    out["close"] = df["close"].astype(np.float64)  # copy-on-write with the candles' own
+    # every column but the close decoded; the close is the candles' own, copy-on-write (not
+    # the copy a read of the compact frame makes of its read-only view)
+    out = held.frame([c for c in held.columns if c != "close"])
+    out.insert(int(held.columns.get_loc("close")), "close", df["close"].astype(np.float64))
     return like_input(out, user_df)
 
 
